@@ -1,0 +1,1 @@
+"""Reproducible performance measurements: ``python benchmarks/run.py [--quick]``."""

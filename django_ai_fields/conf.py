@@ -1,0 +1,109 @@
+"""The ``AI_FIELDS`` settings dict: every default in one place, read at call time."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+
+DEFAULTS: dict[str, Any] = {
+    # Provider used by fields that name none: "openai", "anthropic", "azure",
+    # "offline" or a dotted path to a Provider subclass.
+    "DEFAULT_PROVIDER": "openai",
+    "DEFAULT_MODEL": "gpt-4o-mini",
+    # Per provider: API_KEY, BASE_URL (OpenAI-compatible servers), TIMEOUT (seconds),
+    # and for "azure" also API_VERSION.
+    "PROVIDERS": {},
+    # Queue name from RQ_QUEUES that jobs go to.
+    "QUEUE": "default",
+    # Attempts per job, the first included, before it fails for good.
+    "MAX_ATTEMPTS": 3,
+    # Seconds a job may run before it is taken as lost (worker died) and requeued.
+    "JOB_TIMEOUT": 120,
+    # Retry n waits a random time up to min(RETRY_BACKOFF * 2**n, RETRY_BACKOFF_MAX).
+    "RETRY_BACKOFF": 2,
+    "RETRY_BACKOFF_MAX": 300,
+    # Longest Retry-After (seconds) a job honours before taking the capped backoff.
+    "RETRY_AFTER_MAX": 600,
+    # Seconds between the worker's periodic sweeps (requeue pending, recover lost jobs).
+    "SWEEP_INTERVAL": 60,
+    # A pending job older than this (seconds) is taken as never enqueued.
+    "PENDING_GRACE": 30,
+    # Dotted path: callable(instance) -> str | None.
+    "TENANT_RESOLVER": None,
+    # {"model": {"input": usd_per_1M, "output": usd_per_1M, "cached_input": ...}}
+    "PRICING": {},
+    # Fernet key (or list of keys, newest first) encrypting ProviderCredential.api_key.
+    "ENCRYPTION_KEY": None,
+    # Seconds a generated answer is reused for an identical request (0: off).
+    # A field's cache_ttl overrides it.
+    "CACHE_TTL": 0,
+    # Seconds a job over its tenant's max_concurrent_jobs waits before trying again.
+    "CONCURRENCY_RETRY_DELAY": 5,
+    # Mark the system message for Anthropic's prompt cache (OpenAI caches the
+    # shared prefix on its own: the system message always comes first).
+    "PROMPT_CACHING": True,
+    # Store the rendered prompt on AIJob (handy in the admin; off for sensitive data).
+    "STORE_PROMPTS": True,
+    # Default max_input_chars for fields that set none (None: no limit).
+    "MAX_INPUT_CHARS": 20_000,
+    # Default max_tokens for fields that set none.
+    "MAX_TOKENS": 1024,
+    # Dotted path: callable(user) -> str | None confining a user to one tenant in the
+    # JSON API and the admin (None: superusers see all, others nothing). docs/api.md
+    "TENANT_FOR_USER": None,
+    # Jobs per page of the JSON API's job list (?page_size= may ask for up to 500).
+    "API_PAGE_SIZE": 50,
+    # -- streaming and observability (docs/streaming.md, docs/observability.md) --
+    # Seconds between writes of a streamed answer's partial text to AIJob.partial_output.
+    "STREAM_SAVE_INTERVAL": 0.5,
+    # Prometheus metrics, when prometheus_client is installed (the "prometheus" extra).
+    "METRICS": True,
+    # -- reliability (docs/reliability.md) --
+    # Routes tried when the primary's circuit is open or its last attempt failed:
+    # [("anthropic", "claude-haiku-4-5"), "azure", ...] (a bare name: its DEFAULT_MODEL).
+    # A field's fallback= overrides it.
+    "FALLBACK": [],
+    # Retryable failures of one provider+model, with no success between them, within
+    # CIRCUIT_WINDOW seconds that open its circuit (0: no circuit breaker).
+    "CIRCUIT_FAILURES": 5,
+    "CIRCUIT_WINDOW": 60,
+    # Seconds an open circuit refuses calls before letting one probe through.
+    "CIRCUIT_COOLDOWN": 30,
+    # Seconds a job may wait for open circuits without using attempts; after that,
+    # each encounter counts as a failed attempt (circuit_open when they run out).
+    "CIRCUIT_MAX_WAIT": 900,
+    # Per provider, shared by all workers: {"openai": {"RPM": 500, "TPM": 200_000}}.
+    # A job over a limit is delayed, not failed, and keeps its attempts.
+    "RATE_LIMITS": {},
+    # Dotted path: callable(text, direction) checking "input" and "output"; it
+    # returns a reason (or raises ModerationRefused) to refuse with bad_request.
+    # "openai" uses OpenAI's moderation endpoint. None: no moderation.
+    "MODERATION": None,
+    # Token counting for MAX_INPUT_TOKENS and rate limits: "auto" (tiktoken when
+    # installed, else about 4 characters a token), "chars", or a dotted path:
+    # callable(text, model) -> int.
+    "TOKENIZER": "auto",
+    # Default max_input_tokens for fields that set none (None: no token limit).
+    "MAX_INPUT_TOKENS": None,
+    # A choice answer this similar (difflib ratio, 0-1) to exactly one choice is taken
+    # as that choice; None: exact matches only.
+    "CHOICE_MATCH_CUTOFF": 0.8,
+    # One extra call for an invalid JSON answer (with the validation error) or a
+    # truncated JSON/choice answer (with twice the max_tokens). False: fail at once.
+    "OUTPUT_REPAIR": True,
+}
+
+
+def ai_settings() -> dict[str, Any]:
+    """Return the merged settings; a fresh read, so ``override_settings`` applies."""
+    user = getattr(settings, "AI_FIELDS", None) or {}
+    return {**DEFAULTS, **user}
+
+
+def get_setting(name: str) -> Any:
+    return ai_settings()[name]
+
+
+def provider_settings(provider: str) -> dict[str, Any]:
+    return dict(get_setting("PROVIDERS").get(provider) or {})

@@ -1,0 +1,158 @@
+"""AI functions: the unit of work the engine runs.
+
+Field generation is the built-in function ``"field"``; projects register
+their own with ``@register`` and start them with
+``django_ai_fields.api.run_ai_task(name, payload, tenant=None)``. Every
+function goes through the same engine: phases, quotas, usage rows, retries
+and signals.
+
+::
+
+    @register
+    class SummarizeTicket(AIFunction):
+        name = "summarize_ticket"
+
+        def prepare(self, payload, tenant):
+            return Ticket.objects.get(pk=payload["ticket_id"])
+
+        def build_prompt(self, ticket):
+            return f"Summarize: {fence(ticket.body)}"
+
+        def save_output(self, summary, ticket):
+            Ticket.objects.filter(pk=ticket.pk).update(summary=summary)
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sized
+from typing import Any, ClassVar
+
+from django.core.serializers.json import DjangoJSONEncoder
+
+from .conf import get_setting
+from .outputs import InvalidOutput, parse_json, without_nul
+from .prompts import DATA_GUARD
+
+
+class Superseded(Exception):
+    """``save_output`` found its inputs changed: a newer job will write instead."""
+
+
+class Cancelled(Exception):
+    """``prepare`` found nothing left to do (e.g. the row was deleted)."""
+
+
+class AIFunction:
+    """Subclass, set ``name``, override ``build_prompt`` (and usually
+    ``prepare`` and ``save_output``), and decorate with ``@register``."""
+
+    name: ClassVar[str] = ""
+    provider: str | None = None
+    model: str | None = None
+    max_tokens: int | None = None
+    temperature: float | None = None
+    system_message: str = ""
+    # A JSON answer (parsed, and validated when a schema is given).
+    json_output: bool = False
+    json_schema: dict[str, Any] | None = None
+    # The default validate() refuses data longer than this (len()).
+    max_items: int | None = None
+    cache_ttl: int | None = None
+    # Fallback routes [(provider, model), ...]; None: AI_FIELDS["FALLBACK"].
+    fallback: list[Any] | None = None
+    # Stream the answer: its text so far shows on the job while it runs.
+    stream: bool = False
+    # Extra keyword arguments for the SDK call (tools, reasoning_effort, seed...).
+    provider_options: ClassVar[dict[str, Any]] = {}
+
+    # -- the five steps ---------------------------------------------------------
+
+    def prepare(self, payload: Any, tenant: str) -> Any:
+        """Load what the prompt needs (rows, settings). Runs in the worker."""
+        return payload
+
+    def validate(self, data: Any) -> None:
+        """Raise ValueError to refuse the job (it fails with ``bad_request``)."""
+        if self.max_items is not None and isinstance(data, Sized) and len(data) > self.max_items:
+            raise ValueError(f"{len(data)} items is more than {self.name}'s {self.max_items}.")
+
+    def build_prompt(self, data: Any) -> str:
+        raise NotImplementedError(f"{type(self).__name__} must implement build_prompt()")
+
+    def parse_response(self, text: str) -> Any:
+        """Turn the answer into a value; raise InvalidOutput when it does not fit."""
+        if self.json_output or self.json_schema:
+            return parse_json(text, self.json_schema)
+        answer = text.strip()
+        if not answer:
+            raise InvalidOutput("The provider returned an empty answer.")
+        return answer
+
+    def save_output(self, parsed: Any, data: Any) -> None:
+        """Store the result; runs in the job's final transaction. Raise
+        Superseded if the inputs changed meanwhile. ``AIJob.output`` keeps ``parsed``."""
+
+    def after_commit(self, job: Any, parsed: Any) -> None:
+        """Called once the successful job has committed (signals, notifications)."""
+
+    # -- settings the engine asks for ------------------------------------------
+
+    def system_prompt(self, data: Any) -> str:
+        return "\n\n".join(p for p in (self.system_message, DATA_GUARD) if p)
+
+    def provider_name(self) -> str:
+        return self.provider or get_setting("DEFAULT_PROVIDER")
+
+    def model_name(self, config: dict[str, Any]) -> str:
+        return self.model or config.get("DEFAULT_MODEL") or get_setting("DEFAULT_MODEL")
+
+    def token_limit(self) -> int:
+        return self.max_tokens or get_setting("MAX_TOKENS")
+
+    def choices(self) -> list[str] | None:
+        return None
+
+    def fallbacks(self) -> list[Any]:
+        """Routes tried when the primary is unavailable (docs/reliability.md)."""
+        return list(get_setting("FALLBACK") if self.fallback is None else self.fallback)
+
+    def result_cache_ttl(self) -> int:
+        ttl = get_setting("CACHE_TTL") if self.cache_ttl is None else self.cache_ttl
+        return int(ttl)
+
+    def budget(self) -> Any:
+        """A quotas.Budget this function's spend counts against, or None."""
+        return None
+
+    def input_hash(self, data: Any) -> str:
+        return ""
+
+
+def json_safe(value: Any) -> Any:
+    return without_nul(json.loads(json.dumps(value, cls=DjangoJSONEncoder, default=str)))
+
+
+_registry: dict[str, type[AIFunction]] = {}
+
+
+def register(cls: type[AIFunction]) -> type[AIFunction]:
+    """Class decorator: make ``cls`` runnable by name."""
+    if not cls.name:
+        raise ValueError(f"{cls.__name__} needs a name")
+    existing = _registry.get(cls.name)
+    if existing is not None and existing.__qualname__ != cls.__qualname__:
+        raise ValueError(f"AI function name {cls.name!r} is taken by {existing.__qualname__}")
+    _registry[cls.name] = cls
+    return cls
+
+
+def get_function(name: str) -> type[AIFunction]:
+    try:
+        return _registry[name]
+    except KeyError:
+        raise LookupError(f"No AI function named {name!r} is registered.") from None
+
+
+def registered() -> dict[str, type[AIFunction]]:
+    return dict(_registry)

@@ -1,0 +1,229 @@
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+
+from django.apps import apps
+from django.core.exceptions import FieldDoesNotExist, FieldError, ValidationError
+from django.core.management.base import BaseCommand, CommandError, OutputWrapper
+from django.db import models, transaction
+from django.db.models import Q
+
+from ...api import regenerate
+from ...fields import AIFieldMixin, AIGeneratedJSONField, ai_fields_of
+from ...models import AIJob, Status
+
+
+class Progress:
+    """A \\r progress bar on a terminal, one plain line per batch otherwise."""
+
+    WIDTH = 30
+
+    def __init__(self, out: OutputWrapper, total: int):
+        self.out, self.total, self.done = out, total, 0
+        self.tty = out.isatty()
+
+    def advance(self, rows: int) -> None:
+        self.done += rows
+        if self.tty:
+            filled = self.WIDTH * self.done // max(self.total, 1)
+            bar = "#" * filled + "-" * (self.WIDTH - filled)
+            self.out.write(f"\r[{bar}] {self.done}/{self.total} rows", ending="")
+            self.out.flush()
+        else:
+            self.out.write(f"{self.done}/{self.total} rows")
+
+    def close(self) -> None:
+        if self.tty and self.done:
+            self.out.write("")
+
+
+class Command(BaseCommand):
+    help = (
+        "Request fresh AI values for the rows of a model (a backfill). Jobs go to the "
+        "queue in batches; --sync runs them in this process instead."
+    )
+
+    def add_arguments(self, parser: Any) -> None:
+        parser.add_argument("model", help="The model, as app_label.ModelName.")
+        parser.add_argument(
+            "--field",
+            action="append",
+            dest="fields",
+            default=[],
+            help="An AI field to regenerate (repeatable; default: every AI field).",
+        )
+        parser.add_argument(
+            "--filter",
+            action="append",
+            dest="filters",
+            default=[],
+            metavar="LOOKUP=VALUE",
+            help="Only rows matching this queryset lookup, e.g. company=Acme or score__gte=5 "
+            "(repeatable; __in takes a comma-separated list).",
+        )
+        parser.add_argument(
+            "--only-empty", action="store_true", help="Only fields that have no value yet."
+        )
+        parser.add_argument(
+            "--dry-run", action="store_true", help="Count what would be requested; change nothing."
+        )
+        parser.add_argument(
+            "--sync",
+            action="store_true",
+            help="Run each job in this process now (workers skip the queued copy).",
+        )
+        parser.add_argument("--batch-size", type=int, default=500, help="Rows per transaction.")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        model = resolve_model(options["model"])
+        fields = resolve_fields(model, options["fields"])
+        if options["batch_size"] < 1:
+            raise CommandError("--batch-size must be at least 1.")
+        rows = matching_rows(model, options["filters"], fields, options["only_empty"])
+        total = count_rows(rows)
+        label = model._meta.label
+        if options["dry_run"]:
+            jobs = count_jobs(rows, fields, options["only_empty"])
+            self.stdout.write(
+                f"Dry run: would request {jobs} AI job(s) for {total} row(s) of {label}."
+            )
+            return
+        progress = Progress(self.stdout, total)
+        outcome: Counter[str] = Counter()
+        for batch in batches(rows, options["batch_size"]):
+            job_ids = self.request_batch(batch, fields, options)
+            outcome.update(final_statuses(job_ids))
+            progress.advance(len(batch))
+        progress.close()
+        self.summarise(label, progress.done, outcome, sync=options["sync"])
+
+    def request_batch(
+        self, batch: list[models.Model], fields: list[AIFieldMixin], options: dict[str, Any]
+    ) -> list[int]:
+        pairs = [
+            (obj, field)
+            for obj in batch
+            for field in fields
+            if not options["only_empty"] or is_empty(getattr(obj, field.attname))
+        ]
+        if options["sync"]:
+            return [
+                regenerate(obj, field.name, sync=True, triggered_by="command").pk  # type: ignore[union-attr]
+                for obj, field in pairs
+            ]
+        with transaction.atomic():  # the batch's jobs are enqueued when it commits
+            return [
+                regenerate(obj, field.name, triggered_by="command").pk  # type: ignore[union-attr]
+                for obj, field in pairs
+            ]
+
+    def summarise(self, label: str, rows: int, outcome: Counter[str], *, sync: bool) -> None:
+        jobs = sum(outcome.values())
+        details = ", ".join(f"{n} {status}" for status, n in sorted(outcome.items()))
+        self.stdout.write(
+            f"Requested {jobs} AI job(s) for {rows} row(s) of {label}"
+            + (f": {details}." if details else ".")
+        )
+        if sync and outcome[Status.FAILED]:
+            raise CommandError(f"{outcome[Status.FAILED]} job(s) failed; see the AI jobs admin.")
+        if not sync and outcome[Status.PENDING]:
+            raise CommandError(
+                f"{outcome[Status.PENDING]} job(s) stay pending: the queue (Redis) was "
+                "unreachable. They are saved; run ai_requeue when Redis is back."
+            )
+
+
+def resolve_model(label: str) -> type[models.Model]:
+    try:
+        model = apps.get_model(label)
+    except (LookupError, ValueError):
+        raise CommandError(f"Unknown model {label!r}; use app_label.ModelName.") from None
+    if not ai_fields_of(model):
+        raise CommandError(f"{model._meta.label} has no AI fields.")
+    return model
+
+
+def resolve_fields(model: type[models.Model], names: list[str]) -> list[AIFieldMixin]:
+    fields = ai_fields_of(model)
+    if not names:
+        return fields
+    by_name = {field.name: field for field in fields}
+    unknown = [name for name in names if name not in by_name]
+    if unknown:
+        raise CommandError(
+            f"{model._meta.label} has no AI field {', '.join(unknown)}; "
+            f"its AI fields are: {', '.join(by_name)}."
+        )
+    return [by_name[name] for name in dict.fromkeys(names)]
+
+
+def parse_filter(text: str) -> dict[str, Any]:
+    lookup, sep, value = text.partition("=")
+    if not sep or not lookup:
+        raise CommandError(f"--filter {text!r}: use LOOKUP=VALUE, e.g. company=Acme.")
+    parsed: Any = value
+    if lookup.endswith("__isnull"):
+        parsed = value.lower() in ("1", "true", "yes")
+    elif lookup.endswith("__in"):
+        parsed = value.split(",")
+    return {lookup: parsed}
+
+
+def empty_q(field: AIFieldMixin) -> Q:
+    q = Q(**{f"{field.name}__isnull": True})
+    if not isinstance(field, AIGeneratedJSONField):
+        q |= Q(**{field.name: ""})
+    return q
+
+
+def is_empty(value: Any) -> bool:
+    return value is None or value == ""
+
+
+def matching_rows(
+    model: type[models.Model], filters: list[str], fields: list[AIFieldMixin], only_empty: bool
+) -> models.QuerySet[Any]:
+    rows = model._default_manager.all()
+    for text in filters:
+        try:
+            rows = rows.filter(**parse_filter(text))
+        except (FieldError, FieldDoesNotExist, ValueError, ValidationError) as exc:
+            raise CommandError(f"Invalid --filter {text!r}: {exc}") from None
+    if only_empty:
+        any_empty = Q()
+        for field in fields:
+            any_empty |= empty_q(field)
+        rows = rows.filter(any_empty)
+    return rows.order_by("pk")
+
+
+def count_rows(rows: models.QuerySet[Any]) -> int:
+    try:
+        return rows.count()
+    except (FieldError, FieldDoesNotExist, ValueError, ValidationError) as exc:
+        raise CommandError(f"Invalid --filter: {exc}") from None
+
+
+def count_jobs(rows: models.QuerySet[Any], fields: list[AIFieldMixin], only_empty: bool) -> int:
+    if not only_empty:
+        return rows.count() * len(fields)
+    return sum(rows.filter(empty_q(field)).count() for field in fields)
+
+
+def batches(rows: models.QuerySet[Any], size: int) -> Iterator[list[models.Model]]:
+    """Keyset pagination on pk: stable while rows change under us."""
+    last = None
+    while True:
+        page = rows if last is None else rows.filter(pk__gt=last)
+        batch = list(page[:size])
+        if not batch:
+            return
+        yield batch
+        last = batch[-1].pk
+
+
+def final_statuses(job_ids: list[int]) -> Counter[str]:
+    statuses = AIJob.objects.filter(pk__in=job_ids).values_list("status", flat=True)
+    return Counter(statuses)

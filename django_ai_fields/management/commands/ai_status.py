@@ -1,0 +1,100 @@
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError
+
+from ... import health
+from ...models import AIJob
+
+STUCK_LISTED = 20
+
+
+def collect(check_providers: bool) -> dict[str, Any]:
+    """Everything ai_status reports, with the reasons it is unhealthy."""
+    queue = health.queue_health()
+    stuck = health.stuck_jobs(AIJob.objects.select_related("content_type"))
+    report: dict[str, Any] = {
+        "queue": queue,
+        "jobs": health.status_counts(AIJob.objects.all()),
+        "stuck_jobs": {
+            "count": stuck.count(),
+            "jobs": [describe(job) for job in stuck[:STUCK_LISTED]],
+        },
+        "providers": health.provider_health() if check_providers else [],
+    }
+    problems = []
+    if not queue["ok"]:
+        problems.append(f"Redis unreachable ({queue['error']})")
+    elif not queue["workers"]:
+        problems.append(f"no worker listens on queue {queue['name']!r}")
+    if report["stuck_jobs"]["count"]:
+        problems.append(f"{report['stuck_jobs']['count']} stuck job(s)")
+    report["healthy"] = not problems
+    report["problems"] = problems
+    return report
+
+
+def describe(job: AIJob) -> dict[str, Any]:
+    since = job.started_at if job.status == "running" else job.updated_at
+    target = f"{job.content_type.app_label}.{job.content_type.model}" if job.content_type else ""
+    return {
+        "id": job.pk,
+        "status": job.status,
+        "since": since.isoformat() if since else None,
+        "target": f"{target} #{job.object_id} {job.field_name}".strip(),
+    }
+
+
+class Command(BaseCommand):
+    help = (
+        "Show the AI queue, its workers, job counts, stuck jobs and provider reachability. "
+        "Exits non-zero when unhealthy (Redis unreachable, no worker, stuck jobs), so it "
+        "can serve as a probe. Unreachable providers are reported but not counted."
+    )
+
+    def add_arguments(self, parser: Any) -> None:
+        parser.add_argument("--json", action="store_true", help="Print the report as JSON.")
+        parser.add_argument(
+            "--no-providers", action="store_true", help="Skip the provider reachability checks."
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        report = collect(check_providers=not options["no_providers"])
+        if options["json"]:
+            self.stdout.write(json.dumps(report, indent=2, default=str))
+        else:
+            for line in render(report):
+                self.stdout.write(line)
+        if not report["healthy"]:
+            raise CommandError("Unhealthy: " + "; ".join(report["problems"]) + ".")
+
+
+def render(report: dict[str, Any]) -> list[str]:
+    queue = report["queue"]
+    if queue["ok"]:
+        lines = [
+            f"Queue {queue['name']}: {queue['depth']} waiting, {queue['scheduled']} scheduled, "
+            f"{queue['started']} started, {queue['failed']} in RQ's failed registry",
+            f"Workers: {len(queue['workers'])}",
+        ]
+        lines += [
+            f"  {w['name']} ({w['state']}) on {', '.join(w['queues'])}" for w in queue["workers"]
+        ]
+    else:
+        lines = [f"Queue {queue['name']}: Redis unreachable: {queue['error']}"]
+    counts = ", ".join(f"{status} {n}" for status, n in report["jobs"].items())
+    lines.append(f"Jobs: {counts}")
+    stuck = report["stuck_jobs"]
+    lines.append(f"Stuck jobs: {stuck['count']}")
+    lines += [
+        f"  #{j['id']} {j['status']} since {j['since']}: {j['target']}" for j in stuck["jobs"]
+    ]
+    if report["providers"]:
+        lines.append("Providers:")
+        for p in report["providers"]:
+            state = {True: "ok", False: "UNREACHABLE", None: "not checked"}[p["ok"]]
+            lines.append(f"  {p['name']}: {state} ({p['detail']})")
+    lines.append("Healthy." if report["healthy"] else "UNHEALTHY: " + "; ".join(report["problems"]))
+    return lines

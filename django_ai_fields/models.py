@@ -1,0 +1,293 @@
+"""Database models: the job outbox (AIJob) and the per-call log (AIUsage)."""
+
+from __future__ import annotations
+
+from django.contrib.contenttypes.models import ContentType
+from django.db import models
+from django.db.models import Q
+from django.utils.translation import gettext_lazy as _
+
+
+class Status(models.TextChoices):
+    PENDING = "pending", _("Pending")
+    QUEUED = "queued", _("Queued")
+    RUNNING = "running", _("Running")
+    SUCCEEDED = "succeeded", _("Succeeded")
+    FAILED = "failed", _("Failed")
+    CANCELLED = "cancelled", _("Cancelled")
+    SUPERSEDED = "superseded", _("Superseded")
+
+
+OPEN_STATUSES = (Status.PENDING, Status.QUEUED)
+UNFINISHED_STATUSES = (Status.PENDING, Status.QUEUED, Status.RUNNING)
+FINISHED_STATUSES = (Status.SUCCEEDED, Status.FAILED, Status.CANCELLED, Status.SUPERSEDED)
+
+
+class Phase(models.TextChoices):
+    INIT = "INIT", "INIT"
+    PREP = "PREP", "PREP"
+    AI_CALL = "AI_CALL", "AI_CALL"
+    PARSE = "PARSE", "PARSE"
+    SAVE = "SAVE", "SAVE"
+    DONE = "DONE", "DONE"
+
+
+class ErrorCode(models.TextChoices):
+    QUOTA_EXCEEDED = "quota_exceeded", _("Quota exceeded")
+    BUDGET_EXCEEDED = "budget_exceeded", _("Budget exceeded")
+    RATE_LIMITED = "rate_limited", _("Rate limited")
+    PROVIDER_UNAVAILABLE = "provider_unavailable", _("Provider unavailable")
+    TIMEOUT = "timeout", _("Timeout")
+    AUTH = "auth", _("Authentication failed")
+    BAD_REQUEST = "bad_request", _("Bad request")
+    INVALID_OUTPUT = "invalid_output", _("Invalid output")
+    CIRCUIT_OPEN = "circuit_open", _("Circuit open")
+    INTERNAL = "internal", _("Internal error")
+
+
+class AIJob(models.Model):
+    """One requested generation; also the outbox row the RQ job points at."""
+
+    content_type = models.ForeignKey(
+        ContentType, on_delete=models.CASCADE, null=True, blank=True, related_name="+"
+    )
+    object_id = models.CharField(_("object id"), max_length=64, blank=True, default="")
+    field_name = models.CharField(_("field"), max_length=100, blank=True, default="")
+    function = models.CharField(_("AI function"), max_length=100, default="field")
+    payload = models.JSONField(_("payload"), null=True, blank=True)
+    tenant = models.CharField(_("tenant"), max_length=100, blank=True, default="")
+
+    status = models.CharField(
+        _("status"), max_length=16, choices=Status.choices, default=Status.PENDING
+    )
+    phase = models.CharField(_("phase"), max_length=16, choices=Phase.choices, default=Phase.INIT)
+    progress = models.PositiveSmallIntegerField(_("progress"), default=0)
+    attempts = models.PositiveSmallIntegerField(_("attempts"), default=0)
+    force = models.BooleanField(_("bypass result cache"), default=False)
+    triggered_by = models.CharField(_("triggered by"), max_length=32, default="save")
+
+    input_hash = models.CharField(_("input hash"), max_length=64, blank=True, default="")
+    provider = models.CharField(_("provider"), max_length=64, blank=True, default="")
+    model = models.CharField(_("model"), max_length=100, blank=True, default="")
+    prompt = models.TextField(_("rendered prompt"), blank=True, default="")
+    output = models.JSONField(_("output"), null=True, blank=True)
+    # A streamed answer's text so far, while the job runs; cleared when it finishes.
+    partial_output = models.TextField(_("partial output"), blank=True, default="")
+    error_code = models.CharField(
+        _("error code"), max_length=32, choices=ErrorCode.choices, blank=True, default=""
+    )
+    error = models.TextField(_("error"), blank=True, default="")
+
+    input_tokens = models.PositiveIntegerField(_("input tokens"), default=0)
+    output_tokens = models.PositiveIntegerField(_("output tokens"), default=0)
+    cost_usd = models.DecimalField(_("cost (USD)"), max_digits=14, decimal_places=6, default=0)
+
+    # What the job did: [{"phase", "message", "at", "attempt", tokens/cost...}], newest last.
+    steps = models.JSONField(_("steps"), default=list, blank=True, editable=False)
+    # Result cache key (provider, model, parameters, prompt, tenant); "" when not cached.
+    cache_key = models.CharField(max_length=64, blank=True, default="", editable=False)
+    # Quota units this run holds: [[quota_usage_id, units], ...]; released if the run dies.
+    reservations = models.JSONField(default=list, blank=True, editable=False)
+    # A fresh token per run: only the run holding it may finish the job.
+    run_token = models.CharField(max_length=32, blank=True, default="", editable=False)
+    rq_job_id = models.CharField(max_length=64, blank=True, default="", editable=False)
+
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("updated"), auto_now=True)
+    enqueued_at = models.DateTimeField(_("enqueued"), null=True, blank=True)
+    started_at = models.DateTimeField(_("started"), null=True, blank=True)
+    finished_at = models.DateTimeField(_("finished"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("AI job")
+        verbose_name_plural = _("AI jobs")
+        ordering = ["-id"]
+        indexes = [
+            models.Index(
+                fields=["content_type", "object_id", "field_name"], name="aijob_target_idx"
+            ),
+            models.Index(fields=["status", "updated_at"], name="aijob_status_idx"),
+            models.Index(fields=["tenant", "created_at"], name="aijob_tenant_idx"),
+            models.Index(fields=["cache_key", "finished_at"], name="aijob_cache_idx"),
+        ]
+        constraints = [
+            # At most one open job per row and field: later saves reuse it (coalescing).
+            models.UniqueConstraint(
+                fields=["content_type", "object_id", "field_name"],
+                condition=Q(status__in=["pending", "queued"], function="field"),
+                name="aijob_one_open_per_field",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        target = f"{self.object_id}.{self.field_name}" if self.field_name else self.function
+        return f"AIJob #{self.pk} {target} [{self.status}]"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in FINISHED_STATUSES
+
+    def get_target(self) -> models.Model | None:
+        """The row this job writes to, or None if it was deleted."""
+        if self.content_type_id is None:
+            return None
+        model = self.content_type.model_class()
+        if model is None:
+            return None
+        return model._default_manager.filter(pk=self.object_id).first()
+
+
+class AIUsage(models.Model):
+    """One provider call (or result-cache hit), success or failure."""
+
+    tenant = models.CharField(_("tenant"), max_length=100, blank=True, default="")
+    job = models.ForeignKey(
+        AIJob, on_delete=models.SET_NULL, null=True, blank=True, related_name="usages"
+    )
+    provider = models.CharField(_("provider"), max_length=64)
+    model = models.CharField(_("model"), max_length=100)
+    input_tokens = models.PositiveIntegerField(_("input tokens"), default=0)
+    output_tokens = models.PositiveIntegerField(_("output tokens"), default=0)
+    cached_tokens = models.PositiveIntegerField(_("cached tokens"), default=0)
+    cost_usd = models.DecimalField(_("cost (USD)"), max_digits=14, decimal_places=6, default=0)
+    duration_ms = models.PositiveIntegerField(_("duration (ms)"), default=0)
+    success = models.BooleanField(_("success"), default=True)
+    cache_hit = models.BooleanField(_("result cache hit"), default=False)
+    error_code = models.CharField(
+        _("error code"), max_length=32, choices=ErrorCode.choices, blank=True, default=""
+    )
+    created_at = models.DateTimeField(_("created"), auto_now_add=True, db_index=True)
+
+    class Meta:
+        verbose_name = _("AI usage")
+        verbose_name_plural = _("AI usage")
+        ordering = ["-id"]
+        indexes = [models.Index(fields=["tenant", "created_at"], name="aiusage_tenant_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.provider}/{self.model} {self.input_tokens}+{self.output_tokens} tokens"
+
+
+class QuotaKind(models.TextChoices):
+    REQUESTS = "requests", _("Requests")
+    TOKENS = "tokens", _("Tokens")
+    COST_USD = "cost_usd", _("Cost (USD)")
+
+
+class QuotaPeriod(models.TextChoices):
+    DAY = "day", _("Day")
+    MONTH = "month", _("Month")
+
+
+class Quota(models.Model):
+    """A limit per tenant and period; a blank tenant is the default for every tenant."""
+
+    tenant = models.CharField(
+        _("tenant"),
+        max_length=100,
+        blank=True,
+        default="",
+        help_text=_("Blank: the default for tenants that have no quota of this kind and period."),
+    )
+    kind = models.CharField(_("kind"), max_length=16, choices=QuotaKind.choices)
+    period = models.CharField(_("period"), max_length=8, choices=QuotaPeriod.choices)
+    limit = models.DecimalField(
+        _("limit"),
+        max_digits=16,
+        decimal_places=6,
+        default=0,
+        help_text=_("Requests, tokens, or US dollars, by kind."),
+    )
+    is_unlimited = models.BooleanField(_("unlimited"), default=False)
+
+    class Meta:
+        verbose_name = _("quota")
+        verbose_name_plural = _("quotas")
+        ordering = ["tenant", "kind", "period"]
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "kind", "period"], name="quota_unique")
+        ]
+
+    def __str__(self) -> str:
+        who = self.tenant or _("all tenants")
+        limit = _("unlimited") if self.is_unlimited else self.limit
+        return f"{who}: {limit} {self.kind} per {self.period}"
+
+
+class QuotaUsage(models.Model):
+    """What one tenant (or one field budget) used in one period, in integer units:
+    requests, tokens, or micro-dollars. Changed only by conditional UPDATEs."""
+
+    tenant = models.CharField(_("tenant"), max_length=100, blank=True, default="")
+    # "" for tenant quotas; "budget:<app.Model.field>" for a field's budget_usd.
+    scope = models.CharField(_("scope"), max_length=200, blank=True, default="")
+    kind = models.CharField(_("kind"), max_length=16, choices=QuotaKind.choices)
+    period = models.CharField(_("period"), max_length=8, choices=QuotaPeriod.choices)
+    period_start = models.DateField(_("period start"))
+    used = models.BigIntegerField(_("used"), default=0)
+
+    class Meta:
+        verbose_name = _("quota usage")
+        verbose_name_plural = _("quota usage")
+        ordering = ["-period_start", "tenant", "kind"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tenant", "scope", "kind", "period", "period_start"],
+                name="quotausage_unique",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.tenant or '-'} {self.scope} {self.kind} {self.period_start}: {self.used}"
+
+
+class ProviderCredential(models.Model):
+    """A tenant's own provider key; the key is stored encrypted (Fernet)."""
+
+    tenant = models.CharField(_("tenant"), max_length=100)
+    provider = models.CharField(_("provider"), max_length=64)
+    api_key = models.TextField(_("API key (encrypted)"), blank=True, default="")
+    base_url = models.URLField(_("base URL"), blank=True, default="")
+    default_model = models.CharField(_("default model"), max_length=100, blank=True, default="")
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("updated"), auto_now=True)
+
+    class Meta:
+        verbose_name = _("provider credential")
+        verbose_name_plural = _("provider credentials")
+        ordering = ["tenant", "provider"]
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "provider"], name="credential_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.tenant} / {self.provider}"
+
+    def set_api_key(self, plaintext: str) -> None:
+        from .crypto import encrypt
+
+        self.api_key = encrypt(plaintext) if plaintext else ""
+
+    def get_api_key(self) -> str:
+        from .crypto import decrypt
+
+        return decrypt(self.api_key) if self.api_key else ""
+
+
+class TenantPolicy(models.Model):
+    """Per-tenant switches: AI on/off and a cap on jobs running at once."""
+
+    tenant = models.CharField(_("tenant"), max_length=100, unique=True)
+    ai_enabled = models.BooleanField(_("AI enabled"), default=True)
+    disabled_reason = models.CharField(_("reason when disabled"), max_length=200, blank=True)
+    max_concurrent_jobs = models.PositiveIntegerField(
+        _("max concurrent jobs"), null=True, blank=True, help_text=_("Blank: no cap.")
+    )
+
+    class Meta:
+        verbose_name = _("tenant policy")
+        verbose_name_plural = _("tenant policies")
+        ordering = ["tenant"]
+
+    def __str__(self) -> str:
+        return self.tenant

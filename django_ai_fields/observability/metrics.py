@@ -1,0 +1,146 @@
+"""Prometheus metrics, when ``prometheus_client`` is installed and METRICS is on.
+
+Counters and the latency histogram are updated where the provider calls
+happen: in the workers. With RQ's forking worker every job runs in a child
+process, so use prometheus_client's multiprocess mode (PROMETHEUS_MULTIPROC_DIR)
+and scrape :func:`metrics_view`; see docs/observability.md.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from functools import cache
+from typing import Any
+
+from django.http import HttpRequest, HttpResponse
+
+from ..conf import get_setting
+
+try:
+    import prometheus_client
+    from prometheus_client.core import GaugeMetricFamily
+    from prometheus_client.registry import Collector
+except ImportError:  # the optional "prometheus" extra is not installed
+    prometheus_client = None
+    Collector = object  # type: ignore[assignment,misc]
+
+PREFIX = "django_ai_fields"
+# Seconds; LLM calls take from a fraction of a second to minutes.
+LATENCY_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300)
+CALL_LABELS = ("provider", "model")
+
+
+def enabled() -> bool:
+    return prometheus_client is not None and bool(get_setting("METRICS"))
+
+
+@cache
+def instruments() -> dict[str, Any]:
+    """The metric objects, created (and registered in the default registry) once."""
+    pc = prometheus_client
+    assert pc is not None
+    return {
+        "requests": pc.Counter(
+            f"{PREFIX}_provider_requests", "Provider calls, failed ones included.", CALL_LABELS
+        ),
+        "errors": pc.Counter(
+            f"{PREFIX}_provider_errors",
+            "Failed provider calls by error code.",
+            (*CALL_LABELS, "error_code"),
+        ),
+        "latency": pc.Histogram(
+            f"{PREFIX}_provider_request_duration_seconds",
+            "Duration of provider calls.",
+            CALL_LABELS,
+            buckets=LATENCY_BUCKETS,
+        ),
+        "tokens": pc.Counter(
+            f"{PREFIX}_tokens", "Tokens of provider calls.", (*CALL_LABELS, "direction")
+        ),
+        "cost": pc.Counter(f"{PREFIX}_cost_usd", "Cost of provider calls in USD.", CALL_LABELS),
+        "jobs": pc.Counter(
+            f"{PREFIX}_jobs_finished",
+            "Jobs that reached a final status, by status and error code.",
+            ("status", "error_code"),
+        ),
+    }
+
+
+def record_call(fields: dict[str, Any]) -> None:
+    if not enabled():
+        return
+    metric = instruments()
+    labels = (fields["provider"], fields["model"])
+    metric["requests"].labels(*labels).inc()
+    if not fields["success"]:
+        metric["errors"].labels(*labels, fields["error_code"]).inc()
+    metric["latency"].labels(*labels).observe(fields["duration_ms"] / 1000)
+    metric["tokens"].labels(*labels, "input").inc(fields["input_tokens"])
+    metric["tokens"].labels(*labels, "output").inc(fields["output_tokens"])
+    metric["cost"].labels(*labels).inc(fields["cost_usd"])
+
+
+FINAL_STATUSES = frozenset({"succeeded", "failed", "cancelled", "superseded"})
+
+
+def record_job_status(fields: dict[str, Any]) -> None:
+    if enabled() and fields["status"] in FINAL_STATUSES:
+        instruments()["jobs"].labels(fields["status"], fields["error_code"]).inc()
+
+
+# Gauge state label -> health.queue_health() key.
+STATES = (("queued", "depth"), ("scheduled", "scheduled"), ("started", "started"))
+
+
+class QueueCollector(Collector):  # type: ignore[misc,valid-type]
+    """Queue depth, read from Redis when scraped: jobs waiting, scheduled (retries
+    and delays) and started on the AI queue."""
+
+    def collect(self) -> Iterator[Any]:
+        from ..health import queue_health
+
+        gauge = GaugeMetricFamily(
+            f"{PREFIX}_queue_depth", "Jobs on the AI queue, by state.", labels=["queue", "state"]
+        )
+        health = queue_health()
+        if health["ok"]:  # Redis unreachable: no samples rather than a failed scrape
+            for state, key in STATES:
+                gauge.add_metric([health["name"], state], health[key])
+        yield gauge
+
+
+@cache
+def install() -> bool:
+    """Register the queue collector in the default registry (once; at start-up)."""
+    if not enabled() or multiprocess_dir():
+        return False
+    prometheus_client.REGISTRY.register(QueueCollector())
+    return True
+
+
+def multiprocess_dir() -> str:
+    return os.environ.get("PROMETHEUS_MULTIPROC_DIR", "")
+
+
+def registry() -> Any:
+    """What to expose: every process's samples in multiprocess mode, else this
+    process's default registry; the queue depth either way."""
+    if multiprocess_dir():
+        from prometheus_client import multiprocess
+
+        merged = prometheus_client.CollectorRegistry()
+        multiprocess.MultiProcessCollector(merged)
+        merged.register(QueueCollector())
+        return merged
+    install()
+    return prometheus_client.REGISTRY
+
+
+def metrics_view(request: HttpRequest) -> HttpResponse:
+    """The Prometheus exposition. Not in django_ai_fields.urls: mount it where your
+    scraper can reach it, behind whatever protection you use."""
+    if not enabled():
+        return HttpResponse("Metrics are off or prometheus_client is missing.", status=404)
+    body = prometheus_client.generate_latest(registry())
+    return HttpResponse(body, content_type=prometheus_client.CONTENT_TYPE_LATEST)

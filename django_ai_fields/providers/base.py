@@ -1,0 +1,161 @@
+"""The provider interface: one request in, one response or ProviderError out."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..models import ErrorCode
+
+RETRYABLE_CODES = frozenset(
+    {ErrorCode.RATE_LIMITED, ErrorCode.PROVIDER_UNAVAILABLE, ErrorCode.TIMEOUT}
+)
+
+
+@dataclass
+class CompletionRequest:
+    system: str
+    prompt: str
+    model: str
+    max_tokens: int
+    temperature: float | None = None
+    json_schema: dict[str, Any] | None = None
+    # A JSON answer is wanted (with or without a schema).
+    json_output: bool = False
+    choices: list[str] | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class CompletionResponse:
+    text: str
+    input_tokens: int = 0
+    output_tokens: int = 0
+    # Input tokens read from the provider's prompt cache (a part of input_tokens).
+    cached_tokens: int = 0
+    # Input tokens written to the provider's prompt cache (Anthropic).
+    cache_creation_tokens: int = 0
+    finish_reason: str = ""
+    model: str = ""
+    # False for answers nobody bills (the offline provider): they cost 0.
+    billable: bool = True
+
+
+class ProviderError(Exception):
+    """A failed call, classified by one of the DESIGN §2 error codes."""
+
+    def __init__(self, code: str, message: str, *, retry_after: float | None = None):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.retry_after = retry_after
+
+    @property
+    def retryable(self) -> bool:
+        return self.code in RETRYABLE_CODES
+
+
+def code_for_status(status: int) -> str:
+    """Map an HTTP status from any provider to an error code."""
+    if status == 429:
+        return ErrorCode.RATE_LIMITED
+    if status in (401, 403):
+        return ErrorCode.AUTH
+    if status == 408:
+        return ErrorCode.TIMEOUT
+    if status == 409 or status >= 500:
+        return ErrorCode.PROVIDER_UNAVAILABLE
+    return ErrorCode.BAD_REQUEST
+
+
+def retry_after_seconds(headers: Any) -> float | None:
+    """Read ``retry-after-ms`` or ``retry-after`` (seconds) from response headers."""
+    if headers is None:
+        return None
+    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
+        raw = headers.get(name)
+        if raw is None:
+            continue
+        try:
+            return max(0.0, float(raw) * scale)
+        except ValueError:
+            continue
+    return None
+
+
+class Provider(ABC):
+    """Base class for providers; ``config`` is the resolved credential dict."""
+
+    name: str = ""
+    # Request header carrying the job's idempotency key (sent through the SDK's
+    # extra_headers); None: none sent. PROVIDERS[name]["IDEMPOTENCY_HEADER"] overrides.
+    idempotency_header: str | None = None
+
+    def __init__(self, config: dict[str, Any]):
+        self.config = config
+
+    @abstractmethod
+    def complete(self, request: CompletionRequest) -> CompletionResponse:
+        """Make one call. Raise ProviderError on failure; never retry inside."""
+
+    def probe(self) -> bool | None:
+        """Check reachability cheaply; None when the provider has no such check.
+        Raise ProviderError when it is unreachable or refuses the key."""
+        return None
+
+    def timeout(self) -> float:
+        return float(self.config.get("TIMEOUT") or 30)
+
+    def stream(self, request: CompletionRequest) -> Iterator[str | CompletionResponse]:
+        """Yield the answer's text deltas as they arrive, then one CompletionResponse
+        (whole text and usage). This default streams nothing: one delta, the whole answer."""
+        response = self.complete(request)
+        if response.text:
+            yield response.text
+        yield response
+
+
+def error_from_sdk(sdk: Any, exc: Exception) -> ProviderError:
+    """Classify an exception from the openai or anthropic SDK (same class names)."""
+    if isinstance(exc, sdk.APITimeoutError):
+        return ProviderError(ErrorCode.TIMEOUT, "The provider did not answer in time.")
+    if isinstance(exc, sdk.APIConnectionError):
+        return ProviderError(ErrorCode.PROVIDER_UNAVAILABLE, f"Connection failed: {exc}")
+    if isinstance(exc, sdk.APIStatusError):
+        return ProviderError(
+            code_for_status(exc.status_code),
+            f"HTTP {exc.status_code}: {exc.message}",
+            retry_after=retry_after_seconds(exc.response.headers),
+        )
+    if isinstance(exc, sdk.APIResponseValidationError | ValueError):
+        return ProviderError(ErrorCode.PROVIDER_UNAVAILABLE, f"Unreadable response: {exc}")
+    return ProviderError(ErrorCode.INTERNAL, f"{type(exc).__name__}: {exc}")
+
+
+class SDKClientCache:
+    """One SDK client per credential set and process: building one costs milliseconds."""
+
+    def __init__(self) -> None:
+        self._clients: dict[tuple[Any, ...], Any] = {}
+
+    def get(self, key: tuple[Any, ...], factory: Any) -> Any:
+        client = self._clients.get(key)
+        if client is None:
+            client = self._clients[key] = factory()
+        return client
+
+    def clear(self) -> None:
+        self._clients.clear()
+
+
+clients = SDKClientCache()
+
+
+def require_key(provider: Provider) -> None:
+    """Fail with ``auth`` before any request when no API key is configured."""
+    if not provider.config.get("API_KEY"):
+        raise ProviderError(
+            ErrorCode.AUTH, f"No API key configured for provider {provider.name!r}."
+        )

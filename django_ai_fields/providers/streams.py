@@ -1,0 +1,185 @@
+"""Streamed answers: read the SDKs' server-sent events into text deltas and one
+final CompletionResponse, and classify errors that arrive in the middle of a stream.
+
+A provider's ``stream(request)`` yields ``str`` deltas as they arrive, then
+exactly one ``CompletionResponse`` holding the whole text and the usage the
+stream reported at its end.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import httpx2
+
+from ..models import ErrorCode
+from .base import CompletionResponse, ProviderError, error_from_sdk
+
+StreamItem = str | CompletionResponse
+
+# Error types (Anthropic ``error.type``; OpenAI ``error.type`` / ``error.code``) an
+# error event carries in the middle of a 200 stream, where no HTTP status tells.
+STREAM_ERROR_TYPES = {
+    "rate_limit_error": ErrorCode.RATE_LIMITED,
+    "rate_limit_exceeded": ErrorCode.RATE_LIMITED,
+    "requests": ErrorCode.RATE_LIMITED,
+    "tokens": ErrorCode.RATE_LIMITED,
+    "overloaded_error": ErrorCode.PROVIDER_UNAVAILABLE,
+    "api_error": ErrorCode.PROVIDER_UNAVAILABLE,
+    "server_error": ErrorCode.PROVIDER_UNAVAILABLE,
+    "service_unavailable": ErrorCode.PROVIDER_UNAVAILABLE,
+    "timeout_error": ErrorCode.TIMEOUT,
+    "authentication_error": ErrorCode.AUTH,
+    "invalid_api_key": ErrorCode.AUTH,
+    "permission_error": ErrorCode.AUTH,
+    "permission_denied": ErrorCode.AUTH,
+    "invalid_request_error": ErrorCode.BAD_REQUEST,
+    "request_too_large": ErrorCode.BAD_REQUEST,
+    "not_found_error": ErrorCode.BAD_REQUEST,
+}
+
+
+def stream_error(sdk: Any, exc: Exception) -> ProviderError:
+    """Classify an exception raised while opening or reading a stream."""
+    if isinstance(exc, httpx2.TimeoutException):
+        return ProviderError(ErrorCode.TIMEOUT, "The provider stopped sending in time.")
+    if isinstance(exc, httpx2.TransportError):
+        return ProviderError(ErrorCode.PROVIDER_UNAVAILABLE, f"The stream broke off: {exc!r}")
+    mid_stream = isinstance(exc, sdk.APIError) and getattr(exc, "status_code", 200) == 200
+    if mid_stream and not isinstance(exc, sdk.APIConnectionError):
+        kind, message = error_event(getattr(exc, "body", None))
+        code = STREAM_ERROR_TYPES.get(kind, ErrorCode.PROVIDER_UNAVAILABLE)
+        return ProviderError(code, f"Error in the stream ({kind or 'unknown'}): {message}")
+    return error_from_sdk(sdk, exc)
+
+
+def error_event(body: Any) -> tuple[str, str]:
+    """(type or code, message) of an error event body, either provider's shape."""
+    if not isinstance(body, dict):
+        return "", str(body or "")
+    error = body.get("error") if isinstance(body.get("error"), dict) else body
+    kind = error.get("code") if error.get("code") in STREAM_ERROR_TYPES else error.get("type")
+    return str(kind or ""), str(error.get("message") or "")
+
+
+# -- OpenAI chat completion chunks -----------------------------------------------------
+
+
+def read_openai(chunks: Iterable[Any]) -> Iterator[StreamItem]:
+    """Chunks of ``chat.completions.create(stream=True, stream_options=
+    {"include_usage": True})``: content deltas, then a usage-only chunk."""
+    parts: list[str] = []
+    usage: Any = None
+    finish_reason = model = ""
+    for chunk in chunks:
+        model = getattr(chunk, "model", "") or model
+        usage = getattr(chunk, "usage", None) or usage
+        for choice in getattr(chunk, "choices", None) or []:
+            delta = getattr(choice.delta, "content", None) if choice.delta else None
+            if delta:
+                parts.append(delta)
+                yield delta
+            finish_reason = choice.finish_reason or finish_reason
+    details = getattr(usage, "prompt_tokens_details", None) if usage else None
+    yield CompletionResponse(
+        text="".join(parts),
+        # prompt_tokens already includes the cached tokens.
+        input_tokens=usage.prompt_tokens if usage else 0,
+        output_tokens=usage.completion_tokens if usage else 0,
+        cached_tokens=(getattr(details, "cached_tokens", 0) or 0) if details else 0,
+        finish_reason=finish_reason,
+        model=model,
+    )
+
+
+# -- Anthropic message events -----------------------------------------------------------
+
+
+class AnthropicStreamState:
+    """What the events said so far: text, tool input JSON, usage, stop reason."""
+
+    def __init__(self) -> None:
+        self.text: list[str] = []
+        self.tool_json: list[str] | None = None
+        self.usage: dict[str, int] = {}
+        self.stop_reason = ""
+        self.model = ""
+
+    def read(self, event: Any) -> str:
+        """Take one event in; returns the text delta it carried ("" if none)."""
+        kind = getattr(event, "type", "")
+        if kind == "message_start":
+            self.model = event.message.model or ""
+            self.add_usage(event.message.usage)
+        elif kind == "content_block_start" and event.content_block.type == "tool_use":
+            self.tool_json = []
+        elif kind == "content_block_delta":
+            return self.add_delta(event.delta)
+        elif kind == "message_delta":
+            self.stop_reason = event.delta.stop_reason or self.stop_reason
+            self.add_usage(event.usage)
+        return ""
+
+    def add_delta(self, delta: Any) -> str:
+        if delta.type == "text_delta":
+            self.text.append(delta.text)
+            return str(delta.text)
+        if delta.type == "input_json_delta" and self.tool_json is not None:
+            self.tool_json.append(delta.partial_json)
+            return str(delta.partial_json)
+        return ""
+
+    def add_usage(self, usage: Any) -> None:
+        """Counts are cumulative: a later event's value replaces an earlier one."""
+        for name in (
+            "input_tokens",
+            "output_tokens",
+            "cache_read_input_tokens",
+            "cache_creation_input_tokens",
+        ):
+            value = getattr(usage, name, None)
+            if value is not None:
+                self.usage[name] = int(value)
+
+    def response(self, *, wrapped: bool) -> CompletionResponse:
+        text = "".join(self.text)
+        if self.tool_json is not None:
+            data = json.loads("".join(self.tool_json) or "{}")
+            text = json.dumps(data["value"] if wrapped else data)
+        cache_read = self.usage.get("cache_read_input_tokens", 0)
+        cache_write = self.usage.get("cache_creation_input_tokens", 0)
+        return CompletionResponse(
+            text=text,
+            # input_tokens exclude cache reads and writes: add them back (as non-streamed).
+            input_tokens=self.usage.get("input_tokens", 0) + cache_read + cache_write,
+            output_tokens=self.usage.get("output_tokens", 0),
+            cached_tokens=cache_read,
+            cache_creation_tokens=cache_write,
+            finish_reason="length" if self.stop_reason == "max_tokens" else self.stop_reason,
+            model=self.model,
+        )
+
+
+def read_anthropic(events: Iterable[Any], *, wrapped: bool) -> Iterator[StreamItem]:
+    """Events of ``messages.create(stream=True)``; a forced tool's JSON streams as
+    ``input_json_delta`` pieces."""
+    state = AnthropicStreamState()
+    for event in events:
+        delta = state.read(event)
+        if delta:
+            yield delta
+    yield state.response(wrapped=wrapped)
+
+
+def chunked(text: str, pieces: int) -> list[str]:
+    """``text`` cut into at most ``pieces`` parts at word boundaries (offline streams)."""
+    if not text:
+        return []
+    words = text.split(" ")
+    size = max(1, -(-len(words) // pieces))
+    return [
+        " ".join(words[i : i + size]) + (" " if i + size < len(words) else "")
+        for i in range(0, len(words), size)
+    ]

@@ -1,0 +1,15 @@
+"""Signals fired along a job's life (DESIGN §2.7).
+
+- ``job_requested(sender=AIJob, job)``: a job was created or reused by a save.
+- ``job_completed(sender=AIJob, job)``: the job succeeded (after the write-back commit).
+- ``job_failed(sender=AIJob, job, error_code, error)``: the job failed for good.
+- ``field_updated(sender=<model class>, instance_pk, field_name, value, job)``:
+  the generated value was written to the row.
+"""
+
+from django.dispatch import Signal
+
+job_requested = Signal()
+job_completed = Signal()
+job_failed = Signal()
+field_updated = Signal()

@@ -1,0 +1,111 @@
+"""Job status lookups shared by the template tags, the admin and the JSON API.
+
+``with_ai_status(rows)`` loads the latest job of every row and AI field in one
+query per model and caches it on the instances, so a list page costs one query
+for all its badges instead of one per row and field.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from typing import Any, TypeVar
+
+from django.contrib.contenttypes.models import ContentType
+from django.db import models
+from django.db.models import Max
+from django.urls import NoReverseMatch, reverse
+from django.utils.translation import gettext_lazy as _
+
+from .fields import ai_fields_of
+from .models import UNFINISHED_STATUSES, AIJob, Status
+
+CACHE_ATTR = "_ai_status_cache"
+# Columns a badge never needs; prompt and output can be large.
+HEAVY_COLUMNS = ("prompt", "output", "payload")
+
+NO_JOB_LABEL = _("Not generated")
+
+Rows = TypeVar("Rows", bound=Iterable[Any])
+
+
+def latest_jobs(
+    model: type[models.Model], object_ids: Iterable[Any], field_names: Sequence[str]
+) -> dict[tuple[str, str], AIJob]:
+    """The newest job per (object id, field) of these rows, in one query."""
+    ids = {str(pk) for pk in object_ids}
+    if not ids or not field_names:
+        return {}
+    targets = AIJob.objects.filter(
+        content_type=ContentType.objects.get_for_model(model),
+        object_id__in=ids,
+        field_name__in=field_names,
+        function="field",
+    )
+    newest = (
+        targets.order_by().values("object_id", "field_name").annotate(last=Max("pk")).values("last")
+    )
+    jobs = AIJob.objects.filter(pk__in=newest).defer(*HEAVY_COLUMNS)
+    return {(job.object_id, job.field_name): job for job in jobs}
+
+
+def with_ai_status(rows: Rows, fields: Sequence[str] | None = None) -> Rows:
+    """Cache the latest job per AI field on every row; returns ``rows``.
+
+    A QuerySet is evaluated (its result cache is filled), so iterating it
+    afterwards yields the same, annotated instances.
+    """
+    by_model: dict[type[models.Model], list[models.Model]] = defaultdict(list)
+    for obj in rows:
+        by_model[type(obj)].append(obj)
+    for model, instances in by_model.items():
+        names = list(fields) if fields is not None else [f.name for f in ai_fields_of(model)]
+        jobs = latest_jobs(model, (obj.pk for obj in instances), names)
+        for obj in instances:
+            cache = getattr(obj, CACHE_ATTR, None) or {}
+            cache.update({name: jobs.get((str(obj.pk), name)) for name in names})
+            setattr(obj, CACHE_ATTR, cache)
+    return rows
+
+
+def job_for(obj: models.Model, field_name: str) -> AIJob | None:
+    """The latest job of a row's field: from the with_ai_status cache (a snapshot taken
+    when it ran), else one query."""
+    cache = getattr(obj, CACHE_ATTR, None)
+    if cache is not None and field_name in cache:
+        return cache[field_name]  # type: ignore[no-any-return]
+    return latest_jobs(type(obj), [obj.pk], [field_name]).get((str(obj.pk), field_name))
+
+
+def status_url(obj: models.Model, field_name: str) -> str:
+    """The JSON status endpoint of a row's field, or "" if the URLs are not installed."""
+    opts = obj._meta
+    try:
+        return reverse(
+            "django_ai_fields:row-status",
+            kwargs={"model": opts.label_lower, "pk": str(obj.pk), "field": field_name},
+        )
+    except NoReverseMatch:
+        return ""
+
+
+def badge_context(obj: models.Model, field_name: str, job: AIJob | None) -> dict[str, Any]:
+    """What ``django_ai_fields/status.html`` renders."""
+    if job is None:
+        state, label = "none", NO_JOB_LABEL
+    else:
+        state, label = job.status, Status(job.status).label
+    unfinished = job is not None and job.status in UNFINISHED_STATUSES
+    return {
+        "object": obj,
+        "field_name": field_name,
+        "job": job,
+        "state": state,
+        "label": label,
+        "unfinished": unfinished,
+        "progress": job.progress if job is not None else 0,
+        "phase": job.phase if job is not None else "",
+        "error_code": job.error_code if job is not None and state == Status.FAILED else "",
+        "error": job.error if job is not None and state == Status.FAILED else "",
+        "status_url": status_url(obj, field_name) if unfinished else "",
+    }

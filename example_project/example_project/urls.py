@@ -1,0 +1,9 @@
+from django.contrib import admin
+from django.urls import include, path
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("ai/", include("django_ai_fields.urls")),  # JSON API; the badges poll ai/status/...
+    path("django-rq/", include("django_rq.urls")),
+    path("", include("leads.urls")),
+]

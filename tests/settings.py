@@ -1,0 +1,132 @@
+"""Settings for the test suite.
+
+Defaults: SQLite in memory and fakeredis, so a fresh machine passes. With
+``DATABASE_URL`` (PostgreSQL) and ``REDIS_URL`` set, the same suite runs against
+real services and real ``rqworker`` processes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from urllib.parse import urlsplit, urlunsplit
+
+SECRET_KEY = "tests-only"
+DEBUG = False
+USE_TZ = True
+ROOT_URLCONF = "tests.urls"
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django_rq",
+    "import_export",
+    "django_ai_fields",
+    "tests.testapp",
+]
+
+MIDDLEWARE = [
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+]
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ]
+        },
+    }
+]
+
+
+def database_from_url(url: str) -> dict[str, object]:
+    parts = urlsplit(url)
+    return {
+        "ENGINE": "django.db.backends.postgresql",
+        "NAME": parts.path.lstrip("/") or "test",
+        "USER": parts.username or "postgres",
+        "PASSWORD": parts.password or "",
+        "HOST": parts.hostname or "127.0.0.1",
+        "PORT": str(parts.port or 5432),
+        # Worker subprocesses open the test database by this name.
+        # One database per test session, so parallel sessions never collide.
+        "TEST": {"NAME": os.environ.get("AI_FIELDS_TEST_DB_NAME", f"test_ai_fields_{os.getpid()}")},
+    }
+
+
+DATABASE_URL = os.environ.get("DATABASE_URL")
+REDIS_URL = os.environ.get("REDIS_URL")
+
+if DATABASE_URL:
+    DATABASES = {"default": database_from_url(DATABASE_URL)}
+else:
+    # A file, not memory: concurrency tests run several connections at once, and
+    # real worker processes (with REDIS_URL) open the same database.
+    sqlite_path = os.environ.get(
+        "AI_FIELDS_TEST_SQLITE", f"/tmp/django_ai_fields_test_{os.getpid()}.sqlite3"
+    )
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": sqlite_path,
+            "TEST": {"NAME": sqlite_path},
+            # IMMEDIATE: concurrent writers wait for the lock instead of failing.
+            "OPTIONS": {"timeout": 30, "transaction_mode": "IMMEDIATE"},
+        }
+    }
+
+if REDIS_URL:
+    # One Redis database per test session (1-15), so parallel sessions never collide;
+    # the suite flushes it before every test.
+    # pytest-xdist workers (gw0, gw1...) take databases 1, 2...; a plain session one by pid.
+    _xdist = os.environ.get("PYTEST_XDIST_WORKER", "").removeprefix("gw")
+    _default_db = 1 + int(_xdist) if _xdist.isdigit() else 8 + os.getpid() % 8
+    REDIS_TEST_DB = os.environ.get("AI_FIELDS_TEST_REDIS_DB", str(_default_db))
+    # The db number in the URL wins over a "DB" key, so it goes into the URL itself.
+    RQ_QUEUES = {
+        "default": {"URL": urlunsplit(urlsplit(REDIS_URL)._replace(path=f"/{REDIS_TEST_DB}"))}
+    }
+else:
+    import fakeredis
+
+    FAKE_REDIS = fakeredis.FakeRedis()
+    RQ_QUEUES = {
+        "default": {
+            "HOST": "fakeredis",
+            "PORT": 0,
+            "REDIS_CLIENT_KWARGS": {"connection_pool": FAKE_REDIS.connection_pool},
+        }
+    }
+
+AI_FIELDS: dict[str, object] = {
+    "DEFAULT_PROVIDER": "offline",
+    "DEFAULT_MODEL": "gpt-4o-mini",
+    "RETRY_BACKOFF": 0,
+    "SWEEP_INTERVAL": 0,
+}
+# Worker subprocesses receive the test's AI_FIELDS (fake provider URL...) this way.
+AI_FIELDS.update(json.loads(os.environ.get("AI_FIELDS_TEST_OVERRIDES", "{}")))
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"null": {"class": "logging.NullHandler"}},
+    "loggers": {"rq.worker": {"handlers": ["null"], "propagate": False}},
+}
+
+if os.environ.get("AI_FIELDS_WORKER_PROCESS"):
+    # A worker subprocess started by the tests works on the test database.
+    DATABASES["default"]["NAME"] = DATABASES["default"]["TEST"]["NAME"]

@@ -1,0 +1,240 @@
+"""End to end in headless Chromium: the example project served by ``runserver``, its
+jobs run by a real ``rqworker``, on a database and Redis of its own (PostgreSQL and
+the suite's Redis with DATABASE_URL/REDIS_URL, else SQLite and a private
+redis-server).
+
+A person logs into the admin, runs *Regenerate AI fields* on two leads, finds the
+jobs in the AI jobs list and cancels one, adds a lead on the leads page, and
+watches that page's badges turn to succeeded once a worker runs, without
+reloading it.
+
+With ``AI_FIELDS_SCREENSHOTS=<dir>`` the test also saves the screenshots shown in
+the docs there (``AI_FIELDS_SCREENSHOTS=docs/images``).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import pytest
+
+from tests.test_example_project import ExampleProject, example_project, stop
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+SERVER_TIMEOUT = 30.0  # seconds for runserver to answer
+WORKER_TIMEOUT_MS = 60_000  # for the worker to finish every job, seen through the badges
+SCREENSHOTS = os.environ.get("AI_FIELDS_SCREENSHOTS", "")
+
+# Run after `manage.py demo` (three leads, every job succeeded): Bletchley Ciphers gets a
+# quota of zero requests a day, so regenerating Alan Turing fails with quota_exceeded.
+SETUP_SCRIPT = """
+import json
+from rq import SimpleWorker
+from django_ai_fields.api import regenerate
+from django_ai_fields.models import Quota
+from django_ai_fields.outbox import get_queue
+from leads.models import Lead
+
+Quota.objects.create(tenant="Bletchley Ciphers", kind="requests", period="day", limit=0)
+regenerate(Lead.objects.get(name="Alan Turing"))
+queue = get_queue()
+SimpleWorker([queue], connection=queue.connection).work(burst=True)
+print(json.dumps({lead.name: lead.pk for lead in Lead.objects.all()}))
+"""
+
+if not os.path.exists(CHROMIUM):
+    pytest.skip(
+        f"no Chromium at {CHROMIUM}: install it with `apt-get install chromium`",
+        allow_module_level=True,
+    )
+sync_api = pytest.importorskip(
+    "playwright.sync_api",
+    reason="the Playwright driver is not installed: pip install -e '.[test]'",
+)
+expect = sync_api.expect
+expect.set_options(timeout=15_000)  # each check waits this long for the page to agree
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_until_served(url: str, server: subprocess.Popen[bytes], project: ExampleProject) -> None:
+    deadline = time.monotonic() + SERVER_TIMEOUT
+    while True:
+        assert server.poll() is None, f"runserver exited:\n{project.log('runserver')}"
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, ConnectionError):
+            pass
+        assert time.monotonic() < deadline, f"runserver did not answer:\n{project.log('runserver')}"
+        time.sleep(0.1)
+
+
+class Site(NamedTuple):
+    project: ExampleProject
+    base: str  # http://127.0.0.1:<port>
+    leads: dict[str, int]  # lead ids by name
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Iterator[Site]:
+    """The example project with the demo's leads, served by runserver on a free port."""
+    with example_project(tmp_path) as project:
+        project.manage("demo")  # migrates, creates admin/admin, three leads, runs their jobs
+        leads = project.shell(SETUP_SCRIPT)
+        address = f"127.0.0.1:{free_port()}"
+        server = project.start("runserver", "runserver", "--noreload", address)
+        try:
+            wait_until_served(f"http://{address}/admin/login/", server, project)
+            yield Site(project, f"http://{address}", leads)
+        finally:
+            stop(server)
+
+
+@pytest.fixture
+def page() -> Iterator[Any]:
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM, args=CHROMIUM_ARGS, timeout=60_000
+        )
+        try:
+            context = browser.new_context(viewport={"width": 1440, "height": 900})
+            page = context.new_page()
+            page.set_default_timeout(20_000)
+            yield page
+        finally:
+            browser.close()
+
+
+def screenshot(page: Any, name: str) -> None:
+    if SCREENSHOTS:
+        page.screenshot(path=str(Path(SCREENSHOTS) / name), full_page=True)
+
+
+def badge(page: Any, lead_id: int, field: str) -> Any:
+    return page.locator(f"#lead-{lead_id} .ai-status[data-ai-field='{field}']")
+
+
+def admin_row(page: Any, **cells: str) -> Any:
+    """The admin list's rows whose cells (by list_display name) read exactly so."""
+    rows = page.locator("#result_list tbody tr")
+    for column, text in cells.items():
+        cell = page.locator(f".field-{column}", has_text=re.compile(rf"^\s*{re.escape(text)}\s*$"))
+        rows = rows.filter(has=cell)
+    return rows
+
+
+def log_in(page: Any, base: str) -> None:
+    page.goto(f"{base}/")
+    expect(page).to_have_url(re.compile(r"/admin/login/\?next=/$"))
+    page.fill("#id_username", "admin")
+    page.fill("#id_password", "admin")
+    page.click("input[type=submit]")
+    expect(page).to_have_url(f"{base}/")
+
+
+def regenerate_in_admin(page: Any, base: str, names: list[str]) -> None:
+    page.goto(f"{base}/admin/leads/lead/")
+    for name in names:
+        admin_row(page, name=name).locator("input.action-select").check()
+    page.select_option("select[name=action]", "regenerate_ai_fields")
+    page.click("button[name=index]")
+    expect(page.locator(".messagelist .success")).to_contain_text("6 AI jobs requested")
+
+
+def cancel_job_in_admin(page: Any, base: str, lead_id: int, field: str) -> None:
+    """The jobs just requested are in the AI jobs list, queued; cancel one of them."""
+    page.goto(f"{base}/admin/django_ai_fields/aijob/?status__exact=queued")
+    expect(page.locator("#result_list tbody tr")).to_have_count(6)
+    row = admin_row(page, target=f"leads.lead #{lead_id}", field_name=field)
+    expect(row).to_have_count(1)
+    row.locator("input.action-select").check()
+    page.select_option("select[name=action]", "cancel_jobs")
+    page.click("button[name=index]")
+    expect(page.locator(".messagelist .success")).to_be_visible()
+    page.goto(f"{base}/admin/django_ai_fields/aijob/")
+    expect(admin_row(page, status_badge="Queued")).to_have_count(5)
+    expect(admin_row(page, status_badge="Cancelled")).to_have_count(1)
+    expect(admin_row(page, status_badge="Failed")).to_have_count(3)
+    screenshot(page, "admin-jobs.png")
+
+
+def add_lead(page: Any, base: str) -> int:
+    page.goto(f"{base}/")
+    page.fill("#id_name", "Katherine Johnson")
+    page.fill("#id_company", "Orbital Mechanics")
+    page.fill("#id_email", "katherine@orbital.example")
+    page.fill("#id_notes", "Needs trajectory analytics for 12 analysts; decision this week.")
+    page.click("form.add-lead button[type=submit]")
+    expect(page.locator(".messages .success")).to_contain_text("Katherine Johnson")
+    first_row = page.locator("table.leads tbody tr").first
+    expect(first_row).to_contain_text("Katherine Johnson")
+    return int(first_row.get_attribute("id").removeprefix("lead-"))
+
+
+def test_regenerate_in_admin_and_watch_the_badges_turn_succeeded(site: Site, page: Any) -> None:
+    project, base, leads = site
+    ada, grace, alan = leads["Ada Lovelace"], leads["Grace Hopper"], leads["Alan Turing"]
+    log_in(page, base)
+    expect(page.locator(".ai-status--succeeded")).to_have_count(6)  # Ada's and Grace's
+    expect(badge(page, alan, "summary")).to_contain_text("Failed: ")
+
+    regenerate_in_admin(page, base, ["Ada Lovelace", "Grace Hopper"])
+    cancel_job_in_admin(page, base, ada, "profile")
+    katherine = add_lead(page, base)
+
+    # No worker yet: the jobs wait in the queue, and their badges poll their status.
+    for lead in (grace, katherine):
+        for field in ("summary", "heat", "profile"):
+            expect(badge(page, lead, field)).to_have_text("Queued")
+    expect(badge(page, ada, "profile")).to_have_text("Cancelled")
+    expect(page.locator(".ai-status[data-status-url]")).to_have_count(8)
+
+    worker = project.start("rqworker", "rqworker", "default", "--with-scheduler")
+    try:
+        # The test does not reload: status.js swaps the badges in as the jobs finish.
+        unfinished = page.locator(".ai-status[data-status-url]")
+        expect(unfinished).to_have_count(0, timeout=WORKER_TIMEOUT_MS)
+    except AssertionError as error:
+        log = project.log("rqworker")
+        raise AssertionError(f"badges still unfinished; worker log:\n{log}") from error
+    finally:
+        stop(worker)
+
+    for lead in (ada, grace, katherine):
+        for field in ("summary", "heat"):
+            expect(badge(page, lead, field)).to_have_text("Generated")
+    for lead in (grace, katherine):
+        expect(badge(page, lead, "profile")).to_have_text("Generated")
+    expect(badge(page, ada, "profile")).to_have_text("Cancelled")
+    expect(badge(page, alan, "heat")).to_contain_text("Failed: ")
+    # Once nothing runs, leads.js reloads the page: the worker's values show.
+    expect(page.locator(f"#lead-{katherine} td.summary .value")).to_contain_text(
+        "Katherine Johnson"
+    )
+    screenshot(page, "example-leads.png")

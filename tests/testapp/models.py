@@ -1,0 +1,145 @@
+"""Models the test suite exercises."""
+
+from decimal import Decimal
+
+from django.db import models
+
+from django_ai_fields.fields import AIGeneratedField, AIGeneratedJSONField
+
+HEAT_CHOICES = [("hot", "Hot"), ("warm", "Warm"), ("cold", "Cold")]
+
+PROFILE_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "industry": {"type": "string"},
+        "employees": {"type": "integer", "minimum": 0},
+    },
+    "required": ["industry", "employees"],
+    "additionalProperties": False,
+}
+
+
+class Lead(models.Model):
+    name = models.CharField(max_length=100)
+    company = models.CharField(max_length=100, blank=True)
+    notes = models.TextField(blank=True)
+    ssn = models.CharField(max_length=11, blank=True)
+    score = models.IntegerField(default=0)
+
+    summary = AIGeneratedField(
+        prompt="Summarize the lead {name} at {company}. Record: {*}",
+        excluded_fields=["ssn"],
+        blank=True,
+        null=True,
+    )
+    heat = AIGeneratedField(
+        prompt="Classify this lead: {notes}",
+        max_length=8,
+        choices=HEAT_CHOICES,
+        blank=True,
+        null=True,
+    )
+    profile = AIGeneratedJSONField(
+        prompt="Extract company facts: {notes}",
+        schema=PROFILE_SCHEMA,
+        blank=True,
+        null=True,
+    )
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class PlainLead(models.Model):
+    """Lead without AI fields: the baseline for overhead comparisons."""
+
+    name = models.CharField(max_length=100)
+    company = models.CharField(max_length=100, blank=True)
+    notes = models.TextField(blank=True)
+    ssn = models.CharField(max_length=11, blank=True)
+    score = models.IntegerField(default=0)
+    summary = models.TextField(blank=True, null=True)
+    heat = models.CharField(max_length=8, blank=True, null=True)
+    profile = models.JSONField(blank=True, null=True)
+
+
+class Describable(models.Model):
+    title = models.CharField(max_length=100)
+    blurb = AIGeneratedField(prompt="Write a blurb for {title}.", blank=True, null=True)
+
+    class Meta:
+        abstract = True
+
+
+class Article(Describable):
+    """A concrete subclass of an abstract model with an AI field."""
+
+    body = models.TextField(blank=True)
+
+
+class Product(models.Model):
+    """Explicit trigger_fields, a callable prompt, and a tenant column."""
+
+    shop = models.CharField(max_length=50, blank=True)
+    title = models.CharField(max_length=100)
+    price = models.DecimalField(max_digits=8, decimal_places=2, default=0)
+    tags = models.JSONField(default=list, blank=True)
+
+    tagline = AIGeneratedField(
+        prompt=lambda product: f"Write a tagline for {product.title} priced {product.price}.",
+        trigger_fields=["title", "price"],
+        blank=True,
+        null=True,
+    )
+    keywords = AIGeneratedJSONField(
+        prompt="Keywords for {title} (tenant {tenant}), tags {tags}.",
+        auto_regenerate=False,
+        blank=True,
+        null=True,
+    )
+
+
+class Survey(models.Model):
+    """A JSON trigger field: an in-place mutation must count as a change."""
+
+    answers = models.JSONField(default=dict, blank=True)
+
+    digest = AIGeneratedField(prompt="Digest these answers: {answers}", blank=True, null=True)
+
+
+class Memo(models.Model):
+    """Money options declared on the field, so real worker processes see them too."""
+
+    shop = models.CharField(max_length=50, blank=True)
+    title = models.CharField(max_length=100)
+
+    text = AIGeneratedField(
+        prompt="Write a memo about {title}.",
+        max_tokens=100,
+        budget_usd=Decimal("0.0003"),
+        cache_ttl=0,
+        provider_options={"seed": 7, "reasoning_effort": "low"},
+        blank=True,
+        null=True,
+    )
+
+
+class Brief(models.Model):
+    """A fixed max_tokens, so a call's worst case is known exactly."""
+
+    shop = models.CharField(max_length=50, blank=True)
+    title = models.CharField(max_length=100)
+
+    text = AIGeneratedField(
+        prompt="Write a brief about {title}.", max_tokens=100, cache_ttl=0, blank=True, null=True
+    )
+
+
+class Story(models.Model):
+    """A streamed field: its text so far shows on the job while the job runs."""
+
+    title = models.CharField(max_length=100)
+
+    text = AIGeneratedField(
+        prompt="Write a story about {title}.", stream=True, cache_ttl=0, blank=True, null=True
+    )
