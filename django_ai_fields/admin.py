@@ -113,6 +113,7 @@ class AIJobAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
                 "fields": (
                     "provider",
                     "model",
+                    "batch_id",
                     "prompt_text",
                     "output_text",
                     "input_tokens",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from functools import partial
 from typing import Any
 
@@ -9,15 +10,16 @@ from django.contrib.contenttypes.models import ContentType
 from django.db import models, transaction
 
 from . import signals
+from .chunks import run_chunk
 from .engine import run_job
-from .fields import ai_fields_of, get_ai_field
+from .fields import AIFieldMixin, ai_fields_of, get_ai_field
 from .functions import get_function, json_safe
-from .models import AIJob
-from .outbox import enqueue, request_jobs
+from .models import AIJob, Status
+from .outbox import enqueue, enqueue_chunks, request_jobs, request_rows
 
 
 def regenerate(
-    instance: models.Model,
+    instance: models.Model | models.QuerySet[Any],
     field_name: str | None = None,
     sync: bool = False,
     *,
@@ -27,16 +29,61 @@ def regenerate(
 
     Bypasses the result cache. ``sync=True`` runs the job in this process now
     and returns it finished; otherwise it is enqueued when the transaction commits.
+    A queryset requests the field(s) for every row and returns all the jobs;
+    they go to the queue in chunk jobs whose provider calls run concurrently
+    (``sync=True`` runs them that way in this process).
     """
-    fields = (
-        [get_ai_field(type(instance), field_name)] if field_name else ai_fields_of(type(instance))
+    if isinstance(instance, models.QuerySet):
+        return regenerate_rows(instance, field_name, sync=sync, triggered_by=triggered_by)
+    jobs = request_jobs(
+        instance, fields_named(type(instance), field_name), triggered_by=triggered_by, force=True
     )
-    jobs = request_jobs(instance, fields, triggered_by=triggered_by, force=True)
     if sync:
         for job in jobs:
             run_job(job.pk)
             job.refresh_from_db()
     return jobs[0] if field_name else jobs
+
+
+def regenerate_rows(
+    rows: models.QuerySet[Any], field_name: str | None, *, sync: bool, triggered_by: str
+) -> list[AIJob]:
+    fields = fields_named(rows.model, field_name)
+    pairs = [(row, field) for row in rows for field in fields]
+    return regenerate_many(pairs, sync=sync, triggered_by=triggered_by, using=rows.db)
+
+
+def regenerate_many(
+    pairs: Iterable[tuple[models.Model, AIFieldMixin]],
+    *,
+    sync: bool = False,
+    triggered_by: str = "regenerate",
+    using: str = "default",
+) -> list[AIJob]:
+    """Request a fresh value for each (row, AI field): one transaction, then the
+    new jobs go to the queue in chunk jobs on commit, or run in this process
+    (concurrently, as a chunk) with ``sync=True``."""
+    by_field: dict[AIFieldMixin, list[models.Model]] = {}
+    for row, field in pairs:
+        by_field.setdefault(field, []).append(row)
+    with transaction.atomic(using=using):
+        jobs = [
+            job
+            for field, rows in by_field.items()
+            for job in request_rows(rows, field, triggered_by=triggered_by, using=using)
+        ]
+        if not sync:  # reused jobs still waiting on the queue keep their place
+            new_ids = [job.pk for job in jobs if job.status == Status.PENDING]
+            transaction.on_commit(partial(enqueue_chunks, new_ids), using=using, robust=True)
+    if sync:
+        run_chunk([job.pk for job in jobs])
+        for job in jobs:
+            job.refresh_from_db()
+    return jobs
+
+
+def fields_named(model: type[models.Model], field_name: str | None) -> list[AIFieldMixin]:
+    return [get_ai_field(model, field_name)] if field_name else ai_fields_of(model)
 
 
 def latest_job(instance: models.Model, field_name: str) -> AIJob | None:

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Generator
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 from django.db import transaction
 from rq.timeouts import JobTimeoutException
@@ -17,7 +18,15 @@ from .conf import get_setting
 from .functions import AIFunction
 from .models import AIJob, AIUsage, ErrorCode
 from .pricing import cost_micro, micro_to_usd
-from .providers import CompletionRequest, CompletionResponse, ProviderError, build_provider
+from .providers import (
+    CompletionRequest,
+    CompletionResponse,
+    Provider,
+    ProviderError,
+    build_provider,
+)
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -36,7 +45,50 @@ class Prepared:
         return self.request.model
 
 
-def call_provider(job: AIJob, prepared: Prepared, save_job: Any) -> CompletionResponse:
+@dataclass
+class ProviderCall:
+    """The one point where a job's pipeline waits: a provider call to make.
+
+    Pipelines are generators that yield a ProviderCall and get its response back
+    (or its exception thrown in). ``drive()`` makes the calls one by one in this
+    thread; a chunk job (chunks.py) makes many at once on an event loop while
+    every database query stays in its own thread."""
+
+    job: AIJob
+    prepared: Prepared
+    provider: Provider
+
+    @property
+    def streams(self) -> bool:
+        return bool(getattr(self.prepared.function, "stream", False))
+
+    def run(self) -> CompletionResponse:
+        return streaming.complete(self.job, self.prepared, self.provider)
+
+    async def arun(self) -> CompletionResponse:
+        return await self.provider.acomplete(self.prepared.request)
+
+
+# A job's work up to its result: yields the provider calls it waits for.
+Pipeline = Generator[ProviderCall, CompletionResponse, T]
+
+
+def drive(pipeline: Pipeline[T]) -> T:
+    """Run a pipeline to its end, making each provider call in this thread."""
+    try:
+        call = next(pipeline)
+        while True:
+            try:
+                response = call.run()
+            except BaseException as exc:  # raised where the pipeline waits for the call
+                call = pipeline.throw(exc)
+            else:
+                call = pipeline.send(response)
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
+
+
+def call_provider(job: AIJob, prepared: Prepared, save_job: Any) -> Pipeline[CompletionResponse]:
     """Reserve quota, call, then log and settle. Raises QuotaRefused or ProviderError.
     ``save_job(**columns)`` writes job columns under the run's lease."""
     reservations = reserve_quota(job, prepared)
@@ -48,7 +100,7 @@ def call_provider(job: AIJob, prepared: Prepared, save_job: Any) -> CompletionRe
     response = CompletionResponse(text="")
     try:
         provider = build_provider(prepared.provider, prepared.config)
-        response = streaming.complete(job, prepared, provider)
+        response = yield ProviderCall(job, prepared, provider)
     except ProviderError as exc:
         # An SDK may wrap RQ's timeout (raised mid-request) as a connection error.
         error = job_timeout_error() if caused_by_job_timeout(exc) else exc
@@ -75,7 +127,8 @@ def reserve_quota(job: AIJob, prepared: Prepared) -> list[list[object]]:
 
 
 def call_cost(model: str, response: CompletionResponse) -> Decimal:
-    """Exact USD cost of one answered call (priced by the model we asked for)."""
+    """Exact USD cost of one answered call (priced by the model we asked for; a
+    batch API's answer at the batch discount)."""
     if not response.billable:
         return Decimal(0)
     return micro_to_usd(
@@ -85,6 +138,7 @@ def call_cost(model: str, response: CompletionResponse) -> Decimal:
             output_tokens=response.output_tokens,
             cached_tokens=response.cached_tokens,
             cache_creation_tokens=response.cache_creation_tokens,
+            batch=response.batch,
         )
     )
 

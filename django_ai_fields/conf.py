@@ -29,6 +29,10 @@ DEFAULTS: dict[str, Any] = {
     "SWEEP_INTERVAL": 60,
     # A pending job older than this (seconds) is taken as never enqueued.
     "PENDING_GRACE": 30,
+    # Provider batch APIs (ai_regenerate --batch, docs/batches.md): seconds between
+    # polls of open batches (0: only ai_requeue polls), and requests per batch.
+    "BATCH_POLL_INTERVAL": 60,
+    "BATCH_MAX_REQUESTS": 10_000,
     # Dotted path: callable(instance) -> str | None.
     "TENANT_RESOLVER": None,
     # {"model": {"input": usd_per_1M, "output": usd_per_1M, "cached_input": ...}}
@@ -38,6 +42,10 @@ DEFAULTS: dict[str, Any] = {
     # Seconds a generated answer is reused for an identical request (0: off).
     # A field's cache_ttl overrides it.
     "CACHE_TTL": 0,
+    # Backfills (ai_regenerate, regenerate() on a queryset) enqueue their jobs in
+    # chunks of CHUNK_SIZE; a chunk job makes up to CONCURRENCY provider calls at once.
+    "CHUNK_SIZE": 100,
+    "CONCURRENCY": 16,
     # Seconds a job over its tenant's max_concurrent_jobs waits before trying again.
     "CONCURRENCY_RETRY_DELAY": 5,
     # Mark the system message for Anthropic's prompt cache (OpenAI caches the

@@ -11,6 +11,7 @@ import contextlib
 import logging
 import random
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 from django.db import close_old_connections, connection, transaction
@@ -19,7 +20,7 @@ from django.utils import timezone
 from rq.timeouts import JobTimeoutException
 
 from . import concurrency, observability, recovery, repair, result_cache, routing, signals
-from .calls import Prepared, call_cost, job_timeout_error, record_usage
+from .calls import Pipeline, Prepared, call_cost, drive, job_timeout_error, record_usage
 from .conf import get_setting
 from .field_function import FIELD_FUNCTION, FieldGeneration
 from .functions import AIFunction, Cancelled, Superseded, get_function, json_safe
@@ -42,40 +43,64 @@ def run_job(job_id: int) -> str:
     """RQ entry point. Returns the job's final status (or "skipped")."""
     if not connection.in_atomic_block:
         close_old_connections()  # a long-lived worker may hold a dead connection
-    job = lease(job_id)
-    if job is None:
-        return "skipped"
     try:
-        return process(job)
-    except LeaseLost:
-        return "lease-lost"
-    except JobTimeoutException:
-        # RQ's job timeout fired outside the provider call: retry like a timed-out call.
-        try:
-            return handle_provider_error(job, job_timeout_error())
-        except LeaseLost:
-            return "lease-lost"
-    except recovery.CONNECTION_ERRORS as exc:
-        # The database went away mid-job: reconnect and retry the job (if the
-        # database is still down this raises; RQ fails the run and the sweep recovers it).
-        try:
-            return handle_provider_error(job, recovery.database_lost(job, exc))
-        except LeaseLost:
-            return "lease-lost"
-    except Exception as exc:
-        logger.exception("AI job %s crashed", job_id)
-        fail(job, ErrorCode.INTERNAL, f"{type(exc).__name__}: {exc}")
-        return Status.FAILED
+        return drive(job_pipeline(job_id))
     finally:
         from .sweep import schedule_sweep
 
         schedule_sweep()
 
 
-def lease(job_id: int) -> AIJob | None:
-    """Take an open job for this run; None if it is not open any more."""
+def job_pipeline(job_id: int) -> Pipeline[str]:
+    """One job from lease to final status, waiting (yielding) for its provider calls."""
+    job = lease(job_id)
+    if job is None:
+        return "skipped"
+    return (yield from leased_job_pipeline(job))
+
+
+def leased_job_pipeline(job: AIJob) -> Pipeline[str]:
+    """A leased job to its final status."""
+    try:
+        return (yield from process(job))
+    except LeaseLost:
+        return "lease-lost"
+    except JobTimeoutException:
+        # RQ's job timeout fired outside the provider call: retry like a timed-out call.
+        return retry_after_crash(job, job_timeout_error())
+    except recovery.CONNECTION_ERRORS as exc:
+        # The database went away mid-job: reconnect and retry the job (if the
+        # database is still down this raises; RQ fails the run and the sweep recovers it).
+        return retry_after_crash(job, recovery.database_lost(job, exc))
+    except Exception as exc:
+        logger.exception("AI job %s crashed", job.pk)
+        fail(job, ErrorCode.INTERNAL, f"{type(exc).__name__}: {exc}")
+        return Status.FAILED
+
+
+def retry_after_crash(job: AIJob, error: ProviderError) -> str:
+    try:
+        return handle_provider_error(job, error)
+    except LeaseLost:
+        return "lease-lost"
+
+
+def lease(job_id: int, *, batch: bool = False) -> AIJob | None:
+    """Take an open job for this run; None if it is not open any more. A job
+    waiting in a provider batch is taken only by its batch's poll (``batch=True``)."""
+    taken = lease_many([job_id], batch=batch)
+    return taken[0] if taken else None
+
+
+def lease_many(job_ids: Sequence[int], *, batch: bool = False) -> list[AIJob]:
+    """Take the jobs still open, in one UPDATE (a chunk starts several at once).
+    They share the run's token: every later write names the job's pk as well."""
     token = uuid.uuid4().hex
-    taken = AIJob.objects.filter(pk=job_id, status__in=OPEN_STATUSES).update(
+    open_jobs = AIJob.objects.filter(pk__in=job_ids, status__in=OPEN_STATUSES)
+    open_jobs = (
+        open_jobs.filter(phase=Phase.BATCH) if batch else open_jobs.exclude(phase=Phase.BATCH)
+    )
+    taken = open_jobs.update(
         status=Status.RUNNING,
         run_token=token,
         attempts=F("attempts") + 1,
@@ -87,10 +112,13 @@ def lease(job_id: int) -> AIJob | None:
         **recovery.current_rq_job(),
     )
     if not taken:
-        return None
-    job = AIJob.objects.select_related("content_type").get(pk=job_id)
-    observability.job_status_changed(job)
-    return job
+        return []
+    jobs = list(
+        AIJob.objects.select_related("content_type").filter(pk__in=job_ids, run_token=token)
+    )
+    for job in jobs:
+        observability.job_status_changed(job)
+    return jobs
 
 
 def update_job(job: AIJob, **values: Any) -> None:
@@ -110,7 +138,7 @@ def update_job(job: AIJob, **values: Any) -> None:
         observability.job_status_changed(job)
 
 
-def process(job: AIJob) -> str:
+def process(job: AIJob) -> Pipeline[str]:
     """Apply the tenant's policy, then generate within its concurrency cap."""
     policy = policy_for(job.tenant)
     if policy is not None and not policy.ai_enabled:
@@ -121,7 +149,7 @@ def process(job: AIJob) -> str:
     if cap and not concurrency.acquire(job.tenant, job.pk, cap):
         return postpone(job, float(get_setting("CONCURRENCY_RETRY_DELAY")))
     try:
-        return generate(job)
+        return (yield from generate(job))
     finally:
         if cap:
             concurrency.release(job.tenant, job.pk)
@@ -143,7 +171,7 @@ def postpone(job: AIJob, delay: float) -> str:
     return Status.QUEUED
 
 
-def generate(job: AIJob) -> str:
+def generate(job: AIJob) -> Pipeline[str]:
     job.steps = with_step(job, {"phase": Phase.PREP})  # written with the next update
     try:
         prepared = prepare(job)
@@ -176,7 +204,7 @@ def generate(job: AIJob) -> str:
     save_job = lambda **columns: update_job(job, **columns)  # noqa: E731
     try:
         # Routes (circuits, rate limits, fallbacks), moderation, one repair call.
-        prepared, response, parsed = repair.answer(job, prepared, save_job)
+        prepared, response, parsed = yield from repair.answer(job, prepared, save_job)
     except routing.Deferred as deferral:
         return routing.defer(job, deferral, save_job)
     except QuotaRefused as refusal:

@@ -57,9 +57,9 @@ class FieldGeneration(AIFunction):
     def build_prompt(self, data: RowData) -> str:
         limit = self.field.max_input_chars or get_setting("MAX_INPUT_CHARS")
         return tokens.fit(
-            lambda chars: self.field.render(
-                data.instance, tenant=data.tenant, max_input_chars=chars
-            ).user,
+            lambda chars: (
+                self.field.render(data.instance, tenant=data.tenant, max_input_chars=chars).user
+            ),
             char_limit=limit,
             token_limit=self.field.max_input_tokens or get_setting("MAX_INPUT_TOKENS"),
             model=self.model or get_setting("DEFAULT_MODEL"),

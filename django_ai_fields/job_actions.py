@@ -78,7 +78,13 @@ def cancel(job: AIJob) -> str:
         finished_at=now,
         updated_at=now,
     )
-    return "" if updated else INVALID_STATE
+    if not updated:
+        return INVALID_STATE
+    if job.phase == Phase.BATCH:  # waiting in a provider batch: free its quota now
+        from .batches import release_cancelled
+
+        release_cancelled(job.pk)
+    return ""
 
 
 def apply(action: str, jobs: Iterable[AIJob]) -> ActionResult:

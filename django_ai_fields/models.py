@@ -30,6 +30,8 @@ class Phase(models.TextChoices):
     PARSE = "PARSE", "PARSE"
     SAVE = "SAVE", "SAVE"
     DONE = "DONE", "DONE"
+    # Queued in a provider's batch (``ai_regenerate --batch``); see batches.py.
+    BATCH = "BATCH", "BATCH"
 
 
 class ErrorCode(models.TextChoices):
@@ -91,6 +93,8 @@ class AIJob(models.Model):
     # A fresh token per run: only the run holding it may finish the job.
     run_token = models.CharField(max_length=32, blank=True, default="", editable=False)
     rq_job_id = models.CharField(max_length=64, blank=True, default="", editable=False)
+    # The provider batch this job's request went into; "" once its result is handled.
+    batch_id = models.CharField(_("provider batch"), max_length=100, blank=True, default="")
 
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
     updated_at = models.DateTimeField(_("updated"), auto_now=True)
@@ -109,12 +113,15 @@ class AIJob(models.Model):
             models.Index(fields=["status", "updated_at"], name="aijob_status_idx"),
             models.Index(fields=["tenant", "created_at"], name="aijob_tenant_idx"),
             models.Index(fields=["cache_key", "finished_at"], name="aijob_cache_idx"),
+            models.Index(fields=["batch_id"], name="aijob_batch_idx", condition=~Q(batch_id="")),
         ]
         constraints = [
             # At most one open job per row and field: later saves reuse it (coalescing).
+            # A job waiting in a provider batch is not reused: a save while the batch
+            # runs starts a new job, and the batch's answer ends superseded.
             models.UniqueConstraint(
                 fields=["content_type", "object_id", "field_name"],
-                condition=Q(status__in=["pending", "queued"], function="field"),
+                condition=Q(status__in=["pending", "queued"], function="field") & ~Q(phase="BATCH"),
                 name="aijob_one_open_per_field",
             ),
         ]

@@ -21,7 +21,7 @@ from django.db.models import F
 from django.utils.translation import gettext as _
 
 from . import moderation, routing
-from .calls import Prepared, call_cost
+from .calls import Pipeline, Prepared, call_cost
 from .conf import get_setting
 from .models import AIJob
 from .outputs import InvalidOutput, without_nul
@@ -44,13 +44,13 @@ class Unusable(InvalidOutput):
 
 def answer(
     job: AIJob, prepared: Prepared, save_job: routing.SaveJob
-) -> tuple[Prepared, CompletionResponse, Any]:
+) -> Pipeline[tuple[Prepared, CompletionResponse, Any]]:
     """Returns (the route that answered, its last response, the parsed value).
     The last response's tokens are left for the caller to charge with the job's
     final update; earlier responses are charged here. Raises routing.Deferred,
     QuotaRefused, ProviderError or Unusable."""
     moderation.check(prepared.request.prompt, moderation.INPUT)
-    route, response = routing.call(job, prepared, save_job)
+    route, response = yield from routing.call(job, prepared, save_job)
     try:
         return route, response, accept(route, response)
     except InvalidOutput as problem:
@@ -62,7 +62,8 @@ def answer(
         charge(job, route, response, save_job)  # moderation refused an answered call
         raise
     charge(job, route, response, save_job)
-    route, response = routing.call(job, replace(route, request=retry), save_job, fallbacks=False)
+    retried = replace(route, request=retry)
+    route, response = yield from routing.call(job, retried, save_job, fallbacks=False)
     try:
         return route, response, accept(route, response)
     except InvalidOutput as problem:

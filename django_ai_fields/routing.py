@@ -27,7 +27,7 @@ from django.db.models import F
 from django.utils.translation import gettext as _
 
 from . import breaker, ratelimit, tokens
-from .calls import Prepared, call_provider
+from .calls import Pipeline, Prepared, call_provider
 from .conf import get_setting
 from .models import AIJob, ErrorCode, Phase, Status
 from .providers import CompletionResponse, ProviderError, provider_class, resolve_credentials
@@ -62,7 +62,7 @@ class CircuitOpen(ProviderError):
 
 def call(
     job: AIJob, prepared: Prepared, save_job: SaveJob, *, fallbacks: bool = True
-) -> tuple[Prepared, CompletionResponse]:
+) -> Pipeline[tuple[Prepared, CompletionResponse]]:
     """Call the first route that may be called; returns (the route, its answer).
     Raises Deferred, QuotaRefused or ProviderError."""
     candidates = routes(job, prepared) if fallbacks else [prepared]
@@ -77,7 +77,7 @@ def call(
             continue
         try:
             limit_rate(route)
-            response = call_provider(job, with_idempotency_key(job, route), save_job)
+            response = yield from call_provider(job, with_idempotency_key(job, route), save_job)
         except ProviderError as error:
             breaker.record(permit, error)
             if error.retryable and last_attempt and index + 1 < len(candidates):

@@ -21,11 +21,14 @@ PHASE_MESSAGES = {
     Phase.PARSE: "Reading the answer",
     Phase.SAVE: "Saving the result",
     Phase.DONE: "Done",
+    Phase.BATCH: "Waiting for the provider's batch",
 }
 
 
 def describe(values: dict[str, Any]) -> str:
     status, error = values.get("status"), values.get("error") or ""
+    if values.get("phase") == Phase.BATCH:
+        return PHASE_MESSAGES[Phase.BATCH]
     if status == Status.QUEUED:
         return f"Waiting to try again: {error}" if error else "Waiting to try again"
     if status in (Status.FAILED, Status.CANCELLED, Status.SUPERSEDED):

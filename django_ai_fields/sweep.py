@@ -13,14 +13,15 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import transaction
+from django.db import close_old_connections, transaction
+from django.db import connection as db_connection
 from django.utils import timezone
 from rq import get_current_job
 from rq.job import Job
 
 from . import quotas, recovery
 from .conf import get_setting
-from .models import AIJob, ErrorCode, Status
+from .models import AIJob, ErrorCode, Phase, Status
 from .outbox import enqueue_all, get_queue
 
 logger = logging.getLogger("django_ai_fields")
@@ -72,6 +73,9 @@ def sweep(*, all_pending: bool = False, now: datetime | None = None) -> SweepRep
     job_ids = list(dict.fromkeys(job_ids))  # recovered jobs are pending now: listed twice
     report.enqueued = enqueue_all(job_ids)
     report.unreachable = len(job_ids) - report.enqueued
+    from .batches import keep_polling
+
+    keep_polling()
     return report
 
 
@@ -118,6 +122,7 @@ def orphaned_queued_jobs(now: datetime) -> list[int]:
     candidates = list(
         AIJob.objects.filter(status=Status.QUEUED, updated_at__lt=grace)
         .exclude(rq_job_id="")
+        .exclude(phase=Phase.BATCH)  # waits for a provider batch, not for RQ
         .values_list("pk", "rq_job_id")[:BATCH]
     )
     if not candidates:
@@ -149,7 +154,11 @@ _RELEASE = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL
 
 def periodic_sweep() -> str:
     """The worker's periodic job: sweep, then schedule the next run. Only the run
-    the mark names re-arms, so late or extra runs never multiply the schedule."""
+    the mark names re-arms, so late or extra runs never multiply the schedule.
+
+    A run that fails (the database down) still re-arms: while PostgreSQL restarts
+    the workers fail every queued run at its lease within milliseconds, so the
+    queue may be empty by the time it is back, and no later job would re-arm."""
     with contextlib.suppress(Exception):
         rq_job = get_current_job()
         connection = get_queue().connection
@@ -157,9 +166,12 @@ def periodic_sweep() -> str:
             connection.delete(SCHEDULED_KEY)
         else:
             connection.eval(_RELEASE, 1, SCHEDULED_KEY, rq_job.id)
-    report = sweep()
-    schedule_sweep()
-    return str(report)
+    try:
+        if not db_connection.in_atomic_block:
+            close_old_connections()  # the worker's connection may predate a database restart
+        return str(sweep())
+    finally:
+        schedule_sweep()
 
 
 def schedule_sweep() -> None:
@@ -167,7 +179,8 @@ def schedule_sweep() -> None:
 
     When the scheduled sweep is a whole interval late, RQ's scheduler is not
     running (a SIGKILLed worker holds its lock for about a minute): run one sweep
-    now instead, at most once per interval."""
+    now instead, at most once per interval. Either goes to the front of the queue:
+    behind a backlog the sweep would come only once the backlog is done."""
     interval = int(get_setting("SWEEP_INTERVAL"))
     if interval <= 0:
         return
@@ -176,12 +189,12 @@ def schedule_sweep() -> None:
         connection = queue.connection
         if connection.set(SCHEDULED_KEY, "-", nx=True, ex=interval * 3):
             rq_job = queue.enqueue_in(
-                timedelta(seconds=interval), periodic_sweep, result_ttl=interval
+                timedelta(seconds=interval), periodic_sweep, result_ttl=interval, at_front=True
             )
             connection.set(SCHEDULED_KEY, rq_job.id, xx=True, ex=interval * 3)
             connection.set(DUE_KEY, repr(time.time() + interval), ex=interval * 10)
         elif _late(connection, interval) and connection.set(KICKED_KEY, 1, nx=True, ex=interval):
-            queue.enqueue(periodic_sweep, result_ttl=interval)
+            queue.enqueue(periodic_sweep, result_ttl=interval, at_front=True)
     except Exception as exc:
         logger.debug("Could not schedule the AI fields sweep: %s", exc)
 

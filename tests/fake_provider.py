@@ -5,6 +5,9 @@ the real ``openai`` and ``anthropic`` SDKs to talk to it over loopback HTTP (DES
 records every request it receives and can be scripted to fail, stall, answer with garbage or
 drop the connection.
 
+The batch APIs (OpenAI's Batch API, Anthropic's Message Batches) live in tests/fake_batches.py
+(``fp.batch_api``); each request of a batch is answered as its normal endpoint would.
+
 Scripted behaviour (``enqueue_fault``, ``delay``, ``fail_all_with``) applies to the provider
 endpoints only; ``GET /v1/models`` always answers at once, so reachability checks stay cheap.
 
@@ -593,9 +596,16 @@ class FakeProvider:
         # Seconds before each text delta of a streamed reply (``"stream": true``).
         self.stream_delay: float = 0.0
         self.fail_all_with: int | None = None
+        # Batch endpoints, their state and scripting (tests/fake_batches.py).
+        from tests.fake_batches import FakeBatchAPI
+
+        self.batch_api = FakeBatchAPI(self)
         self.models: list[str] = list(DEFAULT_MODELS)
         # POST /v1/moderations flags an input containing any of these (case-insensitive).
         self.moderation_terms: tuple[str, ...] = ()
+        # The most provider calls this server was answering at the same time.
+        self.max_in_flight = 0
+        self._in_flight = 0
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -745,6 +755,10 @@ class FakeProvider:
 
     def handle(self, record: RecordedRequest) -> Reply:
         """Record a request and build its reply (runs in the handler thread)."""
+        batch_route = self.batch_api.route_for(record.method, record.path)
+        if batch_route is not None:
+            self._record(record, is_call=False)
+            return self.batch_api.reply(batch_route, record)
         route = route_for(record.method, record.path)
         fault = self._record(record, is_call=route not in (None, MODELS, MODERATIONS))
         if route is None:
@@ -754,8 +768,15 @@ class FakeProvider:
             return json_reply(200, moderation_result(record.body, self.moderation_terms))
         if route == MODELS:
             return json_reply(200, models_list(self.models), _request_id_headers(0))
-        self._stopping.wait(self.delay + (fault.delay if fault else 0.0))
-        return self._provider_reply(route, record, fault)
+        with self._lock:
+            self._in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self._in_flight)
+        try:
+            self._stopping.wait(self.delay + (fault.delay if fault else 0.0))
+            return self._provider_reply(route, record, fault)
+        finally:
+            with self._lock:
+                self._in_flight -= 1
 
     def _record(self, record: RecordedRequest, *, is_call: bool) -> Fault | None:
         """Append the record; for a provider call, number it and pop the next fault."""

@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 from collections.abc import Callable, Iterator
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ from rq import SimpleWorker
 from rq.job import Job, JobStatus
 from rq.job_lifecycle import record_job_failure
 
-from django_ai_fields import quotas
+from django_ai_fields import quotas, sweep
 from django_ai_fields.engine import run_job
 from django_ai_fields.models import AIUsage, ErrorCode, Quota, Status
 from django_ai_fields.outbox import get_queue
@@ -337,3 +338,68 @@ def test_a_late_scheduled_sweep_is_run_directly_once_per_interval(settings):
     # The direct run did not re-arm a second schedule; the scheduled one is still the one.
     assert queue.scheduled_job_registry.get_job_ids() == [scheduled]
     assert queue.connection.get(sweep.SCHEDULED_KEY).decode() == scheduled
+
+
+def refuse_queries(*args: Any) -> None:
+    """A connection.execute_wrapper: every query fails as while PostgreSQL restarts."""
+    raise OperationalError("connection failed: the database system is shutting down")
+
+
+def run_worker(*, database_down: bool = False) -> None:
+    """An in-process ``rqworker --with-scheduler --burst``: enqueues the due scheduled
+    jobs, then runs the queue until it is empty."""
+    queue = get_queue()
+    worker = SimpleWorker([queue], connection=queue.connection)
+    with connection.execute_wrapper(refuse_queries) if database_down else nullcontext():
+        worker.work(burst=True, with_scheduler=True)
+
+
+def make_sweep_due() -> str:
+    """The scheduled periodic sweep's time has come (RQ's scheduler enqueues it)."""
+    registry = get_queue().scheduled_job_registry
+    (rq_id,) = registry.get_job_ids()
+    registry.connection.zadd(registry.key, {rq_id: 0})
+    return str(rq_id)
+
+
+def test_a_sweep_failing_while_the_database_restarts_schedules_the_next_one(
+    fake_provider, settings
+):
+    configure(settings, SWEEP_INTERVAL=60)
+    fake_provider.reply_text = "cold"
+    lead, job = job_for("heat")
+    rq_id = fresh(job).rq_job_id
+    sweep.schedule_sweep()
+    # PostgreSQL restarts: the worker fails the job's run at its lease, then the
+    # sweep (both within milliseconds), and the queue is empty.
+    run_worker(database_down=True)
+    failed_sweep = make_sweep_due()
+    run_worker(database_down=True)
+    assert {rq_id, failed_sweep} <= set(get_queue().failed_job_registry.get_job_ids())
+    assert fresh(job).status == Status.QUEUED and len(get_queue()) == 0
+
+    # The database is back: the sweep the failed one scheduled recovers the job.
+    assert make_sweep_due() != failed_sweep
+    run_worker()
+    job = fresh(job)
+    assert (job.status, job.attempts) == (Status.SUCCEEDED, 1)
+    lead.refresh_from_db()
+    assert lead.heat == "cold"
+
+
+def test_the_periodic_sweep_runs_ahead_of_a_backlog(settings):
+    configure(settings, SWEEP_INTERVAL=60)
+    for _ in range(3):
+        job_for("heat")
+    queue = get_queue()
+    sweep.schedule_sweep()
+    scheduled = make_sweep_due()
+    queue.connection.set(sweep.DUE_KEY, "0")  # and late: one direct run is enqueued too
+    sweep.schedule_sweep()
+    (kicked,) = [j for j in queue.get_jobs() if j.func_name.endswith("periodic_sweep")]
+
+    SimpleWorker([queue], connection=queue.connection).work(
+        burst=True, with_scheduler=True, max_jobs=2
+    )
+    assert rq_status(scheduled) == rq_status(kicked.id) == JobStatus.FINISHED
+    assert [j.func_name for j in queue.get_jobs()] == ["django_ai_fields.engine.run_job"] * 3

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import anthropic
@@ -11,13 +11,17 @@ import httpx2
 
 from ..conf import get_setting
 from .base import (
+    BatchState,
     CompletionRequest,
     CompletionResponse,
     Provider,
+    ProviderError,
+    async_key,
     clients,
     error_from_sdk,
     require_key,
 )
+from .batching import batched, not_run, request_body, typed_error, unreadable
 from .streams import StreamItem, read_anthropic, stream_error
 
 TOOL_NAME = "record_output"
@@ -27,18 +31,31 @@ class AnthropicProvider(Provider):
     name = "anthropic"
     idempotency_header = "Idempotency-Key"
 
+    def client_options(self) -> dict[str, Any]:
+        return {
+            "api_key": self.config.get("API_KEY") or "missing",
+            "base_url": self.config.get("BASE_URL") or None,
+            "timeout": self.timeout(),
+            # Jobs retry with backoff; the SDK would sleep a full Retry-After
+            # (minutes) inside the worker.
+            "max_retries": 0,
+        }
+
+    def client_key(self) -> tuple[Any, ...]:
+        return (
+            "anthropic",
+            self.config.get("API_KEY"),
+            self.config.get("BASE_URL"),
+            self.timeout(),
+        )
+
     def client(self) -> anthropic.Anthropic:
-        key = ("anthropic", self.config.get("API_KEY"), self.config.get("BASE_URL"), self.timeout())
+        return clients.get(self.client_key(), lambda: anthropic.Anthropic(**self.client_options()))
+
+    def async_client(self) -> anthropic.AsyncAnthropic:
         return clients.get(
-            key,
-            lambda: anthropic.Anthropic(
-                api_key=self.config.get("API_KEY") or "missing",
-                base_url=self.config.get("BASE_URL") or None,
-                timeout=self.timeout(),
-                # Jobs retry with backoff; the SDK would sleep a full Retry-After
-                # (minutes) inside the worker.
-                max_retries=0,
-            ),
+            async_key(self.client_key()),
+            lambda: anthropic.AsyncAnthropic(**self.client_options()),
         )
 
     def build_kwargs(self, request: CompletionRequest) -> dict[str, Any]:
@@ -78,6 +95,14 @@ class AnthropicProvider(Provider):
             raise error_from_sdk(anthropic, exc) from exc
         return response_from_message(message, wrapped=needs_wrapping(request.json_schema))
 
+    async def acomplete(self, request: CompletionRequest) -> CompletionResponse:
+        require_key(self)
+        try:
+            message = await self.async_client().messages.create(**self.build_kwargs(request))
+        except (anthropic.AnthropicError, ValueError) as exc:
+            raise error_from_sdk(anthropic, exc) from exc
+        return response_from_message(message, wrapped=needs_wrapping(request.json_schema))
+
     def stream(self, request: CompletionRequest) -> Iterator[StreamItem]:
         require_key(self)
         wrapped = needs_wrapping(request.json_schema)
@@ -86,6 +111,57 @@ class AnthropicProvider(Provider):
             yield from read_anthropic(events, wrapped=wrapped)
         except (anthropic.AnthropicError, ValueError, KeyError, httpx2.HTTPError) as exc:
             raise stream_error(anthropic, exc) from exc
+
+    # -- Message Batches: up to 100,000 requests, answered within 24 hours -----------
+
+    supports_batch = True
+
+    def submit_batch(self, items: Sequence[tuple[str, CompletionRequest]]) -> str:
+        require_key(self)
+        requests = [
+            {"custom_id": custom_id, "params": request_body(self.build_kwargs(request))}
+            for custom_id, request in items
+        ]
+        try:
+            return str(self.client().messages.batches.create(requests=requests).id)  # type: ignore[arg-type]
+        except (anthropic.AnthropicError, ValueError) as exc:
+            raise error_from_sdk(anthropic, exc) from exc
+
+    def batch_state(self, batch_id: str) -> BatchState:
+        require_key(self)
+        try:
+            batch = self.client().messages.batches.retrieve(batch_id)
+        except (anthropic.AnthropicError, ValueError) as exc:
+            raise error_from_sdk(anthropic, exc) from exc
+        return BatchState(ended=batch.processing_status == "ended")
+
+    def batch_results(
+        self, batch_id: str, requests: Mapping[str, CompletionRequest]
+    ) -> dict[str, CompletionResponse | ProviderError]:
+        require_key(self)
+        results: dict[str, CompletionResponse | ProviderError] = {}
+        try:
+            for item in self.client().messages.batches.results(batch_id):
+                request = requests.get(item.custom_id)
+                results[item.custom_id] = batch_outcome(item.result, request)
+        except (anthropic.AnthropicError, ValueError, httpx2.HTTPError) as exc:
+            raise stream_error(anthropic, exc) from exc
+        return results
+
+
+def batch_outcome(
+    result: Any, request: CompletionRequest | None
+) -> CompletionResponse | ProviderError:
+    """One request's result in a Message Batch: its answer, or why it has none."""
+    if result.type == "succeeded":
+        wrapped = needs_wrapping(request.json_schema if request else None)
+        try:
+            return batched(response_from_message(result.message, wrapped=wrapped))
+        except (KeyError, TypeError, AttributeError) as exc:
+            return unreadable(exc)
+    if result.type == "errored":
+        return typed_error(result.error.model_dump())
+    return not_run(result.type)  # "expired" or "canceled"
 
 
 def system_blocks(system: str) -> list[dict[str, Any]] | str:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,6 +43,17 @@ class CompletionResponse:
     model: str = ""
     # False for answers nobody bills (the offline provider): they cost 0.
     billable: bool = True
+    # Answered through a provider's batch API: priced at the batch discount.
+    batch: bool = False
+
+
+@dataclass
+class BatchState:
+    """A provider batch as last seen: still running, or ended (``error``: it failed
+    as a whole, and every request in it gets that error)."""
+
+    ended: bool
+    error: ProviderError | None = None
 
 
 class ProviderError(Exception):
@@ -100,6 +113,11 @@ class Provider(ABC):
     def complete(self, request: CompletionRequest) -> CompletionResponse:
         """Make one call. Raise ProviderError on failure; never retry inside."""
 
+    async def acomplete(self, request: CompletionRequest) -> CompletionResponse:
+        """``complete()`` for concurrent chunk jobs (chunks.py). Providers with an
+        async client override it; this default runs ``complete()`` in a thread."""
+        return await asyncio.to_thread(self.complete, request)
+
     def probe(self) -> bool | None:
         """Check reachability cheaply; None when the provider has no such check.
         Raise ProviderError when it is unreachable or refuses the key."""
@@ -107,6 +125,25 @@ class Provider(ABC):
 
     def timeout(self) -> float:
         return float(self.config.get("TIMEOUT") or 30)
+
+    # -- batch APIs (batches.py, ``ai_regenerate --batch``) ---------------------------
+    # Providers with a batch API set supports_batch and implement the three methods.
+    supports_batch: bool = False
+
+    def submit_batch(self, items: Sequence[tuple[str, CompletionRequest]]) -> str:
+        """Send (custom id, request) pairs as one batch; returns the batch's id."""
+        raise NotImplementedError(f"{self.name} has no batch API")
+
+    def batch_state(self, batch_id: str) -> BatchState:
+        """Whether the batch has ended (and, if the whole batch failed, why)."""
+        raise NotImplementedError(f"{self.name} has no batch API")
+
+    def batch_results(
+        self, batch_id: str, requests: Mapping[str, CompletionRequest]
+    ) -> dict[str, CompletionResponse | ProviderError]:
+        """Each ended request's answer or error, by custom id. ``requests`` are the
+        requests sent (by custom id), where known: some answers need them to be read."""
+        raise NotImplementedError(f"{self.name} has no batch API")
 
     def stream(self, request: CompletionRequest) -> Iterator[str | CompletionResponse]:
         """Yield the answer's text deltas as they arrive, then one CompletionResponse
@@ -151,6 +188,14 @@ class SDKClientCache:
 
 
 clients = SDKClientCache()
+
+
+def async_key(key: tuple[Any, ...]) -> tuple[Any, ...]:
+    """Cache key of an async SDK client: bound to the event loop (and process) it
+    first ran on, so a forked work horse never reuses its parent's connections."""
+    from ..chunks import call_loop
+
+    return ("async", os.getpid(), id(call_loop()), *key)
 
 
 def require_key(provider: Provider) -> None:

@@ -2,38 +2,57 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import json
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import httpx2
 import openai
+from openai.types.chat import ChatCompletion
 
+from ..models import ErrorCode
 from .base import (
+    BatchState,
     CompletionRequest,
     CompletionResponse,
     Provider,
     ProviderError,
+    async_key,
     clients,
     error_from_sdk,
     require_key,
 )
+from .batching import batched, not_run, request_body, status_error, typed_error, unreadable
 from .streams import StreamItem, read_openai, stream_error
+
+BATCH_ENDPOINT = "/v1/chat/completions"
+# A batch that ended: its output and error files are final.
+BATCH_ENDED = ("completed", "expired", "cancelled", "failed")
+# Seconds allowed for uploading a batch's request file (it may be large).
+UPLOAD_TIMEOUT = 300.0
 
 
 class OpenAIProvider(Provider):
     name = "openai"
     idempotency_header = "Idempotency-Key"
 
+    def client_options(self) -> dict[str, Any]:
+        return {
+            "api_key": self.config.get("API_KEY") or "missing",
+            "base_url": self.config.get("BASE_URL") or None,
+            "timeout": self.timeout(),
+            "max_retries": 0,  # jobs retry with backoff instead; see docs/reliability.md
+        }
+
+    def client_key(self) -> tuple[Any, ...]:
+        return ("openai", self.config.get("API_KEY"), self.config.get("BASE_URL"), self.timeout())
+
     def client(self) -> openai.OpenAI:
-        key = ("openai", self.config.get("API_KEY"), self.config.get("BASE_URL"), self.timeout())
+        return clients.get(self.client_key(), lambda: openai.OpenAI(**self.client_options()))
+
+    def async_client(self) -> openai.AsyncOpenAI:
         return clients.get(
-            key,
-            lambda: openai.OpenAI(
-                api_key=self.config.get("API_KEY") or "missing",
-                base_url=self.config.get("BASE_URL") or None,
-                timeout=self.timeout(),
-                max_retries=0,  # jobs retry with backoff instead; see docs/reliability.md
-            ),
+            async_key(self.client_key()), lambda: openai.AsyncOpenAI(**self.client_options())
         )
 
     def probe(self) -> bool | None:
@@ -79,6 +98,15 @@ class OpenAIProvider(Provider):
             raise error_from_sdk(openai, exc) from exc
         return response_from_completion(completion)
 
+    async def acomplete(self, request: CompletionRequest) -> CompletionResponse:
+        require_key(self)
+        try:
+            create = self.async_client().chat.completions.create
+            completion = await create(**self.build_kwargs(request))
+        except (openai.OpenAIError, ValueError) as exc:
+            raise error_from_sdk(openai, exc) from exc
+        return response_from_completion(completion)
+
     def stream(self, request: CompletionRequest) -> Iterator[StreamItem]:
         require_key(self)
         kwargs = self.build_kwargs(request)
@@ -87,6 +115,96 @@ class OpenAIProvider(Provider):
             yield from read_openai(self.client().chat.completions.create(**kwargs))
         except (openai.OpenAIError, ValueError, httpx2.HTTPError) as exc:
             raise stream_error(openai, exc) from exc
+
+    # -- the Batch API: a JSONL file of requests, answered within 24 hours -----------
+
+    supports_batch = True
+
+    def submit_batch(self, items: Sequence[tuple[str, CompletionRequest]]) -> str:
+        require_key(self)
+        lines = [
+            json.dumps(
+                {
+                    "custom_id": custom_id,
+                    "method": "POST",
+                    "url": BATCH_ENDPOINT,
+                    "body": request_body(self.build_kwargs(request)),
+                }
+            )
+            for custom_id, request in items
+        ]
+        client = self.client().with_options(timeout=max(self.timeout(), UPLOAD_TIMEOUT))
+        try:
+            uploaded = client.files.create(
+                file=("requests.jsonl", "\n".join(lines).encode() + b"\n", "application/jsonl"),
+                purpose="batch",
+            )
+            batch = client.batches.create(
+                input_file_id=uploaded.id, endpoint=BATCH_ENDPOINT, completion_window="24h"
+            )
+        except (openai.OpenAIError, ValueError) as exc:
+            raise error_from_sdk(openai, exc) from exc
+        return batch.id
+
+    def batch_state(self, batch_id: str) -> BatchState:
+        batch = self.retrieve_batch(batch_id)
+        if batch.status != "failed":
+            return BatchState(ended=batch.status in BATCH_ENDED)
+        errors = batch.errors.data if batch.errors and batch.errors.data else []
+        reasons = "; ".join(str(e.message or e.code) for e in errors) or "no reason given"
+        return BatchState(
+            ended=True, error=ProviderError(ErrorCode.BAD_REQUEST, f"The batch failed: {reasons}")
+        )
+
+    def batch_results(
+        self, batch_id: str, requests: Mapping[str, CompletionRequest]
+    ) -> dict[str, CompletionResponse | ProviderError]:
+        batch = self.retrieve_batch(batch_id)
+        results: dict[str, CompletionResponse | ProviderError] = {}
+        for file_id in (batch.output_file_id, batch.error_file_id):
+            if not file_id:
+                continue
+            try:
+                text = self.client().files.content(file_id).text
+            except (openai.OpenAIError, ValueError) as exc:
+                raise error_from_sdk(openai, exc) from exc
+            for line in text.splitlines():
+                if line.strip():
+                    custom_id, outcome = read_batch_line(line)
+                    results[custom_id] = outcome
+        return results
+
+    def retrieve_batch(self, batch_id: str) -> Any:
+        require_key(self)
+        try:
+            return self.client().batches.retrieve(batch_id)
+        except (openai.OpenAIError, ValueError) as exc:
+            raise error_from_sdk(openai, exc) from exc
+
+
+def read_batch_line(line: str) -> tuple[str, CompletionResponse | ProviderError]:
+    """(custom id, answer or error) of one line of a batch's output or error file."""
+    try:
+        entry = json.loads(line)
+        custom_id = str(entry["custom_id"])
+    except (ValueError, KeyError, TypeError) as exc:
+        return "", unreadable(exc)
+    response = entry.get("response") or {}
+    status = response.get("status_code")
+    if status == 200:
+        try:
+            completion = ChatCompletion.construct(**response["body"])
+            return custom_id, batched(response_from_completion(completion))
+        except ProviderError as error:
+            return custom_id, error
+        except (KeyError, TypeError, AttributeError, ValueError) as exc:
+            return custom_id, unreadable(exc)
+    if status:
+        return custom_id, status_error(int(status), response.get("body"))
+    error = entry.get("error") or {}
+    if error.get("code") in ("batch_expired", "batch_cancelled"):
+        return custom_id, not_run(str(error["code"]))
+    return custom_id, typed_error(error)
 
 
 def response_from_completion(completion: Any) -> CompletionResponse:
@@ -110,19 +228,36 @@ class AzureOpenAIProvider(OpenAIProvider):
     """Azure OpenAI: BASE_URL is the resource endpoint, the model is the deployment."""
 
     name = "azure"
+    # Azure runs batches on "Global Batch" deployments with its own file endpoints.
+    supports_batch = False
+
+    def client_options(self) -> dict[str, Any]:
+        return {
+            "api_key": self.config.get("API_KEY") or "missing",
+            "azure_endpoint": self.config.get("BASE_URL") or "",
+            "api_version": self.api_version(),
+            "timeout": self.timeout(),
+            "max_retries": 0,
+        }
+
+    def api_version(self) -> str:
+        return str(self.config.get("API_VERSION") or "2024-10-21")
+
+    def client_key(self) -> tuple[Any, ...]:
+        return (
+            "azure",
+            self.config.get("API_KEY"),
+            self.config.get("BASE_URL"),
+            self.api_version(),
+        )
 
     def client(self) -> openai.OpenAI:
-        api_version = self.config.get("API_VERSION") or "2024-10-21"
-        key = ("azure", self.config.get("API_KEY"), self.config.get("BASE_URL"), api_version)
+        return clients.get(self.client_key(), lambda: openai.AzureOpenAI(**self.client_options()))
+
+    def async_client(self) -> openai.AsyncOpenAI:
         return clients.get(
-            key,
-            lambda: openai.AzureOpenAI(
-                api_key=self.config.get("API_KEY") or "missing",
-                azure_endpoint=self.config.get("BASE_URL") or "",
-                api_version=api_version,
-                timeout=self.timeout(),
-                max_retries=0,
-            ),
+            async_key(self.client_key()),
+            lambda: openai.AsyncAzureOpenAI(**self.client_options()),
         )
 
     def max_tokens_param(self) -> str:

@@ -70,7 +70,10 @@ def run_scenario(name: str, cluster: PostgresCluster | None) -> dict[str, Any]:
         if cluster is not None:
             cluster.admin(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
     result["database"] = "PostgreSQL" if cluster is not None else "SQLite"
-    shutil.rmtree(workdir, ignore_errors=True)
+    if os.environ.get("FAULTS_VERBOSE"):
+        result["workdir"] = str(workdir)  # the workers' logs, kept
+    else:
+        shutil.rmtree(workdir, ignore_errors=True)
     return result
 
 

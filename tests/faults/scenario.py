@@ -444,7 +444,28 @@ def measure(scenario: Scenario, write_log: Path) -> dict[str, Any]:
         "max_attempts": max(jobs.values_list("attempts", flat=True), default=0),
         "circuit_opened": sum(c["times_opened"] for c in circuits.get("circuits", [])),
         "retried_jobs": jobs.filter(attempts__gt=1).count(),
+        "rq": rq_state(),
     }
+
+
+def rq_state() -> dict[str, Any]:
+    """RQ's side at the end (diagnostics for a run that did not settle): what is still
+    queued, scheduled or failed, and whether the periodic sweep is armed."""
+    from django_ai_fields import sweep
+    from django_ai_fields.outbox import get_queue
+
+    try:
+        queue = get_queue()
+        redis = queue.connection
+        return {
+            "queued": queue.count,
+            "scheduled": queue.scheduled_job_registry.count,
+            "started": queue.started_job_registry.count,
+            "failed": queue.failed_job_registry.count,
+            "sweep_armed": redis.get(sweep.SCHEDULED_KEY) is not None,
+        }
+    except Exception as exc:  # Redis itself is the fault
+        return {"error": f"{type(exc).__name__}: {exc}"}
 
 
 if __name__ == "__main__":

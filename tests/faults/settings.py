@@ -36,3 +36,13 @@ LOGGING = {
     "root": {"handlers": ["null"]},
     "loggers": {"rq.worker": {"handlers": ["null"], "propagate": False}},
 }
+
+if os.environ.get("FAULTS_VERBOSE"):
+    # Workers log what they do to their worker-N.log (kept in the scenario's workdir).
+    LOGGING = {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"timed": {"format": "%(asctime)s %(name)s %(message)s"}},
+        "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "timed"}},
+        "root": {"handlers": ["stderr"], "level": "INFO"},
+    }

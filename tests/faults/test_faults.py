@@ -35,7 +35,7 @@ def test_scenario(name: str, cluster: Any, fault_results: list[dict[str, Any]]) 
     fault_results.append(result)
     if "skipped" in result:
         pytest.skip(result["skipped"])
-    assert result["settled"], f"jobs still open at the deadline: {result['stuck']}"
+    assert result["settled"], f"jobs open at the deadline: {result['stuck']}, RQ: {result['rq']}"
     assert result["lost"] == 0, result
     assert result["double_written"] == 0, result
     finished = result["succeeded"] + result["superseded"] + sum(result["failed"].values())

@@ -7,10 +7,12 @@ from typing import Any
 from django.apps import apps
 from django.core.exceptions import FieldDoesNotExist, FieldError, ValidationError
 from django.core.management.base import BaseCommand, CommandError, OutputWrapper
-from django.db import models, transaction
+from django.db import models
 from django.db.models import Q
 
-from ...api import regenerate
+from ... import batches as provider_batches
+from ...api import regenerate_many
+from ...conf import get_setting
 from ...fields import AIFieldMixin, AIGeneratedJSONField, ai_fields_of
 from ...models import AIJob, Status
 
@@ -42,7 +44,8 @@ class Progress:
 class Command(BaseCommand):
     help = (
         "Request fresh AI values for the rows of a model (a backfill). Jobs go to the "
-        "queue in batches; --sync runs them in this process instead."
+        "queue in chunk jobs whose provider calls run concurrently; --sync runs them "
+        "in this process instead."
     )
 
     def add_arguments(self, parser: Any) -> None:
@@ -75,12 +78,21 @@ class Command(BaseCommand):
             help="Run each job in this process now (workers skip the queued copy).",
         )
         parser.add_argument("--batch-size", type=int, default=500, help="Rows per transaction.")
+        parser.add_argument(
+            "--batch",
+            action="store_true",
+            help="Send the requests through the provider's batch API (OpenAI, Anthropic): "
+            "half the price, answers within 24 hours (docs/batches.md).",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         model = resolve_model(options["model"])
         fields = resolve_fields(model, options["fields"])
         if options["batch_size"] < 1:
             raise CommandError("--batch-size must be at least 1.")
+        if options["batch"]:
+            check_batchable(model, fields, options)
+            self.sent = provider_batches.SubmitReport()
         rows = matching_rows(model, options["filters"], fields, options["only_empty"])
         total = count_rows(rows)
         label = model._meta.label
@@ -98,6 +110,8 @@ class Command(BaseCommand):
             progress.advance(len(batch))
         progress.close()
         self.summarise(label, progress.done, outcome, sync=options["sync"])
+        if options["batch"]:
+            self.summarise_batches()
 
     def request_batch(
         self, batch: list[models.Model], fields: list[AIFieldMixin], options: dict[str, Any]
@@ -108,16 +122,29 @@ class Command(BaseCommand):
             for field in fields
             if not options["only_empty"] or is_empty(getattr(obj, field.attname))
         ]
-        if options["sync"]:
-            return [
-                regenerate(obj, field.name, sync=True, triggered_by="command").pk  # type: ignore[union-attr]
-                for obj, field in pairs
-            ]
-        with transaction.atomic():  # the batch's jobs are enqueued when it commits
-            return [
-                regenerate(obj, field.name, triggered_by="command").pk  # type: ignore[union-attr]
-                for obj, field in pairs
-            ]
+        if options["batch"]:
+            job_ids, report = provider_batches.request(pairs, triggered_by="command")
+            self.sent.merge(report)
+            return job_ids
+        jobs = regenerate_many(pairs, sync=options["sync"], triggered_by="command")
+        return [job.pk for job in jobs]
+
+    def summarise_batches(self) -> None:
+        sent = self.sent
+        interval = get_setting("BATCH_POLL_INTERVAL")
+        self.stdout.write(
+            f"Sent {sent.submitted} AI job(s) in {len(sent.batches)} provider batch(es)"
+            + (f": {', '.join(sent.batches)}" if sent.batches else "")
+            + (f"; the workers look for their results every {interval} s." if sent.batches else ".")
+        )
+        if sent.others:
+            others = ", ".join(f"{n} {what}" for what, n in sorted(sent.others.items()))
+            self.stdout.write(f"Not sent: {others}.")
+        if sent.errors:
+            raise CommandError(
+                "The provider refused a batch (its jobs failed; run this again): "
+                + "; ".join(sent.errors)
+            )
 
     def summarise(self, label: str, rows: int, outcome: Counter[str], *, sync: bool) -> None:
         jobs = sum(outcome.values())
@@ -132,6 +159,20 @@ class Command(BaseCommand):
             raise CommandError(
                 f"{outcome[Status.PENDING]} job(s) stay pending: the queue (Redis) was "
                 "unreachable. They are saved; run ai_requeue when Redis is back."
+            )
+
+
+def check_batchable(
+    model: type[models.Model], fields: list[AIFieldMixin], options: dict[str, Any]
+) -> None:
+    if options["sync"]:
+        raise CommandError("--batch and --sync cannot be combined: a batch answers later.")
+    for field in fields:
+        provider = field.provider or get_setting("DEFAULT_PROVIDER")
+        if not provider_batches.supports_batch(provider):
+            raise CommandError(
+                f"{model._meta.label}.{field.name} uses provider {provider!r}, which has no "
+                "batch API (openai and anthropic have one). Run without --batch."
             )
 
 

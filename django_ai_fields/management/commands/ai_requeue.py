@@ -4,19 +4,22 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
+from ...batches import poll
 from ...sweep import schedule_sweep, sweep
 
 
 class Command(BaseCommand):
     help = (
         "Enqueue AI jobs left pending (e.g. Redis was down at save) and requeue "
-        "running jobs older than JOB_TIMEOUT (their worker died)."
+        "running jobs older than JOB_TIMEOUT (their worker died); collect the results "
+        "of provider batches that ended."
     )
 
     def handle(self, *args: Any, **options: Any) -> None:
         report = sweep(all_pending=True)
         schedule_sweep()
         self.stdout.write(str(report))
+        self.stdout.write(str(poll()))  # provider batches (ai_regenerate --batch)
         if report.unreachable:
             self.stderr.write("Redis is unreachable: the jobs stay pending; run this again later.")
             raise SystemExit(1)
