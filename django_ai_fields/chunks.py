@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import sys
 import threading
 import time
 from collections import Counter, deque
@@ -34,6 +35,8 @@ logger = logging.getLogger("django_ai_fields")
 # Seconds between touches of the chunk's not-yet-started jobs: the sweep takes a
 # queued job untouched for PENDING_GRACE whose RQ job already started as lost.
 HEARTBEAT = 5.0
+# Seconds between the interpreter's thread switches while a chunk runs (see run()).
+SWITCH_INTERVAL = 0.0005
 # Threads for providers without an async client (their complete() runs in one).
 SYNC_CALL_THREADS = 64
 
@@ -69,6 +72,10 @@ class ChunkRun:
         self.touched = time.monotonic()
 
     def run(self) -> dict[str, int]:
+        switch_interval = sys.getswitchinterval()
+        # Each query's answer makes this thread wait for the GIL held by the call
+        # thread, up to the switch interval (5 ms): longer than the query itself.
+        sys.setswitchinterval(SWITCH_INTERVAL)
         try:
             while self.waiting or self.in_flight:
                 self.start_jobs()
@@ -77,6 +84,8 @@ class ChunkRun:
         except BaseException as exc:  # RQ's timeout, a shutdown, the database gone
             self.hand_back(exc)
             raise
+        finally:
+            sys.setswitchinterval(switch_interval)
         return dict(self.outcome)
 
     def start_jobs(self) -> None:

@@ -126,8 +126,11 @@ def reserve(tenant: str, demand: Demand, budget: Budget | None = None) -> list[l
     """Reserve ``demand`` against every applicable quota and the field budget,
     all or nothing. Returns the reservations: [[usage_row_id, kind, units], ...]."""
     reservations: list[list[object]] = []
+    quotas = applicable_quotas(tenant)
+    if not quotas and budget is None:
+        return reservations  # nothing to reserve: no transaction either
     with transaction.atomic():
-        for quota in applicable_quotas(tenant):
+        for quota in quotas:
             units = demand.units(quota.kind)
             row_id = _usage_row_id(tenant, "", quota.kind, quota.period)
             if not _take(row_id, units, limit_units(quota.kind, quota.limit)):
