@@ -54,7 +54,6 @@ from .providers import (
     resolve_credentials,
 )
 from .providers.base import BatchState
-from .quotas import QuotaRefused
 
 logger = logging.getLogger("django_ai_fields")
 
@@ -183,17 +182,8 @@ def prepare(job: AIJob) -> Prepared | str:
         if not supports_batch(prepared.provider):
             return engine.postpone(job, 0)  # a normal run instead
         reservations = reserve_quota(job, prepared)
-    except Cancelled as exc:
-        finish(job, Status.CANCELLED, phase=Phase.PREP, error=str(exc))
-        return Status.CANCELLED
-    except ValueError as exc:
-        finish(
-            job, Status.FAILED, phase=Phase.PREP, error_code=ErrorCode.BAD_REQUEST, error=str(exc)
-        )
-        return Status.FAILED
-    except QuotaRefused as refusal:
-        finish(job, Status.FAILED, phase=Phase.PREP, error_code=refusal.code, error=refusal.message)
-        return Status.FAILED
+    except engine.PREP_REFUSALS as exc:
+        return engine.end_at_prep(job, exc)
     except ProviderError as error:  # moderation
         return engine.handle_provider_error(job, error)
     function, request = prepared.function, prepared.request

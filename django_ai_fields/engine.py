@@ -175,14 +175,8 @@ def generate(job: AIJob) -> Pipeline[str]:
     job.steps = with_step(job, {"phase": Phase.PREP})  # written with the next update
     try:
         prepared = prepare(job)
-    except Cancelled as exc:
-        finish(job, Status.CANCELLED, phase=Phase.PREP, error=str(exc))
-        return Status.CANCELLED
-    except ValueError as exc:
-        finish(
-            job, Status.FAILED, phase=Phase.PREP, error_code=ErrorCode.BAD_REQUEST, error=str(exc)
-        )
-        return Status.FAILED
+    except PREP_REFUSALS as exc:
+        return end_at_prep(job, exc)
     function, request = prepared.function, prepared.request
     ttl = function.result_cache_ttl()
     key = result_cache.cache_key(job.tenant, prepared.provider, request) if ttl > 0 else ""
@@ -208,8 +202,7 @@ def generate(job: AIJob) -> Pipeline[str]:
     except routing.Deferred as deferral:
         return routing.defer(job, deferral, save_job)
     except QuotaRefused as refusal:
-        finish(job, Status.FAILED, phase=Phase.PREP, error_code=refusal.code, error=refusal.message)
-        return Status.FAILED
+        return end_at_prep(job, refusal)
     except ProviderError as error:
         return handle_provider_error(job, error)
     except repair.Unusable as exc:
@@ -224,6 +217,23 @@ def generate(job: AIJob) -> Pipeline[str]:
         )
         return Status.FAILED
     return write_back(job, prepared, parsed, response)
+
+
+# What ends a job before its call: the row is gone, the data refused, no quota.
+PREP_REFUSALS = (Cancelled, ValueError, QuotaRefused)
+
+
+def end_at_prep(job: AIJob, exc: Exception) -> str:
+    """Finish a job that PREP refused (one of PREP_REFUSALS); returns its status."""
+    if isinstance(exc, Cancelled):
+        finish(job, Status.CANCELLED, phase=Phase.PREP, error=str(exc))
+        return Status.CANCELLED
+    if isinstance(exc, QuotaRefused):
+        code, message = exc.code, exc.message
+    else:
+        code, message = ErrorCode.BAD_REQUEST, str(exc)
+    finish(job, Status.FAILED, phase=Phase.PREP, error_code=code, error=message)
+    return Status.FAILED
 
 
 def function_for(job: AIJob) -> AIFunction:
