@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import io
 import json
+import re
 from decimal import Decimal
 
 import pytest
@@ -254,6 +255,21 @@ def test_ai_status_reports_providers_without_failing_on_them(live_worker, settin
     settings.AI_FIELDS = {**settings.AI_FIELDS, "DEFAULT_PROVIDER": "openai", "PROVIDERS": {}}
     out = run("ai_status")
     assert "  openai: UNREACHABLE (auth: No API key configured" in out
+    assert out.rstrip().endswith("Healthy.")
+
+
+def test_ai_status_lists_an_open_circuit_without_failing(live_worker):  # noqa: F811
+    from django_ai_fields import breaker
+    from django_ai_fields.providers import ProviderError
+
+    failure = ProviderError("provider_unavailable", "HTTP 500")
+    for _ in range(5):  # CIRCUIT_FAILURES
+        breaker.record(breaker.allow("openai", "gpt-4o-mini", 30), failure)
+
+    out = run("ai_status", "--no-providers")
+
+    circuit = r"Circuits:\n  openai/gpt-4o-mini: open \(.*, opened 1 time\(s\), probe in \d+ s\)"
+    assert re.search(circuit, out)
     assert out.rstrip().endswith("Healthy.")
 
 

@@ -5,7 +5,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from ... import health
+from ... import breaker, health
 from ...models import AIJob
 
 STUCK_LISTED = 20
@@ -23,6 +23,7 @@ def collect(check_providers: bool) -> dict[str, Any]:
             "jobs": [describe(job) for job in stuck[:STUCK_LISTED]],
         },
         "providers": health.provider_health() if check_providers else [],
+        "circuits": breaker.states(),
     }
     problems = []
     if not queue["ok"]:
@@ -96,5 +97,20 @@ def render(report: dict[str, Any]) -> list[str]:
         for p in report["providers"]:
             state = {True: "ok", False: "UNREACHABLE", None: "not checked"}[p["ok"]]
             lines.append(f"  {p['name']}: {state} ({p['detail']})")
+    lines += render_circuits(report["circuits"])
     lines.append("Healthy." if report["healthy"] else "UNHEALTHY: " + "; ".join(report["problems"]))
+    return lines
+
+
+def render_circuits(report: dict[str, Any]) -> list[str]:
+    """Circuits that opened at least once; open ones are informative, not unhealthy
+    (their jobs wait and retry)."""
+    if not report["ok"] or not report["circuits"]:
+        return []
+    lines = ["Circuits:"]
+    for c in report["circuits"]:
+        detail = f"{c['recent_failures']} recent failure(s), opened {c['times_opened']} time(s)"
+        if c["retry_in"] is not None:
+            detail += f", probe in {c['retry_in']:.0f} s"
+        lines.append(f"  {c['provider']}/{c['model']}: {c['state']} ({detail})")
     return lines
