@@ -90,4 +90,12 @@ class Migration(migrations.Migration):
                 ('digest', django_ai_fields.fields.AIGeneratedField(blank=True, null=True)),
             ],
         ),
+        migrations.CreateModel(
+            name='Story',
+            fields=[
+                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                ('title', models.CharField(max_length=100)),
+                ('text', django_ai_fields.fields.AIGeneratedField(blank=True, null=True)),
+            ],
+        ),
     ]
