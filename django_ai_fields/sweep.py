@@ -6,7 +6,6 @@ RQ scheduler (``rqworker --with-scheduler``).
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
 from dataclasses import dataclass
@@ -16,13 +15,13 @@ from typing import Any
 from django.db import close_old_connections, transaction
 from django.db import connection as db_connection
 from django.utils import timezone
-from rq import get_current_job
 from rq.job import Job
 
 from . import quotas, recovery
 from .conf import get_setting
 from .models import AIJob, ErrorCode, Phase, Status
 from .outbox import enqueue_all, get_queue
+from .schedules import release_mark, schedule_once
 
 logger = logging.getLogger("django_ai_fields")
 
@@ -148,10 +147,6 @@ def orphaned_queued_jobs(now: datetime) -> list[int]:
     return orphans
 
 
-# Deletes the "scheduled" mark only if it still names this run's RQ job.
-_RELEASE = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end"
-
-
 def periodic_sweep() -> str:
     """The worker's periodic job: sweep, then schedule the next run. Only the run
     the mark names re-arms, so late or extra runs never multiply the schedule.
@@ -159,13 +154,7 @@ def periodic_sweep() -> str:
     A run that fails (the database down) still re-arms: while PostgreSQL restarts
     the workers fail every queued run at its lease within milliseconds, so the
     queue may be empty by the time it is back, and no later job would re-arm."""
-    with contextlib.suppress(Exception):
-        rq_job = get_current_job()
-        connection = get_queue().connection
-        if rq_job is None:  # called directly
-            connection.delete(SCHEDULED_KEY)
-        else:
-            connection.eval(_RELEASE, 1, SCHEDULED_KEY, rq_job.id)
+    release_mark(SCHEDULED_KEY)
     try:
         if not db_connection.in_atomic_block:
             close_old_connections()  # the worker's connection may predate a database restart
@@ -187,11 +176,7 @@ def schedule_sweep() -> None:
     try:
         queue = get_queue()
         connection = queue.connection
-        if connection.set(SCHEDULED_KEY, "-", nx=True, ex=interval * 3):
-            rq_job = queue.enqueue_in(
-                timedelta(seconds=interval), periodic_sweep, result_ttl=interval, at_front=True
-            )
-            connection.set(SCHEDULED_KEY, rq_job.id, xx=True, ex=interval * 3)
+        if schedule_once(SCHEDULED_KEY, interval, periodic_sweep, at_front=True):
             connection.set(DUE_KEY, repr(time.time() + interval), ex=interval * 10)
         elif _late(connection, interval) and connection.set(KICKED_KEY, 1, nx=True, ex=interval):
             queue.enqueue(periodic_sweep, result_ttl=interval, at_front=True)
