@@ -25,7 +25,6 @@ import logging
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
 from typing import Any
 
 from django.contrib.contenttypes.models import ContentType
@@ -33,7 +32,6 @@ from django.db import close_old_connections, models, transaction
 from django.db import connection as db_connection
 from django.db.models import F
 from django.utils import timezone
-from rq import get_current_job
 
 from . import engine, moderation, quotas, repair, result_cache
 from .calls import Prepared, record_usage, reserve_quota
@@ -42,8 +40,8 @@ from .engine import PROGRESS, LeaseLost, finish, update_job
 from .fields import AIFieldMixin
 from .functions import AIFunction, Cancelled
 from .models import AIJob, ErrorCode, Phase, Status
-from .outbox import get_queue, request_jobs
-from .outputs import InvalidOutput, without_nul
+from .outbox import request_jobs
+from .outputs import InvalidOutput
 from .policies import policy_for
 from .providers import (
     CompletionRequest,
@@ -54,6 +52,7 @@ from .providers import (
     resolve_credentials,
 )
 from .providers.base import BatchState
+from .schedules import release_mark, schedule_once
 
 logger = logging.getLogger("django_ai_fields")
 
@@ -354,19 +353,8 @@ def settle_job(job: AIJob, route: Prepared | Exception, outcome: Outcome) -> str
         quotas.settle(job.reservations, used(job, response, error))
         update_job(job, reservations=[], batch_id="")
     answered = None if error else response  # its tokens and cost go on the job
-    if isinstance(route, Cancelled):  # the row was deleted meanwhile
-        finish(job, Status.CANCELLED, phase=Phase.PREP, error=str(route), response=answered)
-        return Status.CANCELLED
-    if isinstance(route, Exception):
-        finish(
-            job,
-            Status.FAILED,
-            phase=Phase.PREP,
-            error_code=ErrorCode.BAD_REQUEST,
-            error=str(route),
-            response=answered,
-        )
-        return Status.FAILED
+    if isinstance(route, Exception):  # the row was deleted or its data refused meanwhile
+        return engine.end_at_prep(job, route, response=answered)
     if error is not None:
         return engine.handle_provider_error(job, error)
     return write_answer(job, route, response)
@@ -382,16 +370,7 @@ def write_answer(job: AIJob, route: Prepared, response: CompletionResponse) -> s
     try:
         parsed = repair.accept(route, response)
     except InvalidOutput as exc:
-        finish(
-            job,
-            Status.FAILED,
-            phase=Phase.PARSE,
-            error_code=ErrorCode.INVALID_OUTPUT,
-            error=str(exc),
-            output=without_nul(response.text),
-            response=response,
-        )
-        return Status.FAILED
+        return engine.end_unusable(job, str(exc), response)
     except ProviderError as refusal:  # output moderation
         finish(
             job,
@@ -454,19 +433,10 @@ def release_cancelled(job_id: int) -> None:
 
 # -- scheduling -----------------------------------------------------------------------
 
-# Deletes the "scheduled" mark only if it still names this run's RQ job.
-_RELEASE = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end"
-
 
 def periodic_poll() -> str:
     """The workers' scheduled poll; schedules the next one while batches stay open."""
-    with contextlib.suppress(Exception):
-        rq_job = get_current_job()
-        redis = get_queue().connection
-        if rq_job is None:
-            redis.delete(POLL_KEY)
-        else:
-            redis.eval(_RELEASE, 1, POLL_KEY, rq_job.id)
+    release_mark(POLL_KEY)
     try:
         if not db_connection.in_atomic_block:
             close_old_connections()  # a long-lived worker may hold a dead connection
@@ -483,16 +453,7 @@ def schedule_poll() -> None:
     if interval <= 0:
         return
     try:
-        queue = get_queue()
-        connection = queue.connection
-        if connection.set(POLL_KEY, "-", nx=True, ex=interval * 3):
-            rq_job = queue.enqueue_in(
-                timedelta(seconds=interval),
-                periodic_poll,
-                job_timeout=POLL_TIMEOUT,
-                result_ttl=interval,
-            )
-            connection.set(POLL_KEY, rq_job.id, xx=True, ex=interval * 3)
+        schedule_once(POLL_KEY, interval, periodic_poll, job_timeout=POLL_TIMEOUT)
     except Exception as exc:
         logger.warning("Could not schedule the provider batch poll: %s", exc)
 

@@ -24,6 +24,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from functools import partial
 
 from django.db import close_old_connections, connection
+from django.utils import timezone
 from rq.timeouts import JobTimeoutException
 
 from .calls import Pipeline, ProviderCall
@@ -129,8 +130,6 @@ class ChunkRun:
     def keep_waiting_jobs_alive(self) -> None:
         if not self.waiting or time.monotonic() - self.touched < HEARTBEAT:
             return
-        from django.utils import timezone
-
         AIJob.objects.filter(pk__in=list(self.waiting), status=Status.QUEUED).update(
             updated_at=timezone.now()
         )

@@ -25,6 +25,7 @@ from .conf import get_setting
 from .field_function import FIELD_FUNCTION, FieldGeneration
 from .functions import AIFunction, Cancelled, Superseded, get_function, json_safe
 from .models import OPEN_STATUSES, AIJob, ErrorCode, Phase, Status
+from .outputs import without_nul
 from .policies import policy_for
 from .providers import CompletionRequest, CompletionResponse, ProviderError, resolve_credentials
 from .quotas import QuotaRefused
@@ -206,33 +207,39 @@ def generate(job: AIJob) -> Pipeline[str]:
     except ProviderError as error:
         return handle_provider_error(job, error)
     except repair.Unusable as exc:
-        finish(
-            job,
-            Status.FAILED,
-            phase=Phase.PARSE,
-            error_code=ErrorCode.INVALID_OUTPUT,
-            error=str(exc),
-            output=exc.text,
-            response=exc.response,
-        )
-        return Status.FAILED
+        return end_unusable(job, str(exc), exc.response)
     return write_back(job, prepared, parsed, response)
+
+
+def end_unusable(job: AIJob, message: str, response: CompletionResponse) -> str:
+    """Fail a job whose answer stayed invalid, keeping the answer on the job."""
+    finish(
+        job,
+        Status.FAILED,
+        phase=Phase.PARSE,
+        error_code=ErrorCode.INVALID_OUTPUT,
+        error=message,
+        output=without_nul(response.text),  # jsonb takes no NUL
+        response=response,
+    )
+    return Status.FAILED
 
 
 # What ends a job before its call: the row is gone, the data refused, no quota.
 PREP_REFUSALS = (Cancelled, ValueError, QuotaRefused)
 
 
-def end_at_prep(job: AIJob, exc: Exception) -> str:
-    """Finish a job that PREP refused (one of PREP_REFUSALS); returns its status."""
+def end_at_prep(job: AIJob, exc: Exception, response: CompletionResponse | None = None) -> str:
+    """Finish a job that PREP refused (one of PREP_REFUSALS); returns its status.
+    ``response``: an answer already billed for it (a provider batch's), charged to the job."""
     if isinstance(exc, Cancelled):
-        finish(job, Status.CANCELLED, phase=Phase.PREP, error=str(exc))
+        finish(job, Status.CANCELLED, phase=Phase.PREP, error=str(exc), response=response)
         return Status.CANCELLED
     if isinstance(exc, QuotaRefused):
         code, message = exc.code, exc.message
     else:
         code, message = ErrorCode.BAD_REQUEST, str(exc)
-    finish(job, Status.FAILED, phase=Phase.PREP, error_code=code, error=message)
+    finish(job, Status.FAILED, phase=Phase.PREP, error_code=code, error=message, response=response)
     return Status.FAILED
 
 

@@ -24,7 +24,7 @@ from . import moderation, routing
 from .calls import Pipeline, Prepared, call_cost
 from .conf import get_setting
 from .models import AIJob
-from .outputs import InvalidOutput, without_nul
+from .outputs import InvalidOutput
 from .prompts import fence
 from .providers import CompletionResponse, ProviderError
 
@@ -39,7 +39,6 @@ class Unusable(InvalidOutput):
     def __init__(self, message: str, response: CompletionResponse):
         super().__init__(message)
         self.response = response
-        self.text = without_nul(response.text)  # kept on the job (jsonb takes no NUL)
 
 
 def answer(
