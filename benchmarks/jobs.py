@@ -10,10 +10,10 @@ from functools import partial
 from django.db import connection, models, reset_queries, transaction
 from django.test.utils import CaptureQueriesContext
 
-from django_ai_fields.engine import run_job
 from django_ai_fields.fields import ai_fields_of
+from django_ai_fields.intake.outbox import request_jobs
+from django_ai_fields.jobs.engine import run_job
 from django_ai_fields.models import AIJob, Status
-from django_ai_fields.outbox import request_jobs
 from tests.testapp.models import Article, Lead
 
 from . import data

@@ -10,12 +10,12 @@ from django.contrib.contenttypes.models import ContentType
 from django.db import models, transaction
 
 from . import signals
-from .chunks import run_chunk
-from .engine import run_job
 from .fields import AIFieldMixin, ai_fields_of, get_ai_field
 from .functions import get_function, json_safe
+from .intake.outbox import enqueue, enqueue_chunks, request_jobs, request_rows
+from .jobs.chunks import run_chunk
+from .jobs.engine import run_job
 from .models import AIJob, Status
-from .outbox import enqueue, enqueue_chunks, request_jobs, request_rows
 
 
 def regenerate(

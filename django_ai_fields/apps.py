@@ -13,8 +13,8 @@ class AIFieldsConfig(AppConfig):
     def ready(self) -> None:
         from django.utils.module_loading import autodiscover_modules
 
-        from . import checks  # noqa: F401  (registers the system checks)
-        from .tracking import install
+        from .declare import checks  # noqa: F401  (registers the system checks)
+        from .intake.tracking import install
 
         for model in apps.get_models():
             install(model)
@@ -25,8 +25,8 @@ class AIFieldsConfig(AppConfig):
 
         metrics.install()  # the queue depth gauge, when prometheus_client is installed
         if _is_worker_process():
+            from .jobs.sweep import schedule_sweep
             from .providers import preload
-            from .sweep import schedule_sweep
 
             preload()
             # A (re)started worker arms the periodic sweep: after Redis lost its data
@@ -43,6 +43,6 @@ def _is_worker_process() -> bool:
 def _install_late_model(sender: type, **kwargs: object) -> None:
     """Models created after start-up (tests, dynamic models) get tracking too."""
     if apps.ready:
-        from .tracking import install
+        from .intake.tracking import install
 
         install(sender)  # type: ignore[arg-type]

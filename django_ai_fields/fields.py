@@ -14,7 +14,7 @@ from typing import Any
 
 from django.db import models
 
-from .prompts import ALL_FIELDS, DATA_GUARD, PromptTemplate, RenderedPrompt, render_template
+from .declare.prompts import ALL_FIELDS, DATA_GUARD, PromptTemplate, RenderedPrompt, render_template
 
 PromptSource = str | Callable[[models.Model], str]
 
@@ -68,7 +68,7 @@ class AIFieldMixin:
         super().__init__(*args, **kwargs)
 
     def check(self, **kwargs: Any) -> list[Any]:
-        from .checks import check_field
+        from .declare.checks import check_field
 
         return [*super().check(**kwargs), *check_field(self)]  # type: ignore[misc]
 

@@ -31,8 +31,8 @@ from typing import Any, ClassVar
 from django.core.serializers.json import DjangoJSONEncoder
 
 from .conf import get_setting
-from .outputs import InvalidOutput, parse_json, without_nul
-from .prompts import DATA_GUARD
+from .declare.outputs import InvalidOutput, parse_json, without_nul
+from .declare.prompts import DATA_GUARD
 
 
 class Superseded(Exception):

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from . import views
+from .http import views
 
 app_name = "django_ai_fields"
 

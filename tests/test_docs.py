@@ -41,10 +41,10 @@ from django.test.utils import isolate_apps
 from django_ai_fields import functions
 from django_ai_fields.api import run_ai_task
 from django_ai_fields.conf import DEFAULTS
-from django_ai_fields.engine import run_job
+from django_ai_fields.declare.prompts import PromptTemplate
 from django_ai_fields.fields import AIFieldMixin, AIGeneratedJSONField
+from django_ai_fields.jobs.engine import run_job
 from django_ai_fields.models import AIJob, AIUsage, ProviderCredential, Quota
-from django_ai_fields.prompts import PromptTemplate
 from django_ai_fields.providers import BUILTIN, CompletionRequest, Provider, ProviderError
 from tests.testapp.models import Brief, Lead, PlainLead, Product
 
@@ -186,7 +186,7 @@ def provider_config_keys() -> set[str]:
 
 
 def pricing_keys() -> set[str]:
-    return source_keys(r"entry(?:\.get\(|\[)\s*\"(\w+)\"", "pricing.py")
+    return source_keys(r"entry(?:\.get\(|\[)\s*\"(\w+)\"", "money/pricing.py")
 
 
 def check_ai_fields(value: Any) -> list[str]:

@@ -11,10 +11,10 @@ import pytest
 from django.db import connection, models, transaction
 from django.test.utils import CaptureQueriesContext
 
-from django_ai_fields.engine import run_job
 from django_ai_fields.fields import ai_fields_of
+from django_ai_fields.intake.outbox import request_jobs
+from django_ai_fields.jobs.engine import run_job
 from django_ai_fields.models import AIJob, Status
-from django_ai_fields.outbox import request_jobs
 from tests.testapp.models import Article, Lead, PlainLead
 
 ROW = {"name": "Ada", "company": "Acme", "notes": "Wants 20 seats", "ssn": "123-45-6789"}

@@ -18,7 +18,7 @@ from ..models import AIJob, AIUsage, Status
 from . import metrics, tracing
 
 if TYPE_CHECKING:
-    from ..calls import Prepared
+    from ..calling.pipeline import Prepared
     from ..providers import ProviderError
 
 logger = logging.getLogger("django_ai_fields")

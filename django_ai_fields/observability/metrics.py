@@ -98,7 +98,7 @@ class QueueCollector(Collector):  # type: ignore[misc,valid-type]
     and delays) and started on the AI queue."""
 
     def collect(self) -> Iterator[Any]:
-        from ..health import queue_health
+        from .health import queue_health
 
         gauge = GaugeMetricFamily(
             f"{PREFIX}_queue_depth", "Jobs on the AI queue, by state.", labels=["queue", "state"]

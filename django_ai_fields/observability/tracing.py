@@ -18,7 +18,7 @@ except ImportError:  # the optional dependency is not installed
     trace = None
 
 if TYPE_CHECKING:
-    from ..calls import Prepared
+    from ..calling.pipeline import Prepared
     from ..providers import ProviderError
 
 TRACER = "django_ai_fields"

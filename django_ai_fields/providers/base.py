@@ -193,7 +193,7 @@ clients = SDKClientCache()
 def async_key(key: tuple[Any, ...]) -> tuple[Any, ...]:
     """Cache key of an async SDK client: bound to the event loop (and process) it
     first ran on, so a forked work horse never reuses its parent's connections."""
-    from ..chunks import call_loop
+    from ..jobs.chunks import call_loop
 
     return ("async", os.getpid(), id(call_loop()), *key)
 

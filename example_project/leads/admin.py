@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from django_ai_fields.admin_mixins import AIFieldsAdminMixin
+from django_ai_fields.admin.mixins import AIFieldsAdminMixin
 
 from .models import Lead
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from django_ai_fields.declare.prompts import fence
 from django_ai_fields.functions import AIFunction, register
-from django_ai_fields.prompts import fence
 
 from .models import Lead
 

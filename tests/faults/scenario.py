@@ -387,7 +387,7 @@ def measure(scenario: Scenario, write_log: Path) -> dict[str, Any]:
     from django.db import close_old_connections
     from django.db.models import Count
 
-    from django_ai_fields import breaker
+    from django_ai_fields.calling import breaker
     from django_ai_fields.models import FINISHED_STATUSES, AIJob, AIUsage, Status
     from tests.testapp.models import Article
 
@@ -451,8 +451,8 @@ def measure(scenario: Scenario, write_log: Path) -> dict[str, Any]:
 def rq_state() -> dict[str, Any]:
     """RQ's side at the end (diagnostics for a run that did not settle): what is still
     queued, scheduled or failed, and whether the periodic sweep is armed."""
-    from django_ai_fields import sweep
-    from django_ai_fields.outbox import get_queue
+    from django_ai_fields.intake.outbox import get_queue
+    from django_ai_fields.jobs import sweep
 
     try:
         queue = get_queue()

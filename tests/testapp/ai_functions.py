@@ -1,7 +1,7 @@
 """AI functions the test suite runs (discovered at start-up, workers included)."""
 
+from django_ai_fields.declare.prompts import fence
 from django_ai_fields.functions import AIFunction, Cancelled, register
-from django_ai_fields.prompts import fence
 
 from .models import PlainLead
 

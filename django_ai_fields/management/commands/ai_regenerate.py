@@ -10,10 +10,10 @@ from django.core.management.base import BaseCommand, CommandError, OutputWrapper
 from django.db import models
 from django.db.models import Q
 
-from ... import batches as provider_batches
 from ...api import regenerate_many
 from ...conf import get_setting
 from ...fields import AIFieldMixin, AIGeneratedJSONField, ai_fields_of
+from ...jobs import batches as provider_batches
 from ...models import AIJob, Status
 
 

@@ -4,8 +4,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
-from ...batches import poll
-from ...sweep import schedule_sweep, sweep
+from ...jobs.batches import poll
+from ...jobs.sweep import schedule_sweep, sweep
 
 
 class Command(BaseCommand):

@@ -5,8 +5,9 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from ... import breaker, health
+from ...calling import breaker
 from ...models import AIJob
+from ...observability import health
 
 STUCK_LISTED = 20
 

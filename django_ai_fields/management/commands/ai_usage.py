@@ -6,8 +6,8 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
-from ...analytics import totals, usage_by
 from ...models import AIUsage
+from ...observability.analytics import totals, usage_by
 
 COLUMNS = ("Tenant", "Model", "Calls", "Input tokens", "Output tokens", "Cost (USD)")
 

@@ -1,0 +1,131 @@
+"""Admin mixins: ``AIFieldsAdminMixin`` for users' ModelAdmins, and tenant scoping
+for the app's own admin pages."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.db import models, transaction
+from django.http import HttpRequest
+from django.utils.text import format_lazy
+from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
+
+from ..fields import AIFieldMixin, ai_fields_of
+from ..status import with_ai_status
+from ..templatetags.ai_fields import render_badge
+from ..tenants.permissions import scope_or_empty
+
+STATUS_MEDIA = forms.Media(
+    css={"all": ["django_ai_fields/status.css"]}, js=["django_ai_fields/status.js"]
+)
+
+
+def regenerate_action(field: AIFieldMixin | None) -> Callable[..., None]:
+    """An admin action regenerating one AI field (or all, for ``None``) of the selected rows."""
+
+    def action(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: Any) -> None:
+        from ..api import regenerate
+
+        name = field.name if field is not None else None
+        jobs = 0
+        with transaction.atomic():  # every job is enqueued when this commits
+            for obj in queryset:
+                result = regenerate(obj, name, triggered_by="admin")
+                jobs += len(result) if isinstance(result, list) else 1
+        modeladmin.message_user(
+            request,
+            ngettext(
+                "%(jobs)d AI job requested; the values update when it has run.",
+                "%(jobs)d AI jobs requested; the values update when they have run.",
+                jobs,
+            )
+            % {"jobs": jobs},
+            messages.SUCCESS,
+        )
+
+    if field is None:
+        action.__name__ = "regenerate_ai_fields"
+        description: Any = _("Regenerate AI fields")
+    else:
+        action.__name__ = f"regenerate_ai_field_{field.name}"
+        description = format_lazy(_("Regenerate AI field “{}”"), field.verbose_name)  # type: ignore[attr-defined]
+    return admin.action(description=description, permissions=["change"])(action)
+
+
+def status_column(field: AIFieldMixin) -> Callable[[models.Model], str]:
+    def column(obj: models.Model) -> str:
+        return render_badge(obj, field.name)
+
+    column.__name__ = f"ai_status_{field.name}"
+    description = format_lazy(_("{} status"), field.verbose_name)  # type: ignore[attr-defined]
+    return admin.display(description=description)(column)
+
+
+class AIFieldsAdminMixin:
+    """Add to a ModelAdmin of a model with AI fields::
+
+        class LeadAdmin(AIFieldsAdminMixin, admin.ModelAdmin): ...
+
+    It adds the action *Regenerate AI fields* (and one per field), allowed to users
+    with the model's change permission, and a status badge column per AI field.
+    The list page loads every badge's status in one query.
+    """
+
+    #: AI fields that get a status column: True (all), False (none) or a list of names.
+    ai_status_columns: bool | Sequence[str] = True
+    #: Besides "Regenerate AI fields", one action per field (when there are several).
+    ai_field_actions: bool = True
+
+    model: type[models.Model]
+
+    def __init__(self, model: type[models.Model], admin_site: admin.AdminSite) -> None:
+        super().__init__(model, admin_site)  # type: ignore[call-arg]
+        fields = ai_fields_of(model)
+        actions: list[Any] = [*(getattr(self, "actions", None) or []), regenerate_action(None)]
+        if self.ai_field_actions and len(fields) > 1:
+            actions += [regenerate_action(field) for field in fields]
+        self.actions = actions
+
+    def ai_status_fields(self) -> list[AIFieldMixin]:
+        fields = ai_fields_of(self.model)
+        if self.ai_status_columns is True:
+            return fields
+        if not self.ai_status_columns:
+            return []
+        wanted = set(self.ai_status_columns)  # type: ignore[arg-type]
+        return [field for field in fields if field.name in wanted]
+
+    def get_list_display(self, request: HttpRequest) -> Sequence[Any]:
+        base = super().get_list_display(request)  # type: ignore[misc]
+        return [*base, *(status_column(field) for field in self.ai_status_fields())]
+
+    def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type:
+        base = super().get_changelist(request, **kwargs)  # type: ignore[misc]
+        names = [field.name for field in self.ai_status_fields()]
+        if not names:
+            return base  # type: ignore[no-any-return]
+
+        class AIStatusChangeList(base):  # type: ignore[misc,valid-type]
+            def get_results(self, request: HttpRequest) -> None:
+                super().get_results(request)
+                with_ai_status(self.result_list, names)  # one query for the whole page
+
+        return AIStatusChangeList
+
+    @property
+    def media(self) -> forms.Media:
+        return super().media + STATUS_MEDIA  # type: ignore[misc,no-any-return]
+
+
+class TenantScopedAdminMixin:
+    """Confines the app's admin pages to the user's tenant (``TENANT_FOR_USER``)."""
+
+    tenant_field = "tenant"
+
+    def get_queryset(self, request: HttpRequest) -> models.QuerySet[Any]:
+        queryset = super().get_queryset(request)  # type: ignore[misc]
+        return scope_or_empty(queryset, request.user, self.tenant_field)

@@ -1,0 +1,189 @@
+"""One provider call with its bookkeeping: quota reservation before, an AIUsage
+row and the reservation's settlement after, whatever happened."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Generator
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any, TypeVar
+
+from django.db import transaction
+from rq.timeouts import JobTimeoutException
+
+from .. import observability
+from ..conf import get_setting
+from ..functions import AIFunction
+from ..models import AIJob, AIUsage, ErrorCode
+from ..money import quotas
+from ..money.pricing import cost_micro, micro_to_usd
+from ..providers import (
+    CompletionRequest,
+    CompletionResponse,
+    Provider,
+    ProviderError,
+    build_provider,
+)
+from . import streaming
+
+T = TypeVar("T")
+
+
+@dataclass
+class Prepared:
+    """Everything PREP found out: the function, its data and the request to send."""
+
+    function: AIFunction
+    data: Any
+    request: CompletionRequest
+    provider: str
+    # Resolved credentials: the tenant's ProviderCredential, else settings.
+    config: dict[str, Any]
+
+    @property
+    def model(self) -> str:
+        return self.request.model
+
+
+@dataclass
+class ProviderCall:
+    """The one point where a job's pipeline waits: a provider call to make.
+
+    Pipelines are generators that yield a ProviderCall and get its response back
+    (or its exception thrown in). ``drive()`` makes the calls one by one in this
+    thread; a chunk job (chunks.py) makes many at once on an event loop while
+    every database query stays in its own thread."""
+
+    job: AIJob
+    prepared: Prepared
+    provider: Provider
+
+    @property
+    def streams(self) -> bool:
+        return bool(getattr(self.prepared.function, "stream", False))
+
+    def run(self) -> CompletionResponse:
+        return streaming.complete(self.job, self.prepared, self.provider)
+
+    async def arun(self) -> CompletionResponse:
+        return await self.provider.acomplete(self.prepared.request)
+
+
+# A job's work up to its result: yields the provider calls it waits for.
+Pipeline = Generator[ProviderCall, CompletionResponse, T]
+
+
+def drive(pipeline: Pipeline[T]) -> T:
+    """Run a pipeline to its end, making each provider call in this thread."""
+    try:
+        call = next(pipeline)
+        while True:
+            try:
+                response = call.run()
+            except BaseException as exc:  # raised where the pipeline waits for the call
+                call = pipeline.throw(exc)
+            else:
+                call = pipeline.send(response)
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
+
+
+def call_provider(job: AIJob, prepared: Prepared, save_job: Any) -> Pipeline[CompletionResponse]:
+    """Reserve quota, call, then log and settle. Raises QuotaRefused or ProviderError.
+    ``save_job(**columns)`` writes job columns under the run's lease."""
+    reservations = reserve_quota(job, prepared)
+    if reservations:
+        save_job(reservations=reservations)
+    started = time.monotonic()
+    observed = observability.call_started(job, prepared)
+    error: ProviderError | None = None
+    response = CompletionResponse(text="")
+    try:
+        provider = build_provider(prepared.provider, prepared.config)
+        response = yield ProviderCall(job, prepared, provider)
+    except ProviderError as exc:
+        # An SDK may wrap RQ's timeout (raised mid-request) as a connection error.
+        error = job_timeout_error() if caused_by_job_timeout(exc) else exc
+    except JobTimeoutException:
+        error = job_timeout_error()
+    duration_ms = int((time.monotonic() - started) * 1000)
+    with transaction.atomic():
+        usage = record_usage(job, prepared, response, error=error, duration_ms=duration_ms)
+        if reservations:
+            quotas.settle(reservations, quotas.actual(prepared.model, None if error else response))
+            save_job(reservations=[])
+    observability.call_finished(observed, job, usage, error)
+    if error is not None:
+        raise error
+    return response
+
+
+def reserve_quota(job: AIJob, prepared: Prepared) -> list[list[object]]:
+    """Reserve the call's worst case against the tenant's quotas and the budget."""
+    request = prepared.request
+    sent = request.system + request.prompt + json.dumps(request.json_schema or "")
+    demand = quotas.worst_case(prepared.model, len(sent.encode()) + 16, request.max_tokens)
+    return quotas.reserve(job.tenant, demand, prepared.function.budget())
+
+
+def call_cost(model: str, response: CompletionResponse) -> Decimal:
+    """Exact USD cost of one answered call (priced by the model we asked for; a
+    batch API's answer at the batch discount)."""
+    if not response.billable:
+        return Decimal(0)
+    return micro_to_usd(
+        cost_micro(
+            model,
+            input_tokens=response.input_tokens,
+            output_tokens=response.output_tokens,
+            cached_tokens=response.cached_tokens,
+            cache_creation_tokens=response.cache_creation_tokens,
+            batch=response.batch,
+        )
+    )
+
+
+def record_usage(
+    job: AIJob,
+    prepared: Prepared,
+    response: CompletionResponse,
+    *,
+    error: ProviderError | None = None,
+    duration_ms: int = 0,
+    cache_hit: bool = False,
+) -> AIUsage:
+    cost = Decimal(0) if error is not None or cache_hit else call_cost(prepared.model, response)
+    return AIUsage.objects.create(
+        tenant=job.tenant,
+        job=job,
+        provider=prepared.provider,
+        model=response.model or prepared.model,
+        input_tokens=response.input_tokens,
+        output_tokens=response.output_tokens,
+        cached_tokens=response.cached_tokens,
+        cost_usd=cost,
+        duration_ms=duration_ms,
+        success=error is None,
+        cache_hit=cache_hit,
+        error_code=error.code if error else "",
+    )
+
+
+def job_timeout_error() -> ProviderError:
+    return ProviderError(
+        ErrorCode.TIMEOUT,
+        f"The job ran longer than JOB_TIMEOUT ({get_setting('JOB_TIMEOUT')} s).",
+    )
+
+
+def caused_by_job_timeout(exc: BaseException) -> bool:
+    seen: set[int] = set()
+    cause = exc.__cause__ or exc.__context__
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, JobTimeoutException):
+            return True
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    return False

@@ -1,0 +1,232 @@
+"""Which route answers a job: the primary provider+model, then its fallbacks,
+each behind its circuit breaker and rate limit.
+
+- A route whose circuit is open is skipped (the next fallback is tried); when
+  every route is open the job is *deferred*: put back on the queue for when a
+  circuit may close, without using an attempt (up to CIRCUIT_MAX_WAIT, then each
+  encounter is a failed ``circuit_open`` attempt).
+- A route over its rate limit defers the job the same way (never a failure).
+- On the job's last attempt, a retryable failure of one route goes on to the
+  next route at once ("exhausted"), instead of failing the job.
+- Every call carries an idempotency key, stable across the job's attempts for the
+  same request, where the provider's SDK can send one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import random
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, replace
+from typing import Any
+
+from django.db.models import F
+from django.utils.translation import gettext as _
+
+from ..conf import get_setting
+from ..declare import tokens
+from ..models import AIJob, ErrorCode, Phase, Status
+from ..providers import CompletionResponse, ProviderError, provider_class, resolve_credentials
+from . import breaker, ratelimit
+from .pipeline import Pipeline, Prepared, call_provider
+
+SaveJob = Callable[..., None]
+
+WAIT_KEY = "django_ai_fields:circuit-wait:{job}"
+# A half-open circuit's probe usually answers within a second: look again soon.
+PROBE_RECHECK = 2.0
+
+
+class Deferred(Exception):
+    """No route may be called now; run the job again after ``delay`` seconds."""
+
+    def __init__(self, delay: float, code: str, message: str):
+        super().__init__(message)
+        self.delay = delay
+        self.code = code
+        self.message = message
+
+
+class CircuitOpen(ProviderError):
+    """Every route's circuit is open and the job has waited long enough: an attempt."""
+
+    def __init__(self, message: str, retry_after: float):
+        super().__init__(ErrorCode.CIRCUIT_OPEN, message, retry_after=retry_after)
+
+    @property
+    def retryable(self) -> bool:
+        return True
+
+
+def call(
+    job: AIJob, prepared: Prepared, save_job: SaveJob, *, fallbacks: bool = True
+) -> Pipeline[tuple[Prepared, CompletionResponse]]:
+    """Call the first route that may be called; returns (the route, its answer).
+    Raises Deferred, QuotaRefused or ProviderError."""
+    candidates = routes(job, prepared) if fallbacks else [prepared]
+    last_attempt = job.attempts >= int(get_setting("MAX_ATTEMPTS"))
+    circuit_waits: list[tuple[float, str]] = []
+    failure: ProviderError | None = None
+    for index, route in enumerate(candidates):
+        permit = breaker.allow(route.provider, route.model, probe_ttl(route))
+        if not permit.allowed:
+            wait = permit.wait if permit.state == breaker.OPEN else min(permit.wait, PROBE_RECHECK)
+            circuit_waits.append((wait, f"{route.provider}/{route.model}"))
+            continue
+        try:
+            limit_rate(route)
+            response = yield from call_provider(job, with_idempotency_key(job, route), save_job)
+        except ProviderError as error:
+            breaker.record(permit, error)
+            if error.retryable and last_attempt and index + 1 < len(candidates):
+                failure = error  # this route is exhausted for the job: try the next now
+                continue
+            raise
+        except BaseException:
+            breaker.release(permit)
+            raise
+        breaker.record(permit, None)
+        if job.error_code == ErrorCode.CIRCUIT_OPEN:
+            forget_wait(job)
+        if (route.provider, route.model) != (job.provider, job.model):
+            save_job(provider=route.provider, model=route.model)
+        return route, response
+    if failure is not None:
+        raise failure
+    raise circuit_wait(job, circuit_waits)
+
+
+def routes(job: AIJob, prepared: Prepared) -> list[Prepared]:
+    """The primary route, then each configured fallback (duplicates left out)."""
+    found = [prepared]
+    seen = {(prepared.provider, prepared.model)}
+    for provider, model in fallback_entries(prepared.function.fallbacks()):
+        config = resolve_credentials(provider, job.tenant or None)
+        model = model or config.get("DEFAULT_MODEL") or get_setting("DEFAULT_MODEL")
+        if (provider, model) in seen:
+            continue
+        seen.add((provider, model))
+        request = replace(prepared.request, model=model)
+        found.append(replace(prepared, provider=provider, config=config, request=request))
+    return found
+
+
+def fallback_entries(entries: Iterable[Any]) -> list[tuple[str, str | None]]:
+    """Normalise ``["azure", ("anthropic", "claude-haiku-4-5"), ...]`` (lists too: JSON)."""
+    normalised = []
+    for entry in entries or ():
+        if isinstance(entry, str):
+            normalised.append((entry, None))
+        else:
+            provider, *rest = entry
+            normalised.append((str(provider), str(rest[0]) if rest and rest[0] else None))
+    return normalised
+
+
+def probe_ttl(route: Prepared) -> float:
+    """How long a half-open probe may take before another caller may probe."""
+    return float(route.config.get("TIMEOUT") or 30) + 5
+
+
+def limit_rate(route: Prepared) -> None:
+    rpm, tpm = ratelimit.limits_for(route.provider)
+    if not rpm and not tpm:
+        return
+    request = route.request
+    demand = 0
+    if tpm:  # counting tokens costs CPU (tiktoken): only when a token limit needs it
+        demand = tokens.count(request.system + request.prompt, request.model) + request.max_tokens
+    wait = ratelimit.acquire(route.provider, demand)
+    if wait > 0:
+        raise Deferred(
+            wait + random.uniform(0, max(wait, 1.0)),
+            ErrorCode.RATE_LIMITED,
+            _("Over the rate limit of %(provider)s: waiting %(seconds).0f s.")
+            % {"provider": route.provider, "seconds": wait},
+        )
+
+
+def circuit_wait(job: AIJob, waits: list[tuple[float, str]]) -> Exception:
+    """Deferred while the job may still wait for a circuit, else a CircuitOpen attempt."""
+    wait = min(seconds for seconds, _name in waits)
+    names = ", ".join(n for _w, n in waits)
+    message = _("Circuit open for %(routes)s: retrying in %(seconds).0f s.") % {
+        "routes": names,
+        "seconds": wait,
+    }
+    if waited_too_long(job):
+        return CircuitOpen(message, retry_after=wait)
+    spread = min(float(get_setting("CIRCUIT_COOLDOWN")), 10.0)
+    return Deferred(wait + random.uniform(0, spread), ErrorCode.CIRCUIT_OPEN, message)
+
+
+def waited_too_long(job: AIJob) -> bool:
+    """Has the job been waiting for open circuits longer than CIRCUIT_MAX_WAIT?"""
+    limit = float(get_setting("CIRCUIT_MAX_WAIT"))
+    now = time.time()
+    try:
+        connection = breaker._redis()
+        key = WAIT_KEY.format(job=job.pk)
+        connection.set(key, repr(now), nx=True, ex=int(limit) + 86400)
+        first = float(connection.get(key) or now)
+    except Exception:  # Redis down: the breaker lets calls through anyway
+        return limit <= 0
+    return now - first >= limit
+
+
+def forget_wait(job: AIJob) -> None:
+    with contextlib.suppress(Exception):
+        breaker._redis().delete(WAIT_KEY.format(job=job.pk))
+
+
+def defer(job: AIJob, deferral: Deferred, save_job: SaveJob) -> str:
+    """Back to the queue for ``deferral.delay`` seconds; the attempt does not count."""
+    from ..intake.outbox import enqueue
+
+    save_job(
+        status=Status.QUEUED,
+        phase=Phase.INIT,
+        progress=0,
+        attempts=F("attempts") - 1,
+        run_token="",
+        error_code=deferral.code,
+        error=deferral.message,
+    )
+    enqueue(job.pk, delay=deferral.delay)
+    return Status.QUEUED
+
+
+# -- idempotency ----------------------------------------------------------------------
+
+
+def idempotency_header(route: Prepared) -> str | None:
+    """``PROVIDERS[name]["IDEMPOTENCY_HEADER"]``, else the provider class's own."""
+    if "IDEMPOTENCY_HEADER" in route.config:
+        return route.config["IDEMPOTENCY_HEADER"] or None
+    try:
+        return provider_class(route.provider).idempotency_header
+    except (ImportError, ValueError):
+        return None
+
+
+def idempotency_key(job: AIJob, route: Prepared) -> str:
+    """Same job, same request: same key, on every attempt (a retry after a
+    timeout is the same request). A changed prompt or model is a new request."""
+    request = {k: v for k, v in asdict(route.request).items() if k != "options"}
+    payload = json.dumps([job.pk, route.provider, request], sort_keys=True, default=str)
+    return f"django-ai-fields-{job.pk}-{hashlib.sha256(payload.encode()).hexdigest()[:32]}"
+
+
+def with_idempotency_key(job: AIJob, route: Prepared) -> Prepared:
+    header = idempotency_header(route)
+    if not header:
+        return route
+    options = dict(route.request.options)
+    options["extra_headers"] = {
+        **(options.get("extra_headers") or {}),
+        header: idempotency_key(job, route),
+    }
+    return replace(route, request=replace(route.request, options=options))

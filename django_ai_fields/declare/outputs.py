@@ -1,0 +1,113 @@
+"""Turning provider text into a field value: choices, JSON and JSON Schema."""
+
+from __future__ import annotations
+
+import difflib
+import json
+import re
+from typing import Any
+
+import jsonschema
+
+from ..conf import get_setting
+from ..fields import AIFieldMixin, AIGeneratedJSONField
+
+_FENCE = re.compile(r"^```[a-zA-Z0-9_-]*\s*\n?(.*?)\n?```$", re.DOTALL)
+
+
+class InvalidOutput(ValueError):
+    """The answer does not fit the field; the message says how."""
+
+
+def parse_output(field: AIFieldMixin, text: str) -> Any:
+    if isinstance(field, AIGeneratedJSONField):
+        return parse_json(text, field.json_schema())
+    return parse_text(field, text)
+
+
+def parse_text(field: AIFieldMixin, text: str) -> str:
+    answer = without_nul(text).strip()
+    if not answer:
+        raise InvalidOutput("The provider returned an empty answer.")
+    choices = field.choice_values()
+    if choices:
+        return match_choice(field, answer)
+    max_length = getattr(field, "max_length", None)
+    if max_length and len(answer) > max_length:
+        answer = answer[:max_length].rstrip()
+    return answer
+
+
+def match_choice(field: AIFieldMixin, answer: str) -> str:
+    """Match a value or label, case-insensitively and ignoring quotes and a final dot."""
+    wanted = _normalise(answer)
+    for value, label in field.flatchoices:  # type: ignore[attr-defined]
+        if wanted in (_normalise(str(value)), _normalise(str(label))):
+            return str(value)
+    close = close_choice(wanted, field.flatchoices)  # type: ignore[attr-defined]
+    if close is not None:
+        return close
+    allowed = ", ".join(str(value) for value, _ in field.flatchoices)  # type: ignore[attr-defined]
+    raise InvalidOutput(f"{answer[:80]!r} is not one of the allowed choices ({allowed}).")
+
+
+def close_choice(wanted: str, choices: list[tuple[Any, Any]]) -> str | None:
+    """The one choice whose value or label is at least CHOICE_MATCH_CUTOFF similar
+    to the answer ("hott" -> "hot"); None when none is, or when two choices are."""
+    cutoff = get_setting("CHOICE_MATCH_CUTOFF")
+    if cutoff is None:
+        return None
+    matched = {
+        str(value)
+        for value, label in choices
+        for text in (_normalise(str(value)), _normalise(str(label)))
+        if difflib.SequenceMatcher(None, wanted, text).ratio() >= float(cutoff)
+    }
+    return matched.pop() if len(matched) == 1 else None
+
+
+def _normalise(text: str) -> str:
+    return text.strip().strip("\"'`").rstrip(".").strip().casefold()
+
+
+def parse_json(text: str, schema: dict[str, Any] | None) -> Any:
+    body = text.strip()
+    fenced = _FENCE.match(body)
+    if fenced:
+        body = fenced.group(1).strip()
+    if not body:
+        raise InvalidOutput("The provider returned an empty answer.")
+    try:
+        value = without_nul(json.loads(body))
+    except json.JSONDecodeError as exc:
+        raise InvalidOutput(f"The answer is not valid JSON: {exc}") from exc
+    if schema:
+        errors = sorted(_validator(schema).iter_errors(value), key=lambda e: list(e.path))
+        if errors:
+            where = "/".join(str(p) for p in errors[0].absolute_path) or "(root)"
+            raise InvalidOutput(f"The answer violates the schema at {where}: {errors[0].message}")
+    return value
+
+
+def without_nul(value: Any) -> Any:
+    """Drop NUL characters: PostgreSQL stores none in text or jsonb."""
+    if isinstance(value, str):
+        return value.replace("\x00", "")
+    if isinstance(value, list):
+        return [without_nul(item) for item in value]
+    if isinstance(value, dict):
+        return {without_nul(key): without_nul(item) for key, item in value.items()}
+    return value
+
+
+_validators: dict[str, Any] = {}
+
+
+def _validator(schema: dict[str, Any]) -> Any:
+    """Build each schema's validator once per process."""
+    key = json.dumps(schema, sort_keys=True)
+    validator = _validators.get(key)
+    if validator is None:
+        cls = jsonschema.validators.validator_for(schema)
+        validator = _validators[key] = cls(schema)
+    return validator

@@ -1,0 +1,100 @@
+"""Retry and cancel: the job actions shared by the admin and the JSON API.
+
+Both are conditional UPDATEs, so a worker or another admin acting on the same
+job at the same moment cannot make a job run twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from functools import partial
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from ..intake.outbox import enqueue
+from ..models import OPEN_STATUSES, AIJob, Phase, Status
+
+RETRYABLE_STATUSES = (Status.FAILED, Status.CANCELLED)
+CANCELLABLE_STATUSES = OPEN_STATUSES
+
+# Reasons an action skips a job (also the JSON API's error codes).
+INVALID_STATE = "invalid_state"
+OPEN_JOB_EXISTS = "open_job_exists"
+
+
+@dataclass
+class ActionResult:
+    done: list[int] = field(default_factory=list)
+    skipped: dict[int, str] = field(default_factory=dict)  # job id -> reason
+
+
+def retry(job: AIJob) -> str:
+    """Start a failed or cancelled job afresh; "" on success, else the reason.
+
+    The job goes back to pending with its attempts reset (so it gets MAX_ATTEMPTS
+    again) and is enqueued on commit. A row's field has at most one open job:
+    if a newer one is open already, the retry is skipped rather than duplicated.
+    """
+    if job.status not in RETRYABLE_STATUSES:
+        return INVALID_STATE
+    try:
+        with transaction.atomic():
+            updated = AIJob.objects.filter(pk=job.pk, status__in=RETRYABLE_STATUSES).update(
+                status=Status.PENDING,
+                phase=Phase.INIT,
+                progress=0,
+                attempts=0,
+                error_code="",
+                error="",
+                run_token="",
+                enqueued_at=None,
+                started_at=None,
+                finished_at=None,
+                updated_at=timezone.now(),
+            )
+    except IntegrityError:  # the one-open-job-per-field constraint
+        return OPEN_JOB_EXISTS
+    if not updated:
+        return INVALID_STATE
+    transaction.on_commit(partial(enqueue, job.pk), robust=True)
+    return ""
+
+
+def cancel(job: AIJob) -> str:
+    """Cancel a pending or queued job; "" on success, else the reason.
+
+    Its RQ job, if any, stays on the queue: the worker finds the job no longer
+    open and skips it. A running job cannot be cancelled.
+    """
+    if job.status not in CANCELLABLE_STATUSES:
+        return INVALID_STATE
+    now = timezone.now()
+    updated = AIJob.objects.filter(pk=job.pk, status__in=CANCELLABLE_STATUSES).update(
+        status=Status.CANCELLED,
+        run_token="",
+        error="Cancelled by a user.",
+        finished_at=now,
+        updated_at=now,
+    )
+    if not updated:
+        return INVALID_STATE
+    if job.phase == Phase.BATCH:  # waiting in a provider batch: free its quota now
+        from .batches import release_cancelled
+
+        release_cancelled(job.pk)
+    return ""
+
+
+def apply(action: str, jobs: Iterable[AIJob]) -> ActionResult:
+    """Run ``retry`` or ``cancel`` on each job and collect the outcome."""
+    func = {"retry": retry, "cancel": cancel}[action]
+    result = ActionResult()
+    for job in jobs:
+        reason = func(job)
+        if reason:
+            result.skipped[job.pk] = reason
+        else:
+            result.done.append(job.pk)
+    return result

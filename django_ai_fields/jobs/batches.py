@@ -1,0 +1,468 @@
+"""Provider batch APIs: ``ai_regenerate --batch`` sends a backfill's requests as
+batches (OpenAI's Batch API, Anthropic's Message Batches) at half the price, and
+the workers poll the batches until they end (docs/batches.md).
+
+- Submit: each job is leased and prepared as in a normal run (prompt, exclusions,
+  moderation, quota and budget reserved for the worst case). Jobs with the same
+  provider, model and credentials go into one batch of at most
+  BATCH_MAX_REQUESTS, each request named by its job's pk. The job then waits
+  ``queued`` in phase BATCH with the batch's id: workers skip it, and a save of
+  its row meanwhile starts a new job instead of joining it.
+- Poll: a scheduled RQ job (every BATCH_POLL_INTERVAL while batches are open; also
+  ``ai_requeue``) asks each open batch whether it ended. For an ended batch each
+  job is leased again and its result handled as a direct call's would be: an
+  AIUsage row at batch prices, the reservation settled, the answer parsed and
+  written back only if the row's inputs did not change (else ``superseded``). A
+  failed or expired request retries as a normal job, or fails, like any
+  provider error. Batch answers get no repair call: an invalid one fails the job.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.contrib.contenttypes.models import ContentType
+from django.db import close_old_connections, models, transaction
+from django.db import connection as db_connection
+from django.db.models import F
+from django.utils import timezone
+
+from ..calling import answer as repair
+from ..calling import moderation, result_cache
+from ..calling.pipeline import Prepared, record_usage, reserve_quota
+from ..conf import get_setting
+from ..declare.outputs import InvalidOutput
+from ..fields import AIFieldMixin
+from ..functions import AIFunction, Cancelled
+from ..intake.outbox import request_jobs
+from ..models import AIJob, ErrorCode, Phase, Status
+from ..money import quotas
+from ..providers import (
+    CompletionRequest,
+    CompletionResponse,
+    ProviderError,
+    build_provider,
+    provider_class,
+    resolve_credentials,
+)
+from ..providers.base import BatchState
+from ..tenants.policies import policy_for
+from . import engine
+from .engine import PROGRESS, LeaseLost, finish, update_job
+from .schedules import release_mark, schedule_once
+
+logger = logging.getLogger("django_ai_fields")
+
+# Holds the RQ job id of the scheduled poll.
+POLL_KEY = "django_ai_fields:batch-poll-scheduled"
+# RQ's timeout for one poll: an ended batch of BATCH_MAX_REQUESTS jobs is written back in it.
+POLL_TIMEOUT = 3600
+NO_RESULT = "The provider's batch ended without a result for this request."
+
+Outcome = CompletionResponse | ProviderError
+
+
+def supports_batch(provider: str) -> bool:
+    try:
+        return provider_class(provider).supports_batch
+    except (ImportError, ValueError):
+        return False
+
+
+# -- submit ---------------------------------------------------------------------------
+
+
+@dataclass
+class SubmitReport:
+    batches: list[str] = field(default_factory=list)
+    submitted: int = 0
+    # Jobs that did not go into a batch, by what became of them.
+    others: Counter[str] = field(default_factory=Counter)
+    errors: list[str] = field(default_factory=list)
+
+    def merge(self, other: SubmitReport) -> None:
+        self.batches += other.batches
+        self.submitted += other.submitted
+        self.others.update(other.others)
+        self.errors += other.errors
+
+
+def request(
+    pairs: Sequence[tuple[models.Model, AIFieldMixin]], *, triggered_by: str = "command"
+) -> tuple[list[int], SubmitReport]:
+    """New jobs for these (row, AI field) pairs, sent in provider batches; returns
+    the job ids and what was sent. A field that already waits in a batch for its
+    row is left out: it would be paid for twice."""
+    batched = already_batched(pairs)
+    with transaction.atomic():
+        jobs = [
+            job
+            for row, ai_field in pairs
+            if (type(row), str(row.pk), ai_field.name) not in batched
+            for job in request_jobs(
+                row, [ai_field], triggered_by=triggered_by, force=True, enqueue_new=False
+            )
+        ]
+    report = submit([job.pk for job in jobs])
+    if len(jobs) < len(pairs):
+        report.others["already in a batch"] += len(pairs) - len(jobs)
+    return [job.pk for job in jobs], report
+
+
+def already_batched(
+    pairs: Sequence[tuple[models.Model, AIFieldMixin]],
+) -> set[tuple[type[models.Model], str, str]]:
+    """(model, object id, field) of the pairs whose job waits in a provider batch."""
+    found = set()
+    for model in {type(row) for row, _field in pairs}:
+        waiting = AIJob.objects.filter(
+            content_type=ContentType.objects.get_for_model(model),
+            object_id__in=[str(row.pk) for row, _field in pairs if type(row) is model],
+            status=Status.QUEUED,
+            phase=Phase.BATCH,
+        )
+        found |= {(model, pk, name) for pk, name in waiting.values_list("object_id", "field_name")}
+    return found
+
+
+def submit(job_ids: Iterable[int]) -> SubmitReport:
+    """Lease, prepare and send these jobs in provider batches."""
+    report = SubmitReport()
+    size = max(1, int(get_setting("BATCH_MAX_REQUESTS")))
+    groups: dict[tuple[str, str, str], list[tuple[AIJob, Prepared]]] = {}
+    for job_id in job_ids:
+        job = engine.lease(job_id)
+        if job is None:
+            report.others["skipped"] += 1  # not open any more (a worker took it)
+            continue
+        prepared = prepare_leased(job)
+        if isinstance(prepared, str):
+            report.others[prepared] += 1
+            continue
+        config = json.dumps(prepared.config, sort_keys=True, default=str)
+        group = groups.setdefault((prepared.provider, prepared.model, config), [])
+        group.append((job, prepared))
+        if len(group) >= size:  # send a full batch now: its jobs are leased meanwhile
+            send(group, report)
+            group.clear()
+    for group in groups.values():
+        if group:
+            send(group, report)
+    if report.batches:
+        schedule_poll()
+    return report
+
+
+def prepare_leased(job: AIJob) -> Prepared | str:
+    try:
+        return prepare(job)
+    except LeaseLost:
+        return "lease-lost"
+    except Exception as exc:
+        logger.exception("AI job %s: preparing it for a batch crashed", job.pk)
+        engine.fail(job, ErrorCode.INTERNAL, f"{type(exc).__name__}: {exc}")
+        return Status.FAILED
+
+
+def prepare(job: AIJob) -> Prepared | str:
+    """PREP as in a normal run, then the worst case reserved. Returns the prepared
+    request, or the status the job ended in (or went back to the queue with)."""
+    policy = policy_for(job.tenant)
+    if policy is not None and not policy.ai_enabled:
+        reason = policy.disabled_reason or f"AI is switched off for tenant {job.tenant}."
+        finish(job, Status.CANCELLED, phase=Phase.INIT, error=reason)
+        return Status.CANCELLED
+    try:
+        prepared = engine.prepare(job)
+        moderation.check(prepared.request.prompt, moderation.INPUT)
+        if not supports_batch(prepared.provider):
+            return engine.postpone(job, 0)  # a normal run instead
+        reservations = reserve_quota(job, prepared)
+    except engine.PREP_REFUSALS as exc:
+        return engine.end_at_prep(job, exc)
+    except ProviderError as error:  # moderation
+        return engine.handle_provider_error(job, error)
+    function, request = prepared.function, prepared.request
+    ttl = function.result_cache_ttl()
+    update_job(
+        job,
+        reservations=reservations,
+        input_hash=function.input_hash(prepared.data),
+        prompt=request.prompt if get_setting("STORE_PROMPTS") else "",
+        provider=prepared.provider,
+        model=request.model,
+        cache_key=result_cache.cache_key(job.tenant, prepared.provider, request) if ttl > 0 else "",
+    )
+    return prepared
+
+
+def send(entries: list[tuple[AIJob, Prepared]], report: SubmitReport) -> None:
+    """Submit one batch; its jobs then wait for it, or fail when it was refused."""
+    route = entries[0][1]
+    provider = build_provider(route.provider, route.config)
+    try:
+        batch_id = provider.submit_batch([(str(job.pk), p.request) for job, p in entries])
+    except ProviderError as error:
+        report.errors.append(f"{route.provider}/{route.model}: {error.message}")
+        for job, _prepared in entries:
+            refused(job, error)
+        report.others[Status.FAILED] += len(entries)
+        return
+    report.batches.append(batch_id)
+    for job, _prepared in entries:
+        try:
+            update_job(
+                job,
+                status=Status.QUEUED,
+                phase=Phase.BATCH,
+                progress=PROGRESS[Phase.AI_CALL],
+                batch_id=batch_id,
+                run_token="",
+                rq_job_id="",
+                attempts=F("attempts") - 1,  # the attempt is the result's handling
+                enqueued_at=timezone.now(),
+            )
+        except LeaseLost:  # the sweep took it back: its result is only accounted for
+            AIJob.objects.filter(pk=job.pk).update(batch_id=batch_id)
+            continue
+        report.submitted += 1
+
+
+def refused(job: AIJob, error: ProviderError) -> None:
+    """The provider refused the batch: give the reservation back and fail the job
+    (running ai_regenerate --batch again makes new jobs)."""
+    with contextlib.suppress(LeaseLost), transaction.atomic():
+        reservations = job.reservations
+        update_job(job, reservations=[])
+        quotas.release(reservations)
+        message = f"Sending the provider batch failed: {error.message}"
+        finish(job, Status.FAILED, phase=Phase.AI_CALL, error_code=error.code, error=message)
+
+
+# -- poll -----------------------------------------------------------------------------
+
+
+@dataclass
+class PollReport:
+    running: int = 0
+    ended: int = 0
+    # What became of the jobs of ended batches, by status.
+    jobs: Counter[str] = field(default_factory=Counter)
+
+    def __str__(self) -> str:
+        jobs = ", ".join(f"{n} {status}" for status, n in sorted(self.jobs.items()))
+        return f"{self.running} provider batch(es) still running, {self.ended} ended" + (
+            f" ({jobs})" if jobs else ""
+        )
+
+
+def open_batches() -> list[str]:
+    """Batches some job still waits for (or still has to be accounted for)."""
+    rows = AIJob.objects.exclude(batch_id="").order_by("batch_id")
+    return list(rows.values_list("batch_id", flat=True).distinct())
+
+
+def poll() -> PollReport:
+    """Look at every open batch once; handle the results of those that ended."""
+    report = PollReport()
+    for batch_id in open_batches():
+        try:
+            poll_batch(batch_id, report)
+        except Exception:  # one broken batch must not hold up the others
+            logger.exception("Polling provider batch %s failed", batch_id)
+            report.running += 1
+    return report
+
+
+def poll_batch(batch_id: str, report: PollReport) -> None:
+    jobs = list(
+        AIJob.objects.filter(batch_id=batch_id).select_related("content_type").order_by("pk")
+    )
+    if not jobs:
+        return
+    waiting = [job for job in jobs if job.status == Status.QUEUED and job.phase == Phase.BATCH]
+    sample = waiting[0] if waiting else jobs[0]
+    config = resolve_credentials(sample.provider, sample.tenant or None)
+    provider = build_provider(sample.provider, config)
+    state = batch_state(provider, batch_id)
+    if not state.ended:
+        report.running += 1
+        return
+    routes = {job.pk: route_for(job) for job in waiting}
+    requests = {str(pk): r.request for pk, r in routes.items() if isinstance(r, Prepared)}
+    results: dict[str, Outcome] = {}
+    if state.error is None:
+        try:
+            results = provider.batch_results(batch_id, requests)
+        except ProviderError as error:
+            if error.retryable:
+                report.running += 1  # look again at the next poll
+                return
+            state.error = error
+    missing = state.error or ProviderError(ErrorCode.PROVIDER_UNAVAILABLE, NO_RESULT)
+    for job in waiting:
+        outcome = results.get(str(job.pk), missing)
+        report.jobs[handle(job.pk, routes[job.pk], outcome)] += 1
+    waiting_ids = {job.pk for job in waiting}
+    for job in jobs:
+        if job.pk not in waiting_ids:
+            account(job, batch_id, results.get(str(job.pk)))
+    report.ended += 1
+
+
+def batch_state(provider: Any, batch_id: str) -> BatchState:
+    try:
+        return provider.batch_state(batch_id)  # type: ignore[no-any-return]
+    except ProviderError as error:
+        if error.retryable:
+            return BatchState(ended=False)  # look again at the next poll
+        return BatchState(ended=True, error=error)  # the batch is gone, or the key refused
+
+
+def route_for(job: AIJob) -> Prepared | Exception:
+    """The job's request as prepared now (not leased: only reads), or why there is none."""
+    try:
+        return engine.prepare(job)
+    except (Cancelled, ValueError) as exc:
+        return exc
+
+
+def handle(job_id: int, route: Prepared | Exception, outcome: Outcome) -> str:
+    """Lease a waiting job and finish it with its result; returns its status."""
+    job = engine.lease(job_id, batch=True)
+    if job is None:
+        return "skipped"  # cancelled meanwhile (accounted for at the next poll)
+    try:
+        return settle_job(job, route, outcome)
+    except LeaseLost:
+        return "lease-lost"
+    except Exception as exc:
+        logger.exception("AI job %s: handling its batch result crashed", job_id)
+        engine.fail(job, ErrorCode.INTERNAL, f"{type(exc).__name__}: {exc}")
+        return Status.FAILED
+
+
+def settle_job(job: AIJob, route: Prepared | Exception, outcome: Outcome) -> str:
+    response, error = split(outcome)
+    billed = route if isinstance(route, Prepared) else billing_route(job)
+    with transaction.atomic():
+        record_usage(job, billed, response, error=error)
+        quotas.settle(job.reservations, used(job, response, error))
+        update_job(job, reservations=[], batch_id="")
+    answered = None if error else response  # its tokens and cost go on the job
+    if isinstance(route, Exception):  # the row was deleted or its data refused meanwhile
+        return engine.end_at_prep(job, route, response=answered)
+    if error is not None:
+        return engine.handle_provider_error(job, error)
+    return write_answer(job, route, response)
+
+
+def write_answer(job: AIJob, route: Prepared, response: CompletionResponse) -> str:
+    """Parse the answer and write it back, unless the row's inputs changed since submit."""
+    if route.function.input_hash(route.data) != job.input_hash:
+        message = "The row's inputs changed while the batch ran; a newer job handles them."
+        finish(job, Status.SUPERSEDED, phase=Phase.SAVE, error=message, response=response)
+        return Status.SUPERSEDED
+    update_job(job, phase=Phase.PARSE, progress=PROGRESS[Phase.PARSE])
+    try:
+        parsed = repair.accept(route, response)
+    except InvalidOutput as exc:
+        return engine.end_unusable(job, str(exc), response)
+    except ProviderError as refusal:  # output moderation
+        finish(
+            job,
+            Status.FAILED,
+            phase=Phase.PARSE,
+            error_code=refusal.code,
+            error=refusal.message,
+            response=response,
+        )
+        return Status.FAILED
+    return engine.write_back(job, route, parsed, response)
+
+
+def account(job: AIJob, batch_id: str, outcome: Outcome | None) -> None:
+    """A job of an ended batch that no longer waits for it (cancelled, or retried as a
+    normal job): log its request's usage and charge it to the quotas, once."""
+    if job.status == Status.RUNNING:
+        return  # being handled right now (or a normal run): the next poll looks again
+    with transaction.atomic():
+        mine = AIJob.objects.filter(pk=job.pk, batch_id=batch_id).exclude(status=Status.RUNNING)
+        if not mine.update(batch_id="", reservations=[]) or outcome is None:
+            return
+        response, error = split(outcome)
+        record_usage(job, billing_route(job), response, error=error)
+        # The zero-unit reservations release_cancelled() left:
+        quotas.settle(job.reservations, used(job, response, error))
+
+
+def split(outcome: Outcome) -> tuple[CompletionResponse, ProviderError | None]:
+    """(the answer, or an empty one; the error, or None)."""
+    if isinstance(outcome, ProviderError):
+        return CompletionResponse(text=""), outcome
+    return outcome, None
+
+
+def used(job: AIJob, response: CompletionResponse, error: ProviderError | None) -> quotas.Demand:
+    """What the request really used, at batch prices (nothing when it failed)."""
+    return quotas.actual(job.model, None if error else response, batch=True)
+
+
+def billing_route(job: AIJob) -> Prepared:
+    """What a usage row needs when the job's request cannot be rebuilt."""
+    request = CompletionRequest(system="", prompt="", model=job.model, max_tokens=0)
+    return Prepared(AIFunction(), None, request, job.provider, {})
+
+
+def release_cancelled(job_id: int) -> None:
+    """A waiting job was cancelled: give its reserved units back now. The provider
+    may still answer (and bill) its request: account() charges that when the batch
+    ends, against the same quota rows (kept with zero units)."""
+    with transaction.atomic():
+        row = AIJob.objects.select_for_update().filter(
+            pk=job_id, status=Status.CANCELLED, phase=Phase.BATCH
+        )
+        reservations = row.values_list("reservations", flat=True).first()
+        if reservations:
+            row.update(reservations=[[row_id, kind, 0] for row_id, kind, _units in reservations])
+            quotas.release(reservations)
+
+
+# -- scheduling -----------------------------------------------------------------------
+
+
+def periodic_poll() -> str:
+    """The workers' scheduled poll; schedules the next one while batches stay open."""
+    release_mark(POLL_KEY)
+    try:
+        if not db_connection.in_atomic_block:
+            close_old_connections()  # a long-lived worker may hold a dead connection
+        return str(poll())
+    finally:
+        with contextlib.suppress(Exception):  # the database is down: the sweep re-arms
+            keep_polling()
+
+
+def schedule_poll() -> None:
+    """Make sure one poll is scheduled, BATCH_POLL_INTERVAL from now (one Redis
+    SET NX when it is). Needs ``rqworker --with-scheduler``, like the sweep."""
+    interval = int(get_setting("BATCH_POLL_INTERVAL"))
+    if interval <= 0:
+        return
+    try:
+        schedule_once(POLL_KEY, interval, periodic_poll, job_timeout=POLL_TIMEOUT)
+    except Exception as exc:
+        logger.warning("Could not schedule the provider batch poll: %s", exc)
+
+
+def keep_polling() -> None:
+    """Called by the sweep: re-arm the poll if batches are open and none is scheduled
+    (Redis was flushed, or a poll died)."""
+    if AIJob.objects.exclude(batch_id="").exists():
+        schedule_poll()

@@ -1,0 +1,192 @@
+"""Chunk jobs: one RQ job runs many AI jobs, their provider calls concurrently.
+
+Backfills (``ai_regenerate``, ``regenerate()`` on a queryset) enqueue their
+AIJobs in chunks of ``CHUNK_SIZE``. A chunk runs each job's pipeline (engine.py)
+in the worker's own thread, so every database query, quota reservation, circuit
+breaker and rate-limit check happens there, one at a time, exactly as for a
+single job. Only the provider calls leave that thread: they go to an asyncio
+event loop in a second thread and run through the SDKs' async clients, at most
+``CONCURRENCY`` in flight per chunk. When a call answers, its pipeline resumes
+in the worker's thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sys
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from functools import partial
+
+from django.db import close_old_connections, connection
+from django.utils import timezone
+from rq.timeouts import JobTimeoutException
+
+from ..calling.pipeline import Pipeline, ProviderCall
+from ..conf import get_setting
+from ..models import AIJob, Status
+
+logger = logging.getLogger("django_ai_fields")
+
+# Seconds between touches of the chunk's not-yet-started jobs: the sweep takes a
+# queued job untouched for PENDING_GRACE whose RQ job already started as lost.
+HEARTBEAT = 5.0
+# Seconds between the interpreter's thread switches while a chunk runs (see run()).
+SWITCH_INTERVAL = 0.0005
+# Threads for providers without an async client (their complete() runs in one).
+SYNC_CALL_THREADS = 64
+
+
+def run_chunk(job_ids: Sequence[int]) -> dict[str, int]:
+    """RQ entry point: run these AIJobs; returns how many ended in each status."""
+    if not connection.in_atomic_block:
+        close_old_connections()  # a long-lived worker may hold a dead connection
+    try:
+        return ChunkRun(job_ids).run()
+    finally:
+        from .sweep import schedule_sweep
+
+        schedule_sweep()
+
+
+def chunk_timeout(size: int) -> int:
+    """RQ's timeout for a chunk: JOB_TIMEOUT per round of CONCURRENCY jobs, plus one."""
+    rounds = -(-size // concurrency())
+    return int(get_setting("JOB_TIMEOUT")) * (rounds + 1)
+
+
+def concurrency() -> int:
+    return max(1, int(get_setting("CONCURRENCY")))
+
+
+class ChunkRun:
+    def __init__(self, job_ids: Sequence[int]) -> None:
+        self.waiting = deque(job_ids)
+        self.limit = concurrency()
+        self.in_flight: dict[Future[object], Pipeline[str]] = {}
+        self.outcome: Counter[str] = Counter()
+        self.touched = time.monotonic()
+
+    def run(self) -> dict[str, int]:
+        switch_interval = sys.getswitchinterval()
+        # Each query's answer makes this thread wait for the GIL held by the call
+        # thread, up to the switch interval (5 ms): longer than the query itself.
+        sys.setswitchinterval(SWITCH_INTERVAL)
+        try:
+            while self.waiting or self.in_flight:
+                self.start_jobs()
+                self.resume_answered()
+                self.keep_waiting_jobs_alive()
+        except BaseException as exc:  # RQ's timeout, a shutdown, the database gone
+            self.hand_back(exc)
+            raise
+        finally:
+            sys.setswitchinterval(switch_interval)
+        return dict(self.outcome)
+
+    def start_jobs(self) -> None:
+        """Lease as many jobs as there is room for, in one query, and run each up
+        to its first provider call."""
+        from .engine import lease_many, leased_job_pipeline
+
+        while self.waiting and len(self.in_flight) < self.limit:
+            room = self.limit - len(self.in_flight)
+            ids = [self.waiting.popleft() for _ in range(min(room, len(self.waiting)))]
+            leased = lease_many(ids)
+            if len(leased) < len(ids):
+                self.outcome["skipped"] += len(ids) - len(leased)
+            for job in leased:
+                pipeline = leased_job_pipeline(job)
+                self.advance(pipeline, partial(next, pipeline))
+
+    def resume_answered(self) -> None:
+        if not self.in_flight:
+            return
+        done, _ = wait(self.in_flight, timeout=HEARTBEAT, return_when=FIRST_COMPLETED)
+        for future in done:
+            pipeline = self.in_flight.pop(future)
+            try:
+                response = future.result()
+            except Exception as exc:  # delivered where the pipeline waits for the call
+                self.advance(pipeline, partial(pipeline.throw, exc))
+            else:
+                self.advance(pipeline, partial(pipeline.send, response))
+
+    def advance(self, pipeline: Pipeline[str], step: Callable[[], ProviderCall]) -> None:
+        """Run the pipeline in this thread up to its next provider call, which
+        starts in the background, or to its end."""
+        try:
+            call = step()
+        except StopIteration as done:
+            self.outcome[str(done.value)] += 1
+            return
+        self.in_flight[start_call(call)] = pipeline
+
+    def keep_waiting_jobs_alive(self) -> None:
+        if not self.waiting or time.monotonic() - self.touched < HEARTBEAT:
+            return
+        AIJob.objects.filter(pk__in=list(self.waiting), status=Status.QUEUED).update(
+            updated_at=timezone.now()
+        )
+        self.touched = time.monotonic()
+
+    def hand_back(self, exc: BaseException) -> None:
+        """The chunk stops early: jobs it had not started go back to the queue; jobs
+        waiting for a call get RQ's timeout (retried like a timed-out call) or are
+        left running for the sweep to recover."""
+        for future, pipeline in list(self.in_flight.items()):
+            future.cancel()
+            try:
+                if isinstance(exc, JobTimeoutException):
+                    self.advance(pipeline, partial(pipeline.throw, exc))
+                else:
+                    pipeline.close()
+            except Exception:
+                logger.exception("AI chunk: could not hand back a job")
+        self.in_flight.clear()
+        if self.waiting:
+            from ..intake.outbox import enqueue_chunks
+
+            try:
+                enqueue_chunks(list(self.waiting))
+            except Exception:
+                logger.exception("AI chunk: %s jobs left for the sweep", len(self.waiting))
+
+
+def start_call(call: ProviderCall) -> Future[object]:
+    """A future for the call's answer. Streamed calls write their partial text to
+    the database as it arrives, so they run here, in the worker's thread."""
+    if not call.streams:
+        return asyncio.run_coroutine_threadsafe(call.arun(), call_loop())
+    future: Future[object] = Future()
+    try:
+        future.set_result(call.run())
+    except (Exception, JobTimeoutException) as exc:
+        future.set_exception(exc)
+    return future
+
+
+_loop: asyncio.AbstractEventLoop | None = None
+_loop_pid = 0
+_loop_lock = threading.Lock()
+
+
+def call_loop() -> asyncio.AbstractEventLoop:
+    """This process's event loop for provider calls, running in a daemon thread
+    (started on first use, and again in a forked work horse)."""
+    global _loop, _loop_pid
+    with _loop_lock:
+        if _loop is None or _loop_pid != os.getpid():
+            loop = asyncio.new_event_loop()
+            loop.set_default_executor(
+                ThreadPoolExecutor(SYNC_CALL_THREADS, thread_name_prefix="ai-fields-call")
+            )
+            thread = threading.Thread(target=loop.run_forever, name="ai-fields-calls", daemon=True)
+            thread.start()
+            _loop, _loop_pid = loop, os.getpid()
+        return _loop

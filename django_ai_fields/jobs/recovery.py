@@ -1,0 +1,121 @@
+"""Recovering jobs whose run ended without finishing them.
+
+- RQ marked the run failed or stopped (a work horse killed by the OOM killer or a
+  signal, an exception that escaped ``run_job``, the database down when the job
+  was leased) while our AIJob still says ``running`` or ``queued``: the sweep puts
+  it back at once instead of waiting out JOB_TIMEOUT, so RQ's failed registry and
+  the AIJob never disagree for longer than one sweep.
+- The database connection dropped mid-job (PostgreSQL restarted, a proxy cut it):
+  the run reconnects and retries the job with backoff, as an attempt.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.db import connection, transaction
+from django.db.utils import InterfaceError, OperationalError
+from django.utils import timezone
+
+from ..conf import get_setting
+from ..models import AIJob, ErrorCode, Status
+from ..money import quotas
+from ..providers import ProviderError
+
+logger = logging.getLogger("django_ai_fields")
+
+# How many of RQ's most recent failures each sweep looks at.
+RECENT_FAILURES = 1000
+
+CONNECTION_ERRORS = (OperationalError, InterfaceError)
+
+
+class TransientError(ProviderError):
+    """Not the provider's fault, but worth another attempt (the database went away)."""
+
+    def __init__(self, message: str):
+        super().__init__(ErrorCode.INTERNAL, message)
+
+    @property
+    def retryable(self) -> bool:
+        return True
+
+
+def database_lost(job: AIJob, exc: Exception) -> TransientError:
+    """Drop the broken connection (the next query opens a new one), give back the
+    run's quota reservation if one was left unsettled, and describe the error.
+    Raises when that cannot be done (inside a transaction, or the database is
+    still down: then RQ fails the run and the sweep recovers the job)."""
+    if connection.in_atomic_block:
+        raise exc
+    logger.warning("AI job %s: database connection lost (%s): reconnecting", job.pk, exc)
+    connection.close()
+    with transaction.atomic():
+        row = AIJob.objects.select_for_update().filter(pk=job.pk, run_token=job.run_token)
+        reservations = row.values_list("reservations", flat=True).first()
+        if reservations:
+            quotas.release(reservations)
+            row.update(reservations=[])
+    return TransientError(f"Database connection lost: {type(exc).__name__}: {exc}")
+
+
+def current_rq_job() -> dict[str, str]:
+    """``{"rq_job_id": ...}`` of the RQ job running this code (none outside RQ), so
+    the row names the run that leased it, not an older RQ job of the same AIJob."""
+    from rq import get_current_job
+
+    rq_job = get_current_job()
+    return {"rq_job_id": rq_job.id} if rq_job is not None else {}
+
+
+def recover_failed_runs() -> tuple[list[int], int]:
+    """AIJobs whose current RQ job is in RQ's failed registry: back to pending
+    (returned, to be enqueued) or failed when no attempts are left (counted)."""
+    from ..intake.outbox import get_queue
+
+    try:
+        registry = get_queue().failed_job_registry
+        failed = registry.connection.zrevrange(registry.key, 0, RECENT_FAILURES - 1)
+    except Exception as exc:
+        logger.warning("Sweep could not read RQ's failed registry: %s", exc)
+        return [], 0
+    rq_ids = [i.decode() if isinstance(i, bytes) else str(i) for i in failed]
+    if not rq_ids:
+        return [], 0
+    stranded = AIJob.objects.filter(
+        rq_job_id__in=rq_ids, status__in=(Status.RUNNING, Status.QUEUED)
+    ).only("pk", "status", "run_token", "attempts", "reservations", "rq_job_id")
+    requeue: list[int] = []
+    failed_count = 0
+    for job in stranded:
+        outcome = _recover(job)
+        if outcome == Status.PENDING:
+            requeue.append(job.pk)
+        elif outcome == Status.FAILED:
+            failed_count += 1
+    return requeue, failed_count
+
+
+def _recover(job: AIJob) -> str | None:
+    guarded = AIJob.objects.filter(
+        pk=job.pk, status=job.status, run_token=job.run_token, rq_job_id=job.rq_job_id
+    )
+    exhausted = job.status == Status.RUNNING and job.attempts >= get_setting("MAX_ATTEMPTS")
+    values: dict[str, Any] = {"run_token": "", "reservations": []}
+    if exhausted:
+        values.update(
+            status=Status.FAILED,
+            finished_at=timezone.now(),
+            error_code=ErrorCode.INTERNAL,
+            error="The worker running this job died (RQ marked it failed); no attempts are left.",
+        )
+    else:
+        values["status"] = Status.PENDING
+    with transaction.atomic():
+        if not guarded.update(**values):
+            return None
+        if job.reservations:
+            quotas.release(job.reservations)
+    logger.warning("AI job %s: RQ job %s failed; now %s", job.pk, job.rq_job_id, values["status"])
+    return str(values["status"])

@@ -1,0 +1,177 @@
+"""Race-free quotas and budgets: reserve before the call, settle after.
+
+A reservation is one conditional ``UPDATE ... SET used = used + n WHERE
+used + n <= limit`` per usage row, so any number of workers never overshoot a
+limit, on PostgreSQL or SQLite. Units: requests, tokens, micro-dollars.
+"""
+
+from __future__ import annotations
+
+import datetime
+from dataclasses import dataclass
+from decimal import Decimal
+
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from ..models import ErrorCode, Quota, QuotaKind, QuotaPeriod, QuotaUsage
+from .pricing import ceil_micro, cost_micro, usd_to_micro
+
+
+@dataclass(frozen=True)
+class Demand:
+    """Units one call uses (or may use, for a reservation)."""
+
+    requests: int
+    tokens: int
+    cost_micro: int
+
+    def units(self, kind: str) -> int:
+        return {
+            QuotaKind.REQUESTS: self.requests,
+            QuotaKind.TOKENS: self.tokens,
+            QuotaKind.COST_USD: self.cost_micro,
+        }[kind]  # type: ignore[index]
+
+
+NOTHING = Demand(0, 0, 0)
+
+
+@dataclass(frozen=True)
+class Budget:
+    """A field's monthly budget_usd, counted per tenant."""
+
+    scope: str
+    limit_usd: Decimal
+
+
+class QuotaRefused(Exception):
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def worst_case(model: str, prompt_bytes: int, max_tokens: int) -> Demand:
+    """Upper bound of a call: every prompt byte a token (true for byte-level BPE
+    tokenizers), plus max_tokens of output, at the model's prices."""
+    cost = cost_micro(model, input_tokens=prompt_bytes, output_tokens=max_tokens)
+    return Demand(1, prompt_bytes + max_tokens, ceil_micro(cost))
+
+
+def actual(model: str, response: object | None, *, batch: bool = False) -> Demand:
+    """Units a finished call really used; a call that failed uses nothing."""
+    if response is None:
+        return NOTHING
+    tokens_in = response.input_tokens  # type: ignore[attr-defined]
+    tokens_out = response.output_tokens  # type: ignore[attr-defined]
+    if not response.billable:  # type: ignore[attr-defined]
+        return Demand(1, tokens_in + tokens_out, 0)
+    cost = cost_micro(
+        model,
+        input_tokens=tokens_in,
+        output_tokens=tokens_out,
+        cached_tokens=response.cached_tokens,  # type: ignore[attr-defined]
+        cache_creation_tokens=response.cache_creation_tokens,  # type: ignore[attr-defined]
+        batch=batch,
+    )
+    return Demand(1, tokens_in + tokens_out, ceil_micro(cost))
+
+
+def period_start(period: str, today: datetime.date | None = None) -> datetime.date:
+    today = today or timezone.localdate()
+    return today.replace(day=1) if period == QuotaPeriod.MONTH else today
+
+
+def applicable_quotas(tenant: str) -> list[Quota]:
+    """The tenant's own quotas, and the defaults (blank tenant) it has none for."""
+    quotas = Quota.objects.filter(tenant__in={tenant, ""}).order_by("tenant")
+    chosen: dict[tuple[str, str], Quota] = {}
+    for quota in quotas:  # blank tenant sorts first; the tenant's own row overrides it
+        chosen[(quota.kind, quota.period)] = quota
+    return [q for q in chosen.values() if not q.is_unlimited]
+
+
+def limit_units(kind: str, limit: Decimal) -> int:
+    return usd_to_micro(limit) if kind == QuotaKind.COST_USD else int(limit)
+
+
+def _usage_row_id(tenant: str, scope: str, kind: str, period: str) -> int:
+    key = {
+        "tenant": tenant,
+        "scope": scope,
+        "kind": kind,
+        "period": period,
+        "period_start": period_start(period),
+    }
+    row_id = QuotaUsage.objects.filter(**key).values_list("pk", flat=True).first()
+    if row_id is not None:
+        return row_id
+    try:
+        with transaction.atomic():
+            return QuotaUsage.objects.create(**key).pk
+    except IntegrityError:  # created concurrently
+        return QuotaUsage.objects.filter(**key).values_list("pk", flat=True).get()
+
+
+def _take(row_id: int, units: int, limit: int) -> bool:
+    return bool(
+        QuotaUsage.objects.filter(pk=row_id, used__lte=limit - units).update(used=F("used") + units)
+    )
+
+
+def reserve(tenant: str, demand: Demand, budget: Budget | None = None) -> list[list[object]]:
+    """Reserve ``demand`` against every applicable quota and the field budget,
+    all or nothing. Returns the reservations: [[usage_row_id, kind, units], ...]."""
+    reservations: list[list[object]] = []
+    quotas = applicable_quotas(tenant)
+    if not quotas and budget is None:
+        return reservations  # nothing to reserve: no transaction either
+    with transaction.atomic():
+        for quota in quotas:
+            units = demand.units(quota.kind)
+            row_id = _usage_row_id(tenant, "", quota.kind, quota.period)
+            if not _take(row_id, units, limit_units(quota.kind, quota.limit)):
+                raise QuotaRefused(
+                    ErrorCode.QUOTA_EXCEEDED,
+                    _("The %(kind)s quota per %(period)s of tenant %(tenant)s is used up.")
+                    % {"kind": quota.kind, "period": quota.period, "tenant": tenant or "-"},
+                )
+            reservations.append([row_id, quota.kind, units])
+        if budget is not None:
+            units = demand.cost_micro
+            row_id = _usage_row_id(tenant, budget.scope, QuotaKind.COST_USD, QuotaPeriod.MONTH)
+            if not _take(row_id, units, usd_to_micro(budget.limit_usd)):
+                raise QuotaRefused(
+                    ErrorCode.BUDGET_EXCEEDED,
+                    _("The monthly budget of %(scope)s (%(limit)s USD) is used up.")
+                    % {"scope": budget.scope.removeprefix("budget:"), "limit": budget.limit_usd},
+                )
+            reservations.append([row_id, QuotaKind.COST_USD, units])
+    return reservations
+
+
+def settle(reservations: list[list[object]], used: Demand) -> None:
+    """Replace each reservation by what the call really used."""
+    for row_id, kind, units in reservations:
+        delta = used.units(str(kind)) - int(units)  # type: ignore[call-overload]
+        if delta:
+            QuotaUsage.objects.filter(pk=row_id).update(used=F("used") + delta)
+
+
+def release(reservations: list[list[object]]) -> None:
+    """Give back reservations of a run that never settled (its worker died)."""
+    settle(reservations, NOTHING)
+
+
+def usage_for(tenant: str, kind: str, period: str) -> int:
+    return (
+        QuotaUsage.objects.filter(
+            tenant=tenant, scope="", kind=kind, period=period, period_start=period_start(period)
+        )
+        .values_list("used", flat=True)
+        .first()
+        or 0
+    )

@@ -1,0 +1,121 @@
+"""Health facts shared by the JSON API and ``ai_status``: the RQ queue and its
+workers, job counts, stuck jobs, and whether the providers answer."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db import models
+from django.db.models import Count, Q
+from django.utils import timezone
+from rq import Worker
+
+from ..conf import get_setting, provider_settings
+from ..fields import ai_fields_of
+from ..intake.outbox import get_queue
+from ..models import AIJob, Status
+
+PROBE_TIMEOUT = 3.0  # seconds; a reachability check must not hang a probe
+
+
+def queue_health(queue: Any = None) -> dict[str, Any]:
+    """The AI queue's depth, registries and live workers; ``ok`` False if Redis is down."""
+    try:
+        queue = queue or get_queue()
+        workers = Worker.all(queue=queue)
+        return {
+            "ok": True,
+            "name": queue.name,
+            "depth": queue.count,
+            "scheduled": queue.scheduled_job_registry.count,
+            "started": queue.started_job_registry.count,
+            "failed": queue.failed_job_registry.count,
+            "workers": [worker_info(w) for w in workers],
+        }
+    except Exception as exc:  # Redis unreachable or misconfigured
+        return {"ok": False, "name": get_setting("QUEUE"), "error": f"{type(exc).__name__}: {exc}"}
+
+
+def worker_info(worker: Any) -> dict[str, Any]:
+    return {
+        "name": worker.name,
+        "state": worker.get_state(),
+        "queues": worker.queue_names(),
+        "current_job": worker.get_current_job_id(),
+        "hostname": worker.hostname,
+        "pid": worker.pid,
+        "birth": _iso(worker.birth_date),
+        "last_heartbeat": _iso(worker.last_heartbeat),
+    }
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def status_counts(jobs: models.QuerySet[AIJob]) -> dict[str, int]:
+    """Jobs per status (every status present, zeros included)."""
+    counts = dict.fromkeys(Status.values, 0)
+    for row in jobs.order_by().values("status").annotate(n=Count("pk")):
+        counts[row["status"]] = row["n"]
+    return counts
+
+
+def stuck_filter(now: datetime | None = None) -> Q:
+    """Running past JOB_TIMEOUT (worker lost) or pending past PENDING_GRACE (never enqueued)."""
+    now = now or timezone.now()
+    running_deadline = now - timedelta(seconds=get_setting("JOB_TIMEOUT"))
+    pending_deadline = now - timedelta(seconds=get_setting("PENDING_GRACE"))
+    return Q(status=Status.RUNNING, started_at__lt=running_deadline) | Q(
+        status=Status.PENDING, updated_at__lt=pending_deadline
+    )
+
+
+def stuck_jobs(jobs: models.QuerySet[AIJob], now: datetime | None = None) -> models.QuerySet[AIJob]:
+    return jobs.filter(stuck_filter(now)).order_by("pk")
+
+
+# -- providers --------------------------------------------------------------------
+
+
+def configured_providers() -> list[str]:
+    """The default provider, those in PROVIDERS, and those fields name."""
+    from django.apps import apps
+
+    names = [get_setting("DEFAULT_PROVIDER"), *get_setting("PROVIDERS")]
+    for model in apps.get_models():
+        names += [f.provider for f in ai_fields_of(model) if f.provider]
+    return list(dict.fromkeys(str(n) for n in names if n))
+
+
+def probe_provider(name: str) -> dict[str, Any]:
+    """Ask the provider for its model list (a cheap authenticated GET)."""
+    config = provider_settings(name)
+    started = time.monotonic()
+    try:
+        checked = _probe(name, config)
+    except Exception as exc:
+        from ..providers.base import ProviderError
+
+        if isinstance(exc, ProviderError):
+            detail = f"{exc.code}: {exc.message}"
+        else:
+            detail = f"{type(exc).__name__}: {exc}"
+        return {"name": name, "ok": False, "detail": detail}
+    if not checked:
+        return {"name": name, "ok": None, "detail": "No reachability check for this provider."}
+    elapsed = int((time.monotonic() - started) * 1000)
+    return {"name": name, "ok": True, "detail": "reachable", "latency_ms": elapsed}
+
+
+def _probe(name: str, config: dict[str, Any]) -> bool:
+    """True once the provider answered; False when there is no check for it."""
+    from ..providers import build_provider
+
+    return bool(build_provider(name, config).probe())
+
+
+def provider_health() -> list[dict[str, Any]]:
+    return [probe_provider(name) for name in configured_providers()]

@@ -1,0 +1,17 @@
+"""Tenant resolution: ``TENANT_RESOLVER`` maps a row to a tenant string."""
+
+from __future__ import annotations
+
+from django.db import models
+from django.utils.module_loading import import_string
+
+from ..conf import get_setting
+
+
+def resolve_tenant(instance: models.Model) -> str:
+    path = get_setting("TENANT_RESOLVER")
+    if not path:
+        return ""
+    resolver = import_string(path) if isinstance(path, str) else path
+    tenant = resolver(instance)
+    return "" if tenant is None else str(tenant)
