@@ -22,7 +22,7 @@ def noop() -> None:
 
 
 def get_queue() -> Any:
-    from django_ai_fields.intake.outbox import get_queue as ai_queue
+    from django_ai_fields.queues import get_queue as ai_queue
 
     return ai_queue()
 

@@ -13,8 +13,7 @@ from . import signals
 from .fields import AIFieldMixin, ai_fields_of, get_ai_field
 from .functions import get_function, json_safe
 from .intake.outbox import enqueue, enqueue_chunks, request_jobs, request_rows
-from .jobs.chunks import run_chunk
-from .jobs.engine import run_job
+from .jobs.tasks import run_chunk, run_job
 from .models import AIJob, Status
 
 

@@ -1,3 +1,7 @@
+"""The app config: installs change tracking, the system checks and, in workers,
+the providers and the periodic sweep."""
+
+import contextlib
 import sys
 
 from django.apps import AppConfig, apps
@@ -26,9 +30,8 @@ class AIFieldsConfig(AppConfig):
         metrics.install()  # the queue depth gauge, when prometheus_client is installed
         if _is_worker_process():
             from .jobs.sweep import schedule_sweep
-            from .providers import preload
 
-            preload()
+            _preload_providers()
             # A (re)started worker arms the periodic sweep: after Redis lost its data
             # (restart without persistence) nothing else would, with the queue empty.
             schedule_sweep()
@@ -38,6 +41,20 @@ def _is_worker_process() -> bool:
     """``manage.py rqworker``: import the SDKs once, before RQ forks a work horse
     per job, instead of in every work horse (about 1 s for anthropic)."""
     return len(sys.argv) > 1 and sys.argv[1] in ("rqworker", "rqworker-pool")
+
+
+def _preload_providers() -> None:
+    """Import every provider the project uses (the default and each field's)."""
+    from .conf import get_setting
+    from .fields import ai_fields_of
+    from .providers import provider_class
+
+    names = {get_setting("DEFAULT_PROVIDER")}
+    for model in apps.get_models():
+        names |= {field.provider for field in ai_fields_of(model) if field.provider}
+    for name in names:
+        with contextlib.suppress(ImportError, ValueError):  # the system checks report it
+            provider_class(name)
 
 
 def _install_late_model(sender: type, **kwargs: object) -> None:

@@ -1,4 +1,7 @@
-"""Database models: the job outbox (AIJob) and the per-call log (AIUsage)."""
+"""Database models: the job outbox (AIJob), the per-call log (AIUsage), quotas,
+tenant credentials and policies.
+
+Status, Phase and ErrorCode live in codes.py and are re-exported here."""
 
 from __future__ import annotations
 
@@ -7,44 +10,32 @@ from django.db import models
 from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
 
+# The vocabulary lives at the bottom of the package (codes.py); re-exported here.
+from .codes import (
+    FINISHED_STATUSES,
+    OPEN_STATUSES,
+    UNFINISHED_STATUSES,
+    ErrorCode,
+    Phase,
+    Status,
+)
 
-class Status(models.TextChoices):
-    PENDING = "pending", _("Pending")
-    QUEUED = "queued", _("Queued")
-    RUNNING = "running", _("Running")
-    SUCCEEDED = "succeeded", _("Succeeded")
-    FAILED = "failed", _("Failed")
-    CANCELLED = "cancelled", _("Cancelled")
-    SUPERSEDED = "superseded", _("Superseded")
-
-
-OPEN_STATUSES = (Status.PENDING, Status.QUEUED)
-UNFINISHED_STATUSES = (Status.PENDING, Status.QUEUED, Status.RUNNING)
-FINISHED_STATUSES = (Status.SUCCEEDED, Status.FAILED, Status.CANCELLED, Status.SUPERSEDED)
-
-
-class Phase(models.TextChoices):
-    INIT = "INIT", "INIT"
-    PREP = "PREP", "PREP"
-    AI_CALL = "AI_CALL", "AI_CALL"
-    PARSE = "PARSE", "PARSE"
-    SAVE = "SAVE", "SAVE"
-    DONE = "DONE", "DONE"
-    # Queued in a provider's batch (``ai_regenerate --batch``); see batches.py.
-    BATCH = "BATCH", "BATCH"
-
-
-class ErrorCode(models.TextChoices):
-    QUOTA_EXCEEDED = "quota_exceeded", _("Quota exceeded")
-    BUDGET_EXCEEDED = "budget_exceeded", _("Budget exceeded")
-    RATE_LIMITED = "rate_limited", _("Rate limited")
-    PROVIDER_UNAVAILABLE = "provider_unavailable", _("Provider unavailable")
-    TIMEOUT = "timeout", _("Timeout")
-    AUTH = "auth", _("Authentication failed")
-    BAD_REQUEST = "bad_request", _("Bad request")
-    INVALID_OUTPUT = "invalid_output", _("Invalid output")
-    CIRCUIT_OPEN = "circuit_open", _("Circuit open")
-    INTERNAL = "internal", _("Internal error")
+__all__ = [
+    "FINISHED_STATUSES",
+    "OPEN_STATUSES",
+    "UNFINISHED_STATUSES",
+    "AIJob",
+    "AIUsage",
+    "ErrorCode",
+    "Phase",
+    "ProviderCredential",
+    "Quota",
+    "QuotaKind",
+    "QuotaPeriod",
+    "QuotaUsage",
+    "Status",
+    "TenantPolicy",
+]
 
 
 class AIJob(models.Model):

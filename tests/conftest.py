@@ -14,8 +14,8 @@ import pytest
 from django.conf import settings as django_settings
 from rq import SimpleWorker
 
-from django_ai_fields.intake.outbox import get_queue
 from django_ai_fields.providers.base import clients
+from django_ai_fields.queues import get_queue
 from tests.fake_provider import FakeProvider, running_fake_provider
 
 REAL_REDIS = bool(os.environ.get("REDIS_URL"))
@@ -135,7 +135,7 @@ class Worker:
 def _run_job_in_thread(job_id: int) -> str:
     from django.db import connection
 
-    from django_ai_fields.jobs.engine import run_job
+    from django_ai_fields.jobs.tasks import run_job
 
     try:
         return run_job(job_id)

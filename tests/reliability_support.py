@@ -7,8 +7,8 @@ from typing import Any
 from django.utils import timezone
 
 from django_ai_fields.api import regenerate
-from django_ai_fields.intake.outbox import get_queue
 from django_ai_fields.models import AIJob, AIUsage
+from django_ai_fields.queues import get_queue
 from tests.fake_provider import RecordedRequest
 from tests.testapp.models import Lead
 

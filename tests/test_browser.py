@@ -52,7 +52,7 @@ import json
 from rq import SimpleWorker
 from django_ai_fields.api import regenerate
 from django_ai_fields.models import Quota
-from django_ai_fields.intake.outbox import get_queue
+from django_ai_fields.queues import get_queue
 from leads.models import Lead
 
 Quota.objects.create(tenant="Bletchley Ciphers", kind="requests", period="day", limit=0)

@@ -43,7 +43,7 @@ from django_ai_fields.api import run_ai_task
 from django_ai_fields.conf import DEFAULTS
 from django_ai_fields.declare.prompts import PromptTemplate
 from django_ai_fields.fields import AIFieldMixin, AIGeneratedJSONField
-from django_ai_fields.jobs.engine import run_job
+from django_ai_fields.jobs.tasks import run_job
 from django_ai_fields.models import AIJob, AIUsage, ProviderCredential, Quota
 from django_ai_fields.providers import BUILTIN, CompletionRequest, Provider, ProviderError
 from tests.testapp.models import Brief, Lead, PlainLead, Product

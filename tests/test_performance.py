@@ -13,7 +13,7 @@ from django.test.utils import CaptureQueriesContext
 
 from django_ai_fields.fields import ai_fields_of
 from django_ai_fields.intake.outbox import request_jobs
-from django_ai_fields.jobs.engine import run_job
+from django_ai_fields.jobs.tasks import run_job
 from django_ai_fields.models import AIJob, Status
 from tests.testapp.models import Article, Lead, PlainLead
 

@@ -21,6 +21,7 @@ from typing import Any
 
 from ..conf import get_setting
 from ..providers.base import RETRYABLE_CODES, ProviderError
+from ..queues import redis
 
 logger = logging.getLogger("django_ai_fields")
 
@@ -120,12 +121,6 @@ def key_for(provider: str, model: str) -> str:
     return f"{PREFIX}{provider}|{model}"
 
 
-def _redis() -> Any:
-    from ..intake.outbox import get_queue
-
-    return get_queue().connection
-
-
 def _ttl() -> int:
     seconds = float(get_setting("CIRCUIT_WINDOW")) + float(get_setting("CIRCUIT_COOLDOWN"))
     return int(seconds) + 3600
@@ -137,7 +132,7 @@ def allow(provider: str, model: str, probe_ttl: float) -> Permit:
     if not enabled():
         return Permit(provider, model, allowed=True, token=token)
     try:
-        verdict, wait = _redis().eval(
+        verdict, wait = redis().eval(
             _ALLOW, 1, key_for(provider, model), repr(time.time()), repr(probe_ttl), token
         )
     except Exception as exc:  # Redis down: never block a call on the breaker
@@ -170,7 +165,7 @@ def record(permit: Permit, error: ProviderError | None) -> str:
             if error.retry_after:
                 honoured = min(error.retry_after, float(get_setting("RETRY_AFTER_MAX")))
                 cooldown = max(cooldown, honoured)
-            state = _redis().eval(
+            state = redis().eval(
                 _FAILURE,
                 3,
                 key,
@@ -187,7 +182,7 @@ def record(permit: Permit, error: ProviderError | None) -> str:
                 _ttl(),
             )
         else:
-            state = _redis().eval(_SUCCESS, 2, key, key + ":failures", permit.token)
+            state = redis().eval(_SUCCESS, 2, key, key + ":failures", permit.token)
     except Exception as exc:
         logger.warning("Circuit breaker unavailable (%s): outcome not recorded", exc)
         return permit.state
@@ -202,7 +197,7 @@ def release(permit: Permit) -> None:
         return
     permit.settled = True
     try:
-        _redis().eval(_RELEASE, 1, key_for(permit.provider, permit.model), permit.token)
+        redis().eval(_RELEASE, 1, key_for(permit.provider, permit.model), permit.token)
     except Exception as exc:
         logger.warning("Circuit breaker unavailable (%s): probe not released", exc)
 
@@ -216,7 +211,7 @@ def states() -> dict[str, Any]:
     """Every circuit that has opened at least once (and not expired), for diagnostics.
     ``ok`` is False when Redis cannot be read."""
     try:
-        connection = _redis()
+        connection = redis()
         keys = sorted(_text(k) for k in connection.smembers(INDEX))
         circuits = []
         for key in keys:
@@ -234,11 +229,11 @@ def states() -> dict[str, Any]:
 def reset(provider: str, model: str) -> None:
     """Close a circuit by hand (operators, tests)."""
     key = key_for(provider, model)
-    _redis().delete(key, key + ":failures")
+    redis().delete(key, key + ":failures")
 
 
 def _read(key: str) -> dict[str, str]:
-    connection = _redis()
+    connection = redis()
     data = {_text(k): _text(v) for k, v in connection.hgetall(key).items()}
     failures = connection.zcard(key + ":failures")
     if data or failures:

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
 
 from ..conf import get_setting
+from ..queues import redis
 
 logger = logging.getLogger("django_ai_fields")
 
@@ -68,14 +68,10 @@ def acquire(provider: str, tokens: int) -> float:
         return 0.0
     keys = (f"{PREFIX}{provider}:requests", f"{PREFIX}{provider}:tokens")
     try:
-        wait = _redis().eval(_TAKE, 2, *keys, repr(time.time()), rpm, tpm, max(0, tokens))
+        wait = redis().eval(_TAKE, 2, *keys, repr(time.time()), rpm, tpm, max(0, tokens))
     except Exception as exc:
         logger.warning("Rate limiter unavailable (%s): call allowed", exc)
         return 0.0
     return float(wait.decode() if isinstance(wait, bytes) else wait)
 
 
-def _redis() -> Any:
-    from ..intake.outbox import get_queue
-
-    return get_queue().connection

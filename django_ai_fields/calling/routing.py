@@ -23,13 +23,14 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, replace
 from typing import Any
 
-from django.db.models import F
 from django.utils.translation import gettext as _
 
 from ..conf import get_setting
 from ..declare import tokens
-from ..models import AIJob, ErrorCode, Phase, Status
-from ..providers import CompletionResponse, ProviderError, provider_class, resolve_credentials
+from ..models import AIJob, ErrorCode
+from ..providers import CompletionResponse, ProviderError, provider_class
+from ..queues import redis
+from ..tenants.credentials import resolve_credentials
 from . import breaker, ratelimit
 from .pipeline import Pipeline, Prepared, call_provider
 
@@ -168,7 +169,7 @@ def waited_too_long(job: AIJob) -> bool:
     limit = float(get_setting("CIRCUIT_MAX_WAIT"))
     now = time.time()
     try:
-        connection = breaker._redis()
+        connection = redis()
         key = WAIT_KEY.format(job=job.pk)
         connection.set(key, repr(now), nx=True, ex=int(limit) + 86400)
         first = float(connection.get(key) or now)
@@ -179,24 +180,7 @@ def waited_too_long(job: AIJob) -> bool:
 
 def forget_wait(job: AIJob) -> None:
     with contextlib.suppress(Exception):
-        breaker._redis().delete(WAIT_KEY.format(job=job.pk))
-
-
-def defer(job: AIJob, deferral: Deferred, save_job: SaveJob) -> str:
-    """Back to the queue for ``deferral.delay`` seconds; the attempt does not count."""
-    from ..intake.outbox import enqueue
-
-    save_job(
-        status=Status.QUEUED,
-        phase=Phase.INIT,
-        progress=0,
-        attempts=F("attempts") - 1,
-        run_token="",
-        error_code=deferral.code,
-        error=deferral.message,
-    )
-    enqueue(job.pk, delay=deferral.delay)
-    return Status.QUEUED
+        redis().delete(WAIT_KEY.format(job=job.pk))
 
 
 # -- idempotency ----------------------------------------------------------------------

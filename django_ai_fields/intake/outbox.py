@@ -10,17 +10,16 @@ import logging
 from collections.abc import Sequence
 from datetime import timedelta
 from functools import partial
-from typing import Any
 
-from django.conf import settings
 from django.contrib.contenttypes.models import ContentType
 from django.db import IntegrityError, models, transaction
 from django.utils import timezone
 
-from .. import signals
+from .. import queues, signals
 from ..conf import get_setting
 from ..fields import AIFieldMixin
 from ..models import OPEN_STATUSES, AIJob, Phase, Status
+from ..queues import RUN_CHUNK, RUN_JOB
 from ..tenants import resolve_tenant
 
 logger = logging.getLogger("django_ai_fields")
@@ -145,23 +144,6 @@ def _reuse_or_create(
         return open_jobs.get(), False
 
 
-_queues: dict[tuple[str, str], Any] = {}
-
-
-def get_queue() -> Any:
-    """The configured RQ queue, built once per configuration and process:
-    django_rq.get_queue() opens a new Redis connection pool on every call."""
-    import django_rq
-
-    name = get_setting("QUEUE")
-    key = (name, repr(getattr(settings, "RQ_QUEUES", {}).get(name)))
-    queue = _queues.get(key)
-    if queue is None:
-        # commit_mode="auto": we already call enqueue from on_commit ourselves.
-        queue = _queues[key] = django_rq.get_queue(name, commit_mode="auto")
-    return queue
-
-
 def enqueue_all(job_ids: Sequence[int]) -> int:
     """Enqueue jobs in order; after the first failure (Redis down) leave the rest
     pending at once rather than waiting out a connection timeout for each."""
@@ -172,7 +154,7 @@ def enqueue_all(job_ids: Sequence[int]) -> int:
 
 
 def enqueue_chunks(job_ids: Sequence[int]) -> int:
-    """Enqueue jobs as chunk jobs of CHUNK_SIZE (chunks.py: their provider calls run
+    """Enqueue jobs as chunk jobs of CHUNK_SIZE (jobs/chunks.py: their provider calls run
     concurrently). Returns how many jobs reached the queue; after the first failure
     (Redis down) the rest stay pending for the sweep."""
     size = max(1, int(get_setting("CHUNK_SIZE")))
@@ -182,12 +164,16 @@ def enqueue_chunks(job_ids: Sequence[int]) -> int:
     return len(job_ids)
 
 
-def enqueue_chunk(job_ids: Sequence[int]) -> bool:
-    from ..jobs.chunks import chunk_timeout, run_chunk
+def chunk_timeout(size: int) -> int:
+    """RQ's timeout for a chunk: JOB_TIMEOUT per round of CONCURRENCY jobs, plus one."""
+    rounds = -(-size // max(1, int(get_setting("CONCURRENCY"))))
+    return int(get_setting("JOB_TIMEOUT")) * (rounds + 1)
 
+
+def enqueue_chunk(job_ids: Sequence[int]) -> bool:
     try:
-        rq_job = get_queue().enqueue(
-            run_chunk, list(job_ids), job_timeout=chunk_timeout(len(job_ids))
+        rq_job = queues.get_queue().enqueue(
+            RUN_CHUNK, list(job_ids), job_timeout=chunk_timeout(len(job_ids))
         )
     except Exception as exc:  # Redis down, misconfigured queue...: never lose the jobs
         logger.warning("%s AI jobs stay pending: enqueue failed (%s)", len(job_ids), exc)
@@ -201,17 +187,15 @@ def enqueue_chunk(job_ids: Sequence[int]) -> bool:
 
 def enqueue(job_id: int, delay: float = 0) -> bool:
     """Put a job on the RQ queue; on any Redis failure leave it pending."""
-    from ..jobs.engine import run_job
-
     try:
-        queue = get_queue()
+        queue = queues.get_queue()
         timeout = int(get_setting("JOB_TIMEOUT"))
         if delay > 0:
             rq_job = queue.enqueue_in(
-                timedelta(seconds=delay), run_job, job_id, job_timeout=timeout
+                timedelta(seconds=delay), RUN_JOB, job_id, job_timeout=timeout
             )
         else:
-            rq_job = queue.enqueue(run_job, job_id, job_timeout=timeout)
+            rq_job = queue.enqueue(RUN_JOB, job_id, job_timeout=timeout)
     except Exception as exc:  # Redis down, misconfigured queue...: never lose the job
         logger.warning("AI job %s stays pending: enqueue failed (%s)", job_id, exc)
         AIJob.objects.filter(pk=job_id, status=Status.QUEUED).update(status=Status.PENDING)

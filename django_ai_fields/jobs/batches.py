@@ -28,8 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.contrib.contenttypes.models import ContentType
-from django.db import close_old_connections, models, transaction
-from django.db import connection as db_connection
+from django.db import models, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -49,13 +48,14 @@ from ..providers import (
     ProviderError,
     build_provider,
     provider_class,
-    resolve_credentials,
 )
 from ..providers.base import BatchState
+from ..queues import PERIODIC_POLL
+from ..tenants.credentials import resolve_credentials
 from ..tenants.policies import policy_for
-from . import engine
-from .engine import PROGRESS, LeaseLost, finish, update_job
-from .schedules import release_mark, schedule_once
+from . import engine, lifecycle
+from .lifecycle import PROGRESS, LeaseLost, finish, update_job
+from .schedules import schedule_once
 
 logger = logging.getLogger("django_ai_fields")
 
@@ -137,7 +137,7 @@ def submit(job_ids: Iterable[int]) -> SubmitReport:
     size = max(1, int(get_setting("BATCH_MAX_REQUESTS")))
     groups: dict[tuple[str, str, str], list[tuple[AIJob, Prepared]]] = {}
     for job_id in job_ids:
-        job = engine.lease(job_id)
+        job = lifecycle.lease(job_id)
         if job is None:
             report.others["skipped"] += 1  # not open any more (a worker took it)
             continue
@@ -166,39 +166,29 @@ def prepare_leased(job: AIJob) -> Prepared | str:
         return "lease-lost"
     except Exception as exc:
         logger.exception("AI job %s: preparing it for a batch crashed", job.pk)
-        engine.fail(job, ErrorCode.INTERNAL, f"{type(exc).__name__}: {exc}")
+        lifecycle.fail(job, ErrorCode.INTERNAL, f"{type(exc).__name__}: {exc}")
         return Status.FAILED
 
 
 def prepare(job: AIJob) -> Prepared | str:
     """PREP as in a normal run, then the worst case reserved. Returns the prepared
     request, or the status the job ended in (or went back to the queue with)."""
-    policy = policy_for(job.tenant)
-    if policy is not None and not policy.ai_enabled:
-        reason = policy.disabled_reason or f"AI is switched off for tenant {job.tenant}."
-        finish(job, Status.CANCELLED, phase=Phase.INIT, error=reason)
-        return Status.CANCELLED
+    refused = lifecycle.refused_by_policy(job, policy_for(job.tenant))
+    if refused:
+        return refused
     try:
         prepared = engine.prepare(job)
         moderation.check(prepared.request.prompt, moderation.INPUT)
         if not supports_batch(prepared.provider):
-            return engine.postpone(job, 0)  # a normal run instead
+            return lifecycle.postpone(job, 0)  # a normal run instead
         reservations = reserve_quota(job, prepared)
-    except engine.PREP_REFUSALS as exc:
-        return engine.end_at_prep(job, exc)
+    except lifecycle.PREP_REFUSALS as exc:
+        return lifecycle.end_at_prep(job, exc)
     except ProviderError as error:  # moderation
-        return engine.handle_provider_error(job, error)
-    function, request = prepared.function, prepared.request
-    ttl = function.result_cache_ttl()
-    update_job(
-        job,
-        reservations=reservations,
-        input_hash=function.input_hash(prepared.data),
-        prompt=request.prompt if get_setting("STORE_PROMPTS") else "",
-        provider=prepared.provider,
-        model=request.model,
-        cache_key=result_cache.cache_key(job.tenant, prepared.provider, request) if ttl > 0 else "",
-    )
+        return lifecycle.handle_provider_error(job, error)
+    ttl = prepared.function.result_cache_ttl()
+    key = result_cache.cache_key(job.tenant, prepared.provider, prepared.request) if ttl > 0 else ""
+    lifecycle.record_request(job, prepared, key, reservations=reservations)
     return prepared
 
 
@@ -335,7 +325,7 @@ def route_for(job: AIJob) -> Prepared | Exception:
 
 def handle(job_id: int, route: Prepared | Exception, outcome: Outcome) -> str:
     """Lease a waiting job and finish it with its result; returns its status."""
-    job = engine.lease(job_id, batch=True)
+    job = lifecycle.lease(job_id, batch=True)
     if job is None:
         return "skipped"  # cancelled meanwhile (accounted for at the next poll)
     try:
@@ -344,7 +334,7 @@ def handle(job_id: int, route: Prepared | Exception, outcome: Outcome) -> str:
         return "lease-lost"
     except Exception as exc:
         logger.exception("AI job %s: handling its batch result crashed", job_id)
-        engine.fail(job, ErrorCode.INTERNAL, f"{type(exc).__name__}: {exc}")
+        lifecycle.fail(job, ErrorCode.INTERNAL, f"{type(exc).__name__}: {exc}")
         return Status.FAILED
 
 
@@ -357,9 +347,9 @@ def settle_job(job: AIJob, route: Prepared | Exception, outcome: Outcome) -> str
         update_job(job, reservations=[], batch_id="")
     answered = None if error else response  # its tokens and cost go on the job
     if isinstance(route, Exception):  # the row was deleted or its data refused meanwhile
-        return engine.end_at_prep(job, route, response=answered)
+        return lifecycle.end_at_prep(job, route, response=answered)
     if error is not None:
-        return engine.handle_provider_error(job, error)
+        return lifecycle.handle_provider_error(job, error)
     return write_answer(job, route, response)
 
 
@@ -373,7 +363,7 @@ def write_answer(job: AIJob, route: Prepared, response: CompletionResponse) -> s
     try:
         parsed = repair.accept(route, response)
     except InvalidOutput as exc:
-        return engine.end_unusable(job, str(exc), response)
+        return lifecycle.end_unusable(job, str(exc), response)
     except ProviderError as refusal:  # output moderation
         finish(
             job,
@@ -437,18 +427,6 @@ def release_cancelled(job_id: int) -> None:
 # -- scheduling -----------------------------------------------------------------------
 
 
-def periodic_poll() -> str:
-    """The workers' scheduled poll; schedules the next one while batches stay open."""
-    release_mark(POLL_KEY)
-    try:
-        if not db_connection.in_atomic_block:
-            close_old_connections()  # a long-lived worker may hold a dead connection
-        return str(poll())
-    finally:
-        with contextlib.suppress(Exception):  # the database is down: the sweep re-arms
-            keep_polling()
-
-
 def schedule_poll() -> None:
     """Make sure one poll is scheduled, BATCH_POLL_INTERVAL from now (one Redis
     SET NX when it is). Needs ``rqworker --with-scheduler``, like the sweep."""
@@ -456,7 +434,7 @@ def schedule_poll() -> None:
     if interval <= 0:
         return
     try:
-        schedule_once(POLL_KEY, interval, periodic_poll, job_timeout=POLL_TIMEOUT)
+        schedule_once(POLL_KEY, interval, PERIODIC_POLL, job_timeout=POLL_TIMEOUT)
     except Exception as exc:
         logger.warning("Could not schedule the provider batch poll: %s", exc)
 

@@ -1,7 +1,8 @@
 """Chunk jobs: one RQ job runs many AI jobs, their provider calls concurrently.
 
 Backfills (``ai_regenerate``, ``regenerate()`` on a queryset) enqueue their
-AIJobs in chunks of ``CHUNK_SIZE``. A chunk runs each job's pipeline (engine.py)
+AIJobs in chunks of ``CHUNK_SIZE`` (the entry point is tasks.run_chunk). A chunk runs
+each job's pipeline (engine.py)
 in the worker's own thread, so every database query, quota reservation, circuit
 breaker and rate-limit check happens there, one at a time, exactly as for a
 single job. Only the provider calls leave that thread: they go to an asyncio
@@ -14,22 +15,23 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import sys
-import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from functools import partial
 
-from django.db import close_old_connections, connection
 from django.utils import timezone
 from rq.timeouts import JobTimeoutException
 
 from ..calling.pipeline import Pipeline, ProviderCall
 from ..conf import get_setting
+from ..intake.outbox import enqueue_chunks
 from ..models import AIJob, Status
+from ..providers.loop import call_loop
+from .engine import leased_job_pipeline
+from .lifecycle import lease_many
 
 logger = logging.getLogger("django_ai_fields")
 
@@ -38,26 +40,6 @@ logger = logging.getLogger("django_ai_fields")
 HEARTBEAT = 5.0
 # Seconds between the interpreter's thread switches while a chunk runs (see run()).
 SWITCH_INTERVAL = 0.0005
-# Threads for providers without an async client (their complete() runs in one).
-SYNC_CALL_THREADS = 64
-
-
-def run_chunk(job_ids: Sequence[int]) -> dict[str, int]:
-    """RQ entry point: run these AIJobs; returns how many ended in each status."""
-    if not connection.in_atomic_block:
-        close_old_connections()  # a long-lived worker may hold a dead connection
-    try:
-        return ChunkRun(job_ids).run()
-    finally:
-        from .sweep import schedule_sweep
-
-        schedule_sweep()
-
-
-def chunk_timeout(size: int) -> int:
-    """RQ's timeout for a chunk: JOB_TIMEOUT per round of CONCURRENCY jobs, plus one."""
-    rounds = -(-size // concurrency())
-    return int(get_setting("JOB_TIMEOUT")) * (rounds + 1)
 
 
 def concurrency() -> int:
@@ -92,8 +74,6 @@ class ChunkRun:
     def start_jobs(self) -> None:
         """Lease as many jobs as there is room for, in one query, and run each up
         to its first provider call."""
-        from .engine import lease_many, leased_job_pipeline
-
         while self.waiting and len(self.in_flight) < self.limit:
             room = self.limit - len(self.in_flight)
             ids = [self.waiting.popleft() for _ in range(min(room, len(self.waiting)))]
@@ -150,8 +130,6 @@ class ChunkRun:
                 logger.exception("AI chunk: could not hand back a job")
         self.in_flight.clear()
         if self.waiting:
-            from ..intake.outbox import enqueue_chunks
-
             try:
                 enqueue_chunks(list(self.waiting))
             except Exception:
@@ -169,24 +147,3 @@ def start_call(call: ProviderCall) -> Future[object]:
     except (Exception, JobTimeoutException) as exc:
         future.set_exception(exc)
     return future
-
-
-_loop: asyncio.AbstractEventLoop | None = None
-_loop_pid = 0
-_loop_lock = threading.Lock()
-
-
-def call_loop() -> asyncio.AbstractEventLoop:
-    """This process's event loop for provider calls, running in a daemon thread
-    (started on first use, and again in a forked work horse)."""
-    global _loop, _loop_pid
-    with _loop_lock:
-        if _loop is None or _loop_pid != os.getpid():
-            loop = asyncio.new_event_loop()
-            loop.set_default_executor(
-                ThreadPoolExecutor(SYNC_CALL_THREADS, thread_name_prefix="ai-fields-call")
-            )
-            thread = threading.Thread(target=loop.run_forever, name="ai-fields-calls", daemon=True)
-            thread.start()
-            _loop, _loop_pid = loop, os.getpid()
-        return _loop

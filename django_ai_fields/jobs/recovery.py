@@ -12,16 +12,16 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from django.db import connection, transaction
 from django.db.utils import InterfaceError, OperationalError
-from django.utils import timezone
 
+from .. import queues
 from ..conf import get_setting
 from ..models import AIJob, ErrorCode, Status
 from ..money import quotas
 from ..providers import ProviderError
+from .lifecycle import recover_lost
 
 logger = logging.getLogger("django_ai_fields")
 
@@ -60,22 +60,11 @@ def database_lost(job: AIJob, exc: Exception) -> TransientError:
     return TransientError(f"Database connection lost: {type(exc).__name__}: {exc}")
 
 
-def current_rq_job() -> dict[str, str]:
-    """``{"rq_job_id": ...}`` of the RQ job running this code (none outside RQ), so
-    the row names the run that leased it, not an older RQ job of the same AIJob."""
-    from rq import get_current_job
-
-    rq_job = get_current_job()
-    return {"rq_job_id": rq_job.id} if rq_job is not None else {}
-
-
 def recover_failed_runs() -> tuple[list[int], int]:
     """AIJobs whose current RQ job is in RQ's failed registry: back to pending
     (returned, to be enqueued) or failed when no attempts are left (counted)."""
-    from ..intake.outbox import get_queue
-
     try:
-        registry = get_queue().failed_job_registry
+        registry = queues.get_queue().failed_job_registry
         failed = registry.connection.zrevrange(registry.key, 0, RECENT_FAILURES - 1)
     except Exception as exc:
         logger.warning("Sweep could not read RQ's failed registry: %s", exc)
@@ -101,21 +90,13 @@ def _recover(job: AIJob) -> str | None:
     guarded = AIJob.objects.filter(
         pk=job.pk, status=job.status, run_token=job.run_token, rq_job_id=job.rq_job_id
     )
-    exhausted = job.status == Status.RUNNING and job.attempts >= get_setting("MAX_ATTEMPTS")
-    values: dict[str, Any] = {"run_token": "", "reservations": []}
-    if exhausted:
-        values.update(
-            status=Status.FAILED,
-            finished_at=timezone.now(),
-            error_code=ErrorCode.INTERNAL,
-            error="The worker running this job died (RQ marked it failed); no attempts are left.",
-        )
-    else:
-        values["status"] = Status.PENDING
-    with transaction.atomic():
-        if not guarded.update(**values):
-            return None
-        if job.reservations:
-            quotas.release(job.reservations)
-    logger.warning("AI job %s: RQ job %s failed; now %s", job.pk, job.rq_job_id, values["status"])
-    return str(values["status"])
+    outcome = recover_lost(
+        job,
+        guarded,
+        exhausted=job.status == Status.RUNNING and job.attempts >= get_setting("MAX_ATTEMPTS"),
+        error_code=ErrorCode.INTERNAL,
+        error="The worker running this job died (RQ marked it failed); no attempts are left.",
+    )
+    if outcome is not None:
+        logger.warning("AI job %s: RQ job %s failed; now %s", job.pk, job.rq_job_id, outcome)
+    return outcome

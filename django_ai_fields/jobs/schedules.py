@@ -16,7 +16,7 @@ from typing import Any
 
 from rq import get_current_job
 
-from ..intake.outbox import get_queue
+from .. import queues
 
 # Deletes the mark only if it still names this run's RQ job.
 _RELEASE = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end"
@@ -26,7 +26,7 @@ def release_mark(key: str) -> None:
     """Called first by a periodic job: free the mark so it can schedule the next run."""
     with contextlib.suppress(Exception):
         rq_job = get_current_job()
-        connection = get_queue().connection
+        connection = queues.get_queue().connection
         if rq_job is None:  # called directly
             connection.delete(key)
         else:
@@ -36,7 +36,7 @@ def release_mark(key: str) -> None:
 def schedule_once(key: str, interval: int, func: Callable[[], Any], **options: Any) -> bool:
     """Schedule ``func`` in ``interval`` seconds unless the mark says a run is
     scheduled already. True when this call scheduled it; raises on Redis errors."""
-    queue = get_queue()
+    queue = queues.get_queue()
     connection = queue.connection
     if not connection.set(key, "-", nx=True, ex=interval * 3):
         return False

@@ -1,7 +1,7 @@
-"""Recovery: enqueue jobs that never reached Redis and jobs whose worker died.
+"""The sweep: enqueue jobs that never reached Redis and jobs whose worker died.
 
 Run by ``ai_requeue`` and periodically by the workers themselves through the
-RQ scheduler (``rqworker --with-scheduler``).
+RQ scheduler (``rqworker --with-scheduler``; the entry point is tasks.periodic_sweep).
 """
 
 from __future__ import annotations
@@ -12,17 +12,18 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import close_old_connections, transaction
-from django.db import connection as db_connection
 from django.utils import timezone
 from rq.job import Job
 
+from .. import queues
 from ..conf import get_setting
-from ..intake.outbox import enqueue_all, get_queue
+from ..intake.outbox import enqueue_all
 from ..models import AIJob, ErrorCode, Phase, Status
-from ..money import quotas
+from ..queues import PERIODIC_SWEEP
 from . import recovery
-from .schedules import release_mark, schedule_once
+from .batches import keep_polling
+from .lifecycle import recover_lost
+from .schedules import schedule_once
 
 logger = logging.getLogger("django_ai_fields")
 
@@ -73,8 +74,6 @@ def sweep(*, all_pending: bool = False, now: datetime | None = None) -> SweepRep
     job_ids = list(dict.fromkeys(job_ids))  # recovered jobs are pending now: listed twice
     report.enqueued = enqueue_all(job_ids)
     report.unreachable = len(job_ids) - report.enqueued
-    from .batches import keep_polling
-
     keep_polling()
     return report
 
@@ -87,26 +86,17 @@ def recover_lost_jobs(now: datetime, report: SweepReport) -> list[int]:
     lost = AIJob.objects.filter(status=Status.RUNNING, started_at__lt=deadline)
     for job in lost.only("pk", "run_token", "attempts", "reservations")[:BATCH]:
         guarded = AIJob.objects.filter(pk=job.pk, status=Status.RUNNING, run_token=job.run_token)
-        exhausted = job.attempts >= get_setting("MAX_ATTEMPTS")
-        with transaction.atomic():
-            if exhausted:
-                taken = guarded.update(
-                    status=Status.FAILED,
-                    error_code=ErrorCode.TIMEOUT,
-                    error="The worker running this job was lost and no attempts are left.",
-                    run_token="",
-                    reservations=[],
-                    finished_at=now,
-                )
-            else:
-                taken = guarded.update(status=Status.PENDING, run_token="", reservations=[])
-            if taken and job.reservations:
-                quotas.release(job.reservations)
-        if not taken:
-            continue
-        if exhausted:
+        outcome = recover_lost(
+            job,
+            guarded,
+            exhausted=job.attempts >= get_setting("MAX_ATTEMPTS"),
+            error_code=ErrorCode.TIMEOUT,
+            error="The worker running this job was lost and no attempts are left.",
+            now=now,
+        )
+        if outcome == Status.FAILED:
             report.failed += 1
-        else:
+        elif outcome == Status.PENDING:
             report.recovered += 1
             requeue.append(job.pk)
             logger.warning("AI job %s: worker lost, job requeued", job.pk)
@@ -128,7 +118,7 @@ def orphaned_queued_jobs(now: datetime) -> list[int]:
     if not candidates:
         return []
     try:
-        queue = get_queue()
+        queue = queues.get_queue()
         connection = queue.connection
         key = getattr(queue, "intermediate_queue_key", None)  # rq >= 2
         taken = {i.decode() for i in connection.lrange(key, 0, -1)} if key else set()
@@ -148,22 +138,6 @@ def orphaned_queued_jobs(now: datetime) -> list[int]:
     return orphans
 
 
-def periodic_sweep() -> str:
-    """The worker's periodic job: sweep, then schedule the next run. Only the run
-    the mark names re-arms, so late or extra runs never multiply the schedule.
-
-    A run that fails (the database down) still re-arms: while PostgreSQL restarts
-    the workers fail every queued run at its lease within milliseconds, so the
-    queue may be empty by the time it is back, and no later job would re-arm."""
-    release_mark(SCHEDULED_KEY)
-    try:
-        if not db_connection.in_atomic_block:
-            close_old_connections()  # the worker's connection may predate a database restart
-        return str(sweep())
-    finally:
-        schedule_sweep()
-
-
 def schedule_sweep() -> None:
     """Make sure one periodic sweep is scheduled (one Redis SET NX when it is).
 
@@ -175,12 +149,12 @@ def schedule_sweep() -> None:
     if interval <= 0:
         return
     try:
-        queue = get_queue()
+        queue = queues.get_queue()
         connection = queue.connection
-        if schedule_once(SCHEDULED_KEY, interval, periodic_sweep, at_front=True):
+        if schedule_once(SCHEDULED_KEY, interval, PERIODIC_SWEEP, at_front=True):
             connection.set(DUE_KEY, repr(time.time() + interval), ex=interval * 10)
         elif _late(connection, interval) and connection.set(KICKED_KEY, 1, nx=True, ex=interval):
-            queue.enqueue(periodic_sweep, result_ttl=interval, at_front=True)
+            queue.enqueue(PERIODIC_SWEEP, result_ttl=interval, at_front=True)
     except Exception as exc:
         logger.debug("Could not schedule the AI fields sweep: %s", exc)
 

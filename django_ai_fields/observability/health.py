@@ -14,8 +14,8 @@ from rq import Worker
 
 from ..conf import get_setting, provider_settings
 from ..fields import ai_fields_of
-from ..intake.outbox import get_queue
 from ..models import AIJob, Status
+from ..queues import get_queue
 
 PROBE_TIMEOUT = 3.0  # seconds; a reachability check must not hang a probe
 

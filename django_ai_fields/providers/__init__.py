@@ -1,13 +1,15 @@
-"""Provider registry: built-in names or a dotted path to a Provider subclass."""
+"""Provider registry: built-in names or a dotted path to a Provider subclass.
+
+The providers package is the layer just above the shared vocabulary: SDK adapters
+that know nothing of fields, tenants or jobs. Whose key a call uses is decided
+above it (tenants/credentials.py), and handed in as the provider's config."""
 
 from __future__ import annotations
 
-import contextlib
 from typing import Any
 
 from django.utils.module_loading import import_string
 
-from ..conf import provider_settings
 from .base import CompletionRequest, CompletionResponse, Provider, ProviderError
 
 BUILTIN = {
@@ -26,40 +28,6 @@ def provider_class(name: str) -> type[Provider]:
     return cls  # type: ignore[no-any-return]
 
 
-def resolve_credentials(name: str, tenant: str | None) -> dict[str, Any]:
-    """Credentials for a provider: the tenant's ProviderCredential first, then
-    the settings' PROVIDERS entry. A missing key surfaces as an ``auth`` error."""
-    config = provider_settings(name)
-    if tenant:
-        from ..models import ProviderCredential
-
-        credential = ProviderCredential.objects.filter(tenant=tenant, provider=name).first()
-        if credential is not None:
-            config["API_KEY"] = credential.get_api_key() or config.get("API_KEY")
-            config["BASE_URL"] = credential.base_url or config.get("BASE_URL")
-            config["DEFAULT_MODEL"] = credential.default_model or config.get("DEFAULT_MODEL")
-    return config
-
-
-def preload() -> None:
-    """Import every provider the project uses (the default and each field's)."""
-    from django.apps import apps
-
-    from ..conf import get_setting
-    from ..fields import ai_fields_of
-
-    names = {get_setting("DEFAULT_PROVIDER")}
-    for model in apps.get_models():
-        names |= {field.provider for field in ai_fields_of(model) if field.provider}
-    for name in names:
-        with contextlib.suppress(ImportError, ValueError):  # the system checks report it
-            provider_class(name)
-
-
-def get_provider(name: str, tenant: str | None = None) -> Provider:
-    return provider_class(name)(resolve_credentials(name, tenant))
-
-
 def build_provider(name: str, config: dict[str, Any]) -> Provider:
     return provider_class(name)(config)
 
@@ -71,8 +39,5 @@ __all__ = [
     "Provider",
     "ProviderError",
     "build_provider",
-    "get_provider",
-    "preload",
     "provider_class",
-    "resolve_credentials",
 ]

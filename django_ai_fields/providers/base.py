@@ -9,7 +9,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..models import ErrorCode
+from ..codes import ErrorCode
 
 RETRYABLE_CODES = frozenset(
     {ErrorCode.RATE_LIMITED, ErrorCode.PROVIDER_UNAVAILABLE, ErrorCode.TIMEOUT}
@@ -57,7 +57,7 @@ class BatchState:
 
 
 class ProviderError(Exception):
-    """A failed call, classified by one of the DESIGN §2 error codes."""
+    """A failed call, classified by one of the error codes (codes.ErrorCode)."""
 
     def __init__(self, code: str, message: str, *, retry_after: float | None = None):
         super().__init__(message)
@@ -193,7 +193,7 @@ clients = SDKClientCache()
 def async_key(key: tuple[Any, ...]) -> tuple[Any, ...]:
     """Cache key of an async SDK client: bound to the event loop (and process) it
     first ran on, so a forked work horse never reuses its parent's connections."""
-    from ..jobs.chunks import call_loop
+    from .loop import call_loop
 
     return ("async", os.getpid(), id(call_loop()), *key)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..models import ErrorCode
+from ..codes import ErrorCode
 from .base import CompletionResponse, ProviderError, code_for_status
 from .streams import STREAM_ERROR_TYPES, error_event
 

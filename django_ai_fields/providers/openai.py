@@ -10,7 +10,7 @@ import httpx2
 import openai
 from openai.types.chat import ChatCompletion
 
-from ..models import ErrorCode
+from ..codes import ErrorCode
 from .base import (
     BatchState,
     CompletionRequest,

@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx2
 
-from ..models import ErrorCode
+from ..codes import ErrorCode
 from .base import CompletionResponse, ProviderError, error_from_sdk
 
 StreamItem = str | CompletionResponse

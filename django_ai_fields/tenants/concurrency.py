@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import time
 
+from .. import queues
 from ..conf import get_setting
-from ..intake.outbox import get_queue
 
 KEY = "django_ai_fields:running:{tenant}"
 
@@ -28,7 +28,7 @@ return 0
 def acquire(tenant: str, job_id: int, cap: int) -> bool:
     now = time.time()
     timeout = int(get_setting("JOB_TIMEOUT"))
-    connection = get_queue().connection
+    connection = queues.get_queue().connection
     taken = connection.eval(
         _ACQUIRE, 1, KEY.format(tenant=tenant), now, now + timeout, job_id, cap, timeout * 2
     )
@@ -36,4 +36,4 @@ def acquire(tenant: str, job_id: int, cap: int) -> bool:
 
 
 def release(tenant: str, job_id: int) -> None:
-    get_queue().connection.zrem(KEY.format(tenant=tenant), job_id)
+    queues.get_queue().connection.zrem(KEY.format(tenant=tenant), job_id)

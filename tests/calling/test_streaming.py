@@ -27,8 +27,8 @@ from django.utils import timezone
 
 from django_ai_fields.api import regenerate, run_ai_task
 from django_ai_fields.conf import get_setting
-from django_ai_fields.jobs.engine import run_job
 from django_ai_fields.jobs.sweep import sweep
+from django_ai_fields.jobs.tasks import run_job
 from django_ai_fields.models import AIJob, AIUsage, Status
 from django_ai_fields.providers import CompletionRequest, CompletionResponse, Provider
 from django_ai_fields.providers.offline import OfflineProvider

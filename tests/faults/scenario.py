@@ -451,8 +451,8 @@ def measure(scenario: Scenario, write_log: Path) -> dict[str, Any]:
 def rq_state() -> dict[str, Any]:
     """RQ's side at the end (diagnostics for a run that did not settle): what is still
     queued, scheduled or failed, and whether the periodic sweep is armed."""
-    from django_ai_fields.intake.outbox import get_queue
     from django_ai_fields.jobs import sweep
+    from django_ai_fields.queues import get_queue
 
     try:
         queue = get_queue()

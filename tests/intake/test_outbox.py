@@ -16,8 +16,8 @@ from django.test import override_settings
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from django_ai_fields.intake.outbox import get_queue
 from django_ai_fields.models import AIJob, Status
+from django_ai_fields.queues import get_queue
 from tests.fake_provider import RecordedRequest
 from tests.testapp.models import Lead
 

@@ -13,14 +13,14 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from rq.job import Job
 
-from django_ai_fields.intake.outbox import get_queue
 from django_ai_fields.jobs import batches
 from django_ai_fields.jobs.actions import cancel
-from django_ai_fields.jobs.engine import run_job
 from django_ai_fields.jobs.sweep import sweep
+from django_ai_fields.jobs.tasks import run_job
 from django_ai_fields.models import AIJob, AIUsage, ErrorCode, Phase, Quota, Status
 from django_ai_fields.money.pricing import ceil_micro, cost_micro, micro_to_usd
 from django_ai_fields.money.quotas import usage_for
+from django_ai_fields.queues import get_queue
 from tests.fake_batches import multipart_form
 from tests.fake_provider import FakeProvider, Usage
 from tests.reliability_support import configure, make_lead
@@ -66,7 +66,7 @@ def run_scheduled_poll(worker: Any) -> None:
     registry = queue.scheduled_job_registry
     (rq_id,) = registry.get_job_ids()
     job = Job.fetch(rq_id, connection=queue.connection)
-    assert job.func_name == "django_ai_fields.jobs.batches.periodic_poll"
+    assert job.func_name == "django_ai_fields.jobs.tasks.periodic_poll"
     registry.remove(job)
     queue.enqueue_job(job)
     worker.drain()

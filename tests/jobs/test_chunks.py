@@ -16,10 +16,11 @@ from django.utils import timezone
 from rq.timeouts import JobTimeoutException, UnixSignalDeathPenalty
 
 from django_ai_fields.api import regenerate
-from django_ai_fields.intake.outbox import get_queue
 from django_ai_fields.jobs import chunks
-from django_ai_fields.jobs.chunks import ChunkRun, run_chunk
+from django_ai_fields.jobs.chunks import ChunkRun
+from django_ai_fields.jobs.tasks import run_chunk
 from django_ai_fields.models import AIJob, AIUsage, ErrorCode, Quota, Status
+from django_ai_fields.queues import get_queue
 from tests.testapp.models import Article, Lead
 
 LONG_AGO = timezone.now() - timedelta(hours=1)
@@ -129,7 +130,7 @@ def test_backfill_enqueues_chunk_jobs_that_workers_run(fake_provider, settings, 
 
     queue = get_queue()
     assert [len(job.args[0]) for job in queue.get_jobs()] == [4, 4, 2]
-    assert {job.func_name for job in queue.get_jobs()} == {"django_ai_fields.jobs.chunks.run_chunk"}
+    assert {job.func_name for job in queue.get_jobs()} == {"django_ai_fields.jobs.tasks.run_chunk"}
     rq_ids = set(AIJob.objects.values_list("rq_job_id", flat=True))
     assert rq_ids == {job.id for job in queue.get_jobs()}
     worker.drain()

@@ -15,9 +15,9 @@ from rq.timeouts import JobTimeoutException
 from django_ai_fields import signals
 from django_ai_fields.api import regenerate
 from django_ai_fields.declare.prompts import DATA_GUARD
-from django_ai_fields.intake.outbox import get_queue
-from django_ai_fields.jobs.engine import run_job
+from django_ai_fields.jobs.tasks import run_job
 from django_ai_fields.models import AIJob, AIUsage, ErrorCode, Phase, Status
+from django_ai_fields.queues import get_queue
 from tests.fake_provider import FakeProvider, RecordedRequest, Usage
 from tests.testapp.models import Lead
 

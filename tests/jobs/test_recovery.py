@@ -17,9 +17,10 @@ from rq.job import Job
 
 from django_ai_fields import signals
 from django_ai_fields.api import regenerate
-from django_ai_fields.intake.outbox import get_queue
-from django_ai_fields.jobs.sweep import periodic_sweep, schedule_sweep
+from django_ai_fields.jobs.sweep import schedule_sweep
+from django_ai_fields.jobs.tasks import periodic_sweep
 from django_ai_fields.models import AIJob, AIUsage, ErrorCode, Phase, Status
+from django_ai_fields.queues import get_queue
 from tests.conftest import REAL_REDIS, Worker
 from tests.fake_provider import FakeProvider
 from tests.testapp.models import Lead
@@ -165,7 +166,7 @@ def test_schedule_sweep_schedules_one_periodic_sweep(settings):
     registry = queue.scheduled_job_registry
     (rq_id,) = registry.get_job_ids()
     assert Job.fetch(rq_id, connection=queue.connection).func_name == (
-        "django_ai_fields.jobs.sweep.periodic_sweep"
+        "django_ai_fields.jobs.tasks.periodic_sweep"
     )
     due_in = (registry.get_scheduled_time(rq_id) - timezone.now()).total_seconds()
     assert 50 < due_in <= 60

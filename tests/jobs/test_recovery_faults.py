@@ -27,11 +27,11 @@ from rq import SimpleWorker
 from rq.job import Job, JobStatus
 from rq.job_lifecycle import record_job_failure
 
-from django_ai_fields.intake.outbox import get_queue
 from django_ai_fields.jobs import sweep
-from django_ai_fields.jobs.engine import run_job
+from django_ai_fields.jobs.tasks import run_job
 from django_ai_fields.models import AIUsage, ErrorCode, Quota, Status
 from django_ai_fields.money import quotas
+from django_ai_fields.queues import get_queue
 from tests.conftest import REAL_REDIS, Worker
 from tests.fake_provider import FakeProvider
 from tests.intake.test_outbox import REDIS_DOWN
@@ -84,7 +84,7 @@ def kill_work_horse_mid_call(job: Any, fp: FakeProvider, worker: Worker) -> None
             os.killpg(process.pid, signal.SIGKILL)
             process.wait(timeout=30)
         return
-    from django_ai_fields.jobs.engine import lease
+    from django_ai_fields.jobs.lifecycle import lease
 
     rq_id = fresh(job).rq_job_id
     leased = lease(job.pk)
@@ -278,7 +278,7 @@ def test_a_killed_run_releases_its_reservation_and_the_job_is_charged_once(
     if REAL_REDIS:
         kill_work_horse_mid_call(job, fake_provider, worker)  # it had reserved
     else:
-        from django_ai_fields.jobs.engine import lease
+        from django_ai_fields.jobs.lifecycle import lease
 
         rq_id = fresh(job).rq_job_id
         leased = lease(job.pk)
@@ -403,4 +403,4 @@ def test_the_periodic_sweep_runs_ahead_of_a_backlog(settings):
         burst=True, with_scheduler=True, max_jobs=2
     )
     assert rq_status(scheduled) == rq_status(kicked.id) == JobStatus.FINISHED
-    assert [j.func_name for j in queue.get_jobs()] == ["django_ai_fields.jobs.engine.run_job"] * 3
+    assert [j.func_name for j in queue.get_jobs()] == ["django_ai_fields.jobs.tasks.run_job"] * 3

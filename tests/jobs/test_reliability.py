@@ -13,7 +13,8 @@ from django.test import Client, override_settings
 from django.urls import reverse
 
 from django_ai_fields.calling import breaker, ratelimit
-from django_ai_fields.jobs.engine import retry_delay, run_job
+from django_ai_fields.jobs.lifecycle import retry_delay
+from django_ai_fields.jobs.tasks import run_job
 from django_ai_fields.models import AIUsage, ErrorCode, Quota, Status
 from django_ai_fields.money.quotas import usage_for
 from django_ai_fields.providers import ProviderError

@@ -8,8 +8,8 @@ import pytest
 from django.db import connection
 
 from django_ai_fields.api import regenerate
-from django_ai_fields.jobs.engine import run_job
 from django_ai_fields.jobs.sweep import sweep
+from django_ai_fields.jobs.tasks import run_job
 from django_ai_fields.models import (
     AIJob,
     AIUsage,

@@ -28,11 +28,11 @@ from opentelemetry.trace import StatusCode
 from prometheus_client import REGISTRY, CollectorRegistry, multiprocess
 
 from django_ai_fields.api import regenerate
-from django_ai_fields.intake.outbox import get_queue
-from django_ai_fields.jobs.engine import run_job
+from django_ai_fields.jobs.tasks import run_job
 from django_ai_fields.models import AIJob, AIUsage
 from django_ai_fields.observability.logs import JsonFormatter
 from django_ai_fields.observability.metrics import metrics_view
+from django_ai_fields.queues import get_queue
 from tests.conftest import ROOT, Worker
 from tests.fake_provider import Usage
 from tests.testapp.models import Lead
@@ -302,7 +302,7 @@ def test_multiprocess_metrics_from_another_process(fake_provider, worker, tmp_pa
         worker.drain()
     else:  # another process running the engine on the same database
         code = (
-            "import django; django.setup(); from django_ai_fields.jobs.engine import run_job; "
+            "import django; django.setup(); from django_ai_fields.jobs.tasks import run_job; "
             f"print(run_job({job.pk}))"
         )
         subprocess.run(

@@ -12,8 +12,9 @@ import jsonschema
 import pytest
 
 from django_ai_fields.models import AIJob, AIUsage, ErrorCode, Status
-from django_ai_fields.providers import CompletionRequest, ProviderError, get_provider
+from django_ai_fields.providers import CompletionRequest, ProviderError
 from django_ai_fields.providers.anthropic import TOOL_NAME
+from django_ai_fields.tenants.credentials import get_provider
 from tests.fake_provider import FakeProvider, RecordedRequest, Usage
 from tests.testapp.models import PROFILE_SCHEMA, Lead
 

@@ -16,8 +16,8 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 from rq import Queue, SimpleWorker
 
-from django_ai_fields.intake.outbox import get_queue
 from django_ai_fields.models import AIJob, AIUsage
+from django_ai_fields.queues import get_queue
 from tests.testapp.models import Product
 
 TENANT_FOR_USER = "tests.surfaces.tenant_of"

@@ -7,8 +7,8 @@ from django.core.exceptions import FieldDoesNotExist
 from django.db import transaction
 
 from django_ai_fields.api import latest_job, regenerate
-from django_ai_fields.intake.outbox import get_queue
 from django_ai_fields.models import AIJob, Status
+from django_ai_fields.queues import get_queue
 from tests.testapp.models import Lead
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -15,7 +15,7 @@ from django_ai_fields.calling.moderation import ModerationRefused
 from django_ai_fields.declare.prompts import DATA_GUARD, TRUNCATION_MARKER, fence, value_to_text
 from django_ai_fields.declare.tokens import estimate
 from django_ai_fields.functions import AIFunction, register
-from django_ai_fields.jobs.engine import run_job
+from django_ai_fields.jobs.tasks import run_job
 from django_ai_fields.models import AIJob, AIUsage, ErrorCode, Status
 from tests.fake_provider import RecordedRequest
 from tests.reliability_support import (

@@ -143,7 +143,7 @@ def test_ai_regenerate_sync_exits_non_zero_when_jobs_fail(fake_provider):
 def test_ai_regenerate_exits_non_zero_when_redis_is_down(monkeypatch):
     leads(1, notes="n")
     AIJob.objects.update(status="succeeded")
-    monkeypatch.setattr("django_ai_fields.intake.outbox.get_queue", lambda *a: dead_queue())
+    monkeypatch.setattr("django_ai_fields.queues.get_queue", lambda *a: dead_queue())
     error = fails("ai_regenerate", "testapp.Lead", "--field", "heat")
     assert "1 job(s) stay pending" in str(error)
     assert AIJob.objects.filter(triggered_by="command", status="pending").count() == 1

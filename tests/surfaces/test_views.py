@@ -10,9 +10,9 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
-from django_ai_fields.intake.outbox import get_queue
 from django_ai_fields.jobs.sweep import sweep
 from django_ai_fields.models import AIJob
+from django_ai_fields.queues import get_queue
 from tests.surfaces import (
     age_job,
     dead_queue,

@@ -22,8 +22,8 @@ from rq import SimpleWorker
 from django_ai_fields.api import latest_job
 from django_ai_fields.conf import get_setting
 from django_ai_fields.fields import ai_fields_of
-from django_ai_fields.intake.outbox import get_queue
 from django_ai_fields.models import OPEN_STATUSES, AIJob, Status
+from django_ai_fields.queues import get_queue
 from leads.management.commands.demo_user import DEMO_PASSWORD, DEMO_USERNAME, ensure_demo_user
 from leads.management.table import format_table
 from leads.models import Lead

@@ -1,0 +1,50 @@
+"""The shared vocabulary of a job: its statuses, phases and error codes.
+
+The bottom of the package: every layer (the provider adapters included) imports
+these from here, so none needs the models module for a code. ``models.py``
+re-exports them, so ``from django_ai_fields.models import Status`` keeps working.
+"""
+
+from __future__ import annotations
+
+from django.db import models
+from django.utils.translation import gettext_lazy as _
+
+
+class Status(models.TextChoices):
+    PENDING = "pending", _("Pending")
+    QUEUED = "queued", _("Queued")
+    RUNNING = "running", _("Running")
+    SUCCEEDED = "succeeded", _("Succeeded")
+    FAILED = "failed", _("Failed")
+    CANCELLED = "cancelled", _("Cancelled")
+    SUPERSEDED = "superseded", _("Superseded")
+
+
+OPEN_STATUSES = (Status.PENDING, Status.QUEUED)
+UNFINISHED_STATUSES = (Status.PENDING, Status.QUEUED, Status.RUNNING)
+FINISHED_STATUSES = (Status.SUCCEEDED, Status.FAILED, Status.CANCELLED, Status.SUPERSEDED)
+
+
+class Phase(models.TextChoices):
+    INIT = "INIT", "INIT"
+    PREP = "PREP", "PREP"
+    AI_CALL = "AI_CALL", "AI_CALL"
+    PARSE = "PARSE", "PARSE"
+    SAVE = "SAVE", "SAVE"
+    DONE = "DONE", "DONE"
+    # Queued in a provider's batch (``ai_regenerate --batch``); see jobs/batches.py.
+    BATCH = "BATCH", "BATCH"
+
+
+class ErrorCode(models.TextChoices):
+    QUOTA_EXCEEDED = "quota_exceeded", _("Quota exceeded")
+    BUDGET_EXCEEDED = "budget_exceeded", _("Budget exceeded")
+    RATE_LIMITED = "rate_limited", _("Rate limited")
+    PROVIDER_UNAVAILABLE = "provider_unavailable", _("Provider unavailable")
+    TIMEOUT = "timeout", _("Timeout")
+    AUTH = "auth", _("Authentication failed")
+    BAD_REQUEST = "bad_request", _("Bad request")
+    INVALID_OUTPUT = "invalid_output", _("Invalid output")
+    CIRCUIT_OPEN = "circuit_open", _("Circuit open")
+    INTERNAL = "internal", _("Internal error")

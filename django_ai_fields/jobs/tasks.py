@@ -1,0 +1,91 @@
+"""Every RQ entry point of the app, and the one wrapper they all share.
+
+RQ stores a job's function as its dotted path (``django_ai_fields.jobs.tasks.run_job``);
+the layers below enqueue these by that path (``queues.RUN_JOB`` ...), never by
+importing this module, so the jobs layer stays on top of the ones it uses. Paths of
+earlier releases still stored in Redis (the flat layout's ``engine.run_job`` ...)
+resolve here through ``django_ai_fields._deprecated``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+from collections.abc import Callable, Sequence
+from typing import ParamSpec, TypeVar
+
+from django.db import close_old_connections, connection
+
+from ..calling.pipeline import drive
+from . import batches, engine, sweep
+from .chunks import ChunkRun
+from .schedules import release_mark
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def entry_point(func: Callable[P, R]) -> Callable[P, R]:
+    """An RQ entry point: drop the worker's dead database connection first (a
+    long-lived worker may hold one from before a database restart)."""
+
+    @functools.wraps(func)
+    def run(*args: P.args, **kwargs: P.kwargs) -> R:
+        if not connection.in_atomic_block:
+            close_old_connections()
+        return func(*args, **kwargs)
+
+    return run
+
+
+@entry_point
+def run_job(job_id: int) -> str:
+    """One AIJob from lease to final status. Returns it (or "skipped")."""
+    try:
+        return drive(engine.job_pipeline(job_id))
+    finally:
+        sweep.schedule_sweep()
+
+
+@entry_point
+def run_chunk(job_ids: Sequence[int]) -> dict[str, int]:
+    """Many AIJobs, their provider calls concurrent; returns how many ended in each status."""
+    try:
+        return ChunkRun(job_ids).run()
+    finally:
+        sweep.schedule_sweep()
+
+
+def periodic_sweep() -> str:
+    """The worker's periodic job: sweep, then schedule the next run. Only the run
+    the mark names re-arms, so late or extra runs never multiply the schedule.
+
+    A run that fails (the database down) still re-arms: while PostgreSQL restarts
+    the workers fail every queued run at its lease within milliseconds, so the
+    queue may be empty by the time it is back, and no later job would re-arm."""
+    release_mark(sweep.SCHEDULED_KEY)
+    try:
+        return _sweep()
+    finally:
+        sweep.schedule_sweep()
+
+
+@entry_point
+def _sweep() -> str:
+    return str(sweep.sweep())
+
+
+def periodic_poll() -> str:
+    """The workers' scheduled poll of provider batches; schedules the next one
+    while batches stay open."""
+    release_mark(batches.POLL_KEY)
+    try:
+        return _poll()
+    finally:
+        with contextlib.suppress(Exception):  # the database is down: the sweep re-arms
+            batches.keep_polling()
+
+
+@entry_point
+def _poll() -> str:
+    return str(batches.poll())
