@@ -96,7 +96,7 @@ class AIFieldMixin:
         ]
 
     def trigger_field_objects(self) -> list[models.Field]:
-        """Fields whose change regenerates this one (DESIGN §1 defaults)."""
+        """Fields whose change regenerates this one (defaults: docs/fields.md)."""
         opts = self.model_class._meta
         if self.trigger_fields is not None:
             names: Iterable[str] = self.trigger_fields

@@ -1,4 +1,4 @@
-"""Signals fired along a job's life (DESIGN §2.7).
+"""Signals fired along a job's life (docs/how-it-works.md).
 
 - ``job_requested(sender=AIJob, job)``: a job was created or reused by a save.
 - ``job_completed(sender=AIJob, job)``: the job succeeded (after the write-back commit).

@@ -1,7 +1,7 @@
 """A fake LLM provider HTTP server for the test suite.
 
 It speaks enough of the OpenAI Chat Completions, Azure OpenAI and Anthropic Messages APIs for
-the real ``openai`` and ``anthropic`` SDKs to talk to it over loopback HTTP (DESIGN §6). It
+the real ``openai`` and ``anthropic`` SDKs to talk to it over loopback HTTP. It
 records every request it receives and can be scripted to fail, stall, answer with garbage or
 drop the connection.
 

@@ -1,4 +1,8 @@
-"""Tenant resolution: ``TENANT_RESOLVER`` maps a row to a tenant string."""
+"""Tenants: ``TENANT_RESOLVER`` maps a row to a tenant string (here).
+
+The submodules hold the rest of a tenant's rules: ``policies`` (AI switched off,
+concurrency cap), ``permissions`` (who may see and steer jobs), ``concurrency`` (the
+cap as a Redis semaphore) and ``credentials`` (whose key a provider call uses)."""
 
 from __future__ import annotations
 

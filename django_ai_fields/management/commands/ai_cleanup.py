@@ -1,3 +1,5 @@
+"""``ai_cleanup --older-than 30d``: delete finished jobs and usage rows older than that."""
+
 from __future__ import annotations
 
 import re

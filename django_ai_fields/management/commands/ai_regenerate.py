@@ -1,3 +1,6 @@
+"""``ai_regenerate app.Model``: backfill AI fields (``--dry-run`` estimates the
+cost, ``--batch`` uses the providers' batch APIs)."""
+
 from __future__ import annotations
 
 from collections import Counter

@@ -1,3 +1,6 @@
+"""``ai_requeue``: run the sweep now (enqueue pending and lost jobs, collect
+ended provider batches)."""
+
 from __future__ import annotations
 
 from typing import Any

@@ -1,3 +1,6 @@
+"""``ai_status``: queue, workers, stuck jobs and provider reachability; exits
+non-zero when unhealthy."""
+
 from __future__ import annotations
 
 import json

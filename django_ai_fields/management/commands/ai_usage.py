@@ -1,3 +1,5 @@
+"""``ai_usage``: a cost table per tenant, model and month."""
+
 from __future__ import annotations
 
 import datetime
