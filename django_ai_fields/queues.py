@@ -4,7 +4,7 @@
 configuration and process; ``redis()`` is its connection, used by the circuit
 breaker, the rate limiter, the tenants' concurrency caps and the periodic jobs'
 marks. Nothing here imports the rest of the package (only conf), so any layer may
-use it; a lower layer starts a task by its dotted path (``TASKS``), never by
+use it; a lower layer starts a task by its dotted path (``RUN_JOB`` ...), never by
 importing the jobs layer.
 """
 
