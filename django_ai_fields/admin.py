@@ -49,6 +49,7 @@ __all__ = [
 SKIP_REASONS = {
     job_actions.INVALID_STATE: _("not in a state that allows it"),
     job_actions.OPEN_JOB_EXISTS: _("another job for the same row and field is open"),
+    job_actions.RETRY_LIMITED: _("retried too often (RETRY_COOLDOWN, MAX_RETRIES_PER_HOUR)"),
 }
 
 

@@ -422,3 +422,46 @@ def test_a_second_credential_for_the_same_provider_is_a_form_error(two_tenants):
     assert response.status_code == 200
     assert "already has a credential for this provider" in response.content.decode()
     assert ProviderCredential.objects.count() == 1
+
+
+def test_a_usage_window_at_the_end_of_the_calendar_is_a_400_json_error():
+    client = Client()
+    client.force_login(make_user("root", superuser=True))
+    for query in ("until=9999-12-31", "since=0001-01-01&until=0001-01-02", "until=0001-01-05"):
+        response = client.get(f"/ai/analytics/usage/?{query}")
+        assert response.status_code == 400, query
+        assert response["Content-Type"] == "application/json"
+        assert response.json()["error"]["code"] == "invalid_parameter"
+
+
+def test_manual_retries_of_one_job_are_bounded_with_a_429(fake_provider, settings, worker):
+    settings.AI_FIELDS = {**settings.AI_FIELDS, "RETRY_COOLDOWN": 0, "MAX_RETRIES_PER_HOUR": 3}
+    fake_provider.fail_all_with = 401  # fails at once, every time
+    Product.objects.create(title="Lamp", price=5)
+    worker.drain()
+    job = AIJob.objects.get()
+    client = Client()
+    client.force_login(make_user("root", superuser=True))
+    statuses = []
+    for _ in range(5):
+        statuses.append(client.post(f"/ai/jobs/{job.pk}/retry/").status_code)
+        worker.drain()
+    assert statuses == [200, 200, 200, 429, 429]
+    response = client.post(f"/ai/jobs/{job.pk}/retry/")
+    assert response.json()["error"]["code"] == "retry_limited"
+    assert int(response["Retry-After"]) > 0
+    assert fake_provider.calls == 4  # the first run and three retries, no more
+
+
+def test_a_second_manual_retry_within_the_cooldown_is_refused(fake_provider, settings, worker):
+    settings.AI_FIELDS = {**settings.AI_FIELDS, "RETRY_COOLDOWN": 60}
+    fake_provider.fail_all_with = 401
+    Product.objects.create(title="Lamp", price=5)
+    worker.drain()
+    job = AIJob.objects.get()
+    client = Client()
+    client.force_login(make_user("root", superuser=True))
+    assert client.post(f"/ai/jobs/{job.pk}/retry/").status_code == 200
+    worker.drain()
+    response = client.post(f"/ai/jobs/{job.pk}/retry/")
+    assert (response.status_code, response.json()["error"]["code"]) == (429, "retry_limited")
