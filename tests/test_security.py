@@ -465,3 +465,47 @@ def test_a_second_manual_retry_within_the_cooldown_is_refused(fake_provider, set
     worker.drain()
     response = client.post(f"/ai/jobs/{job.pk}/retry/")
     assert (response.status_code, response.json()["error"]["code"]) == (429, "retry_limited")
+
+
+def test_a_huge_answer_ends_invalid_output_and_nothing_huge_is_stored(fake_provider, worker):
+    import time
+
+    from tests.testapp.models import Lead
+
+    fake_provider.reply_text = "hot " * 1_250_000  # 5 MB, to a text, a choice and a JSON field
+    lead = Lead.objects.create(name="Ada", notes="big")
+    started = time.monotonic()
+    worker.drain()
+    elapsed = time.monotonic() - started
+    jobs = list(AIJob.objects.order_by("field_name"))
+    assert [(j.field_name, j.status, j.error_code) for j in jobs] == [
+        ("heat", "failed", "invalid_output"),
+        ("profile", "failed", "invalid_output"),
+        ("summary", "failed", "invalid_output"),
+    ]
+    assert all("MAX_OUTPUT_CHARS" in j.error for j in jobs)
+    assert all(len(j.output or "") <= 100_000 for j in jobs)
+    assert fake_provider.calls == 3  # no repair call for an oversized answer
+    lead.refresh_from_db()
+    assert (lead.summary, lead.heat, lead.profile) == (None, None, None)
+    assert elapsed < 3  # was about 4 s of fuzzy matching for the choice alone
+
+
+def test_deeply_nested_json_is_invalid_output_not_a_crash(fake_provider, settings, worker):
+    from tests.testapp.models import Lead
+
+    settings.AI_FIELDS = {**settings.AI_FIELDS, "OUTPUT_REPAIR": False}
+    fake_provider.reply_text = "[" * 50_000
+    Lead.objects.create(name="Ada", notes="deep")
+    worker.drain()
+    job = AIJob.objects.get(field_name="profile")
+    assert (job.status, job.error_code) == ("failed", "invalid_output")
+    assert "MAX_OUTPUT_DEPTH" in job.error
+
+
+def test_a_long_choice_answer_is_not_fuzzy_matched():
+    from django_ai_fields.outputs import close_choice
+
+    choices = [("hot", "Hot"), ("warm", "Warm"), ("cold", "Cold")]
+    assert close_choice("hott", choices) == "hot"
+    assert close_choice("hot " * 20_000, choices) is None
