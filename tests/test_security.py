@@ -509,3 +509,36 @@ def test_a_long_choice_answer_is_not_fuzzy_matched():
     choices = [("hot", "Hot"), ("warm", "Warm"), ("cold", "Cold")]
     assert close_choice("hott", choices) == "hot"
     assert close_choice("hot " * 20_000, choices) is None
+
+
+def test_regenerate_refuses_rows_of_another_tenant(settings):
+    from django.contrib.messages import get_messages
+
+    from tests.testapp.models import Lead
+
+    settings.AI_FIELDS = {
+        **settings.AI_FIELDS,
+        "TENANT_RESOLVER": "tests.testapp.tenancy.lead_tenant",
+        "TENANT_FOR_USER": TENANT_FOR_USER,
+    }
+    own = Lead.objects.create(name="Ada", company="acme", notes="n")
+    other = Lead.objects.create(name="Bob", company="globex", notes="n")
+    AIJob.objects.update(status="succeeded")
+    client = Client()
+    client.force_login(make_user("acme-ann", "testapp.change_lead", "testapp.view_lead"))
+
+    def regenerate(*leads):
+        response = client.post(
+            "/admin/testapp/lead/",
+            {"action": "regenerate_ai_fields", "_selected_action": [x.pk for x in leads]},
+            follow=True,
+        )
+        return [str(m) for m in get_messages(response.wsgi_request)]
+
+    messages = regenerate(own, other)
+    assert any("belongs to another tenant" in m for m in messages)
+    assert not AIJob.objects.filter(triggered_by="admin").exists()
+    regenerate(own)
+    assert set(AIJob.objects.filter(triggered_by="admin").values_list("tenant", flat=True)) == {
+        "acme"
+    }
