@@ -542,3 +542,56 @@ def test_regenerate_refuses_rows_of_another_tenant(settings):
     assert set(AIJob.objects.filter(triggered_by="admin").values_list("tenant", flat=True)) == {
         "acme"
     }
+
+
+STATUS_JS_HARNESS = r"""
+const fs = require("fs");
+const fetched = [], inserted = [];
+const badge = (url) => ({
+  getAttribute: () => url, classList: { contains: () => false }, replaceWith() {},
+});
+const badges = [
+  "https://evil.test/steal", "//evil.test/protocol-relative", "javascript:alert(1)",
+  "/ai/status/testapp.lead/1/summary/", "/redirected/",
+].map(badge);
+global.window = {
+  location: { href: "https://app.test/admin/", origin: "https://app.test" },
+  setTimeout: (fn) => fn(),
+};
+global.document = {
+  readyState: "complete",
+  querySelectorAll: () => badges,
+  createElement: () => ({ set innerHTML(html) { inserted.push(html); }, firstElementChild: null }),
+};
+global.fetch = (url) => {
+  fetched.push(url);
+  const finalUrl = url.endsWith("/redirected/") ? "https://evil.test/landed" : url;
+  return Promise.resolve({ ok: true, url: finalUrl, json: () => Promise.resolve({ html: url }) });
+};
+eval(fs.readFileSync(process.argv[2], "utf8"));
+setTimeout(() => console.log(JSON.stringify({ fetched, inserted })), 50);
+"""
+
+
+@pytest.mark.django_db(transaction=False)
+@pytest.mark.skipif(not __import__("shutil").which("node"), reason="needs node")
+def test_status_js_fetches_same_origin_status_urls_only(tmp_path):
+    import subprocess
+    from pathlib import Path
+
+    import django_ai_fields
+
+    script = Path(django_ai_fields.__file__).parent / "static/django_ai_fields/status.js"
+    harness = tmp_path / "harness.js"
+    harness.write_text(STATUS_JS_HARNESS)
+    run = subprocess.run(
+        ["node", str(harness), str(script)], capture_output=True, text=True, timeout=30
+    )
+    assert run.returncode == 0, run.stderr
+    result = json.loads(run.stdout)
+    assert result["fetched"] == [
+        "https://app.test/ai/status/testapp.lead/1/summary/",
+        "https://app.test/redirected/",
+    ]
+    # The answer of a request redirected to another origin is never inserted.
+    assert result["inserted"] == ["https://app.test/ai/status/testapp.lead/1/summary/"]
