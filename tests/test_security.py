@@ -595,3 +595,25 @@ def test_status_js_fetches_same_origin_status_urls_only(tmp_path):
     ]
     # The answer of a request redirected to another origin is never inserted.
     assert result["inserted"] == ["https://app.test/ai/status/testapp.lead/1/summary/"]
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+def test_a_plain_json_body_to_a_stream_request_is_read_as_a_normal_answer(
+    fake_provider, settings, worker, provider
+):
+    from django_ai_fields.models import AIUsage
+    from tests.fake_provider import Usage, anthropic_message, openai_completion
+    from tests.testapp.models import Story
+
+    settings.AI_FIELDS = {**settings.AI_FIELDS, "DEFAULT_PROVIDER": provider}
+    build = anthropic_message if provider == "anthropic" else openai_completion
+    body = build({}, "Once upon a gateway.", Usage(input_tokens=40, output_tokens=9), "stop", 1)
+    fake_provider.enqueue_fault(raw_body=json.dumps(body).encode())  # application/json
+    story = Story.objects.create(title="LiteLLM")
+    worker.drain()
+    assert fake_provider.last_request.body["stream"] is True
+    story.refresh_from_db()
+    assert story.text == "Once upon a gateway."
+    usage = AIUsage.objects.get()
+    assert (usage.success, usage.input_tokens, usage.output_tokens) == (True, 40, 9)
+    assert AIJob.objects.get().output_tokens == 9
