@@ -124,6 +124,44 @@ def test_a_fallback_route_never_sends_the_operator_key_to_a_tenant_url(
     assert job.status == "failed"
 
 
+def test_a_chunked_backfill_never_sends_the_operator_key_to_a_tenant_url(two_tenants):
+    from django_ai_fields.api import regenerate
+
+    ProviderCredential.objects.create(
+        tenant="acme", provider="openai", base_url=tenant_url(two_tenants)
+    )
+    Product.objects.bulk_create([Product(shop="acme", title=f"P{i}") for i in range(3)])
+    jobs = regenerate(Product.objects.all(), "tagline", sync=True)
+    assert {(job.status, job.error_code) for job in jobs} == {("failed", "auth")}
+    assert requests_to_tenant_host(two_tenants) == []
+
+
+def test_a_batch_poll_never_sends_the_operator_key_to_a_tenant_url(two_tenants, settings):
+    import io
+
+    from django_ai_fields.batches import poll
+    from tests.reliability_support import make_lead
+
+    settings.AI_FIELDS = {
+        **settings.AI_FIELDS,
+        "TENANT_RESOLVER": "tests.testapp.tenancy.lead_tenant",
+    }
+    credential = ProviderCredential.objects.create(
+        tenant="acme", provider="openai", api_key="sk-acme", base_url=two_tenants.openai_base_url
+    )
+    make_lead(company="acme")
+    call_command(
+        "ai_regenerate", "testapp.Lead", "--batch", "--field", "summary", stdout=io.StringIO()
+    )
+    assert AIJob.objects.get().batch_id
+    # Afterwards a tenant admin clears the key and points the row at its own server.
+    credential.api_key, credential.base_url = "", tenant_url(two_tenants)
+    credential.save()
+    poll()
+    assert requests_to_tenant_host(two_tenants) == []
+    assert not [r for r in two_tenants.requests if "sk-test-openai" in str(r.headers)]
+
+
 # -- 2. api_key is encrypted by every write path ---------------------------------------------
 
 
