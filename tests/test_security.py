@@ -542,9 +542,9 @@ def test_deeply_nested_json_is_invalid_output_not_a_crash(fake_provider, setting
 
 
 def test_a_long_choice_answer_is_not_fuzzy_matched():
-    from django_ai_fields.outputs import close_choice
-
     import time
+
+    from django_ai_fields.outputs import close_choice
 
     choices = [("hot", "Hot"), ("warm", "Warm"), ("cold", "Cold")]
     assert close_choice("hott", choices) == "hot"
