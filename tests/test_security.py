@@ -506,15 +506,11 @@ def test_a_second_manual_retry_within_the_cooldown_is_refused(fake_provider, set
 
 
 def test_a_huge_answer_ends_invalid_output_and_nothing_huge_is_stored(fake_provider, worker):
-    import time
-
     from tests.testapp.models import Lead
 
     fake_provider.reply_text = "hot " * 1_250_000  # 5 MB, to a text, a choice and a JSON field
     lead = Lead.objects.create(name="Ada", notes="big")
-    started = time.monotonic()
     worker.drain()
-    elapsed = time.monotonic() - started
     jobs = list(AIJob.objects.order_by("field_name"))
     assert [(j.field_name, j.status, j.error_code) for j in jobs] == [
         ("heat", "failed", "invalid_output"),
@@ -526,7 +522,6 @@ def test_a_huge_answer_ends_invalid_output_and_nothing_huge_is_stored(fake_provi
     assert fake_provider.calls == 3  # no repair call for an oversized answer
     lead.refresh_from_db()
     assert (lead.summary, lead.heat, lead.profile) == (None, None, None)
-    assert elapsed < 3  # was about 4 s of fuzzy matching for the choice alone
 
 
 def test_deeply_nested_json_is_invalid_output_not_a_crash(fake_provider, settings, worker):
