@@ -654,3 +654,13 @@ def test_a_plain_json_body_to_a_stream_request_is_read_as_a_normal_answer(
     usage = AIUsage.objects.get()
     assert (usage.success, usage.input_tokens, usage.output_tokens) == (True, 40, 9)
     assert AIJob.objects.get().output_tokens == 9
+
+
+def test_ai_rotate_keys_encrypts_plaintext_written_around_the_field(capsys):
+    credential = ProviderCredential.objects.create(tenant="acme", provider="openai")
+    write_raw_key(credential.pk, "sk-raw-sql")
+    call_command("ai_rotate_keys")
+    assert "1 plaintext key(s) encrypted" in capsys.readouterr().out
+    (stored,) = raw_keys()
+    assert "sk-raw-sql" not in stored and crypto.decrypt(stored) == "sk-raw-sql"
+    assert str(ProviderCredential.objects.get().api_key) == "sk-raw-sql"
