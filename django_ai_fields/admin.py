@@ -49,6 +49,7 @@ __all__ = [
 SKIP_REASONS = {
     job_actions.INVALID_STATE: _("not in a state that allows it"),
     job_actions.OPEN_JOB_EXISTS: _("another job for the same row and field is open"),
+    job_actions.RETRY_LIMITED: _("retried too often (RETRY_COOLDOWN, MAX_RETRIES_PER_HOUR)"),
 }
 
 
@@ -355,11 +356,26 @@ class ProviderCredentialAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
 
     @admin.display(description=_("API key"))
     def key(self, credential: ProviderCredential) -> str:
+        if credential.key_is_unreadable:
+            return str(_("cannot be decrypted (see ai_status)"))
         return "••••••••" if credential.api_key else str(_("not set"))
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
         readonly = tuple(super().get_readonly_fields(request, obj))
         return (*readonly, "tenant") if _tenant_bound(request) else readonly
+
+    def get_form(
+        self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any
+    ) -> Any:
+        """Tell the form whose row it writes and whether TENANT_BASE_URLS applies."""
+        form = super().get_form(request, obj, change=change, **kwargs)
+        try:
+            tenant = tenant_for_user(request.user)
+        except NoTenant:
+            tenant = None
+        limited = _tenant_bound(request) and not request.user.is_superuser
+        extra = {"bound_tenant": tenant, "limited_to_allowlist": limited}
+        return type(form.__name__, (form,), extra)
 
     def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
         tenant = tenant_for_user(request.user)

@@ -15,9 +15,10 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
 from .fields import AIFieldMixin, ai_fields_of
-from .permissions import scope_or_empty
+from .permissions import NoTenant, scope_or_empty, tenant_for_user
 from .status import with_ai_status
 from .templatetags.ai_fields import render_badge
+from .tenants import resolve_tenant
 
 STATUS_MEDIA = forms.Media(
     css={"all": ["django_ai_fields/status.css"]}, js=["django_ai_fields/status.js"]
@@ -31,9 +32,23 @@ def regenerate_action(field: AIFieldMixin | None) -> Callable[..., None]:
         from .api import regenerate
 
         name = field.name if field is not None else None
+        rows = list(queryset)
+        outside = rows_outside_tenant(request, rows)
+        if outside:
+            modeladmin.message_user(
+                request,
+                ngettext(
+                    "%(rows)d selected row belongs to another tenant: no AI jobs were requested.",
+                    "%(rows)d selected rows belong to another tenant: no AI jobs were requested.",
+                    outside,
+                )
+                % {"rows": outside},
+                messages.ERROR,
+            )
+            return
         jobs = 0
         with transaction.atomic():  # every job is enqueued when this commits
-            for obj in queryset:
+            for obj in rows:
                 result = regenerate(obj, name, triggered_by="admin")
                 jobs += len(result) if isinstance(result, list) else 1
         modeladmin.message_user(
@@ -54,6 +69,18 @@ def regenerate_action(field: AIFieldMixin | None) -> Callable[..., None]:
         action.__name__ = f"regenerate_ai_field_{field.name}"
         description = format_lazy(_("Regenerate AI field “{}”"), field.verbose_name)  # type: ignore[attr-defined]
     return admin.action(description=description, permissions=["change"])(action)
+
+
+def rows_outside_tenant(request: HttpRequest, rows: list[models.Model]) -> int:
+    """How many rows a tenant-bound user (TENANT_FOR_USER) may not regenerate: those
+    TENANT_RESOLVER puts in another tenant (all of them for a user of no tenant)."""
+    try:
+        tenant = tenant_for_user(request.user)
+    except NoTenant:
+        return len(rows)
+    if tenant is None:
+        return 0
+    return sum(1 for row in rows if resolve_tenant(row) != tenant)
 
 
 def status_column(field: AIFieldMixin) -> Callable[[models.Model], str]:

@@ -13,7 +13,7 @@ class AIFieldsConfig(AppConfig):
     def ready(self) -> None:
         from django.utils.module_loading import autodiscover_modules
 
-        from . import checks  # noqa: F401  (registers the system checks)
+        from . import checks, credentials  # noqa: F401  (register the system checks)
         from .tracking import install
 
         for model in apps.get_models():

@@ -60,6 +60,9 @@ DEFAULTS: dict[str, Any] = {
     # Dotted path: callable(user) -> str | None confining a user to one tenant in the
     # JSON API and the admin (None: superusers see all, others nothing). docs/api.md
     "TENANT_FOR_USER": None,
+    # URL prefixes a tenant-bound user may give as a credential's base URL (none: such
+    # users cannot set one). Checked in the admin and on every call. docs/security.md
+    "TENANT_BASE_URLS": [],
     # Jobs per page of the JSON API's job list (?page_size= may ask for up to 500).
     "API_PAGE_SIZE": 50,
     # -- streaming and observability (docs/streaming.md, docs/observability.md) --
@@ -100,6 +103,14 @@ DEFAULTS: dict[str, Any] = {
     # One extra call for an invalid JSON answer (with the validation error) or a
     # truncated JSON/choice answer (with twice the max_tokens). False: fail at once.
     "OUTPUT_REPAIR": True,
+    # -- limits on untrusted input (docs/security.md) --
+    # A longer provider answer, or JSON nested deeper, ends the job invalid_output.
+    "MAX_OUTPUT_CHARS": 100_000,
+    "MAX_OUTPUT_DEPTH": 64,
+    # Manual retries (JSON API, admin action) of one job: seconds between two, and
+    # at most this many in an hour (0: no limit).
+    "RETRY_COOLDOWN": 10,
+    "MAX_RETRIES_PER_HOUR": 10,
 }
 
 

@@ -25,7 +25,7 @@ from .conf import get_setting
 from .field_function import FIELD_FUNCTION, FieldGeneration
 from .functions import AIFunction, Cancelled, Superseded, get_function, json_safe
 from .models import OPEN_STATUSES, AIJob, ErrorCode, Phase, Status
-from .outputs import without_nul
+from .outputs import clipped, without_nul
 from .policies import policy_for
 from .providers import CompletionRequest, CompletionResponse, ProviderError, resolve_credentials
 from .quotas import QuotaRefused
@@ -219,7 +219,7 @@ def end_unusable(job: AIJob, message: str, response: CompletionResponse) -> str:
         phase=Phase.PARSE,
         error_code=ErrorCode.INVALID_OUTPUT,
         error=message,
-        output=without_nul(response.text),  # jsonb takes no NUL
+        output=without_nul(clipped(response.text)),  # no NUL (jsonb); at most MAX_OUTPUT_CHARS
         response=response,
     )
     return Status.FAILED

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from django.contrib.contenttypes.models import ContentType
+from django.core.exceptions import ImproperlyConfigured
 from django.db import models
 from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
+
+from .encrypted import EncryptedTextField, UnreadableSecret
 
 
 class Status(models.TextChoices):
@@ -249,12 +252,18 @@ class QuotaUsage(models.Model):
 
 
 class ProviderCredential(models.Model):
-    """A tenant's own provider key; the key is stored encrypted (Fernet)."""
+    """A tenant's own provider key and server, used whole (DESIGN §3): the key is
+    plaintext in Python and a Fernet token in the database, on every write path."""
 
     tenant = models.CharField(_("tenant"), max_length=100)
     provider = models.CharField(_("provider"), max_length=64)
-    api_key = models.TextField(_("API key (encrypted)"), blank=True, default="")
+    api_key = EncryptedTextField(_("API key"), blank=True, default="")
     base_url = models.URLField(_("base URL"), blank=True, default="")
+    # True when a tenant-bound user gave the current base_url: it is then checked
+    # against TENANT_BASE_URLS on every call, not only in the form (docs/security.md).
+    base_url_from_tenant = models.BooleanField(
+        _("base URL given by the tenant"), default=False, editable=False
+    )
     default_model = models.CharField(_("default model"), max_length=100, blank=True, default="")
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
     updated_at = models.DateTimeField(_("updated"), auto_now=True)
@@ -270,15 +279,29 @@ class ProviderCredential(models.Model):
     def __str__(self) -> str:
         return f"{self.tenant} / {self.provider}"
 
-    def set_api_key(self, plaintext: str) -> None:
-        from .crypto import encrypt
+    @property
+    def key_is_unreadable(self) -> bool:
+        return isinstance(self.api_key, UnreadableSecret)
 
-        self.api_key = encrypt(plaintext) if plaintext else ""
+    def unreadable_key_message(self) -> str:
+        cause = self.api_key.cause if isinstance(self.api_key, UnreadableSecret) else ""
+        return str(
+            _(
+                "The API key stored in provider credential #%(pk)s (tenant %(tenant)r, "
+                "provider %(provider)r) cannot be decrypted: %(cause)s."
+            )
+            % {"pk": self.pk, "tenant": self.tenant, "provider": self.provider, "cause": cause}
+        )
+
+    def set_api_key(self, plaintext: str) -> None:
+        """Compatibility: the same as assigning ``api_key`` (encrypted when saved)."""
+        self.api_key = plaintext or ""
 
     def get_api_key(self) -> str:
-        from .crypto import decrypt
-
-        return decrypt(self.api_key) if self.api_key else ""
+        """Compatibility: the plaintext key; ImproperlyConfigured if it cannot be read."""
+        if self.key_is_unreadable:
+            raise ImproperlyConfigured(self.unreadable_key_message())
+        return str(self.api_key or "")
 
 
 class TenantPolicy(models.Model):

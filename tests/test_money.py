@@ -233,7 +233,12 @@ def test_quota_reservation_is_one_conditional_update_per_quota(tenants):
 
 
 def test_tenant_key_is_encrypted_at_rest_and_used_for_the_tenants_calls(tenants, worker):
-    credential = ProviderCredential(tenant="acme", provider="openai", default_model="gpt-4.1")
+    credential = ProviderCredential(
+        tenant="acme",
+        provider="openai",
+        default_model="gpt-4.1",
+        base_url=tenants.openai_base_url,  # a tenant's row is used whole: its own URL
+    )
     credential.set_api_key("sk-acme-very-secret")
     credential.save()
     with connection.cursor() as cursor:

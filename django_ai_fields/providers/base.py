@@ -199,7 +199,10 @@ def async_key(key: tuple[Any, ...]) -> tuple[Any, ...]:
 
 
 def require_key(provider: Provider) -> None:
-    """Fail with ``auth`` before any request when no API key is configured."""
+    """Fail with ``auth`` before any request when no API key is configured, or
+    when the tenant's credential may not be used (``CREDENTIAL_ERROR``)."""
+    if provider.config.get("CREDENTIAL_ERROR"):
+        raise ProviderError(ErrorCode.AUTH, str(provider.config["CREDENTIAL_ERROR"]))
     if not provider.config.get("API_KEY"):
         raise ProviderError(
             ErrorCode.AUTH, f"No API key configured for provider {provider.name!r}."

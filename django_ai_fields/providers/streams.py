@@ -4,6 +4,10 @@ final CompletionResponse, and classify errors that arrive in the middle of a str
 A provider's ``stream(request)`` yields ``str`` deltas as they arrive, then
 exactly one ``CompletionResponse`` holding the whole text and the usage the
 stream reported at its end.
+
+A gateway may answer a ``stream=True`` request with a plain JSON body (LiteLLM's
+proxy does in some modes); the SDKs would read that as an empty stream. Such a
+body is read as the normal, non-streamed response it is (``plain_json_body``).
 """
 
 from __future__ import annotations
@@ -64,12 +68,48 @@ def error_event(body: Any) -> tuple[str, str]:
     return str(kind or ""), str(error.get("message") or "")
 
 
+def plain_json_body(stream: Any) -> Any:
+    """The decoded body when the SDK stream's HTTP response is ``application/json``
+    instead of server-sent events; None for a real event stream."""
+    response = getattr(stream, "response", None)
+    content_type = str(getattr(response, "headers", {}).get("content-type", "")).lower()
+    if response is None or "json" not in content_type or "event-stream" in content_type:
+        return None
+    try:
+        body = json.loads(response.read() or b"null")
+    finally:
+        response.close()
+    if isinstance(body, dict) and isinstance(body.get("error"), dict):
+        kind, message = error_event(body)
+        code = STREAM_ERROR_TYPES.get(kind, ErrorCode.PROVIDER_UNAVAILABLE)
+        raise ProviderError(code, f"Error instead of a stream ({kind or 'unknown'}): {message}")
+    if not isinstance(body, dict):
+        raise ProviderError(ErrorCode.PROVIDER_UNAVAILABLE, "The answer is not a JSON object.")
+    return body
+
+
+def whole(response: CompletionResponse) -> Iterator[StreamItem]:
+    """A complete response as a stream: its text as one delta, then the response."""
+    if response.text:
+        yield response.text
+    yield response
+
+
 # -- OpenAI chat completion chunks -----------------------------------------------------
 
 
 def read_openai(chunks: Iterable[Any]) -> Iterator[StreamItem]:
     """Chunks of ``chat.completions.create(stream=True, stream_options=
-    {"include_usage": True})``: content deltas, then a usage-only chunk."""
+    {"include_usage": True})``: content deltas, then a usage-only chunk
+    (or a plain chat completion body, see ``plain_json_body``)."""
+    body = plain_json_body(chunks)
+    if body is not None:
+        from openai.types.chat import ChatCompletion
+
+        from .openai import response_from_completion
+
+        yield from whole(response_from_completion(ChatCompletion.model_validate(body)))
+        return
     parts: list[str] = []
     usage: Any = None
     finish_reason = model = ""
@@ -164,7 +204,15 @@ class AnthropicStreamState:
 
 def read_anthropic(events: Iterable[Any], *, wrapped: bool) -> Iterator[StreamItem]:
     """Events of ``messages.create(stream=True)``; a forced tool's JSON streams as
-    ``input_json_delta`` pieces."""
+    ``input_json_delta`` pieces (or a plain message body, see ``plain_json_body``)."""
+    body = plain_json_body(events)
+    if body is not None:
+        from anthropic.types import Message
+
+        from .anthropic import response_from_message
+
+        yield from whole(response_from_message(Message.model_validate(body), wrapped=wrapped))
+        return
     state = AnthropicStreamState()
     for event in events:
         delta = state.read(event)

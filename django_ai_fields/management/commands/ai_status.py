@@ -6,6 +6,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 
 from ... import breaker, health
+from ...credentials import unreadable_credentials
 from ...models import AIJob
 
 STUCK_LISTED = 20
@@ -24,6 +25,8 @@ def collect(check_providers: bool) -> dict[str, Any]:
         },
         "providers": health.provider_health() if check_providers else [],
         "circuits": breaker.states(),
+        # Reported, not counted as unhealthy: only that tenant's jobs fail (auth).
+        "unreadable_credentials": unreadable_credentials(),
     }
     problems = []
     if not queue["ok"]:
@@ -98,7 +101,16 @@ def render(report: dict[str, Any]) -> list[str]:
             state = {True: "ok", False: "UNREACHABLE", None: "not checked"}[p["ok"]]
             lines.append(f"  {p['name']}: {state} ({p['detail']})")
     lines += render_circuits(report["circuits"])
+    lines += render_unreadable(report["unreadable_credentials"])
     lines.append("Healthy." if report["healthy"] else "UNHEALTHY: " + "; ".join(report["problems"]))
+    return lines
+
+
+def render_unreadable(rows: list[dict[str, Any]]) -> list[str]:
+    if not rows:
+        return []
+    lines = [f"Credentials whose API key cannot be decrypted: {len(rows)}"]
+    lines += [f"  #{r['id']} tenant {r['tenant']!r} {r['provider']}: {r['cause']}" for r in rows]
     return lines
 
 
