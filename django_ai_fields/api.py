@@ -49,6 +49,10 @@ def regenerate_rows(
     rows: models.QuerySet[Any], field_name: str | None, *, sync: bool, triggered_by: str
 ) -> list[AIJob]:
     fields = fields_named(rows.model, field_name)
+    # Many-to-many triggers feed the jobs' input hashes: one query per relation.
+    prefetch = {name for field in fields for name in field.trigger_m2m_names}
+    if prefetch:
+        rows = rows.prefetch_related(*sorted(prefetch))
     pairs = [(row, field) for row in rows for field in fields]
     return regenerate_many(pairs, sync=sync, triggered_by=triggered_by, using=rows.db)
 
@@ -88,10 +92,10 @@ def fields_named(model: type[models.Model], field_name: str | None) -> list[AIFi
 
 def latest_job(instance: models.Model, field_name: str) -> AIJob | None:
     """The most recent job for this row and field, or None."""
-    get_ai_field(type(instance), field_name)
+    field = get_ai_field(type(instance), field_name)
     return (
         AIJob.objects.filter(
-            content_type=ContentType.objects.get_for_model(instance),
+            content_type=ContentType.objects.get_for_model(field.model_class),
             object_id=str(instance.pk),
             field_name=field_name,
         )

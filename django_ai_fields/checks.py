@@ -219,6 +219,8 @@ def _check_cycle(field: Any) -> list[checks.CheckMessage]:
     cycle = find_cycle(field)
     if cycle is None or field.name != min(cycle):  # reported once, on its first field
         return []
+    if len(cycle) == 2 and field.name in (field.trigger_fields or ()):
+        return []  # trigger_fields names the field itself: E007 says so
     return [
         _error(
             field,

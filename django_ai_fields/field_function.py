@@ -84,9 +84,11 @@ class FieldGeneration(AIFunction):
         return parse_output(self.field, text)
 
     def save_output(self, parsed: Any, data: RowData) -> None:
-        """Write only if the row's inputs still equal those we rendered from (and a
-        value a person typed in meanwhile is still kept); then the AI fields that
-        depend on this one are requested, when its value changed."""
+        """Write only if the row's column inputs still equal those we rendered from
+        (and a value a person typed in meanwhile is kept); then the AI fields that
+        depend on this one are requested, when its value changed. A many-to-many
+        change while the call ran is not checked here (it would cost a query per
+        row): it started a new job, whose answer replaces this one."""
         attname = self.field.attname
         guard = dict(data.trigger_values)
         if self.field.keep_manual_edits and not isinstance(self.field, AIGeneratedJSONField):
@@ -98,12 +100,6 @@ class FieldGeneration(AIFunction):
             raise Superseded(
                 "The row's inputs changed while the job ran; a newer job handles them."
             )
-        for name, pks in data.m2m_values.items():
-            manager = getattr(data.instance, name)
-            if list(manager.order_by("pk").values_list("pk", flat=True)) != pks:
-                raise Superseded(
-                    f"The row's {name} changed while the job ran; a newer job handles them."
-                )
         if getattr(data.instance, attname) != parsed:
             setattr(data.instance, attname, parsed)
             tracking.value_written(data.instance, self.field)

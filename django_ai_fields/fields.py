@@ -243,6 +243,8 @@ class AIGeneratedJSONField(AIFieldMixin, models.JSONField):
 
     def __init__(self, *args: Any, schema: dict[str, Any] | None = None, **kwargs: Any) -> None:
         self.schema = schema
+        # Following hand edits of a JSON value costs a deep copy per loaded row: opt-in.
+        kwargs.setdefault("keep_manual_edits", False)
         super().__init__(*args, **kwargs)
 
     def output_instructions(self) -> str:

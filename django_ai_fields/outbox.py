@@ -22,7 +22,7 @@ from . import signals
 from .conf import get_setting
 from .fields import AIFieldMixin
 from .functions import json_safe
-from .models import OPEN_STATUSES, AIJob, Phase, Status
+from .models import HAND_EDIT, OPEN_STATUSES, AIJob, Phase, Status
 from .tenants import resolve_tenant
 
 logger = logging.getLogger("django_ai_fields")
@@ -126,9 +126,6 @@ def job_content_type(field: AIFieldMixin, using: str = "default") -> ContentType
     """A field's jobs belong to the model that declares it: with multi-table
     inheritance a save through the parent or the child finds the same job."""
     return ContentType.objects.db_manager(using).get_for_model(field.model_class)
-
-
-HAND_EDIT = "manual"  # AIJob.triggered_by of the record of a person's edit
 
 
 def without_hand_edits(

@@ -123,7 +123,7 @@ def test_well_configured_fields_pass(provider: str | None) -> None:
     assert ai_errors(model) == []
     tracker = tracker_for(model)
     assert tracker is not None
-    assert tracker.attnames == ("name", "notes")
+    assert tracker.attnames == ("name", "notes", "out")  # triggers, then the AI column
 
 
 @isolate_apps("tests.testapp")
