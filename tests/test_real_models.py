@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from io import StringIO
 from typing import Any
 
 import pytest
 from django.contrib.contenttypes.models import ContentType
+from django.core.management import call_command
+from django.core.management.base import CommandError
 from django.db import connection, transaction
 from django.template import Context, Template
 from django.test.utils import CaptureQueriesContext
@@ -320,3 +323,10 @@ def test_a_row_deleted_during_the_call_ends_cancelled(fake_provider, worker):
     worker.drain()
     (job,) = jobs_of(pitch, "summary")
     assert (job.status, job.error) == (Status.CANCELLED, "The row was deleted.")
+
+
+def test_ai_status_shows_the_chains_so_one_edit_making_three_calls_is_no_surprise():
+    out = StringIO()
+    with pytest.raises(CommandError):  # unhealthy: no worker runs in the test
+        call_command("ai_status", "--no-providers", stdout=out)
+    assert "  testapp.Pitch: summary -> headline -> tweet" in out.getvalue().splitlines()
