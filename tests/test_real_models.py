@@ -330,3 +330,21 @@ def test_ai_status_shows_the_chains_so_one_edit_making_three_calls_is_no_surpris
     with pytest.raises(CommandError):  # unhealthy: no worker runs in the test
         call_command("ai_status", "--no-providers", stdout=out)
     assert "  testapp.Pitch: summary -> headline -> tweet" in out.getvalue().splitlines()
+
+
+def test_a_new_row_created_with_a_value_keeps_it(fake_provider, worker):
+    pitch = Pitch.objects.create(notes="Sells shoes", summary="Given at creation")
+    assert [j.triggered_by for j in jobs_of(pitch, "summary")] == ["manual"]
+    worker.drain()  # only the chain below it runs
+    assert fields_called(fake_provider) == ["headline", "tweet"]
+    assert Pitch.objects.get(pk=pitch.pk).summary == "Given at creation"
+
+
+def test_clearing_a_hand_edit_lets_the_field_follow_its_triggers_again(fake_provider, worker):
+    pitch = Pitch.objects.create(notes="Sells shoes", summary="Given at creation")
+    worker.drain()
+    pitch = Pitch.objects.get(pk=pitch.pk)
+    pitch.summary = ""
+    pitch.notes = "Sells boots"
+    pitch.save()
+    assert jobs_of(pitch, "summary")[-1].triggered_by == "save"
