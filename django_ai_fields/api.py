@@ -12,7 +12,7 @@ from django.db import models, transaction
 from . import signals
 from .chunks import run_chunk
 from .engine import run_job
-from .fields import AIFieldMixin, ai_fields_of, get_ai_field
+from .fields import AIFieldMixin, ai_fields_of, get_ai_field, with_m2m_triggers
 from .functions import get_function, json_safe
 from .models import AIJob, Status
 from .outbox import enqueue, enqueue_chunks, request_jobs, request_rows
@@ -49,11 +49,7 @@ def regenerate_rows(
     rows: models.QuerySet[Any], field_name: str | None, *, sync: bool, triggered_by: str
 ) -> list[AIJob]:
     fields = fields_named(rows.model, field_name)
-    # Many-to-many triggers feed the jobs' input hashes: one query per relation.
-    prefetch = {name for field in fields for name in field.trigger_m2m_names}
-    if prefetch:
-        rows = rows.prefetch_related(*sorted(prefetch))
-    pairs = [(row, field) for row in rows for field in fields]
+    pairs = [(row, field) for row in with_m2m_triggers(rows, fields) for field in fields]
     return regenerate_many(pairs, sync=sync, triggered_by=triggered_by, using=rows.db)
 
 

@@ -258,6 +258,15 @@ class AIGeneratedJSONField(AIFieldMixin, models.JSONField):
         return self.schema
 
 
+def with_m2m_triggers(
+    rows: models.QuerySet[Any], fields: Iterable[AIFieldMixin]
+) -> models.QuerySet[Any]:
+    """``rows`` prefetching the many-to-many triggers of ``fields`` (they feed each
+    job's input hash): one query per relation for all the rows, not one per row."""
+    names = sorted({name for field in fields for name in field.trigger_m2m_names})
+    return rows.prefetch_related(*names) if names else rows
+
+
 def forward_field(opts: Any, name: str) -> models.Field:
     """A field a prompt or trigger may name: concrete or many-to-many. A reverse
     relation or a GenericForeignKey raises FieldDoesNotExist (a check error)."""

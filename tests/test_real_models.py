@@ -348,3 +348,14 @@ def test_clearing_a_hand_edit_lets_the_field_follow_its_triggers_again(fake_prov
     pitch.notes = "Sells boots"
     pitch.save()
     assert jobs_of(pitch, "summary")[-1].triggered_by == "save"
+
+
+def test_ai_regenerate_loads_many_to_many_triggers_once_per_page(fake_provider):
+    for _ in range(4):
+        tagged_post("alpha", "beta")
+    AIJob.objects.all().delete()
+    with CaptureQueriesContext(connection) as queries:
+        call_command("ai_regenerate", "testapp.Post", "--field", "teaser", stdout=StringIO())
+    assert AIJob.objects.filter(field_name="teaser").count() == 4
+    tag_loads = [q for q in table_queries(queries, "testapp_tag") if q.startswith("SELECT")]
+    assert len(tag_loads) == 1
