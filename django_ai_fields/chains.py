@@ -7,31 +7,40 @@ error (checks.py), and tracking leaves the fields of a cycle alone.
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.core.exceptions import FieldDoesNotExist
 from django.db import models
 
-from .fields import AIFieldMixin, ai_fields_of
 from .prompts import PromptSyntaxError
 
+# AI fields are recognised by their ``is_ai_field`` flag, so this module stays below
+# fields.py (whose check() reaches checks.py, which imports this one).
+AIField = Any
 
-def sources(field: AIFieldMixin) -> list[str]:
+
+def ai_fields(model: type[models.Model]) -> list[AIField]:
+    return [f for f in model._meta.concrete_fields if getattr(f, "is_ai_field", False)]
+
+
+def sources(field: AIField) -> list[str]:
     """Names of the AI fields ``field`` depends on (its AI triggers)."""
     try:
         triggers = field.trigger_field_objects()
     except (PromptSyntaxError, FieldDoesNotExist):
         return []
-    return [f.name for f in triggers if isinstance(f, AIFieldMixin) and not f.many_to_many]
+    return [f.name for f in triggers if getattr(f, "is_ai_field", False)]
 
 
 def dependency_graph(model: type[models.Model]) -> dict[str, list[str]]:
     """AI field name -> the AI fields it depends on, for every AI field of ``model``."""
-    return {f.name: sources(f) for f in ai_fields_of(model)}
+    return {f.name: sources(f) for f in ai_fields(model)}
 
 
-def find_cycle(field: AIFieldMixin) -> list[str] | None:
+def find_cycle(field: AIField) -> list[str] | None:
     """A cycle through ``field`` as names ``[field, ..., field]``, or None."""
-    graph = dependency_graph(field.model)  # type: ignore[attr-defined]
-    start = field.name  # type: ignore[attr-defined]
+    graph = dependency_graph(field.model)
+    start = field.name
     stack: list[tuple[str, list[str]]] = [(start, [start])]
     seen: set[str] = set()
     while stack:
@@ -45,7 +54,7 @@ def find_cycle(field: AIFieldMixin) -> list[str] | None:
     return None
 
 
-def in_cycle(field: AIFieldMixin) -> bool:
+def in_cycle(field: AIField) -> bool:
     return find_cycle(field) is not None
 
 

@@ -12,9 +12,9 @@ from typing import Any
 from django.contrib.contenttypes.models import ContentType
 from django.db import models
 
-from . import signals, tokens, tracking
+from . import signals, tokens
 from .conf import get_setting
-from .fields import AIFieldMixin, AIGeneratedJSONField, get_ai_field
+from .fields import AIFieldMixin, AIGeneratedJSONField, get_ai_field, value_written_hooks
 from .functions import AIFunction, Cancelled, Superseded
 from .outputs import parse_output
 from .quotas import Budget
@@ -102,7 +102,8 @@ class FieldGeneration(AIFunction):
             )
         if getattr(data.instance, attname) != parsed:
             setattr(data.instance, attname, parsed)
-            tracking.value_written(data.instance, self.field)
+            for hook in value_written_hooks:  # the chained fields (tracking.py)
+                hook(data.instance, self.field)
 
     def after_commit(self, job: Any, parsed: Any) -> None:
         signals.field_updated.send(

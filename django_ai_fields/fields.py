@@ -280,6 +280,12 @@ def related_pks(instance: models.Model, name: str) -> list[Any]:
     return [row.pk for row in related_rows(instance, name)]
 
 
+# Called with (instance, field) when a job wrote a new value of the field, in the
+# write-back's transaction. tracking.py registers the chain trigger here, so the job
+# lifecycle (field_function.py) never imports the intake layer.
+value_written_hooks: list[Callable[[models.Model, AIFieldMixin], None]] = []
+
+
 def ai_fields_of(model: type[models.Model]) -> list[AIFieldMixin]:
     """The AI fields of a model, inherited ones included."""
     return [f for f in model._meta.concrete_fields if isinstance(f, AIFieldMixin)]

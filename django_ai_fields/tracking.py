@@ -38,7 +38,7 @@ from django.db.migrations.state import StateApps
 from django.db.models.signals import m2m_changed, post_save
 
 from . import chains
-from .fields import AIFieldMixin, ai_fields_of
+from .fields import AIFieldMixin, ai_fields_of, value_written_hooks
 from .prompts import PromptSyntaxError
 
 SNAPSHOT_ATTR = "_ai_fields_snapshot"
@@ -361,6 +361,10 @@ def value_written(instance: models.Model, field: AIFieldMixin, using: str | None
     tracker = _trackers.get(type(instance))
     if tracker is not None:
         tracker.request(instance, {field.attname}, triggered_by="chain", using=using)
+
+
+if value_written not in value_written_hooks:
+    value_written_hooks.append(value_written)
 
 
 # -- multi-table inheritance: a save through the parent --------------------------
