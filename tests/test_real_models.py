@@ -222,6 +222,20 @@ def test_a_chain_of_three_is_generated_in_order_and_again_after_a_change(fake_pr
     assert {j.triggered_by for j in AIJob.objects.filter(field_name="tweet")} == {"chain"}
 
 
+def test_a_chain_of_two_follows_its_source_and_nothing_upstream(fake_provider, worker):
+    round_ = [1]
+    chain_answers(fake_provider, round_)
+    pitch = Pitch.objects.create(notes="Sells shoes")
+    worker.drain()
+    round_[0] = 2
+    regenerate(pitch, "headline", sync=True)  # headline -> tweet
+    worker.drain()
+    assert fields_called(fake_provider)[3:] == ["headline", "tweet"]
+    pitch.refresh_from_db()
+    assert pitch.headline in user_text(fake_provider.last_request)
+    assert (pitch.summary[:9], pitch.tweet[:7]) == ("summary 1", "tweet 2")
+
+
 def test_a_source_rewritten_with_the_same_value_regenerates_nothing(fake_provider, worker):
     answer(fake_provider, lambda field, request: f"same {field}")
     pitch = Pitch.objects.create(notes="Sells shoes")
