@@ -12,7 +12,7 @@ from django.db import models, transaction
 from . import signals
 from .chunks import run_chunk
 from .engine import run_job
-from .fields import AIFieldMixin, ai_fields_of, get_ai_field
+from .fields import AIFieldMixin, ai_fields_of, get_ai_field, with_m2m_triggers
 from .functions import get_function, json_safe
 from .models import AIJob, Status
 from .outbox import enqueue, enqueue_chunks, request_jobs, request_rows
@@ -49,7 +49,7 @@ def regenerate_rows(
     rows: models.QuerySet[Any], field_name: str | None, *, sync: bool, triggered_by: str
 ) -> list[AIJob]:
     fields = fields_named(rows.model, field_name)
-    pairs = [(row, field) for row in rows for field in fields]
+    pairs = [(row, field) for row in with_m2m_triggers(rows, fields) for field in fields]
     return regenerate_many(pairs, sync=sync, triggered_by=triggered_by, using=rows.db)
 
 
@@ -88,10 +88,10 @@ def fields_named(model: type[models.Model], field_name: str | None) -> list[AIFi
 
 def latest_job(instance: models.Model, field_name: str) -> AIJob | None:
     """The most recent job for this row and field, or None."""
-    get_ai_field(type(instance), field_name)
+    field = get_ai_field(type(instance), field_name)
     return (
         AIJob.objects.filter(
-            content_type=ContentType.objects.get_for_model(instance),
+            content_type=ContentType.objects.get_for_model(field.model_class),
             object_id=str(instance.pk),
             field_name=field_name,
         )

@@ -117,14 +117,19 @@ def already_batched(
 ) -> set[tuple[type[models.Model], str, str]]:
     """(model, object id, field) of the pairs whose job waits in a provider batch."""
     found = set()
-    for model in {type(row) for row, _field in pairs}:
+    # A field's jobs belong to the model declaring it (multi-table inheritance).
+    for owner in {ai_field.model_class for _row, ai_field in pairs}:
+        owned = [(row, f) for row, f in pairs if f.model_class is owner]
         waiting = AIJob.objects.filter(
-            content_type=ContentType.objects.get_for_model(model),
-            object_id__in=[str(row.pk) for row, _field in pairs if type(row) is model],
+            content_type=ContentType.objects.get_for_model(owner),
+            object_id__in=[str(row.pk) for row, _field in owned],
             status=Status.QUEUED,
             phase=Phase.BATCH,
         )
-        found |= {(model, pk, name) for pk, name in waiting.values_list("object_id", "field_name")}
+        hits = set(waiting.values_list("object_id", "field_name"))
+        found |= {
+            (type(row), str(row.pk), f.name) for row, f in owned if (str(row.pk), f.name) in hits
+        }
     return found
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from typing import Any
 
 import jsonschema
@@ -10,7 +11,8 @@ from django.conf import settings
 from django.core import checks
 from django.core.exceptions import FieldDoesNotExist
 
-from .conf import get_setting
+from .chains import find_cycle
+from .conf import DEFAULTS, PROVIDER_KEYS, ai_settings, get_setting
 from .prompts import PromptSyntaxError
 from .providers import BUILTIN, provider_class
 
@@ -45,7 +47,43 @@ def check_installation(app_configs: Any = None, **kwargs: Any) -> list[checks.Ch
             )
         )
     errors.extend(_check_encryption_key())
+    errors.extend(check_setting_keys())
     return errors
+
+
+def check_setting_keys() -> list[checks.CheckMessage]:
+    """Unknown keys are typos until proven otherwise: a warning at the top level, an
+    error inside a PROVIDERS entry (a typo'd BASE_URL sends the data elsewhere)."""
+    user = getattr(settings, "AI_FIELDS", None) or {}
+    messages: list[checks.CheckMessage] = [
+        checks.Warning(
+            f"AI_FIELDS has an unknown key {key!r}; it is ignored.",
+            hint=_did_you_mean(key, DEFAULTS) or "See docs/settings.md for the keys.",
+            id="django_ai_fields.W013",
+        )
+        for key in user
+        if key not in DEFAULTS
+    ]
+    providers = ai_settings()["PROVIDERS"]
+    for name, entry in providers.items() if isinstance(providers, dict) else ():
+        for key in entry if isinstance(entry, dict) else ():
+            if key not in PROVIDER_KEYS:
+                messages.append(
+                    checks.Error(
+                        f"AI_FIELDS['PROVIDERS'][{name!r}] has an unknown key {key!r}: "
+                        "it is ignored, so requests may go to the provider's default "
+                        "endpoint or use its defaults.",
+                        hint=_did_you_mean(key, PROVIDER_KEYS)
+                        or "Known keys: " + ", ".join(sorted(PROVIDER_KEYS)) + ".",
+                        id="django_ai_fields.E015",
+                    )
+                )
+    return messages
+
+
+def _did_you_mean(key: Any, known: Any) -> str:
+    close = difflib.get_close_matches(str(key).upper(), list(known), n=1, cutoff=0.6)
+    return f"Did you mean {close[0]!r}?" if close else ""
 
 
 def _check_encryption_key() -> list[checks.CheckMessage]:
@@ -86,6 +124,7 @@ def check_field(field: Any) -> list[checks.CheckMessage]:
     except PromptSyntaxError as exc:
         return [_error(field, "E002", f"has a malformed prompt: {exc}", "Fix the template.")]
     errors = _check_names(field, template)
+    errors += _check_cycle(field)
     if field.provider and provider_error(field.provider):
         errors.append(
             _error(
@@ -118,7 +157,21 @@ def _check_names(field: Any, template: Any) -> list[checks.CheckMessage]:
         if not _has_field(opts, name)
     ]
     placeholders = sorted(template.field_names) if template else []
+    for name in [*placeholders, *(field.trigger_fields or ())]:
+        if _is_unusable_relation(opts, name):
+            errors.append(
+                _error(
+                    field,
+                    "E013",
+                    f"names {name!r}, a reverse or generic relation of {opts.label}, "
+                    "which cannot be rendered or followed.",
+                    "Name a concrete field, a foreign key or a many-to-many field of the "
+                    "model, or use a callable prompt (instance) -> str for other data.",
+                )
+            )
     for name in placeholders:
+        if _is_unusable_relation(opts, name):
+            continue
         if not _has_field(opts, name):
             errors.append(
                 _error(
@@ -139,6 +192,8 @@ def _check_names(field: Any, template: Any) -> list[checks.CheckMessage]:
                 )
             )
     for name in field.trigger_fields or ():
+        if _is_unusable_relation(opts, name):
+            continue
         if not _has_field(opts, name):
             errors.append(
                 _error(
@@ -158,6 +213,32 @@ def _check_names(field: Any, template: Any) -> list[checks.CheckMessage]:
                 )
             )
     return errors
+
+
+def _check_cycle(field: Any) -> list[checks.CheckMessage]:
+    cycle = find_cycle(field)
+    if cycle is None or field.name != min(cycle):  # reported once, on its first field
+        return []
+    if len(cycle) == 2 and field.name in (field.trigger_fields or ()):
+        return []  # trigger_fields names the field itself: E007 says so
+    return [
+        _error(
+            field,
+            "E014",
+            "is part of a cycle of AI fields: " + " -> ".join(cycle) + ".",
+            "An AI field may depend on another one (a chain), never on itself through "
+            "others: remove one of these placeholders or trigger_fields.",
+        )
+    ]
+
+
+def _is_unusable_relation(opts: Any, name: str) -> bool:
+    """A reverse relation or GenericForeignKey: a field of the model, not a column."""
+    try:
+        found = opts.get_field(name)
+    except FieldDoesNotExist:
+        return False
+    return not found.concrete and (found.is_relation or hasattr(found, "ct_field"))
 
 
 def _has_field(opts: Any, name: str) -> bool:

@@ -93,6 +93,7 @@ class ChunkRun:
         """Lease as many jobs as there is room for, in one query, and run each up
         to its first provider call."""
         from .engine import lease_many, leased_job_pipeline
+        from .field_function import preloaded_rows
 
         while self.waiting and len(self.in_flight) < self.limit:
             room = self.limit - len(self.in_flight)
@@ -100,9 +101,10 @@ class ChunkRun:
             leased = lease_many(ids)
             if len(leased) < len(ids):
                 self.outcome["skipped"] += len(ids) - len(leased)
-            for job in leased:
-                pipeline = leased_job_pipeline(job)
-                self.advance(pipeline, partial(next, pipeline))
+            with preloaded_rows(leased):  # their rows in bulk, not one query per job
+                for job in leased:
+                    pipeline = leased_job_pipeline(job)
+                    self.advance(pipeline, partial(next, pipeline))
 
     def resume_answered(self) -> None:
         if not self.in_flight:

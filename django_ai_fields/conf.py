@@ -114,6 +114,21 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
+# The keys a PROVIDERS entry may hold; any other is a check error (checks.py).
+PROVIDER_KEYS: frozenset[str] = frozenset(
+    {
+        "API_KEY",
+        "BASE_URL",
+        "TIMEOUT",
+        "DEFAULT_MODEL",
+        "API_VERSION",  # azure
+        "MAX_TOKENS_PARAM",  # OpenAI-compatible servers that want "max_tokens"
+        "IDEMPOTENCY_HEADER",
+        "MODERATION_MODEL",  # openai, for MODERATION = "openai"
+    }
+)
+
+
 def ai_settings() -> dict[str, Any]:
     """Return the merged settings; a fresh read, so ``override_settings`` applies."""
     user = getattr(settings, "AI_FIELDS", None) or {}

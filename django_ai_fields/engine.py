@@ -319,6 +319,10 @@ def write_back(
         job.run_token = token  # the rolled-back finish() had cleared it in memory
         finish(job, Status.SUPERSEDED, phase=Phase.SAVE, error=str(exc), response=response)
         return Status.SUPERSEDED
+    except Cancelled as exc:  # the row was deleted while the call ran
+        job.run_token = token
+        finish(job, Status.CANCELLED, phase=Phase.SAVE, error=str(exc), response=response)
+        return Status.CANCELLED
     transaction.on_commit(lambda: _announce_success(job, prepared.function, parsed))
     return Status.SUCCEEDED
 

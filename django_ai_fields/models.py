@@ -24,6 +24,8 @@ class Status(models.TextChoices):
 OPEN_STATUSES = (Status.PENDING, Status.QUEUED)
 UNFINISHED_STATUSES = (Status.PENDING, Status.QUEUED, Status.RUNNING)
 FINISHED_STATUSES = (Status.SUCCEEDED, Status.FAILED, Status.CANCELLED, Status.SUPERSEDED)
+# AIJob.triggered_by of the finished job recording a person's edit of an AI field.
+HAND_EDIT = "manual"
 
 
 class Phase(models.TextChoices):

@@ -32,6 +32,14 @@ class Lead(models.Model):
         blank=True,
         null=True,
     )
+    # A chained field: {summary} is itself an AI field, so the headline is written
+    # after the summary, and again whenever the summary's value changes.
+    headline = AIGeneratedField(
+        _("headline"),
+        prompt="Write a one-line headline for this lead summary: {summary}",
+        blank=True,
+        null=True,
+    )
     heat = AIGeneratedField(
         _("heat"),
         prompt="How ready to buy is this lead? Notes: {notes}",

@@ -13,7 +13,7 @@ from django.db.models import Q
 from ... import batches as provider_batches
 from ...api import regenerate_many
 from ...conf import get_setting
-from ...fields import AIFieldMixin, AIGeneratedJSONField, ai_fields_of
+from ...fields import AIFieldMixin, AIGeneratedJSONField, ai_fields_of, with_m2m_triggers
 from ...models import AIJob, Status
 
 
@@ -237,7 +237,7 @@ def matching_rows(
         for field in fields:
             any_empty |= empty_q(field)
         rows = rows.filter(any_empty)
-    return rows.order_by("pk")
+    return with_m2m_triggers(rows, fields).order_by("pk")
 
 
 def count_rows(rows: models.QuerySet[Any]) -> int:

@@ -3,10 +3,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from django.apps import apps
 from django.core.management.base import BaseCommand, CommandError
 
-from ... import breaker, health
+from ... import breaker, chains, health
 from ...credentials import unreadable_credentials
+from ...fields import ai_fields_of
 from ...models import AIJob
 
 STUCK_LISTED = 20
@@ -27,6 +29,7 @@ def collect(check_providers: bool) -> dict[str, Any]:
         "circuits": breaker.states(),
         # Reported, not counted as unhealthy: only that tenant's jobs fail (auth).
         "unreadable_credentials": unreadable_credentials(),
+        "chains": field_chains(),
     }
     problems = []
     if not queue["ok"]:
@@ -38,6 +41,17 @@ def collect(check_providers: bool) -> dict[str, Any]:
     report["healthy"] = not problems
     report["problems"] = problems
     return report
+
+
+def field_chains() -> dict[str, list[str]]:
+    """Per model, its chained AI fields: one change of the first regenerates the rest."""
+    found = {}
+    for model in apps.get_models():
+        if ai_fields_of(model):
+            lines = chains.chains(model)
+            if lines:
+                found[model._meta.label] = lines
+    return found
 
 
 def describe(job: AIJob) -> dict[str, Any]:
@@ -102,6 +116,11 @@ def render(report: dict[str, Any]) -> list[str]:
             lines.append(f"  {p['name']}: {state} ({p['detail']})")
     lines += render_circuits(report["circuits"])
     lines += render_unreadable(report["unreadable_credentials"])
+    if report["chains"]:
+        lines.append("AI field chains (one change makes a call per field):")
+        lines += [
+            f"  {label}: {chain}" for label, found in report["chains"].items() for chain in found
+        ]
     lines.append("Healthy." if report["healthy"] else "UNHEALTHY: " + "; ".join(report["problems"]))
     return lines
 

@@ -141,14 +141,14 @@ class Command(BaseCommand):
                 [
                     f"{lead.name}\n{lead.company}",
                     lead.heat or "-",
-                    lead.summary or "-",
+                    f"{lead.headline or '-'}\n{lead.summary or '-'}",
                     json.dumps(lead.profile) if lead.profile is not None else "-",
                     "\n".join(
                         f"{name}: {job.status if job else 'no job'}" for name, job in lead_jobs
                     ),
                 ]
             )
-        headers = ["Lead / company (tenant)", "Heat", "Summary", "Profile", "Jobs"]
+        headers = ["Lead / company (tenant)", "Heat", "Headline / summary", "Profile", "Jobs"]
         self.stdout.write(format_table(headers, rows, widths=[22, 5, 38, 22, 20]))
         self.stdout.write(
             f"Tokens: {sum(j.input_tokens for j in jobs)} in, "
