@@ -10,6 +10,7 @@ from django.conf import settings
 from django.core import checks
 from django.core.exceptions import FieldDoesNotExist
 
+from . import pii_presidio, redaction
 from .conf import get_setting
 from .prompts import PromptSyntaxError
 from .providers import BUILTIN, provider_class
@@ -101,7 +102,36 @@ def check_field(field: Any) -> list[checks.CheckMessage]:
             jsonschema.validators.validator_for(schema).check_schema(schema)
         except jsonschema.SchemaError as exc:
             errors.append(_error(field, "E009", f"has an invalid JSON Schema: {exc.message}", ""))
+    errors.extend(_check_redaction(field))
     return errors
+
+
+def _check_redaction(field: Any) -> list[checks.CheckMessage]:
+    """redact_pii names known entity types, and Presidio's only where it is installed."""
+    unknown = redaction.unknown_types(field.redact_pii)
+    if unknown:
+        known = ", ".join(redaction.ENTITY_TYPES)
+        return [
+            _error(
+                field,
+                "E030",
+                f"redact_pii names unknown entity type(s) {', '.join(map(repr, unknown))}.",
+                f"Use True or a list of: {known}.",
+            )
+        ]
+    types = redaction.option_types(field.redact_pii)
+    presidio = [entity for entity in types if entity in redaction.PRESIDIO_TYPES]
+    if presidio and not pii_presidio.available():
+        return [
+            _error(
+                field,
+                "E031",
+                f"redact_pii names {', '.join(presidio)}, which needs Presidio (not installed).",
+                'pip install "django-ai-fields[presidio]" and a spaCy model, or set '
+                "AI_FIELDS['PII_PRESIDIO_ANALYZER'] (docs/tenants.md).",
+            )
+        ]
+    return []
 
 
 def _check_names(field: Any, template: Any) -> list[checks.CheckMessage]:

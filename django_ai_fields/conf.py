@@ -100,6 +100,17 @@ DEFAULTS: dict[str, Any] = {
     # One extra call for an invalid JSON answer (with the validation error) or a
     # truncated JSON/choice answer (with twice the max_tokens). False: fail at once.
     "OUTPUT_REPAIR": True,
+    # -- PII redaction (redact_pii=, docs/tenants.md#privacy) --
+    # Regions (ISO 3166) whose national phone formats are recognised; numbers
+    # written with +country code are found whatever the region.
+    "PII_PHONE_REGIONS": ["US"],
+    # The optional Presidio backend (names, places): a dotted path to a callable
+    # returning a presidio_analyzer.AnalyzerEngine (None: AnalyzerEngine(), which
+    # loads spaCy's en_core_web_lg), the language it analyses, and the lowest
+    # score a finding needs to be masked.
+    "PII_PRESIDIO_ANALYZER": None,
+    "PII_PRESIDIO_LANGUAGE": "en",
+    "PII_SCORE_THRESHOLD": 0.5,
 }
 
 

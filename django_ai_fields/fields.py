@@ -43,6 +43,8 @@ class AIFieldMixin:
         fallback: Sequence[Any] | None = None,
         provider_options: dict[str, Any] | None = None,
         stream: bool = False,
+        redact_pii: bool | Iterable[str] = False,
+        restore_pii: bool = False,
         **kwargs: Any,
     ) -> None:
         self.prompt = prompt
@@ -65,6 +67,10 @@ class AIFieldMixin:
         self.provider_options = dict(provider_options or {})
         # Stream the answer; its text so far shows on the job while it runs.
         self.stream = stream
+        # Mask personal data in the rendered prompt (True: every built-in type, or a
+        # list of types) and put it back into the answer (redaction.py).
+        self.redact_pii = redact_pii if isinstance(redact_pii, bool | str) else tuple(redact_pii)
+        self.restore_pii = restore_pii
         super().__init__(*args, **kwargs)
 
     def check(self, **kwargs: Any) -> list[Any]:
