@@ -262,9 +262,7 @@ def test_a_cached_answer_is_restored_with_the_rows_own_values(
         for r in answering.provider_requests
         if 'field "summary"' in r.body["messages"][0]["content"]
     ]
-    assert summaries == [
-        "Summarize the lead Ada at Acme. Record: " + summaries[0].split(": ", 1)[1]
-    ]
+    assert len(summaries) == 1  # the first row's: the second's was a cache hit
     assert "<EMAIL_1>" in summaries[0] and "@" not in summaries[0]
 
 
