@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from django.db import close_old_connections, connection, transaction
+from django.db import DataError, IntegrityError, close_old_connections, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 from rq.timeouts import JobTimeoutException
@@ -347,6 +347,12 @@ def write_back(
         job.run_token = token  # the rolled-back finish() had cleared it in memory
         finish(job, Status.SUPERSEDED, phase=Phase.SAVE, error=str(exc), response=response)
         return Status.SUPERSEDED
+    except (IntegrityError, DataError) as exc:
+        if prepared.masking is None:
+            raise
+        # The database's message may quote a restored value: keep it from the job and logs.
+        job.run_token = token
+        raise redaction.RestoredWriteFailed(type(exc).__name__) from None
     transaction.on_commit(lambda: _announce_success(job, prepared.function, parsed))
     return Status.SUCCEEDED
 

@@ -39,6 +39,14 @@ _PLACEHOLDER = re.compile(r"<([A-Z]+)_(\d+)>")
 _LOOK_ALIKE = re.compile(r"<((?:" + "|".join(t.upper() for t in ENTITY_TYPES) + r")_\d+)>")
 
 
+class RestoredWriteFailed(Exception):
+    """Writing an answer with restored values failed; the database's message (which
+    may quote a value) is dropped, only its exception type is kept."""
+
+    def __str__(self) -> str:
+        return f"Writing the answer with its personal data restored failed ({self.args[0]})."
+
+
 class Masking:
     """One prompt's placeholders and what they stand for; the repr shows counts only."""
 

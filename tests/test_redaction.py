@@ -11,13 +11,14 @@ from typing import Any
 import pytest
 from django.core import checks
 from django.core.exceptions import ValidationError
-from django.db import models
+from django.db import IntegrityError, models
 from django.test.utils import isolate_apps
 
 from django_ai_fields import pii, redaction
-from django_ai_fields.api import regenerate
+from django_ai_fields.api import regenerate, run_ai_task
 from django_ai_fields.engine import run_job
 from django_ai_fields.fields import AIGeneratedField
+from django_ai_fields.functions import AIFunction, register
 from django_ai_fields.models import AIJob, AIUsage, ErrorCode, Status, TenantPolicy
 from tests.fake_provider import FakeProvider, RecordedRequest
 from tests.testapp.models import Lead
@@ -516,3 +517,28 @@ def test_a_masking_never_shows_its_values() -> None:
 def test_the_documented_catches_and_misses(text: str, sent: str) -> None:
     """The table in docs/tenants.md#privacy (and the issue's note): keep them in step."""
     assert redaction.mask(text, redaction.BUILTIN_TYPES)[0] == sent
+
+
+@register
+class StoreContact(AIFunction):
+    """Redacts, restores, and whose write fails the way a unique column would."""
+
+    name = "test_redaction_store_contact"
+    redact_pii = True
+    restore_pii = True
+
+    def build_prompt(self, data: Any) -> str:
+        return f"Contact: {data['contact']}"
+
+    def save_output(self, parsed: Any, data: Any) -> None:
+        raise IntegrityError(f'duplicate key value violates unique constraint: "{parsed}"')
+
+
+def test_a_failed_write_of_a_restored_answer_quotes_no_value(answering, caplog):
+    answering.reply_text = "Saved <EMAIL_1>"
+    job = run_ai_task(StoreContact.name, {"contact": "ada@example.com"}, sync=True)
+    assert (job.status, job.error_code) == (Status.FAILED, ErrorCode.INTERNAL)
+    assert "RestoredWriteFailed" in job.error and "IntegrityError" in job.error
+    assert "ada@example.com" not in job.error
+    assert "ada@example.com" not in caplog.text
+    assert "ada@example.com" not in user_message(answering.last_request)
