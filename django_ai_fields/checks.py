@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import jsonschema
+import phonenumbers
 from django.apps import apps
 from django.conf import settings
 from django.core import checks
@@ -46,26 +47,25 @@ def check_installation(app_configs: Any = None, **kwargs: Any) -> list[checks.Ch
             )
         )
     errors.extend(_check_encryption_key())
+    errors.extend(_check_phone_regions())
     return errors
 
 
-def _check_encryption_key() -> list[checks.CheckMessage]:
-    from cryptography.fernet import Fernet
-
-    from .crypto import configured_keys
-
-    for key in configured_keys():
-        try:
-            Fernet(key)
-        except (ValueError, TypeError):
-            return [
-                checks.Error(
-                    "AI_FIELDS['ENCRYPTION_KEY'] holds a value that is not a Fernet key.",
-                    hint="Generate one with cryptography.fernet.Fernet.generate_key().",
-                    id="django_ai_fields.E012",
-                )
-            ]
-    return []
+def _check_phone_regions() -> list[checks.CheckMessage]:
+    regions = get_setting("PII_PHONE_REGIONS")
+    if isinstance(regions, str):
+        unknown = [regions]
+    else:
+        unknown = [r for r in regions if str(r).upper() not in phonenumbers.SUPPORTED_REGIONS]
+    if not unknown:
+        return []
+    return [
+        checks.Error(
+            f"AI_FIELDS['PII_PHONE_REGIONS'] must be a list of known region codes, not {unknown!r}.",
+            hint='ISO 3166 codes such as ["US", "DE"].',
+            id="django_ai_fields.E032",
+        )
+    ]
 
 
 def provider_error(name: str) -> str | None:

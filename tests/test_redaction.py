@@ -17,6 +17,7 @@ from rq import SimpleWorker
 
 from django_ai_fields import batches, pii, redaction
 from django_ai_fields.api import regenerate, run_ai_task
+from django_ai_fields.checks import check_installation
 from django_ai_fields.engine import run_job
 from django_ai_fields.fields import AIGeneratedField
 from django_ai_fields.functions import AIFunction, register
@@ -549,3 +550,11 @@ def test_a_failed_write_of_a_restored_answer_quotes_no_value(answering, caplog):
     assert "ada@example.com" not in job.error
     assert "ada@example.com" not in caplog.text
     assert "ada@example.com" not in user_message(answering.last_request)
+
+
+@pytest.mark.parametrize("regions", [["US", "XX"], "US"])
+def test_unknown_phone_regions_are_a_system_check_error(settings, regions: Any) -> None:
+    settings.AI_FIELDS = {**settings.AI_FIELDS, "PII_PHONE_REGIONS": regions}
+    assert "django_ai_fields.E032" in [e.id for e in check_installation()]
+    settings.AI_FIELDS = {**settings.AI_FIELDS, "PII_PHONE_REGIONS": ["us", "DE"]}
+    assert "django_ai_fields.E032" not in [e.id for e in check_installation()]
