@@ -61,11 +61,30 @@ def _check_phone_regions() -> list[checks.CheckMessage]:
         return []
     return [
         checks.Error(
-            f"AI_FIELDS['PII_PHONE_REGIONS'] must be a list of known region codes, not {unknown!r}.",
+            f"AI_FIELDS['PII_PHONE_REGIONS'] must list known region codes, not {unknown!r}.",
             hint='ISO 3166 codes such as ["US", "DE"].',
             id="django_ai_fields.E032",
         )
     ]
+
+
+def _check_encryption_key() -> list[checks.CheckMessage]:
+    from cryptography.fernet import Fernet
+
+    from .crypto import configured_keys
+
+    for key in configured_keys():
+        try:
+            Fernet(key)
+        except (ValueError, TypeError):
+            return [
+                checks.Error(
+                    "AI_FIELDS['ENCRYPTION_KEY'] holds a value that is not a Fernet key.",
+                    hint="Generate one with cryptography.fernet.Fernet.generate_key().",
+                    id="django_ai_fields.E012",
+                )
+            ]
+    return []
 
 
 def provider_error(name: str) -> str | None:
