@@ -332,10 +332,10 @@ class QuotaAdmin(
 
 @admin.register(TenantPolicy)
 class TenantPolicyAdmin(TenantScopedAdminMixin, OperatorOnlyChangesMixin, admin.ModelAdmin):
-    """Switching AI off or capping concurrency is the operator's decision."""
+    """Switching AI off, capping concurrency or redaction is the operator's decision."""
 
-    list_display = ("tenant", "ai_enabled", "disabled_reason", "max_concurrent_jobs")
-    list_filter = ("ai_enabled",)
+    list_display = ("tenant", "ai_enabled", "disabled_reason", "max_concurrent_jobs", "redact_pii")
+    list_filter = ("ai_enabled", "redact_pii")
     search_fields = ("tenant",)
 
 

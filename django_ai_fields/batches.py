@@ -181,7 +181,8 @@ def prepare(job: AIJob) -> Prepared | str:
         finish(job, Status.CANCELLED, phase=Phase.INIT, error=reason)
         return Status.CANCELLED
     try:
-        prepared = engine.prepare(job)
+        prepared = engine.prepare(job, policy)
+        engine.note_redaction(job, prepared)
         moderation.check(prepared.request.prompt, moderation.INPUT)
         if not supports_batch(prepared.provider):
             return engine.postpone(job, 0)  # a normal run instead

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Generator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, TypeVar
 
@@ -25,6 +25,7 @@ from .providers import (
     ProviderError,
     build_provider,
 )
+from .redaction import Masking
 
 T = TypeVar("T")
 
@@ -39,10 +40,19 @@ class Prepared:
     provider: str
     # Resolved credentials: the tenant's ProviderCredential, else settings.
     config: dict[str, Any]
+    # The prompt's PII placeholders and their values: in this worker's memory only.
+    masking: Masking | None = field(default=None, repr=False, compare=False)
 
     @property
     def model(self) -> str:
         return self.request.model
+
+    def restored(self, parsed: Any) -> Any:
+        """The answer as it is written: masked values put back where the function
+        asks for it (``restore_pii``); AIJob.output keeps the placeholders."""
+        if self.masking is None or not self.function.restore_pii:
+            return parsed
+        return self.function.restore_output(parsed, self.masking)
 
 
 @dataclass

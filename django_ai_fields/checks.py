@@ -6,11 +6,13 @@ import difflib
 from typing import Any
 
 import jsonschema
+import phonenumbers
 from django.apps import apps
 from django.conf import settings
 from django.core import checks
 from django.core.exceptions import FieldDoesNotExist
 
+from . import pii_presidio, redaction
 from .chains import find_cycle
 from .conf import DEFAULTS, PROVIDER_KEYS, ai_settings, get_setting
 from .prompts import PromptSyntaxError
@@ -48,6 +50,7 @@ def check_installation(app_configs: Any = None, **kwargs: Any) -> list[checks.Ch
         )
     errors.extend(_check_encryption_key())
     errors.extend(check_setting_keys())
+    errors.extend(_check_phone_regions())
     return errors
 
 
@@ -84,6 +87,23 @@ def check_setting_keys() -> list[checks.CheckMessage]:
 def _did_you_mean(key: Any, known: Any) -> str:
     close = difflib.get_close_matches(str(key).upper(), list(known), n=1, cutoff=0.6)
     return f"Did you mean {close[0]!r}?" if close else ""
+
+
+def _check_phone_regions() -> list[checks.CheckMessage]:
+    regions = get_setting("PII_PHONE_REGIONS")
+    if isinstance(regions, str):
+        unknown = [regions]
+    else:
+        unknown = [r for r in regions if str(r).upper() not in phonenumbers.SUPPORTED_REGIONS]
+    if not unknown:
+        return []
+    return [
+        checks.Error(
+            f"AI_FIELDS['PII_PHONE_REGIONS'] must list known region codes, not {unknown!r}.",
+            hint='ISO 3166 codes such as ["US", "DE"].',
+            id="django_ai_fields.E032",
+        )
+    ]
 
 
 def _check_encryption_key() -> list[checks.CheckMessage]:
@@ -140,7 +160,36 @@ def check_field(field: Any) -> list[checks.CheckMessage]:
             jsonschema.validators.validator_for(schema).check_schema(schema)
         except jsonschema.SchemaError as exc:
             errors.append(_error(field, "E009", f"has an invalid JSON Schema: {exc.message}", ""))
+    errors.extend(_check_redaction(field))
     return errors
+
+
+def _check_redaction(field: Any) -> list[checks.CheckMessage]:
+    """redact_pii names known entity types, and Presidio's only where it is installed."""
+    unknown = redaction.unknown_types(field.redact_pii)
+    if unknown:
+        known = ", ".join(redaction.ENTITY_TYPES)
+        return [
+            _error(
+                field,
+                "E030",
+                f"redact_pii names unknown entity type(s) {', '.join(map(repr, unknown))}.",
+                f"Use True or a list of: {known}.",
+            )
+        ]
+    types = redaction.option_types(field.redact_pii)
+    presidio = [entity for entity in types if entity in redaction.PRESIDIO_TYPES]
+    if presidio and not pii_presidio.available():
+        return [
+            _error(
+                field,
+                "E031",
+                f"redact_pii names {', '.join(presidio)}, which needs Presidio (not installed).",
+                'pip install "django-ai-fields[presidio]" and a spaCy model, or set '
+                "AI_FIELDS['PII_PRESIDIO_ANALYZER'] (docs/tenants.md).",
+            )
+        ]
+    return []
 
 
 def _check_names(field: Any, template: Any) -> list[checks.CheckMessage]:

@@ -111,6 +111,17 @@ DEFAULTS: dict[str, Any] = {
     # at most this many in an hour (0: no limit).
     "RETRY_COOLDOWN": 10,
     "MAX_RETRIES_PER_HOUR": 10,
+    # -- PII redaction (redact_pii=, docs/tenants.md#privacy) --
+    # Regions (ISO 3166) whose national phone formats are recognised; numbers
+    # written with +country code are found whatever the region.
+    "PII_PHONE_REGIONS": ["US"],
+    # The optional Presidio backend (names, places): a dotted path to a callable
+    # returning a presidio_analyzer.AnalyzerEngine (None: AnalyzerEngine(), which
+    # loads spaCy's en_core_web_lg), the language it analyses, and the lowest
+    # score a finding needs to be masked.
+    "PII_PRESIDIO_ANALYZER": None,
+    "PII_PRESIDIO_LANGUAGE": "en",
+    "PII_SCORE_THRESHOLD": 0.5,
 }
 
 

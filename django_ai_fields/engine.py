@@ -14,22 +14,31 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from django.db import close_old_connections, connection, transaction
+from django.db import DataError, IntegrityError, close_old_connections, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 from rq.timeouts import JobTimeoutException
 
-from . import concurrency, observability, recovery, repair, result_cache, routing, signals
+from . import (
+    concurrency,
+    observability,
+    recovery,
+    redaction,
+    repair,
+    result_cache,
+    routing,
+    signals,
+)
 from .calls import Pipeline, Prepared, call_cost, drive, job_timeout_error, record_usage
 from .conf import get_setting
 from .field_function import FIELD_FUNCTION, FieldGeneration
 from .functions import AIFunction, Cancelled, Superseded, get_function, json_safe
-from .models import OPEN_STATUSES, AIJob, ErrorCode, Phase, Status
+from .models import OPEN_STATUSES, AIJob, ErrorCode, Phase, Status, TenantPolicy
 from .outputs import clipped, without_nul
 from .policies import policy_for
 from .providers import CompletionRequest, CompletionResponse, ProviderError, resolve_credentials
 from .quotas import QuotaRefused
-from .steps import with_step
+from .steps import with_note, with_step
 
 logger = logging.getLogger("django_ai_fields")
 
@@ -150,7 +159,7 @@ def process(job: AIJob) -> Pipeline[str]:
     if cap and not concurrency.acquire(job.tenant, job.pk, cap):
         return postpone(job, float(get_setting("CONCURRENCY_RETRY_DELAY")))
     try:
-        return (yield from generate(job))
+        return (yield from generate(job, policy))
     finally:
         if cap:
             concurrency.release(job.tenant, job.pk)
@@ -172,12 +181,13 @@ def postpone(job: AIJob, delay: float) -> str:
     return Status.QUEUED
 
 
-def generate(job: AIJob) -> Pipeline[str]:
+def generate(job: AIJob, policy: TenantPolicy | None) -> Pipeline[str]:
     job.steps = with_step(job, {"phase": Phase.PREP})  # written with the next update
     try:
-        prepared = prepare(job)
+        prepared = prepare(job, policy)
     except PREP_REFUSALS as exc:
         return end_at_prep(job, exc)
+    note_redaction(job, prepared)
     function, request = prepared.function, prepared.request
     ttl = function.result_cache_ttl()
     key = result_cache.cache_key(job.tenant, prepared.provider, request) if ttl > 0 else ""
@@ -251,8 +261,13 @@ def function_for(job: AIJob) -> AIFunction:
     return get_function(job.function)()
 
 
-def prepare(job: AIJob) -> Prepared:
-    """Load the data and build the request. Raises Cancelled, or ValueError to refuse."""
+# prepare()'s default: look the tenant's policy up.
+LOOK_UP: Any = object()
+
+
+def prepare(job: AIJob, policy: TenantPolicy | None = LOOK_UP) -> Prepared:
+    """Load the data and build the request, its prompt's PII masked (redaction.py).
+    Raises Cancelled, or ValueError to refuse."""
     try:
         function = function_for(job)
     except LookupError as exc:
@@ -261,9 +276,14 @@ def prepare(job: AIJob) -> Prepared:
     function.validate(data)
     provider = function.provider_name()
     config = resolve_credentials(provider, job.tenant or None)
+    if policy is LOOK_UP:
+        policy = policy_for(job.tenant)
+    prompt, masking = redaction.redact(
+        function.build_prompt(data), redaction.types_for(function, policy)
+    )
     request = CompletionRequest(
         system=function.system_prompt(data),
-        prompt=function.build_prompt(data),
+        prompt=prompt,
         model=function.model_name(config),
         max_tokens=function.token_limit(),
         temperature=function.temperature,
@@ -272,7 +292,14 @@ def prepare(job: AIJob) -> Prepared:
         choices=function.choices(),
         options=dict(function.provider_options),
     )
-    return Prepared(function, data, request, provider, config)
+    return Prepared(function, data, request, provider, config, masking)
+
+
+def note_redaction(job: AIJob, prepared: Prepared) -> None:
+    """Add a step with the masked counts per type (written with the next update)."""
+    if prepared.masking is not None:
+        counts = dict(prepared.masking.counts)
+        job.steps = with_note(job, Phase.PREP, redaction.describe(counts), pii=counts)
 
 
 def handle_provider_error(job: AIJob, error: ProviderError) -> str:
@@ -310,7 +337,8 @@ def write_back(
 ) -> str:
     """Save the output and finish the job in one transaction."""
     token = job.run_token
-    output = json_safe(parsed)
+    output = json_safe(parsed)  # placeholders kept: the job stores no masked value
+    parsed = prepared.restored(parsed)
     try:
         with transaction.atomic():
             prepared.function.save_output(parsed, prepared.data)
@@ -323,6 +351,12 @@ def write_back(
         job.run_token = token
         finish(job, Status.CANCELLED, phase=Phase.SAVE, error=str(exc), response=response)
         return Status.CANCELLED
+    except (IntegrityError, DataError) as exc:
+        if prepared.masking is None:
+            raise
+        # The database's message may quote a restored value: keep it from the job and logs.
+        job.run_token = token
+        raise redaction.RestoredWriteFailed(type(exc).__name__) from None
     transaction.on_commit(lambda: _announce_success(job, prepared.function, parsed))
     return Status.SUCCEEDED
 

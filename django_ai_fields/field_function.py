@@ -52,6 +52,8 @@ class FieldGeneration(AIFunction):
         self.fallback = self.field.fallback
         self.provider_options = dict(self.field.provider_options)
         self.stream = self.field.stream
+        self.redact_pii = self.field.redact_pii
+        self.restore_pii = self.field.restore_pii
 
     def prepare(self, payload: Any, tenant: str) -> RowData:
         instance = _preloaded.get().get((self.model_class, self.object_id))
@@ -82,6 +84,13 @@ class FieldGeneration(AIFunction):
 
     def parse_response(self, text: str) -> Any:
         return parse_output(self.field, text)
+
+    def restore_output(self, parsed: Any, masking: Any) -> Any:
+        restored = masking.restore(parsed)
+        max_length = getattr(self.field, "max_length", None)
+        if isinstance(restored, str) and max_length and not self.field.choice_values():
+            return restored[:max_length].rstrip()  # values may be longer than placeholders
+        return restored
 
     def save_output(self, parsed: Any, data: RowData) -> None:
         """Write only if the row's column inputs still equal those we rendered from

@@ -52,6 +52,8 @@ class AIFieldMixin:
         provider_options: dict[str, Any] | None = None,
         stream: bool = False,
         keep_manual_edits: bool = True,
+        redact_pii: bool | Iterable[str] = False,
+        restore_pii: bool = False,
         **kwargs: Any,
     ) -> None:
         self.prompt = prompt
@@ -77,6 +79,10 @@ class AIFieldMixin:
         # A value a person typed in (admin, form) survives later trigger changes
         # until an explicit regenerate (docs/fields.md, "Hand edits").
         self.keep_manual_edits = keep_manual_edits
+        # Mask personal data in the rendered prompt (True: every built-in type, or a
+        # list of types) and put it back into the answer (redaction.py).
+        self.redact_pii = redact_pii if isinstance(redact_pii, bool | str) else tuple(redact_pii)
+        self.restore_pii = restore_pii
         super().__init__(*args, **kwargs)
 
     def check(self, **kwargs: Any) -> list[Any]:

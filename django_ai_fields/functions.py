@@ -25,14 +25,17 @@ and signals.
 from __future__ import annotations
 
 import json
-from collections.abc import Sized
-from typing import Any, ClassVar
+from collections.abc import Sequence, Sized
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from django.core.serializers.json import DjangoJSONEncoder
 
 from .conf import get_setting
 from .outputs import InvalidOutput, parse_json, without_nul
 from .prompts import DATA_GUARD
+
+if TYPE_CHECKING:
+    from .redaction import Masking
 
 
 class Superseded(Exception):
@@ -65,6 +68,10 @@ class AIFunction:
     stream: bool = False
     # Extra keyword arguments for the SDK call (tools, reasoning_effort, seed...).
     provider_options: ClassVar[dict[str, Any]] = {}
+    # Mask personal data in the prompt before the call (True: every built-in type,
+    # or a list of types), and put it back into the answer (redaction.py).
+    redact_pii: bool | Sequence[str] = False
+    restore_pii: bool = False
 
     # -- the five steps ---------------------------------------------------------
 
@@ -95,6 +102,10 @@ class AIFunction:
 
     def after_commit(self, job: Any, parsed: Any) -> None:
         """Called once the successful job has committed (signals, notifications)."""
+
+    def restore_output(self, parsed: Any, masking: Masking) -> Any:
+        """The answer with masked values put back (``restore_pii``), as it is written."""
+        return masking.restore(parsed)
 
     # -- settings the engine asks for ------------------------------------------
 

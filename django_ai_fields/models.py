@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from django.contrib.contenttypes.models import ContentType
-from django.core.exceptions import ImproperlyConfigured
+from django.core.exceptions import ImproperlyConfigured, ValidationError
 from django.db import models
 from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
 
 from .encrypted import EncryptedTextField, UnreadableSecret
+from .redaction import ENTITY_TYPES, unknown_types
 
 
 class Status(models.TextChoices):
@@ -307,13 +308,27 @@ class ProviderCredential(models.Model):
 
 
 class TenantPolicy(models.Model):
-    """Per-tenant switches: AI on/off and a cap on jobs running at once."""
+    """Per-tenant switches: AI on/off, a cap on jobs running at once, PII redaction."""
 
     tenant = models.CharField(_("tenant"), max_length=100, unique=True)
     ai_enabled = models.BooleanField(_("AI enabled"), default=True)
     disabled_reason = models.CharField(_("reason when disabled"), max_length=200, blank=True)
     max_concurrent_jobs = models.PositiveIntegerField(
         _("max concurrent jobs"), null=True, blank=True, help_text=_("Blank: no cap.")
+    )
+    redact_pii = models.BooleanField(
+        _("redact personal data"),
+        default=False,
+        help_text=_("Mask personal data in every prompt of this tenant before any call."),
+    )
+    pii_entity_types = models.JSONField(
+        _("PII entity types"),
+        default=list,
+        blank=True,
+        help_text=_(
+            'A list such as ["email", "phone"]. Blank: every built-in type '
+            "(email, phone, card, iban, ssn, ip)."
+        ),
     )
 
     class Meta:
@@ -323,3 +338,15 @@ class TenantPolicy(models.Model):
 
     def __str__(self) -> str:
         return self.tenant
+
+    def clean(self) -> None:
+        types = self.pii_entity_types
+        if not isinstance(types, list) or not all(isinstance(t, str) for t in types):
+            raise ValidationError({"pii_entity_types": _("Give a list of entity type names.")})
+        unknown = unknown_types(types)
+        if unknown:
+            message = _("Unknown entity type(s) %(unknown)s; known: %(known)s.") % {
+                "unknown": ", ".join(unknown),
+                "known": ", ".join(ENTITY_TYPES),
+            }
+            raise ValidationError({"pii_entity_types": message})

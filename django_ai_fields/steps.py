@@ -48,5 +48,12 @@ def with_step(job: AIJob, values: dict[str, Any], **extra: Any) -> list[dict[str
     return steps[-MAX_STEPS:]
 
 
+def with_note(job: AIJob, phase: str, message: str, **extra: Any) -> list[dict[str, Any]]:
+    """The job's steps plus one that changes no phase (what PREP found, say)."""
+    steps = list(job.steps or [])
+    steps.append(_step(job, phase, message, timezone.now().isoformat(), **extra))
+    return steps[-MAX_STEPS:]
+
+
 def _step(job: AIJob, phase: str, message: str, at: str, **extra: Any) -> dict[str, Any]:
     return {"phase": phase, "message": message, "at": at, "attempt": job.attempts, **extra}
