@@ -36,6 +36,7 @@ from django.core.exceptions import FieldDoesNotExist
 from django.db import models
 from django.db.migrations.state import StateApps
 from django.db.models.signals import post_save
+from django.utils.inspect import func_accepts_kwargs, func_supports_parameter
 
 from .fields import AIFieldMixin, ai_fields_of
 from .prompts import PromptSyntaxError
@@ -220,14 +221,28 @@ _trackers: dict[type[models.Model], ModelTracker] = {}
 
 
 def _from_db_hook(original: Callable[..., Any]) -> Callable[..., Any]:
-    def from_db(cls: type[models.Model], db: str, field_names: Any, values: Any) -> Any:
-        instance = original(cls, db, field_names, values)
+    if not (func_supports_parameter(original, "fetch_mode") or func_accepts_kwargs(original)):
+        # Django < 6.1, or a model's own from_db() written before 6.1's fetch modes:
+        # the same signature, so Django warns about that override as it would without us.
+        def from_db(cls: type[models.Model], db: str, field_names: Any, values: Any) -> Any:
+            instance = original(cls, db, field_names, values)
+            tracker = _trackers.get(cls)
+            if tracker is not None:
+                tracker.loaded(instance, values)
+            return instance
+
+        return classmethod(from_db)
+
+    def from_db_with_fetch_mode(
+        cls: type[models.Model], db: str, field_names: Any, values: Any, *, fetch_mode: Any = None
+    ) -> Any:
+        instance = original(cls, db, field_names, values, fetch_mode=fetch_mode)
         tracker = _trackers.get(cls)
         if tracker is not None:
             tracker.loaded(instance, values)
         return instance
 
-    return classmethod(from_db)
+    return classmethod(from_db_with_fetch_mode)
 
 
 def _refresh_hook(original: Callable[..., Any]) -> Callable[..., Any]:
