@@ -36,7 +36,8 @@ class ProviderCredentialForm(forms.ModelForm):
         fields = ("tenant", "provider", "base_url", "default_model")
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        super().clean()
+        data = self.cleaned_data
         if data.get("new_api_key") and data.get("clear_api_key"):
             raise forms.ValidationError(_("Enter a new key or remove the key, not both."))
         return data

@@ -10,7 +10,7 @@ import hashlib
 import json
 from collections.abc import Callable, Iterable, Sequence
 from functools import cached_property
-from typing import Any
+from typing import Any, cast
 
 from django.db import models
 
@@ -23,6 +23,11 @@ class AIFieldMixin:
     """Options and behaviour shared by both AI field classes."""
 
     is_ai_field = True
+    # Set by the models.Field this mixin is combined with.
+    name: str
+    attname: str
+    model: type[models.Model]
+    verbose_name: Any
 
     def __init__(
         self,
@@ -105,7 +110,8 @@ class AIFieldMixin:
         else:
             return self.data_fields()
         excluded = set(self.excluded_fields)
-        return [opts.get_field(name) for name in names if name not in excluded]
+        # get_field() also finds reverse relations; trigger_fields name columns.
+        return [cast(models.Field, opts.get_field(name)) for name in names if name not in excluded]
 
     @cached_property
     def trigger_attnames(self) -> tuple[str, ...]:
@@ -113,7 +119,7 @@ class AIFieldMixin:
 
     @property
     def model_class(self) -> type[models.Model]:
-        return self.model  # type: ignore[attr-defined,no-any-return]
+        return self.model
 
     # -- rendering --------------------------------------------------------------
 
@@ -122,7 +128,7 @@ class AIFieldMixin:
         payload = json.dumps(
             [self.name, sorted(values.items())],
             default=str,
-            sort_keys=True,  # type: ignore[attr-defined]
+            sort_keys=True,
         )
         return hashlib.sha256(payload.encode()).hexdigest()
 
@@ -148,7 +154,7 @@ class AIFieldMixin:
     def system_prompt(self) -> str:
         opts = self.model_class._meta
         base = self.system_message or (
-            f'You write the value of the field "{self.verbose_name}" '  # type: ignore[attr-defined]
+            f'You write the value of the field "{self.verbose_name}" '
             f"of a {opts.verbose_name} record. Answer with the value only."
         )
         return "\n\n".join(p for p in (base, self.output_instructions(), DATA_GUARD) if p)

@@ -64,7 +64,7 @@ class AIFunction:
     # Stream the answer: its text so far shows on the job while it runs.
     stream: bool = False
     # Extra keyword arguments for the SDK call (tools, reasoning_effort, seed...).
-    provider_options: ClassVar[dict[str, Any]] = {}
+    provider_options: dict[str, Any] = {}
 
     # -- the five steps ---------------------------------------------------------
 

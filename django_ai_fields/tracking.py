@@ -30,7 +30,7 @@ import copy
 import struct
 from collections.abc import Callable, Iterable
 from operator import itemgetter
-from typing import Any
+from typing import Any, cast
 
 from django.core.exceptions import FieldDoesNotExist
 from django.db import models
@@ -161,7 +161,7 @@ class ModelTracker:
         opts = self.model._meta
         names = set()
         for name in update_fields:
-            field = opts.get_field(name)
+            field = cast("models.Field[Any, Any]", opts.get_field(name))  # save() checked it
             names.add(field.attname)
         return [a for a in self.attnames if a in names]
 
@@ -220,7 +220,7 @@ def _hash_differs(value: Any, recorded: int) -> bool:
 _trackers: dict[type[models.Model], ModelTracker] = {}
 
 
-def _from_db_hook(original: Callable[..., Any]) -> Callable[..., Any]:
+def _from_db_hook(original: Callable[..., Any]) -> classmethod[Any, ..., Any]:
     if not (func_supports_parameter(original, "fetch_mode") or func_accepts_kwargs(original)):
         # Django < 6.1, or a model's own from_db() written before 6.1's fetch modes:
         # the same signature, so Django warns about that override as it would without us.
