@@ -170,7 +170,7 @@ def render_template(
             lines = [f"{_label(f)}: {budget.take(field_text(instance, f))}" for f in all_fields]
             out.append(fence("\n".join(lines)))
         else:
-            field = cast("models.Field[Any, Any]", opts.get_field(name))  # not a reverse relation
+            field = cast("models.Field[Any, Any]", opts.get_field(name))  # no reverse relation
             out.append(fence(budget.take(field_text(instance, field)), name))
     return "".join(out), budget.truncated
 
