@@ -162,7 +162,7 @@ class AIJobAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
 
     @admin.display(description=_("target"))
     def target(self, job: AIJob) -> str:
-        if job.content_type_id is None:
+        if job.content_type is None:
             return job.function
         ct = job.content_type
         label = f"{ct.app_label}.{ct.model} #{job.object_id}"

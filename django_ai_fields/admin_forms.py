@@ -59,7 +59,8 @@ class ProviderCredentialForm(forms.ModelForm):
         return url
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        super().clean()
+        data = self.cleaned_data
         if data.get("new_api_key") and data.get("clear_api_key"):
             raise forms.ValidationError(_("Enter a new key or remove the key, not both."))
         self._check_unique_for_bound_tenant(data)

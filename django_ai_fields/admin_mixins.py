@@ -28,7 +28,9 @@ STATUS_MEDIA = forms.Media(
 def regenerate_action(field: AIFieldMixin | None) -> Callable[..., None]:
     """An admin action regenerating one AI field (or all, for ``None``) of the selected rows."""
 
-    def action(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: Any) -> None:
+    def action(
+        modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: models.QuerySet[Any]
+    ) -> None:
         from .api import regenerate
 
         name = field.name if field is not None else None
@@ -67,7 +69,7 @@ def regenerate_action(field: AIFieldMixin | None) -> Callable[..., None]:
         description: Any = _("Regenerate AI fields")
     else:
         action.__name__ = f"regenerate_ai_field_{field.name}"
-        description = format_lazy(_("Regenerate AI field “{}”"), field.verbose_name)  # type: ignore[attr-defined]
+        description = format_lazy(_("Regenerate AI field “{}”"), field.verbose_name)
     return admin.action(description=description, permissions=["change"])(action)
 
 
@@ -88,7 +90,7 @@ def status_column(field: AIFieldMixin) -> Callable[[models.Model], str]:
         return render_badge(obj, field.name)
 
     column.__name__ = f"ai_status_{field.name}"
-    description = format_lazy(_("{} status"), field.verbose_name)  # type: ignore[attr-defined]
+    description = format_lazy(_("{} status"), field.verbose_name)
     return admin.display(description=description)(column)
 
 
@@ -123,7 +125,7 @@ class AIFieldsAdminMixin:
             return fields
         if not self.ai_status_columns:
             return []
-        wanted = set(self.ai_status_columns)  # type: ignore[arg-type]
+        wanted = set(self.ai_status_columns)
         return [field for field in fields if field.name in wanted]
 
     def get_list_display(self, request: HttpRequest) -> Sequence[Any]:
@@ -134,7 +136,7 @@ class AIFieldsAdminMixin:
         base = super().get_changelist(request, **kwargs)  # type: ignore[misc]
         names = [field.name for field in self.ai_status_fields()]
         if not names:
-            return base  # type: ignore[no-any-return]
+            return base
 
         class AIStatusChangeList(base):  # type: ignore[misc,valid-type]
             def get_results(self, request: HttpRequest) -> None:
@@ -145,7 +147,7 @@ class AIFieldsAdminMixin:
 
     @property
     def media(self) -> forms.Media:
-        return super().media + STATUS_MEDIA  # type: ignore[misc,no-any-return]
+        return super().media + STATUS_MEDIA  # type: ignore[misc]
 
 
 class TenantScopedAdminMixin:

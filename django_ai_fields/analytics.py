@@ -70,12 +70,13 @@ def latency(usage: models.QuerySet[AIUsage]) -> list[dict[str, Any]]:
     groups = calls.values("provider", "model").annotate(
         calls=Count("pk"), max_ms=Max("duration_ms")
     )
-    result = []
+    result: list[dict[str, Any]] = []
     for group in groups.order_by("provider", "model"):
         subset = calls.filter(provider=group["provider"], model=group["model"])
+        row: dict[str, Any] = dict(group)
         for pct in PERCENTILES:
-            group[f"p{pct}_ms"] = percentile(subset, group["calls"], pct)
-        result.append(group)
+            row[f"p{pct}_ms"] = percentile(subset, group["calls"], pct)
+        result.append(row)
     return result
 
 

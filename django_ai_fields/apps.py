@@ -45,4 +45,4 @@ def _install_late_model(sender: type, **kwargs: object) -> None:
     if apps.ready:
         from .tracking import install
 
-        install(sender)  # type: ignore[arg-type]
+        install(sender)

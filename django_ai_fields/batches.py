@@ -25,7 +25,6 @@ import logging
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from django.contrib.contenttypes.models import ContentType
 from django.db import close_old_connections, models, transaction
@@ -51,7 +50,7 @@ from .providers import (
     provider_class,
     resolve_credentials,
 )
-from .providers.base import BatchState
+from .providers.base import BatchState, Provider
 from .schedules import release_mark, schedule_once
 
 logger = logging.getLogger("django_ai_fields")
@@ -319,9 +318,9 @@ def poll_batch(batch_id: str, report: PollReport) -> None:
     report.ended += 1
 
 
-def batch_state(provider: Any, batch_id: str) -> BatchState:
+def batch_state(provider: Provider, batch_id: str) -> BatchState:
     try:
-        return provider.batch_state(batch_id)  # type: ignore[no-any-return]
+        return provider.batch_state(batch_id)
     except ProviderError as error:
         if error.retryable:
             return BatchState(ended=False)  # look again at the next poll

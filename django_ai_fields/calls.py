@@ -8,7 +8,7 @@ import time
 from collections.abc import Generator
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from django.db import transaction
 from rq.timeouts import JobTimeoutException
@@ -28,6 +28,12 @@ from .providers import (
 from .redaction import Masking
 
 T = TypeVar("T")
+
+
+class SaveJob(Protocol):
+    """Writes columns of the running job under the run's lease."""
+
+    def __call__(self, **columns: Any) -> None: ...
 
 
 @dataclass
@@ -95,10 +101,12 @@ def drive(pipeline: Pipeline[T]) -> T:
             else:
                 call = pipeline.send(response)
     except StopIteration as done:
-        return done.value  # type: ignore[no-any-return]
+        return done.value
 
 
-def call_provider(job: AIJob, prepared: Prepared, save_job: Any) -> Pipeline[CompletionResponse]:
+def call_provider(
+    job: AIJob, prepared: Prepared, save_job: SaveJob
+) -> Pipeline[CompletionResponse]:
     """Reserve quota, call, then log and settle. Raises QuotaRefused or ProviderError.
     ``save_job(**columns)`` writes job columns under the run's lease."""
     reservations = reserve_quota(job, prepared)
@@ -128,7 +136,7 @@ def call_provider(job: AIJob, prepared: Prepared, save_job: Any) -> Pipeline[Com
     return response
 
 
-def reserve_quota(job: AIJob, prepared: Prepared) -> list[list[object]]:
+def reserve_quota(job: AIJob, prepared: Prepared) -> list[quotas.Reservation]:
     """Reserve the call's worst case against the tenant's quotas and the budget."""
     request = prepared.request
     sent = request.system + request.prompt + json.dumps(request.json_schema or "")

@@ -195,7 +195,7 @@ def _check_redaction(field: Any) -> list[checks.CheckMessage]:
 def _check_names(field: Any, template: Any) -> list[checks.CheckMessage]:
     opts = field.model._meta
     excluded = set(field.excluded_fields)
-    errors = [
+    errors: list[checks.CheckMessage] = [
         _error(
             field,
             "E005",

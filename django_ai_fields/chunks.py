@@ -22,6 +22,7 @@ from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from functools import partial
+from typing import TYPE_CHECKING
 
 from django.db import close_old_connections, connection
 from django.utils import timezone
@@ -30,6 +31,9 @@ from rq.timeouts import JobTimeoutException
 from .calls import Pipeline, ProviderCall
 from .conf import get_setting
 from .models import AIJob, Status
+
+if TYPE_CHECKING:
+    from .providers import CompletionResponse
 
 logger = logging.getLogger("django_ai_fields")
 
@@ -68,7 +72,7 @@ class ChunkRun:
     def __init__(self, job_ids: Sequence[int]) -> None:
         self.waiting = deque(job_ids)
         self.limit = concurrency()
-        self.in_flight: dict[Future[object], Pipeline[str]] = {}
+        self.in_flight: dict[Future[CompletionResponse], Pipeline[str]] = {}
         self.outcome: Counter[str] = Counter()
         self.touched = time.monotonic()
 
@@ -160,12 +164,12 @@ class ChunkRun:
                 logger.exception("AI chunk: %s jobs left for the sweep", len(self.waiting))
 
 
-def start_call(call: ProviderCall) -> Future[object]:
+def start_call(call: ProviderCall) -> Future[CompletionResponse]:
     """A future for the call's answer. Streamed calls write their partial text to
     the database as it arrives, so they run here, in the worker's thread."""
     if not call.streams:
         return asyncio.run_coroutine_threadsafe(call.arun(), call_loop())
-    future: Future[object] = Future()
+    future: Future[CompletionResponse] = Future()
     try:
         future.set_result(call.run())
     except (Exception, JobTimeoutException) as exc:

@@ -30,7 +30,7 @@ def _derived_key() -> bytes:
 
 
 def fernet() -> MultiFernet:
-    keys = configured_keys() or [_derived_key()]
+    keys: list[str] | list[bytes] = configured_keys() or [_derived_key()]
     try:
         return MultiFernet([Fernet(k) for k in keys])
     except ValueError as exc:

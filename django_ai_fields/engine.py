@@ -255,7 +255,7 @@ def end_at_prep(job: AIJob, exc: Exception, response: CompletionResponse | None 
 
 def function_for(job: AIJob) -> AIFunction:
     if job.function == FIELD_FUNCTION:
-        if job.content_type_id is None:
+        if job.content_type is None:
             raise Cancelled("The job names no target row.")
         return FieldGeneration(job.content_type, job.object_id, job.field_name)
     return get_function(job.function)()

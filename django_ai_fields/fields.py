@@ -31,6 +31,11 @@ class AIFieldMixin:
     """Options and behaviour shared by both AI field classes."""
 
     is_ai_field = True
+    # Set by the models.Field this mixin is combined with.
+    name: str
+    attname: str
+    model: type[models.Model]
+    verbose_name: Any
 
     def __init__(
         self,
@@ -162,7 +167,7 @@ class AIFieldMixin:
 
     @property
     def model_class(self) -> type[models.Model]:
-        return self.model  # type: ignore[attr-defined,no-any-return]
+        return self.model
 
     # -- rendering --------------------------------------------------------------
 
@@ -171,7 +176,7 @@ class AIFieldMixin:
         payload = json.dumps(
             [self.name, sorted(values.items())],
             default=str,
-            sort_keys=True,  # type: ignore[attr-defined]
+            sort_keys=True,
         )
         return hashlib.sha256(payload.encode()).hexdigest()
 
@@ -205,7 +210,7 @@ class AIFieldMixin:
     def system_prompt(self) -> str:
         opts = self.model_class._meta
         base = self.system_message or (
-            f'You write the value of the field "{self.verbose_name}" '  # type: ignore[attr-defined]
+            f'You write the value of the field "{self.verbose_name}" '
             f"of a {opts.verbose_name} record. Answer with the value only."
         )
         return "\n\n".join(p for p in (base, self.output_instructions(), DATA_GUARD) if p)

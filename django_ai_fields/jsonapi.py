@@ -21,7 +21,7 @@ from .conf import get_setting
 from .models import AIJob, AIUsage
 from .permissions import NoTenant, has_model_perm
 
-View = Callable[..., Any]
+View = Callable[..., HttpResponse]
 
 
 class ApiError(Exception):
@@ -44,7 +44,7 @@ def json_response(data: Any, status: int = 200) -> JsonResponse:
 
 
 class _CsrfCheck(CsrfViewMiddleware):
-    def _reject(self, request: HttpRequest, reason: str) -> str:  # type: ignore[override]
+    def _reject(self, request: HttpRequest, reason: str) -> str:
         return reason
 
 
@@ -82,7 +82,7 @@ def endpoint(
             if action is not None and not has_model_perm(request.user, action, model):
                 return error_response(403, "permission_denied", "You may not do this.")
             try:
-                return view(request, *args, **kwargs)  # type: ignore[no-any-return]
+                return view(request, *args, **kwargs)
             except ApiError as exc:
                 return error_response(exc.status, exc.code, exc.message, **exc.headers)
             except NoTenant as exc:
@@ -196,7 +196,7 @@ def job_to_dict(job: AIJob, *, detail: bool = False) -> dict[str, Any]:
         "function": job.function,
         "target": {
             "model": job.content_type.app_label + "." + job.content_type.model
-            if job.content_type_id
+            if job.content_type
             else None,
             "id": job.object_id or None,
         },

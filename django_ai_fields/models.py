@@ -142,7 +142,7 @@ class AIJob(models.Model):
 
     def get_target(self) -> models.Model | None:
         """The row this job writes to, or None if it was deleted."""
-        if self.content_type_id is None:
+        if self.content_type is None:
             return None
         model = self.content_type.model_class()
         if model is None:

@@ -15,7 +15,7 @@ import re
 import string
 import uuid
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 if TYPE_CHECKING:
     from django.db import models
@@ -179,7 +179,8 @@ def render_template(
             lines = [f"{_label(f)}: {budget.take(field_text(instance, f))}" for f in all_fields]
             out.append(fence("\n".join(lines)))
         else:
-            out.append(fence(budget.take(field_text(instance, opts.get_field(name))), name))
+            field = cast("models.Field[Any, Any]", opts.get_field(name))  # no reverse relation
+            out.append(fence(budget.take(field_text(instance, field)), name))
     return "".join(out), budget.truncated
 
 

@@ -37,6 +37,8 @@ class Demand:
 
 
 NOTHING = Demand(0, 0, 0)
+# [usage_row_id, kind, units], as AIJob.reservations (JSON) keeps it.
+Reservation = list[int | str]
 
 
 @dataclass(frozen=True)
@@ -122,10 +124,10 @@ def _take(row_id: int, units: int, limit: int) -> bool:
     )
 
 
-def reserve(tenant: str, demand: Demand, budget: Budget | None = None) -> list[list[object]]:
+def reserve(tenant: str, demand: Demand, budget: Budget | None = None) -> list[Reservation]:
     """Reserve ``demand`` against every applicable quota and the field budget,
     all or nothing. Returns the reservations: [[usage_row_id, kind, units], ...]."""
-    reservations: list[list[object]] = []
+    reservations: list[Reservation] = []
     quotas = applicable_quotas(tenant)
     if not quotas and budget is None:
         return reservations  # nothing to reserve: no transaction either
@@ -153,15 +155,15 @@ def reserve(tenant: str, demand: Demand, budget: Budget | None = None) -> list[l
     return reservations
 
 
-def settle(reservations: list[list[object]], used: Demand) -> None:
+def settle(reservations: list[Reservation], used: Demand) -> None:
     """Replace each reservation by what the call really used."""
     for row_id, kind, units in reservations:
-        delta = used.units(str(kind)) - int(units)  # type: ignore[call-overload]
+        delta = used.units(str(kind)) - int(units)
         if delta:
             QuotaUsage.objects.filter(pk=row_id).update(used=F("used") + delta)
 
 
-def release(reservations: list[list[object]]) -> None:
+def release(reservations: list[Reservation]) -> None:
     """Give back reservations of a run that never settled (its worker died)."""
     settle(reservations, NOTHING)
 

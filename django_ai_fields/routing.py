@@ -19,7 +19,7 @@ import hashlib
 import json
 import random
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import asdict, replace
 from typing import Any
 
@@ -27,12 +27,10 @@ from django.db.models import F
 from django.utils.translation import gettext as _
 
 from . import breaker, ratelimit, tokens
-from .calls import Pipeline, Prepared, call_provider
+from .calls import Pipeline, Prepared, SaveJob, call_provider
 from .conf import get_setting
 from .models import AIJob, ErrorCode, Phase, Status
 from .providers import CompletionResponse, ProviderError, provider_class, resolve_credentials
-
-SaveJob = Callable[..., None]
 
 WAIT_KEY = "django_ai_fields:circuit-wait:{job}"
 # A half-open circuit's probe usually answers within a second: look again soon.
@@ -115,7 +113,7 @@ def routes(job: AIJob, prepared: Prepared) -> list[Prepared]:
 
 def fallback_entries(entries: Iterable[Any]) -> list[tuple[str, str | None]]:
     """Normalise ``["azure", ("anthropic", "claude-haiku-4-5"), ...]`` (lists too: JSON)."""
-    normalised = []
+    normalised: list[tuple[str, str | None]] = []
     for entry in entries or ():
         if isinstance(entry, str):
             normalised.append((entry, None))

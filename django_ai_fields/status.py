@@ -88,7 +88,7 @@ def job_for(obj: models.Model, field_name: str) -> AIJob | None:
     when it ran), else one query."""
     cache = getattr(obj, CACHE_ATTR, None)
     if cache is not None and field_name in cache:
-        return cache[field_name]  # type: ignore[no-any-return]
+        return cache[field_name]
     return latest_jobs(type(obj), [obj.pk], [field_name]).get((str(obj.pk), field_name))
 
 

@@ -30,12 +30,13 @@ import copy
 import struct
 from collections.abc import Callable, Iterable
 from operator import itemgetter
-from typing import Any
+from typing import Any, cast
 
 from django.core.exceptions import FieldDoesNotExist
 from django.db import models
 from django.db.migrations.state import StateApps
 from django.db.models.signals import m2m_changed, post_save
+from django.utils.inspect import func_accepts_kwargs, func_supports_parameter
 
 from . import chains
 from .fields import AIFieldMixin, ai_fields_of, value_written_hooks
@@ -166,7 +167,7 @@ class ModelTracker:
         opts = self.model._meta
         names = set()
         for name in update_fields:
-            field = opts.get_field(name)
+            field = cast("models.Field[Any, Any]", opts.get_field(name))  # save() checked it
             names.add(field.attname)
         return [a for a in self.attnames if a in names]
 
@@ -277,15 +278,29 @@ def _hash_differs(value: Any, recorded: int) -> bool:
 _trackers: dict[type[models.Model], ModelTracker] = {}
 
 
-def _from_db_hook(original: Callable[..., Any]) -> Callable[..., Any]:
-    def from_db(cls: type[models.Model], db: str, field_names: Any, values: Any) -> Any:
-        instance = original(cls, db, field_names, values)
+def _from_db_hook(original: Callable[..., Any]) -> classmethod[Any, ..., Any]:
+    if not (func_supports_parameter(original, "fetch_mode") or func_accepts_kwargs(original)):
+        # Django < 6.1, or a model's own from_db() written before 6.1's fetch modes:
+        # the same signature, so Django warns about that override as it would without us.
+        def from_db(cls: type[models.Model], db: str, field_names: Any, values: Any) -> Any:
+            instance = original(cls, db, field_names, values)
+            tracker = _trackers.get(cls)
+            if tracker is not None:
+                tracker.loaded(instance, values)
+            return instance
+
+        return classmethod(from_db)
+
+    def from_db_with_fetch_mode(
+        cls: type[models.Model], db: str, field_names: Any, values: Any, *, fetch_mode: Any = None
+    ) -> Any:
+        instance = original(cls, db, field_names, values, fetch_mode=fetch_mode)
         tracker = _trackers.get(cls)
         if tracker is not None:
             tracker.loaded(instance, values)
         return instance
 
-    return classmethod(from_db)
+    return classmethod(from_db_with_fetch_mode)
 
 
 def _refresh_hook(original: Callable[..., Any]) -> Callable[..., Any]:

@@ -22,6 +22,19 @@ REAL_REDIS = bool(os.environ.get("REDIS_URL"))
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Django's deprecation warnings fail a test that meets them in its own code too
+    (pyproject.toml does it for the package). Their class names change with every
+    Django release, so they are read from the installed Django."""
+    from django.utils import deprecation
+
+    for name in dir(deprecation):
+        if name.startswith("RemovedIn") and name.endswith("Warning"):
+            config.addinivalue_line(
+                "filterwarnings", f"error::django.utils.deprecation.{name}:tests"
+            )
+
+
 @pytest.fixture(scope="session")
 def fake_provider_server() -> Iterator[FakeProvider]:
     with running_fake_provider() as server:

@@ -169,12 +169,15 @@ def test_django_rq_not_installed_is_e011() -> None:
     assert check_installation() == []
 
 
+# Django 6.1 runs the model checks against every database (JSONField support).
+@pytest.mark.django_db
 def test_check_command_passes_on_the_test_project() -> None:
     out = StringIO()
     call_command("check", stdout=out)
     assert "no issues" in out.getvalue()
 
 
+@pytest.mark.django_db
 def test_check_command_fails_on_a_misconfiguration(settings) -> None:  # type: ignore[no-untyped-def]
     settings.AI_FIELDS = {**settings.AI_FIELDS, "QUEUE": "ai"}
     with pytest.raises(SystemCheckError, match=r"django_ai_fields\.E010"):

@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import os
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from ..models import ErrorCode
 
@@ -171,13 +171,16 @@ def error_from_sdk(sdk: Any, exc: Exception) -> ProviderError:
     return ProviderError(ErrorCode.INTERNAL, f"{type(exc).__name__}: {exc}")
 
 
+T = TypeVar("T")
+
+
 class SDKClientCache:
     """One SDK client per credential set and process: building one costs milliseconds."""
 
     def __init__(self) -> None:
         self._clients: dict[tuple[Any, ...], Any] = {}
 
-    def get(self, key: tuple[Any, ...], factory: Any) -> Any:
+    def get(self, key: tuple[Any, ...], factory: Callable[[], T]) -> T:
         client = self._clients.get(key)
         if client is None:
             client = self._clients[key] = factory()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any
+from typing import Any, Final
 
 import httpx2
 import openai
@@ -25,7 +25,7 @@ from .base import (
 from .batching import batched, not_run, request_body, status_error, typed_error, unreadable
 from .streams import StreamItem, read_openai, stream_error
 
-BATCH_ENDPOINT = "/v1/chat/completions"
+BATCH_ENDPOINT: Final = "/v1/chat/completions"
 # A batch that ended: its output and error files are final.
 BATCH_ENDED = ("completed", "expired", "cancelled", "failed")
 # Seconds allowed for uploading a batch's request file (it may be large).
@@ -195,8 +195,8 @@ def read_batch_line(line: str) -> tuple[str, CompletionResponse | ProviderError]
         try:
             completion = ChatCompletion.construct(**response["body"])
             return custom_id, batched(response_from_completion(completion))
-        except ProviderError as error:
-            return custom_id, error
+        except ProviderError as refused:
+            return custom_id, refused
         except (KeyError, TypeError, AttributeError, ValueError) as exc:
             return custom_id, unreadable(exc)
     if status:

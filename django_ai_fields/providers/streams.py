@@ -63,7 +63,8 @@ def error_event(body: Any) -> tuple[str, str]:
     """(type or code, message) of an error event body, either provider's shape."""
     if not isinstance(body, dict):
         return "", str(body or "")
-    error = body.get("error") if isinstance(body.get("error"), dict) else body
+    nested = body.get("error")
+    error = nested if isinstance(nested, dict) else body
     kind = error.get("code") if error.get("code") in STREAM_ERROR_TYPES else error.get("type")
     return str(kind or ""), str(error.get("message") or "")
 
