@@ -26,13 +26,16 @@ class Demand:
 
     requests: int
     tokens: int
-    cost_micro: int
+    # None: the model has no known price (a cost limit then refuses the call).
+    cost_micro: int | None
+    # The priced model, named in a refusal when its price is unknown.
+    model: str = ""
 
     def units(self, kind: str) -> int:
         return {
             QuotaKind.REQUESTS: self.requests,
             QuotaKind.TOKENS: self.tokens,
-            QuotaKind.COST_USD: self.cost_micro,
+            QuotaKind.COST_USD: self.cost_micro or 0,
         }[kind]  # type: ignore[index]
 
 
@@ -54,14 +57,20 @@ class QuotaRefused(Exception):
         self.message = message
 
 
-def worst_case(model: str, prompt_bytes: int, max_tokens: int) -> Demand:
+def worst_case(model: str, prompt_bytes: int, max_tokens: int, provider: str = "") -> Demand:
     """Upper bound of a call: every prompt byte a token (true for byte-level BPE
     tokenizers), plus max_tokens of output, at the model's prices."""
-    cost = cost_micro(model, input_tokens=prompt_bytes, output_tokens=max_tokens)
-    return Demand(1, prompt_bytes + max_tokens, ceil_micro(cost))
+    cost = cost_micro(
+        model, input_tokens=prompt_bytes, output_tokens=max_tokens, provider=provider
+    )
+    return Demand(
+        1, prompt_bytes + max_tokens, None if cost is None else ceil_micro(cost), model
+    )
 
 
-def actual(model: str, response: object | None, *, batch: bool = False) -> Demand:
+def actual(
+    model: str, response: object | None, *, batch: bool = False, provider: str = ""
+) -> Demand:
     """Units a finished call really used; a call that failed uses nothing."""
     if response is None:
         return NOTHING
@@ -75,9 +84,12 @@ def actual(model: str, response: object | None, *, batch: bool = False) -> Deman
         output_tokens=tokens_out,
         cached_tokens=response.cached_tokens,  # type: ignore[attr-defined]
         cache_creation_tokens=response.cache_creation_tokens,  # type: ignore[attr-defined]
-        batch=batch,
+        cache_write_1h_tokens=response.cache_write_1h_tokens,  # type: ignore[attr-defined]
+        batch=batch or response.batch,  # type: ignore[attr-defined]
+        service_tier=response.service_tier,  # type: ignore[attr-defined]
+        provider=provider,
     )
-    return Demand(1, tokens_in + tokens_out, ceil_micro(cost))
+    return Demand(1, tokens_in + tokens_out, 0 if cost is None else ceil_micro(cost), model)
 
 
 def period_start(period: str, today: datetime.date | None = None) -> datetime.date:
@@ -129,6 +141,7 @@ def reserve(tenant: str, demand: Demand, budget: Budget | None = None) -> list[l
     quotas = applicable_quotas(tenant)
     if not quotas and budget is None:
         return reservations  # nothing to reserve: no transaction either
+    refuse_unpriced(tenant, demand, quotas, budget)
     with transaction.atomic():
         for quota in quotas:
             units = demand.units(quota.kind)
@@ -151,6 +164,37 @@ def reserve(tenant: str, demand: Demand, budget: Budget | None = None) -> list[l
                 )
             reservations.append([row_id, QuotaKind.COST_USD, units])
     return reservations
+
+
+def refuse_unpriced(
+    tenant: str, demand: Demand, quotas: list[Quota], budget: Budget | None
+) -> None:
+    """A cost limit cannot hold for a model without a price: refuse before the call."""
+    if demand.cost_micro is not None:
+        return
+    fix = _("add it to AI_FIELDS['PRICING'] or map it to a priced model with PRICE_AS")
+    if any(quota.kind == QuotaKind.COST_USD for quota in quotas):
+        raise QuotaRefused(
+            ErrorCode.QUOTA_EXCEEDED,
+            _(
+                "Model %(model)s has no known price, so the cost quota of tenant "
+                "%(tenant)s cannot be enforced: %(fix)s."
+            )
+            % {"model": demand.model or "-", "tenant": tenant or "-", "fix": fix},
+        )
+    if budget is not None:
+        raise QuotaRefused(
+            ErrorCode.BUDGET_EXCEEDED,
+            _(
+                "Model %(model)s has no known price, so the budget of %(scope)s "
+                "cannot be enforced: %(fix)s."
+            )
+            % {
+                "model": demand.model or "-",
+                "scope": budget.scope.removeprefix("budget:"),
+                "fix": fix,
+            },
+        )
 
 
 def settle(reservations: list[list[object]], used: Demand) -> None:
