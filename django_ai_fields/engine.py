@@ -354,7 +354,7 @@ def finish(
     if output is not None:
         values["output"] = output
     if response is not None:
-        cost = call_cost(job.model, response)
+        cost = call_cost(job.model, response, job.provider)
         values["input_tokens"] = F("input_tokens") + response.input_tokens
         values["output_tokens"] = F("output_tokens") + response.output_tokens
         values["cost_usd"] = F("cost_usd") + cost

@@ -166,7 +166,7 @@ class AIUsage(models.Model):
     )
     # What a gateway (OpenRouter's usage.cost, LiteLLM's header) says it charged.
     gateway_cost_usd = models.DecimalField(
-        _("gateway cost (USD)"), max_digits=14, decimal_places=6, null=True, blank=True
+        _("gateway cost (USD)"), max_digits=18, decimal_places=10, null=True, blank=True
     )
     # The model whose price was used, when PRICE_AS mapped the served name to another.
     priced_as = models.CharField(_("priced as"), max_length=100, blank=True, default="")

@@ -149,7 +149,8 @@ def _genai_usage(tokens: CallTokens) -> genai_prices.Usage:
     }
     if tokens.cache_write_1h_tokens:
         values["cache_write_1h_tokens"] = tokens.cache_write_1h_tokens
-        values["cache_write_5m_tokens"] = tokens.cache_creation_tokens - tokens.cache_write_1h_tokens
+        five_minutes = tokens.cache_creation_tokens - tokens.cache_write_1h_tokens
+        values["cache_write_5m_tokens"] = five_minutes
     return genai_prices.Usage(**values)
 
 
@@ -237,7 +238,9 @@ def price_data() -> dict[str, str]:
     return {"source": "genai-prices", "version": genai_prices.__version__, "as_of": str(newest)}
 
 
-def _later(newest: datetime.date, date: datetime.date | None, today: datetime.date) -> datetime.date:
+def _later(
+    newest: datetime.date, date: datetime.date | None, today: datetime.date
+) -> datetime.date:
     return date if date is not None and newest < date <= today else newest
 
 

@@ -10,12 +10,15 @@ from __future__ import annotations
 import datetime
 from dataclasses import dataclass
 from decimal import Decimal
+from functools import partial
 
 from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from . import signals
+from .conf import get_setting
 from .models import ErrorCode, Quota, QuotaKind, QuotaPeriod, QuotaUsage
 from .pricing import ceil_micro, cost_micro, usd_to_micro
 
@@ -203,6 +206,44 @@ def settle(reservations: list[list[object]], used: Demand) -> None:
         delta = used.units(str(kind)) - int(units)  # type: ignore[call-overload]
         if delta:
             QuotaUsage.objects.filter(pk=row_id).update(used=F("used") + delta)
+
+
+def alert_fractions() -> list[Decimal]:
+    """QUOTA_ALERT_AT as Decimals in (0, 1+], ascending."""
+    return sorted({Decimal(str(f)) for f in get_setting("QUOTA_ALERT_AT") or () if f and f > 0})
+
+
+def check_alerts(tenant: str, reservations: list[list[object]]) -> None:
+    """Fire ``quota_threshold_reached`` for each QUOTA_ALERT_AT fraction that a
+    tenant quota's use has crossed this period, exactly once per crossing: a
+    worker signals a fraction only if its conditional UPDATE moved the period
+    row's marker past it (the fractions are tried in ascending order)."""
+    fractions = alert_fractions()
+    row_ids = [int(row_id) for row_id, _kind, _units in reservations]  # type: ignore[call-overload]
+    if not fractions or not row_ids:
+        return
+    rows = QuotaUsage.objects.filter(pk__in=row_ids, scope="", tenant=tenant)
+    by_key = {(q.kind, q.period): q for q in applicable_quotas(tenant)}
+    for row in rows:
+        quota = by_key.get((row.kind, row.period))
+        if quota is None:
+            continue
+        limit = limit_units(quota.kind, quota.limit)
+        for fraction in fractions:
+            if limit <= 0 or row.used < fraction * limit:
+                break
+            permille = int(fraction * 1000)
+            moved = QuotaUsage.objects.filter(
+                pk=row.pk, alerted_permille__lt=permille
+            ).update(alerted_permille=permille)
+            if moved:
+                transaction.on_commit(partial(_send_alert, tenant, quota, fraction))
+
+
+def _send_alert(tenant: str, quota: Quota, fraction: Decimal) -> None:
+    signals.quota_threshold_reached.send(
+        sender=Quota, tenant=tenant, quota=quota, fraction=float(fraction)
+    )
 
 
 def release(reservations: list[list[object]]) -> None:

@@ -17,7 +17,7 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='aiusage',
             name='gateway_cost_usd',
-            field=models.DecimalField(blank=True, decimal_places=6, max_digits=14, null=True, verbose_name='gateway cost (USD)'),
+            field=models.DecimalField(blank=True, decimal_places=10, max_digits=18, null=True, verbose_name='gateway cost (USD)'),
         ),
         migrations.AddField(
             model_name='aiusage',

@@ -143,3 +143,6 @@ class Story(models.Model):
     text = AIGeneratedField(
         prompt="Write a story about {title}.", stream=True, cache_ttl=0, blank=True, null=True
     )
+
+
+from tests.testapp import alerts  # noqa: E402,F401  (connects the test receiver)

@@ -1,0 +1,219 @@
+"""Issue 15: maintained prices (genai-prices), unpriced models refused under cost
+limits, gateways (PRICE_AS, the gateway's own cost), reasoning tokens, alerts."""
+
+from __future__ import annotations
+
+import datetime
+from decimal import Decimal
+
+import pytest
+
+from django_ai_fields import pricing
+from django_ai_fields.calls import priced_cost
+from django_ai_fields.models import AIJob, AIUsage, Quota, QuotaUsage
+from django_ai_fields.providers import CompletionResponse
+from tests.fake_provider import Usage
+from tests.testapp.models import Memo, Product
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def tenants(fake_provider, settings):
+    settings.AI_FIELDS = {
+        **settings.AI_FIELDS,
+        "TENANT_RESOLVER": "tests.testapp.tenancy.product_tenant",
+    }
+    return fake_provider
+
+
+def use(settings, **values):
+    settings.AI_FIELDS = {**settings.AI_FIELDS, **values}
+
+
+def use_provider_option(settings, provider, **values):
+    providers = dict(settings.AI_FIELDS["PROVIDERS"])
+    providers[provider] = {**providers[provider], **values}
+    use(settings, PROVIDERS=providers)
+
+
+def one_product(worker, shop="acme"):
+    Product.objects.create(shop=shop, title="Lamp", price=10)
+    worker.drain()
+
+
+# -- exact costs against the price pages' arithmetic (USD per 1M tokens) -------------
+
+
+def test_openai_model_only_the_maintained_data_knows_with_cache_and_reasoning(
+    tenants, settings, worker
+):
+    # gpt-5.4: $2.50 input, $0.25 cached input, $15 output per 1M (openai.com/api/pricing).
+    use(settings, DEFAULT_MODEL="gpt-5.4")
+    tenants.usage = Usage(
+        input_tokens=1000, cached_tokens=400, output_tokens=200, reasoning_tokens=50
+    )
+    one_product(worker)
+    row = AIUsage.objects.get()
+    # 1000 x 2.50 + 400 x 0.25 + 200 x 15 = 5600 micro-dollars (reasoning is billed as output)
+    assert row.cost_usd == Decimal("0.005600")
+    assert (row.input_tokens, row.cached_tokens, row.reasoning_tokens) == (1400, 400, 50)
+    assert AIJob.objects.get().cost_usd == Decimal("0.005600")
+
+
+def test_openai_flex_service_tier_is_priced_at_the_flex_rate(tenants, settings, worker):
+    # gpt-5.4 flex: $1.25 input, $0.13 cached, $7.50 output per 1M.
+    use(settings, DEFAULT_MODEL="gpt-5.4")
+    tenants.usage = Usage(
+        input_tokens=1000, cached_tokens=400, output_tokens=200, service_tier="flex"
+    )
+    one_product(worker)
+    # 1000 x 1.25 + 400 x 0.13 + 200 x 7.50 = 2802
+    assert AIUsage.objects.get().cost_usd == Decimal("0.002802")
+
+
+def test_anthropic_cache_writes_of_both_durations(tenants, settings, worker):
+    # claude-opus-4-6: $5 input, $0.50 cache read, $6.25 5-minute write (1.25x),
+    # $10 1-hour write (2x), $25 output per 1M.
+    use(settings, DEFAULT_PROVIDER="anthropic", DEFAULT_MODEL="claude-opus-4-6")
+    use_provider_option(settings, "anthropic", DEFAULT_MODEL="claude-opus-4-6")
+    tenants.usage = Usage(
+        input_tokens=1000,
+        cached_tokens=400,
+        cache_creation_tokens=150,
+        cache_write_1h_tokens=50,
+        output_tokens=200,
+    )
+    one_product(worker)
+    row = AIUsage.objects.get()
+    # 1000 x 5 + 400 x 0.50 + 100 x 6.25 + 50 x 10 + 200 x 25 = 11325
+    assert row.cost_usd == Decimal("0.011325")
+    assert (row.input_tokens, row.cache_write_tokens) == (1550, 150)
+
+
+def test_dated_anthropic_snapshot_is_priced_like_its_model(tenants, settings, worker):
+    use(settings, DEFAULT_PROVIDER="anthropic")
+    use_provider_option(settings, "anthropic", DEFAULT_MODEL="claude-haiku-4-5-20251001")
+    tenants.usage = Usage(input_tokens=1000, output_tokens=200)
+    one_product(worker)
+    assert AIUsage.objects.get().cost_usd == Decimal("0.002000")  # 1000 x 1 + 200 x 5
+
+
+@pytest.mark.parametrize(
+    ("provider", "model", "expected"),
+    [
+        # OpenAI Batch API: gpt-4o-mini $0.075 input, $0.30 output per 1M.
+        ("openai", "gpt-4o-mini", Decimal("0.000135")),  # 1000 x 0.075 + 200 x 0.30
+        # Anthropic Message Batches: claude-haiku-4-5 $0.50 input, $2.50 output per 1M.
+        ("anthropic", "claude-haiku-4-5", Decimal("0.001000")),  # 1000 x 0.5 + 200 x 2.5
+    ],
+)
+def test_batch_answers_cost_the_batch_rate(provider, model, expected):
+    response = CompletionResponse(text="x", input_tokens=1000, output_tokens=200, batch=True)
+    assert priced_cost(model, response, provider) == expected
+
+
+def test_prices_are_taken_at_the_calls_own_time():
+    # o3 cost $10 / $40 per 1M until 2025-06-10, $2 / $8 since.
+    args = {"input_tokens": 1000, "output_tokens": 200, "provider": "openai"}
+    before = datetime.datetime(2025, 5, 1, tzinfo=datetime.timezone.utc)
+    after = datetime.datetime(2026, 11, 1, tzinfo=datetime.timezone.utc)
+    assert pricing.cost_micro("o3", at=before, **args) == Decimal("18000")
+    assert pricing.cost_micro("o3", at=after, **args) == Decimal("3600")
+
+
+def test_pricing_override_wins_over_the_maintained_data(tenants, settings, worker):
+    use(settings, PRICING={"gpt-4o-mini": {"input": 1, "output": 2}})
+    tenants.usage = Usage(input_tokens=100, output_tokens=10)
+    one_product(worker)
+    assert AIUsage.objects.get().cost_usd == Decimal("0.000120")
+
+
+def test_price_data_names_the_package_version_and_date():
+    data = pricing.price_data()
+    assert data["source"] == "genai-prices"
+    assert data["version"].startswith("0.2.")
+    datetime.date.fromisoformat(data["as_of"])
+
+
+# -- unpriced models ---------------------------------------------------------------------
+
+
+def test_unpriced_model_under_a_cost_quota_is_refused_before_the_call(tenants, settings, worker):
+    use(settings, DEFAULT_MODEL="no-such-model-x")
+    Quota.objects.create(tenant="", kind="cost_usd", period="month", limit=Decimal("5"))
+    one_product(worker)
+    job = AIJob.objects.get()
+    assert (job.status, job.error_code) == ("failed", "quota_exceeded")
+    assert "no-such-model-x" in job.error and "AI_FIELDS['PRICING']" in job.error
+    assert tenants.calls == 0
+    assert QuotaUsage.objects.filter(used__gt=0).count() == 0
+
+
+def test_unpriced_model_under_a_field_budget_is_refused_before_the_call(tenants, settings, worker):
+    use(settings, DEFAULT_MODEL="no-such-model-x")
+    Memo.objects.create(shop="acme", title="Q3 plan")  # Memo.text has budget_usd
+    worker.drain()
+    job = AIJob.objects.get()
+    assert (job.status, job.error_code) == ("failed", "budget_exceeded")
+    assert "no-such-model-x" in job.error and "testapp.Memo.text" in job.error
+    assert tenants.calls == 0
+
+
+def test_unpriced_model_without_a_cost_limit_records_an_unknown_cost(tenants, settings, worker):
+    use(settings, DEFAULT_MODEL="no-such-model-y")
+    Quota.objects.create(tenant="", kind="requests", period="day", limit=10)  # not a cost limit
+    one_product(worker)
+    assert AIJob.objects.get().status == "succeeded"
+    assert AIUsage.objects.get().cost_usd is None  # unknown, not "free"
+
+
+# -- gateways ----------------------------------------------------------------------------
+
+
+def test_gateway_alias_is_priced_as_its_real_model_and_openrouter_cost_recorded(
+    tenants, settings, worker
+):
+    # An OpenAI-compatible gateway serving "claude-sonnet-4-5" from a cheaper upstream.
+    use(settings, DEFAULT_MODEL="claude-sonnet-4-5")
+    tenants.usage = Usage(input_tokens=100, output_tokens=20, gateway_cost=0.0000135)
+    one_product(worker)
+    unmapped = AIUsage.objects.get()
+    assert unmapped.cost_usd == Decimal("0.000600")  # 100 x 3 + 20 x 15: the alias's price
+    assert unmapped.gateway_cost_usd == Decimal("0.0000135")
+
+    AIUsage.objects.all().delete()
+    use_provider_option(settings, "openai", PRICE_AS={"claude-sonnet-4-5": "gpt-4o-mini"})
+    Product.objects.create(shop="acme", title="Chair", price=3)
+    worker.drain()
+    mapped = AIUsage.objects.get()
+    assert mapped.cost_usd == Decimal("0.000027")  # 100 x 0.15 + 20 x 0.60
+    assert (mapped.model, mapped.priced_as) == ("claude-sonnet-4-5", "gpt-4o-mini")
+
+
+def test_litellm_cost_header_is_recorded(tenants, settings, worker):
+    tenants.response_headers = {"x-litellm-response-cost": "2.1e-05"}
+    tenants.usage = Usage(input_tokens=100, output_tokens=20)
+    one_product(worker)
+    row = AIUsage.objects.get()
+    assert row.gateway_cost_usd == Decimal("0.000021")
+    assert row.cost_usd == Decimal("0.000027")
+
+
+# -- alerts ------------------------------------------------------------------------------
+
+
+def test_each_alert_fraction_fires_exactly_once_with_four_concurrent_workers(
+    tenants, worker, tmp_path, monkeypatch
+):
+    log = tmp_path / "alerts.log"
+    monkeypatch.setenv("AI_FIELDS_TEST_ALERT_LOG", str(log))
+    Quota.objects.create(tenant="", kind="requests", period="day", limit=10)
+    Quota.objects.create(tenant="", kind="tokens", period="day", limit=10_000_000)
+    for _ in range(24):
+        Product.objects.create(shop="acme", title="Lamp", price=10)
+    worker.drain_parallel(4)
+    assert AIJob.objects.filter(status="succeeded").count() == 10
+    lines = sorted(log.read_text().splitlines())
+    assert lines == ["acme requests day 0.8", "acme requests day 1.0"]
+    assert QuotaUsage.objects.get(kind="requests").alerted_permille == 1000
