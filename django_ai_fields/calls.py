@@ -124,12 +124,16 @@ def call_provider(job: AIJob, prepared: Prepared, save_job: Any) -> Pipeline[Com
 
 def reserve_quota(job: AIJob, prepared: Prepared) -> list[list[object]]:
     """Reserve the call's worst case against the tenant's quotas and the budget."""
+    return quotas.reserve(job.tenant, worst_case(prepared), prepared.function.budget())
+
+
+def worst_case(prepared: Prepared) -> quotas.Demand:
+    """The most the prepared call can use: every byte sent a token, plus max_tokens."""
     request = prepared.request
     sent = request.system + request.prompt + json.dumps(request.json_schema or "")
-    demand = quotas.worst_case(
+    return quotas.worst_case(
         prepared.model, len(sent.encode()) + 16, request.max_tokens, prepared.provider
     )
-    return quotas.reserve(job.tenant, demand, prepared.function.budget())
 
 
 def priced_cost(model: str, response: CompletionResponse, provider: str = "") -> Decimal | None:

@@ -258,9 +258,14 @@ def prepare(job: AIJob) -> Prepared:
     except LookupError as exc:
         raise ValueError(str(exc)) from exc
     data = function.prepare(job.payload, job.tenant)
+    return request_for(function, data, job.tenant)
+
+
+def request_for(function: AIFunction, data: Any, tenant: str) -> Prepared:
+    """The request ``function`` sends for ``data`` (validated) of ``tenant``."""
     function.validate(data)
     provider = function.provider_name()
-    config = resolve_credentials(provider, job.tenant or None)
+    config = resolve_credentials(provider, tenant or None)
     request = CompletionRequest(
         system=function.system_prompt(data),
         prompt=function.build_prompt(data),

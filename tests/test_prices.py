@@ -217,3 +217,63 @@ def test_each_alert_fraction_fires_exactly_once_with_four_concurrent_workers(
     lines = sorted(log.read_text().splitlines())
     assert lines == ["acme requests day 0.8", "acme requests day 1.0"]
     assert QuotaUsage.objects.get(kind="requests").alerted_permille == 1000
+
+
+# -- the cost preview --------------------------------------------------------------------
+
+# 1 micro-dollar per output token, input free: a Brief's worst case is exactly 100.
+FLAT_PRICING = {"flat-model": {"input": 0, "output": 1}}
+
+
+def briefs_with_history(settings, count):
+    from django.contrib.contenttypes.models import ContentType
+
+    from tests.testapp.models import Brief
+
+    use(
+        settings,
+        DEFAULT_MODEL="flat-model",
+        PRICING=FLAT_PRICING,
+        TENANT_RESOLVER="tests.testapp.tenancy.product_tenant",
+    )
+    for _ in range(count):
+        Brief.objects.create(shop="acme", title="Lamp")
+    past = AIJob.objects.create(
+        content_type=ContentType.objects.get_for_model(Brief), object_id="0", field_name="text"
+    )
+    for cost in ("0.000030", "0.000050"):  # average: 40 micro-dollars per call
+        AIUsage.objects.create(job=past, provider="openai", model="flat-model", cost_usd=cost)
+    return Brief
+
+
+def test_dry_run_prints_worst_case_expected_cost_and_quota_refusals(fake_provider, settings):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    briefs_with_history(settings, 5)
+    Quota.objects.create(tenant="acme", kind="cost_usd", period="month", limit=Decimal("0.0003"))
+    jobs_before, calls_before = AIJob.objects.count(), fake_provider.calls
+    out = StringIO()
+    call_command("ai_regenerate", "testapp.Brief", "--dry-run", stdout=out)
+    assert out.getvalue().splitlines() == [
+        "Dry run: would request 5 AI job(s) for 5 row(s) of testapp.Brief.",
+        "Worst-case cost: $0.000500 (input estimate + max_tokens at current prices).",
+        "Expected cost: $0.000200 (from the recent average cost per call).",
+        "Quotas and budgets would refuse 2 job(s): cost_usd quota per month of tenant acme: 2.",
+    ]
+    assert (AIJob.objects.count(), fake_provider.calls) == (jobs_before, calls_before)
+
+
+def test_api_estimate_names_unpriced_models_and_their_refusals(fake_provider, settings):
+    from django_ai_fields.api import estimate
+
+    brief_model = briefs_with_history(settings, 3)
+    use(settings, DEFAULT_MODEL="no-such-model-z")
+    Quota.objects.create(tenant="", kind="cost_usd", period="day", limit=Decimal("1"))
+    result = estimate(brief_model.objects.all(), "text")
+    assert (result.rows, result.jobs, result.worst_case_usd) == (3, 3, Decimal(0))
+    assert result.unpriced_models == ["no-such-model-z"]
+    assert result.refusals == {"cost_usd quota per day of tenant acme": 3}
+    single = estimate(brief_model.objects.first())
+    assert (single.rows, single.jobs) == (1, 1)
