@@ -164,6 +164,11 @@ def regenerate_in_admin(page: Any, base: str, names: list[str]) -> None:
         admin_row(page, name=name).locator("input.action-select").check()
     page.select_option("select[name=action]", "regenerate_ai_fields")
     page.click("button[name=index]")
+    # First the cost estimate; nothing is enqueued until it is confirmed.
+    expect(page.locator(".ai-estimate")).to_contain_text("This requests 6 AI jobs for 2 row(s)")
+    expect(page.locator(".ai-estimate")).to_contain_text("Worst-case cost: $")
+    screenshot(page, "admin-regenerate-confirmation.png")
+    page.click("input[value='Yes, regenerate']")
     expect(page.locator(".messagelist .success")).to_contain_text("6 AI jobs requested")
 
 
