@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.utils import quote
 from django.db import models
@@ -19,7 +20,7 @@ from django.utils.timesince import timesince
 from django.utils.translation import gettext_lazy as _
 from import_export.admin import ExportMixin, ImportExportMixin
 
-from . import analytics, job_actions
+from . import analytics, charts, job_actions
 from .admin_forms import ProviderCredentialForm
 from .admin_mixins import STATUS_MEDIA, AIFieldsAdminMixin, TenantScopedAdminMixin
 from .models import (
@@ -35,7 +36,7 @@ from .models import (
     TenantPolicy,
 )
 from .permissions import NoTenant, tenant_for_user
-from .quotas import period_start
+from .quotas import limit_units, period_start
 from .resources import USAGE_CALL_COLUMNS, AIUsageResource, QuotaResource
 
 __all__ = [
@@ -45,6 +46,8 @@ __all__ = [
     "ProviderCredentialAdmin",
     "QuotaAdmin",
 ]
+
+CHART_MEDIA = forms.Media(css={"all": ["django_ai_fields/charts.css"]})
 
 SKIP_REASONS = {
     job_actions.INVALID_STATE: _("not in a state that allows it"),
@@ -236,6 +239,11 @@ class AIUsageAdmin(TenantScopedAdminMixin, ExportMixin, admin.ModelAdmin):
     resource_classes = [AIUsageResource]
     change_list_template = "admin/django_ai_fields/aiusage/change_list.html"
     date_hierarchy = "created_at"
+
+    @property
+    def media(self) -> Any:
+        return super().media + CHART_MEDIA
+
     list_display = ("created_at", "tenant", *USAGE_CALL_COLUMNS, "job_link")
     list_filter = ("success", "cache_hit", "provider", "model", "tenant", "error_code")
     search_fields = ("tenant", "model", "=job__id")
@@ -260,10 +268,18 @@ class AIUsageAdmin(TenantScopedAdminMixin, ExportMixin, admin.ModelAdmin):
         return format_html('<a href="{}">#{}</a>', url, usage.job_id)
 
     def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> HttpResponse:
+        chart_by = request.GET.get("chart_by", "model")
+        if chart_by not in charts.CHART_GROUPS:
+            chart_by = "model"
+        if "chart_by" in request.GET:  # ours, not a filter: the changelist must not see it
+            request.GET = request.GET.copy()
+            del request.GET["chart_by"]
         response = super().changelist_view(request, extra_context)
         context = getattr(response, "context_data", None)
         if context and "cl" in context:
-            context["ai_totals"] = analytics.totals(context["cl"].queryset)
+            usage = context["cl"].queryset
+            context["ai_totals"] = analytics.totals(usage)
+            context["ai_chart"] = charts.chart_context(usage, chart_by, request.GET.dict())
         return response
 
 
@@ -314,9 +330,17 @@ class QuotaAdmin(
         if not quota.tenant:
             return str(_("per tenant"))
         used = getattr(quota, "used", None) or 0
-        if quota.kind == QuotaKind.COST_USD:
-            return f"{used / 1_000_000:.6f}"  # usage is counted in micro-dollars
-        return str(used)
+        # Cost usage is counted in micro-dollars.
+        text = f"{used / 1_000_000:.6f}" if quota.kind == QuotaKind.COST_USD else str(used)
+        if quota.is_unlimited:
+            return text
+        limit = limit_units(quota.kind, quota.limit)
+        limit_text = f"{quota.limit:.6f}" if quota.kind == QuotaKind.COST_USD else str(limit)
+        return charts.quota_bar(used, limit, f"{text} / {limit_text}")
+
+    @property
+    def media(self) -> Any:
+        return super().media + CHART_MEDIA
 
     def has_import_permission(self, request: HttpRequest) -> bool:
         return (

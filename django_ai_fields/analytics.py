@@ -32,7 +32,14 @@ TOTALS = {
 
 def totals(usage: models.QuerySet[AIUsage]) -> dict[str, Any]:
     """Calls, tokens and cost of a set of usage rows."""
-    result = usage.order_by().aggregate(**TOTALS)
+    # Counted before the "cost_usd" total shadows the column's name.
+    unknown = usage.order_by().aggregate(n=Count("pk", filter=Q(cost_usd__isnull=True)))["n"]
+    result = usage.order_by().aggregate(
+        **TOTALS,
+        reasoning_tokens=Sum("reasoning_tokens", default=0),
+        gateway_cost_usd=Sum("gateway_cost_usd"),
+    )
+    result["unknown_cost_calls"] = unknown
     result["tokens"] = result["input_tokens"] + result["output_tokens"]
     return result
 

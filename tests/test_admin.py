@@ -255,8 +255,12 @@ def test_quotas_show_the_current_periods_usage(root):
     )
     with CaptureQueriesContext(connection) as queries:
         html = root.get(QUOTAS).content.decode()
-    cells = re.findall(r'<td class="field-used_now">([^<]*)</td>', html)
-    assert sorted(cells) == sorted(["42", "1.250000", "per tenant"])
+    cells = re.findall(r'<td class="field-used_now">(.*?)</td>', html)
+    texts = [re.sub(r"<[^>]+>", "", cell).strip() for cell in cells]
+    assert sorted(texts) == sorted(["42 / 100", "1.250000 / 5.000000", "per tenant"])
+    # Each limited quota's use as a bar: 42 of 100 requests, 1.25 of 5 USD.
+    assert 'class="ai-quota-fill" style="width:42.0%"' in html
+    assert 'class="ai-quota-fill" style="width:25.0%"' in html
     assert "(default for all tenants)" in html
     quota_queries = [q for q in queries.captured_queries if "quotausage" in q["sql"]]
     assert len(quota_queries) == 1  # a subquery, not one query per row
