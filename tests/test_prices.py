@@ -277,3 +277,38 @@ def test_api_estimate_names_unpriced_models_and_their_refusals(fake_provider, se
     assert result.refusals == {"cost_usd quota per day of tenant acme": 3}
     single = estimate(brief_model.objects.first())
     assert (single.rows, single.jobs) == (1, 1)
+
+
+# -- the commands show the price data and unknown costs ----------------------------------
+
+
+def test_ai_status_names_the_price_data_in_use(settings):
+    import io
+
+    from django.core.management import call_command
+    from django.core.management.base import CommandError
+
+    use(settings, PRICING=FLAT_PRICING)
+    out = io.StringIO()
+    with pytest.raises(CommandError):  # no worker here: unhealthy, but it still reports
+        call_command("ai_status", "--no-providers", stdout=out)
+    data = pricing.price_data()
+    assert (
+        f"Prices: genai-prices {data['version']} (latest price change {data['as_of']}), "
+        "1 AI_FIELDS['PRICING'] override(s)"
+    ) in out.getvalue()
+
+
+def test_ai_usage_lists_calls_of_unknown_cost():
+    import io
+
+    from django.core.management import call_command
+
+    AIUsage.objects.create(tenant="acme", provider="openai", model="mystery-1", cost_usd=None)
+    AIUsage.objects.create(tenant="acme", provider="openai", model="gpt-4o-mini", cost_usd="0.1")
+    out = io.StringIO()
+    call_command("ai_usage", stdout=out)
+    assert out.getvalue().splitlines()[-1] == (
+        "Unknown cost: 1 call(s) of mystery-1 (no price known; not in the totals). "
+        "Add them to AI_FIELDS['PRICING']."
+    )

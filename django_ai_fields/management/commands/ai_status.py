@@ -6,7 +6,9 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 
 from ... import breaker, health
+from ...conf import get_setting
 from ...models import AIJob
+from ...pricing import price_data
 
 STUCK_LISTED = 20
 
@@ -24,6 +26,7 @@ def collect(check_providers: bool) -> dict[str, Any]:
         },
         "providers": health.provider_health() if check_providers else [],
         "circuits": breaker.states(),
+        "prices": price_data(),
     }
     problems = []
     if not queue["ok"]:
@@ -98,6 +101,12 @@ def render(report: dict[str, Any]) -> list[str]:
             state = {True: "ok", False: "UNREACHABLE", None: "not checked"}[p["ok"]]
             lines.append(f"  {p['name']}: {state} ({p['detail']})")
     lines += render_circuits(report["circuits"])
+    prices = report["prices"]
+    overrides = len(get_setting("PRICING") or {})
+    lines.append(
+        f"Prices: {prices['source']} {prices['version']} (latest price change {prices['as_of']})"
+        + (f", {overrides} AI_FIELDS['PRICING'] override(s)" if overrides else "")
+    )
     lines.append("Healthy." if report["healthy"] else "UNHEALTHY: " + "; ".join(report["problems"]))
     return lines
 
