@@ -14,6 +14,7 @@ from django.contrib.admin.utils import quote
 from django.db import models
 from django.db.models import Case, OuterRef, Subquery, Value, When
 from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.timesince import timesince
@@ -22,7 +23,14 @@ from import_export.admin import ExportMixin, ImportExportMixin
 
 from . import analytics, charts, job_actions
 from .admin_forms import ProviderCredentialForm
-from .admin_mixins import STATUS_MEDIA, AIFieldsAdminMixin, TenantScopedAdminMixin
+from .admin_mixins import (
+    STATUS_MEDIA,
+    AIFieldsAdminMixin,
+    TenantScopedAdminMixin,
+    confirmation_page,
+)
+from .field_function import FIELD_FUNCTION
+from .fields import get_ai_field
 from .models import (
     UNFINISHED_STATUSES,
     AIJob,
@@ -102,7 +110,7 @@ class AIJobAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
     list_filter = ("status", "tenant", "model", "error_code")
     search_fields = ("=id", "object_id", "field_name", "tenant", "model", "error")
     list_select_related = ("content_type",)
-    actions = ("retry_jobs", "cancel_jobs")
+    actions = ("retry_jobs", "cancel_jobs", "regenerate_ai_fields")
     inlines = (AIUsageInline,)
     fieldsets = (
         (None, {"fields": ("status", "phase", "progress", "attempts", "error_code", "error")}),
@@ -221,6 +229,29 @@ class AIJobAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
         result = job_actions.apply("cancel", queryset)
         self.report(request, result, _("%(count)d job(s) cancelled."))
 
+    @admin.action(
+        description=_("Regenerate AI fields of the selected jobs' rows"), permissions=["change"]
+    )
+    def regenerate_ai_fields(
+        self, request: HttpRequest, queryset: models.QuerySet[AIJob]
+    ) -> TemplateResponse | None:
+        """Fresh values for the selected field jobs' rows, after the cost estimate."""
+        from .api import regenerate_many
+        from .estimates import estimate_pairs
+
+        pairs = job_targets(queryset)
+        if request.POST.get("confirm") != "yes":
+            cost = estimate_pairs(pairs)
+            return confirmation_page(self, request, queryset, "regenerate_ai_fields", cost)
+        jobs = regenerate_many(pairs, triggered_by="admin")
+        self.message_user(
+            request,
+            _("%(jobs)d AI job(s) requested; the values update when they have run.")
+            % {"jobs": len(jobs)},
+            messages.SUCCESS,
+        )
+        return None
+
     def report(self, request: HttpRequest, result: job_actions.ActionResult, done: Any) -> None:
         if result.done:
             self.message_user(request, done % {"count": len(result.done)}, messages.SUCCESS)
@@ -281,6 +312,21 @@ class AIUsageAdmin(TenantScopedAdminMixin, ExportMixin, admin.ModelAdmin):
             context["ai_totals"] = analytics.totals(usage)
             context["ai_chart"] = charts.chart_context(usage, chart_by, request.GET.dict())
         return response
+
+
+def job_targets(jobs: models.QuerySet[AIJob]) -> list[tuple[models.Model, Any]]:
+    """(row, AI field) of each field job whose row and field still exist, once each."""
+    pairs: dict[tuple[Any, ...], tuple[models.Model, Any]] = {}
+    for job in jobs.filter(function=FIELD_FUNCTION).select_related("content_type"):
+        row = job.get_target()
+        if row is None:
+            continue
+        try:
+            field = get_ai_field(type(row), job.field_name)
+        except (LookupError, ValueError):  # FieldDoesNotExist is a LookupError
+            continue
+        pairs.setdefault((job.content_type_id, job.object_id, job.field_name), (row, field))
+    return list(pairs.values())
 
 
 class OperatorOnlyChangesMixin:

@@ -85,9 +85,7 @@ def confirmation_page(
         "media": modeladmin.media,
     }
     request.current_app = modeladmin.admin_site.name
-    return TemplateResponse(
-        request, "admin/django_ai_fields/regenerate_confirmation.html", context
-    )
+    return TemplateResponse(request, "admin/django_ai_fields/regenerate_confirmation.html", context)
 
 
 def status_column(field: AIFieldMixin) -> Callable[[models.Model], str]:

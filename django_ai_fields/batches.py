@@ -408,9 +408,7 @@ def split(outcome: Outcome) -> tuple[CompletionResponse, ProviderError | None]:
 
 def used(job: AIJob, response: CompletionResponse, error: ProviderError | None) -> quotas.Demand:
     """What the request really used, at batch prices (nothing when it failed)."""
-    return quotas.actual(
-        job.model, None if error else response, batch=True, provider=job.provider
-    )
+    return quotas.actual(job.model, None if error else response, batch=True, provider=job.provider)
 
 
 def billing_route(job: AIJob) -> Prepared:

@@ -104,7 +104,7 @@ def _genai_model(provider: str, model: str) -> tuple[Any, Any] | None:
     provider_id = GENAI_PROVIDERS.get(provider)
     if provider_id is None and ":" in model:  # "anthropic:claude-haiku-4-5" names it
         provider_id, model = model.split(":", 1)
-    for candidate in ([provider_id, None] if provider_id else [None]):
+    for candidate in [provider_id, None] if provider_id else [None]:
         try:
             return snapshot.find_provider_model(model, None, candidate, None)  # type: ignore[no-any-return]
         except LookupError:

@@ -63,12 +63,8 @@ class QuotaRefused(Exception):
 def worst_case(model: str, prompt_bytes: int, max_tokens: int, provider: str = "") -> Demand:
     """Upper bound of a call: every prompt byte a token (true for byte-level BPE
     tokenizers), plus max_tokens of output, at the model's prices."""
-    cost = cost_micro(
-        model, input_tokens=prompt_bytes, output_tokens=max_tokens, provider=provider
-    )
-    return Demand(
-        1, prompt_bytes + max_tokens, None if cost is None else ceil_micro(cost), model
-    )
+    cost = cost_micro(model, input_tokens=prompt_bytes, output_tokens=max_tokens, provider=provider)
+    return Demand(1, prompt_bytes + max_tokens, None if cost is None else ceil_micro(cost), model)
 
 
 def actual(
@@ -233,9 +229,9 @@ def check_alerts(tenant: str, reservations: list[list[object]]) -> None:
             if limit <= 0 or row.used < fraction * limit:
                 break
             permille = int(fraction * 1000)
-            moved = QuotaUsage.objects.filter(
-                pk=row.pk, alerted_permille__lt=permille
-            ).update(alerted_permille=permille)
+            moved = QuotaUsage.objects.filter(pk=row.pk, alerted_permille__lt=permille).update(
+                alerted_permille=permille
+            )
             if moved:
                 transaction.on_commit(partial(_send_alert, tenant, quota, fraction))
 

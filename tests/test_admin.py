@@ -523,3 +523,18 @@ def test_regenerate_shows_the_cost_estimate_and_enqueues_nothing_until_confirmed
     messages = action(root, LEADS, "regenerate_ai_field_heat", leads, confirm="yes")
     assert "2 AI jobs requested; the values update when they have run." in messages
     assert AIJob.objects.filter(triggered_by="admin").count() == 2
+
+
+def test_the_job_admin_regenerates_the_jobs_rows_after_the_estimate(root):
+    lead = Lead.objects.create(name="Ada", notes="n")
+    AIJob.objects.update(status="succeeded")
+    job = AIJob.objects.get(object_id=str(lead.pk), field_name="heat")
+    jobs_before = AIJob.objects.count()
+    response = root.post(JOBS, {"action": "regenerate_ai_fields", "_selected_action": [job.pk]})
+    html = response.content.decode()
+    assert "This requests 1 AI job for 1 row(s)" in html and "Worst-case cost: $" in html
+    assert AIJob.objects.count() == jobs_before
+    messages = action(root, JOBS, "regenerate_ai_fields", [job], confirm="yes")
+    assert "1 AI job(s) requested; the values update when they have run." in messages
+    fresh = AIJob.objects.filter(triggered_by="admin")
+    assert list(fresh.values_list("object_id", "field_name")) == [(str(lead.pk), "heat")]
