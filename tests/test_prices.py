@@ -312,3 +312,31 @@ def test_ai_usage_lists_calls_of_unknown_cost():
         "Unknown cost: 1 call(s) of mystery-1 (no price known; not in the totals). "
         "Add them to AI_FIELDS['PRICING']."
     )
+
+
+def test_the_documented_receiver_emails_the_site_admins(settings, mailoutbox):
+    from django.core.mail import mail_admins
+    from django.dispatch import receiver
+
+    from django_ai_fields import quotas
+    from django_ai_fields.signals import quota_threshold_reached
+
+    @receiver(quota_threshold_reached)
+    def email_quota_alert(sender, tenant, quota, fraction, **kwargs):
+        mail_admins(
+            f"AI quota {fraction:.0%} used: {tenant}",
+            f"Tenant {tenant} has used {fraction:.0%} of its {quota.kind} quota "
+            f"per {quota.period} (limit {quota.limit}).",
+        )
+
+    settings.ADMINS = [("Ops", "ops@example.com")]
+    Quota.objects.create(tenant="", kind="requests", period="day", limit=10)
+    try:
+        for _ in range(9):
+            reservations = quotas.reserve("acme", quotas.Demand(1, 0, 0))
+            quotas.settle(reservations, quotas.Demand(1, 0, 0))
+            quotas.check_alerts("acme", reservations)
+    finally:
+        quota_threshold_reached.disconnect(email_quota_alert)
+    assert [m.subject for m in mailoutbox] == ["[Django] AI quota 80% used: acme"]
+    assert "requests quota per day (limit 10" in mailoutbox[0].body
