@@ -155,7 +155,7 @@ def format_usd(value: Decimal) -> str:
 
 def quota_bar(used: int, limit: int, label: str) -> SafeString:
     """A bar of used / limit with its figures."""
-    share = 0.0 if limit <= 0 else min(1.0, used / limit)
+    share = 1.0 if limit <= 0 else min(1.0, used / limit)  # a zero limit allows nothing
     level = "full" if share >= 1 else "high" if share >= 0.8 else "ok"
     return format_html(
         '<span class="ai-quota ai-quota--{}" title="{}%">'

@@ -89,8 +89,8 @@ def override_for(model: str) -> Price | None:
 def price_as(provider: str, model: str) -> str:
     """The priced model a served name stands for: ``PROVIDERS[provider]["PRICE_AS"]``,
     a dict {served name: priced name} or one name for every model of the entry."""
-    entry = (get_setting("PROVIDERS") or {}).get(provider) or {}
-    mapping = entry.get("PRICE_AS")
+    config = (get_setting("PROVIDERS") or {}).get(provider) or {}
+    mapping = config.get("PRICE_AS")
     if isinstance(mapping, str) and mapping:
         return mapping
     if isinstance(mapping, dict):
