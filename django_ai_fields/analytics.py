@@ -19,6 +19,7 @@ from django.db.models.functions import TruncDate
 from .models import AIJob, AIUsage, Status
 
 GROUPS = ("tenant", "provider", "model", "day")
+MICRO = Decimal("0.000001")
 PERCENTILES = (50, 95)
 
 TOTALS = {
@@ -40,6 +41,8 @@ def totals(usage: models.QuerySet[AIUsage]) -> dict[str, Any]:
         gateway_cost_usd=Sum("gateway_cost_usd"),
     )
     result["unknown_cost_calls"] = unknown
+    # SQLite sums decimals as floats: back to micro-dollars.
+    result["cost_usd"] = Decimal(result["cost_usd"]).quantize(MICRO)
     result["tokens"] = result["input_tokens"] + result["output_tokens"]
     return result
 

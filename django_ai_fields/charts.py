@@ -27,7 +27,7 @@ CHART_GROUPS = ("model", "tenant")
 MAX_SERIES = 6
 COLOURS = ("#417690", "#e8a33d", "#5b9e4d", "#b5485b", "#7b5ea7", "#3f9fb5", "#999999")
 WIDTH, HEIGHT = 720, 220
-LEFT, RIGHT, TOP, BOTTOM = 64, 12, 12, 28
+LEFT, RIGHT, TOP, BOTTOM = 64, 40, 12, 28  # room for the last date label
 
 
 def daily_spend(

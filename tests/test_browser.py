@@ -131,9 +131,9 @@ def page() -> Iterator[Any]:
             browser.close()
 
 
-def screenshot(page: Any, name: str) -> None:
+def screenshot(page: Any, name: str, *, full_page: bool = True) -> None:
     if SCREENSHOTS:
-        page.screenshot(path=str(Path(SCREENSHOTS) / name), full_page=True)
+        page.screenshot(path=str(Path(SCREENSHOTS) / name), full_page=full_page)
 
 
 def badge(page: Any, lead_id: int, field: str) -> Any:
@@ -290,7 +290,7 @@ def test_spend_chart_and_quota_bars_in_the_admin(site: Site, page: Any) -> None:
     chart = page.locator("svg.ai-spend-chart")
     expect(chart).to_have_attribute("data-days", "21")
     expect(page.locator(".ai-chart-legend")).to_contain_text("gpt-5.4")
-    screenshot(page, "admin-usage-chart.png")
+    screenshot(page, "admin-usage-chart.png", full_page=False)  # the chart, not 100 rows
     page.click(".ai-chart-switch a:text('tenant')")
     expect(page.locator(".ai-chart-legend")).to_contain_text("Navy Compilers")
     page.goto(f"{base}/admin/django_ai_fields/quota/")
