@@ -33,6 +33,7 @@ BATCH_DISCOUNT = Decimal("0.5")
 ONE_MILLION = Decimal(1_000_000)
 # Our provider names that genai-prices knows by the same id.
 GENAI_PROVIDERS = {"openai": "openai", "azure": "azure", "anthropic": "anthropic"}
+OFFLINE = "offline"
 
 
 @dataclass(frozen=True)
@@ -196,6 +197,8 @@ def cost_micro(
 ) -> Decimal | None:
     """Exact cost in micro-dollars, or None when no price is known for the model.
     ``at``: when the call was made (default: now); prices change over time."""
+    if provider == OFFLINE:
+        return Decimal(0)  # the offline provider never bills, whatever the model is called
     tokens = CallTokens(
         input_tokens, output_tokens, cached_tokens, cache_creation_tokens, cache_write_1h_tokens
     )

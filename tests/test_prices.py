@@ -340,3 +340,12 @@ def test_the_documented_receiver_emails_the_site_admins(settings, mailoutbox):
         quota_threshold_reached.disconnect(email_quota_alert)
     assert [m.subject for m in mailoutbox] == ["[Django] AI quota 80% used: acme"]
     assert "requests quota per day (limit 10" in mailoutbox[0].body
+
+
+def test_the_offline_provider_is_never_refused_as_unpriced(settings, worker):
+    use(settings, DEFAULT_PROVIDER="offline", DEFAULT_MODEL="offline-demo")
+    Quota.objects.create(tenant="", kind="cost_usd", period="month", limit=Decimal("1"))
+    Product.objects.create(title="Lamp", price=10)
+    worker.drain()
+    assert AIJob.objects.get().status == "succeeded"
+    assert AIUsage.objects.get().cost_usd == Decimal(0)
