@@ -349,3 +349,19 @@ def test_the_offline_provider_is_never_refused_as_unpriced(settings, worker):
     worker.drain()
     assert AIJob.objects.get().status == "succeeded"
     assert AIUsage.objects.get().cost_usd == Decimal(0)
+
+
+def test_prices_come_from_the_bundled_data_without_any_network(monkeypatch):
+    import socket
+
+    from genai_prices import data_snapshot
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("pricing tried to open a network connection")
+
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    monkeypatch.setattr(socket, "create_connection", no_network)
+    cost = pricing.cost_micro("gpt-5.5", input_tokens=100, output_tokens=20, provider="openai")
+    assert cost == Decimal("1100")  # 100 x $5 + 20 x $30 per 1M
+    snapshot = data_snapshot.get_snapshot()
+    assert snapshot.from_auto_update is False  # the package's bundled data, never updated
