@@ -8,20 +8,29 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.utils import quote
 from django.db import models
 from django.db.models import Case, OuterRef, Subquery, Value, When
 from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.timesince import timesince
 from django.utils.translation import gettext_lazy as _
 from import_export.admin import ExportMixin, ImportExportMixin
 
-from . import analytics, job_actions
+from . import analytics, charts, job_actions
 from .admin_forms import ProviderCredentialForm
-from .admin_mixins import STATUS_MEDIA, AIFieldsAdminMixin, TenantScopedAdminMixin
+from .admin_mixins import (
+    STATUS_MEDIA,
+    AIFieldsAdminMixin,
+    TenantScopedAdminMixin,
+    confirmation_page,
+)
+from .field_function import FIELD_FUNCTION
+from .fields import get_ai_field
 from .models import (
     UNFINISHED_STATUSES,
     AIJob,
@@ -35,7 +44,7 @@ from .models import (
     TenantPolicy,
 )
 from .permissions import NoTenant, tenant_for_user
-from .quotas import period_start
+from .quotas import limit_units, period_start
 from .resources import USAGE_CALL_COLUMNS, AIUsageResource, QuotaResource
 
 __all__ = [
@@ -45,6 +54,8 @@ __all__ = [
     "ProviderCredentialAdmin",
     "QuotaAdmin",
 ]
+
+CHART_MEDIA = forms.Media(css={"all": ["django_ai_fields/charts.css"]})
 
 SKIP_REASONS = {
     job_actions.INVALID_STATE: _("not in a state that allows it"),
@@ -100,7 +111,7 @@ class AIJobAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
     list_filter = ("status", "tenant", "model", "error_code")
     search_fields = ("=id", "object_id", "field_name", "tenant", "model", "error")
     list_select_related = ("content_type",)
-    actions = ("retry_jobs", "cancel_jobs")
+    actions = ("retry_jobs", "cancel_jobs", "regenerate_ai_fields")
     inlines = (AIUsageInline,)
     fieldsets = (
         (None, {"fields": ("status", "phase", "progress", "attempts", "error_code", "error")}),
@@ -219,6 +230,29 @@ class AIJobAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
         result = job_actions.apply("cancel", queryset)
         self.report(request, result, _("%(count)d job(s) cancelled."))
 
+    @admin.action(
+        description=_("Regenerate AI fields of the selected jobs' rows"), permissions=["change"]
+    )
+    def regenerate_ai_fields(
+        self, request: HttpRequest, queryset: models.QuerySet[AIJob]
+    ) -> TemplateResponse | None:
+        """Fresh values for the selected field jobs' rows, after the cost estimate."""
+        from .api import regenerate_many
+        from .estimates import estimate_pairs
+
+        pairs = job_targets(queryset)
+        if request.POST.get("confirm") != "yes":
+            cost = estimate_pairs(pairs)
+            return confirmation_page(self, request, queryset, "regenerate_ai_fields", cost)
+        jobs = regenerate_many(pairs, triggered_by="admin")
+        self.message_user(
+            request,
+            _("%(jobs)d AI job(s) requested; the values update when they have run.")
+            % {"jobs": len(jobs)},
+            messages.SUCCESS,
+        )
+        return None
+
     def report(self, request: HttpRequest, result: job_actions.ActionResult, done: Any) -> None:
         if result.done:
             self.message_user(request, done % {"count": len(result.done)}, messages.SUCCESS)
@@ -237,6 +271,11 @@ class AIUsageAdmin(TenantScopedAdminMixin, ExportMixin, admin.ModelAdmin):
     resource_classes = [AIUsageResource]
     change_list_template = "admin/django_ai_fields/aiusage/change_list.html"
     date_hierarchy = "created_at"
+
+    @property
+    def media(self) -> Any:
+        return super().media + CHART_MEDIA
+
     list_display = ("created_at", "tenant", *USAGE_CALL_COLUMNS, "job_link")
     list_filter = ("success", "cache_hit", "provider", "model", "tenant", "error_code")
     search_fields = ("tenant", "model", "=job__id")
@@ -261,11 +300,34 @@ class AIUsageAdmin(TenantScopedAdminMixin, ExportMixin, admin.ModelAdmin):
         return format_html('<a href="{}">#{}</a>', url, usage.job_id)
 
     def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> HttpResponse:
+        chart_by = request.GET.get("chart_by", "model")
+        if chart_by not in charts.CHART_GROUPS:
+            chart_by = "model"
+        if "chart_by" in request.GET:  # ours, not a filter: the changelist must not see it
+            request.GET = request.GET.copy()
+            del request.GET["chart_by"]
         response = super().changelist_view(request, extra_context)
         context = getattr(response, "context_data", None)
         if context and "cl" in context:
-            context["ai_totals"] = analytics.totals(context["cl"].queryset)
+            usage = context["cl"].queryset
+            context["ai_totals"] = analytics.totals(usage)
+            context["ai_chart"] = charts.chart_context(usage, chart_by, request.GET.dict())
         return response
+
+
+def job_targets(jobs: models.QuerySet[AIJob]) -> list[tuple[models.Model, Any]]:
+    """(row, AI field) of each field job whose row and field still exist, once each."""
+    pairs: dict[tuple[Any, ...], tuple[models.Model, Any]] = {}
+    for job in jobs.filter(function=FIELD_FUNCTION).select_related("content_type"):
+        row = job.get_target()
+        if row is None:
+            continue
+        try:
+            field = get_ai_field(type(row), job.field_name)
+        except (LookupError, ValueError):  # FieldDoesNotExist is a LookupError
+            continue
+        pairs.setdefault((job.content_type_id, job.object_id, job.field_name), (row, field))
+    return list(pairs.values())
 
 
 class OperatorOnlyChangesMixin:
@@ -315,9 +377,17 @@ class QuotaAdmin(
         if not quota.tenant:
             return str(_("per tenant"))
         used = getattr(quota, "used", None) or 0
-        if quota.kind == QuotaKind.COST_USD:
-            return f"{used / 1_000_000:.6f}"  # usage is counted in micro-dollars
-        return str(used)
+        # Cost usage is counted in micro-dollars.
+        text = f"{used / 1_000_000:.6f}" if quota.kind == QuotaKind.COST_USD else str(used)
+        if quota.is_unlimited:
+            return text
+        limit = limit_units(quota.kind, quota.limit)
+        limit_text = f"{quota.limit:.6f}" if quota.kind == QuotaKind.COST_USD else str(limit)
+        return charts.quota_bar(used, limit, f"{text} / {limit_text}")
+
+    @property
+    def media(self) -> Any:
+        return super().media + CHART_MEDIA
 
     def has_import_permission(self, request: HttpRequest) -> bool:
         return (

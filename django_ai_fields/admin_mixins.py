@@ -8,8 +8,10 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin import helpers
 from django.db import models, transaction
 from django.http import HttpRequest
+from django.template.response import TemplateResponse
 from django.utils.text import format_lazy
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
@@ -30,8 +32,8 @@ def regenerate_action(field: AIFieldMixin | None) -> Callable[..., None]:
 
     def action(
         modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: models.QuerySet[Any]
-    ) -> None:
-        from .api import regenerate
+    ) -> TemplateResponse | None:
+        from .api import estimate, regenerate
 
         name = field.name if field is not None else None
         rows = list(queryset)
@@ -47,7 +49,11 @@ def regenerate_action(field: AIFieldMixin | None) -> Callable[..., None]:
                 % {"rows": outside},
                 messages.ERROR,
             )
-            return
+            return None
+        if request.POST.get("confirm") != "yes":  # first the cost, then the jobs
+            return confirmation_page(
+                modeladmin, request, queryset, action.__name__, estimate(queryset, name)
+            )
         jobs = 0
         with transaction.atomic():  # every job is enqueued when this commits
             for obj in rows:
@@ -83,6 +89,30 @@ def rows_outside_tenant(request: HttpRequest, rows: list[models.Model]) -> int:
     if tenant is None:
         return 0
     return sum(1 for row in rows if resolve_tenant(row) != tenant)
+
+
+def confirmation_page(
+    modeladmin: admin.ModelAdmin,
+    request: HttpRequest,
+    queryset: Any,
+    action_name: str,
+    cost: Any,
+) -> TemplateResponse:
+    """The cost estimate of a regeneration, with a button that enqueues it."""
+    opts = modeladmin.model._meta
+    context = {
+        **modeladmin.admin_site.each_context(request),
+        "title": _("Regenerate AI fields: cost estimate"),
+        "opts": opts,
+        "queryset": queryset,
+        "estimate": cost,
+        "estimate_lines": cost.lines(),
+        "action_name": action_name,
+        "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+        "media": modeladmin.media,
+    }
+    request.current_app = modeladmin.admin_site.name
+    return TemplateResponse(request, "admin/django_ai_fields/regenerate_confirmation.html", context)
 
 
 def status_column(field: AIFieldMixin) -> Callable[[models.Model], str]:

@@ -19,6 +19,7 @@ from django.db.models.functions import TruncDate
 from .models import AIJob, AIUsage, Status
 
 GROUPS = ("tenant", "provider", "model", "day")
+MICRO = Decimal("0.000001")
 PERCENTILES = (50, 95)
 
 TOTALS = {
@@ -32,7 +33,16 @@ TOTALS = {
 
 def totals(usage: models.QuerySet[AIUsage]) -> dict[str, Any]:
     """Calls, tokens and cost of a set of usage rows."""
-    result = usage.order_by().aggregate(**TOTALS)
+    # Counted before the "cost_usd" total shadows the column's name.
+    unknown = usage.order_by().aggregate(n=Count("pk", filter=Q(cost_usd__isnull=True)))["n"]
+    result = usage.order_by().aggregate(
+        **TOTALS,
+        reasoning_tokens=Sum("reasoning_tokens", default=0),
+        gateway_cost_usd=Sum("gateway_cost_usd"),
+    )
+    result["unknown_cost_calls"] = unknown
+    # SQLite sums decimals as floats: back to micro-dollars.
+    result["cost_usd"] = Decimal(result["cost_usd"]).quantize(MICRO)
     result["tokens"] = result["input_tokens"] + result["output_tokens"]
     return result
 

@@ -12,6 +12,7 @@ from django.db import models, transaction
 from . import signals
 from .chunks import run_chunk
 from .engine import run_job
+from .estimates import Estimate, estimate_pairs
 from .fields import AIFieldMixin, ai_fields_of, get_ai_field, with_m2m_triggers
 from .functions import get_function, json_safe
 from .models import AIJob, Status
@@ -80,6 +81,18 @@ def regenerate_many(
         for job in jobs:
             job.refresh_from_db()
     return jobs
+
+
+def estimate(
+    instance: models.Model | models.QuerySet[Any], field_name: str | None = None
+) -> Estimate:
+    """What ``regenerate(instance, field_name)`` would cost, changing nothing: rows,
+    jobs, the worst-case and the expected cost in USD, models without a price, and
+    how many jobs each quota or budget would refuse (docs/quotas.md)."""
+    rows = instance if isinstance(instance, models.QuerySet) else [instance]
+    model = instance.model if isinstance(instance, models.QuerySet) else type(instance)
+    fields = fields_named(model, field_name)
+    return estimate_pairs((row, field) for row in rows for field in fields)
 
 
 def fields_named(model: type[models.Model], field_name: str | None) -> list[AIFieldMixin]:

@@ -355,8 +355,10 @@ def settle_job(job: AIJob, route: Prepared | Exception, outcome: Outcome) -> str
     billed = route if isinstance(route, Prepared) else billing_route(job)
     with transaction.atomic():
         record_usage(job, billed, response, error=error)
-        quotas.settle(job.reservations, used(job, response, error))
+        reservations = list(job.reservations)
+        quotas.settle(reservations, used(job, response, error))
         update_job(job, reservations=[], batch_id="")
+        quotas.check_alerts(job.tenant, reservations)
     answered = None if error else response  # its tokens and cost go on the job
     if isinstance(route, Exception):  # the row was deleted or its data refused meanwhile
         return engine.end_at_prep(job, route, response=answered)
@@ -413,7 +415,7 @@ def split(outcome: Outcome) -> tuple[CompletionResponse, ProviderError | None]:
 
 def used(job: AIJob, response: CompletionResponse, error: ProviderError | None) -> quotas.Demand:
     """What the request really used, at batch prices (nothing when it failed)."""
-    return quotas.actual(job.model, None if error else response, batch=True)
+    return quotas.actual(job.model, None if error else response, batch=True, provider=job.provider)
 
 
 def billing_route(job: AIJob) -> Prepared:

@@ -17,7 +17,7 @@ from . import observability, quotas, streaming
 from .conf import get_setting
 from .functions import AIFunction
 from .models import AIJob, AIUsage, ErrorCode
-from .pricing import cost_micro, micro_to_usd
+from .pricing import cost_micro, micro_to_usd, price_as
 from .providers import (
     CompletionRequest,
     CompletionResponse,
@@ -128,8 +128,12 @@ def call_provider(
     with transaction.atomic():
         usage = record_usage(job, prepared, response, error=error, duration_ms=duration_ms)
         if reservations:
-            quotas.settle(reservations, quotas.actual(prepared.model, None if error else response))
+            used = quotas.actual(
+                prepared.model, None if error else response, provider=prepared.provider
+            )
+            quotas.settle(reservations, used)
             save_job(reservations=[])
+            quotas.check_alerts(job.tenant, reservations)
     observability.call_finished(observed, job, usage, error)
     if error is not None:
         raise error
@@ -138,27 +142,41 @@ def call_provider(
 
 def reserve_quota(job: AIJob, prepared: Prepared) -> list[quotas.Reservation]:
     """Reserve the call's worst case against the tenant's quotas and the budget."""
+    return quotas.reserve(job.tenant, worst_case(prepared), prepared.function.budget())
+
+
+def worst_case(prepared: Prepared) -> quotas.Demand:
+    """The most the prepared call can use: every byte sent a token, plus max_tokens."""
     request = prepared.request
     sent = request.system + request.prompt + json.dumps(request.json_schema or "")
-    demand = quotas.worst_case(prepared.model, len(sent.encode()) + 16, request.max_tokens)
-    return quotas.reserve(job.tenant, demand, prepared.function.budget())
+    return quotas.worst_case(
+        prepared.model, len(sent.encode()) + 16, request.max_tokens, prepared.provider
+    )
 
 
-def call_cost(model: str, response: CompletionResponse) -> Decimal:
-    """Exact USD cost of one answered call (priced by the model we asked for; a
-    batch API's answer at the batch discount)."""
+def priced_cost(model: str, response: CompletionResponse, provider: str = "") -> Decimal | None:
+    """Exact USD cost of one answered call, priced by the model we asked for (or
+    its PRICE_AS); a batch API's answer at the batch rate. None: no known price."""
     if not response.billable:
         return Decimal(0)
-    return micro_to_usd(
-        cost_micro(
-            model,
-            input_tokens=response.input_tokens,
-            output_tokens=response.output_tokens,
-            cached_tokens=response.cached_tokens,
-            cache_creation_tokens=response.cache_creation_tokens,
-            batch=response.batch,
-        )
+    micro = cost_micro(
+        model,
+        input_tokens=response.input_tokens,
+        output_tokens=response.output_tokens,
+        cached_tokens=response.cached_tokens,
+        cache_creation_tokens=response.cache_creation_tokens,
+        cache_write_1h_tokens=response.cache_write_1h_tokens,
+        batch=response.batch,
+        service_tier=response.service_tier,
+        provider=provider,
     )
+    return None if micro is None else micro_to_usd(micro)
+
+
+def call_cost(model: str, response: CompletionResponse, provider: str = "") -> Decimal:
+    """``priced_cost`` for a job's running total: an unknown price adds nothing
+    there (its AIUsage row records the cost as unknown)."""
+    return priced_cost(model, response, provider) or Decimal(0)
 
 
 def record_usage(
@@ -170,7 +188,10 @@ def record_usage(
     duration_ms: int = 0,
     cache_hit: bool = False,
 ) -> AIUsage:
-    cost = Decimal(0) if error is not None or cache_hit else call_cost(prepared.model, response)
+    cost: Decimal | None = Decimal(0)
+    if error is None and not cache_hit:
+        cost = priced_cost(prepared.model, response, prepared.provider)
+    priced = price_as(prepared.provider, prepared.model)
     return AIUsage.objects.create(
         tenant=job.tenant,
         job=job,
@@ -179,7 +200,11 @@ def record_usage(
         input_tokens=response.input_tokens,
         output_tokens=response.output_tokens,
         cached_tokens=response.cached_tokens,
+        cache_write_tokens=response.cache_creation_tokens,
+        reasoning_tokens=response.reasoning_tokens,
         cost_usd=cost,
+        gateway_cost_usd=response.gateway_cost_usd,
+        priced_as=priced if priced != prepared.model else "",
         duration_ms=duration_ms,
         success=error is None,
         cache_hit=cache_hit,

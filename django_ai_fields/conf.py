@@ -35,8 +35,13 @@ DEFAULTS: dict[str, Any] = {
     "BATCH_MAX_REQUESTS": 10_000,
     # Dotted path: callable(instance) -> str | None.
     "TENANT_RESOLVER": None,
-    # {"model": {"input": usd_per_1M, "output": usd_per_1M, "cached_input": ...}}
+    # Prices come from genai-prices; these override or add models, USD per 1M tokens:
+    # {"model": {"input": ..., "output": ..., "cached_input": ..., "cache_write": ...,
+    # "cache_write_1h": ...}}. A gateway's served names: PROVIDERS[name]["PRICE_AS"].
     "PRICING": {},
+    # Fractions of a quota's limit at which quota_threshold_reached fires, once per
+    # period each (docs/quotas.md).
+    "QUOTA_ALERT_AT": [0.8, 1.0],
     # Fernet key (or list of keys, newest first) encrypting ProviderCredential.api_key.
     "ENCRYPTION_KEY": None,
     # Seconds a generated answer is reused for an identical request (0: off).
@@ -136,6 +141,7 @@ PROVIDER_KEYS: frozenset[str] = frozenset(
         "MAX_TOKENS_PARAM",  # OpenAI-compatible servers that want "max_tokens"
         "IDEMPOTENCY_HEADER",
         "MODERATION_MODEL",  # openai, for MODERATION = "openai"
+        "PRICE_AS",  # the priced model a gateway's served name is (docs/quotas.md)
     }
 )
 

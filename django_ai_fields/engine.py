@@ -273,11 +273,19 @@ def prepare(job: AIJob, policy: TenantPolicy | None = LOOK_UP) -> Prepared:
     except LookupError as exc:
         raise ValueError(str(exc)) from exc
     data = function.prepare(job.payload, job.tenant)
+    return request_for(function, data, job.tenant, policy)
+
+
+def request_for(
+    function: AIFunction, data: Any, tenant: str, policy: TenantPolicy | None = LOOK_UP
+) -> Prepared:
+    """The request ``function`` sends for ``data`` (validated) of ``tenant``, its
+    prompt's PII masked as the field and the tenant's policy ask."""
     function.validate(data)
     provider = function.provider_name()
-    config = resolve_credentials(provider, job.tenant or None)
+    config = resolve_credentials(provider, tenant or None)
     if policy is LOOK_UP:
-        policy = policy_for(job.tenant)
+        policy = policy_for(tenant)
     prompt, masking = redaction.redact(
         function.build_prompt(data), redaction.types_for(function, policy)
     )
@@ -392,7 +400,7 @@ def finish(
     if output is not None:
         values["output"] = output
     if response is not None:
-        cost = call_cost(job.model, response)
+        cost = call_cost(job.model, response, job.provider)
         values["input_tokens"] = F("input_tokens") + response.input_tokens
         values["output_tokens"] = F("output_tokens") + response.output_tokens
         values["cost_usd"] = F("cost_usd") + cost

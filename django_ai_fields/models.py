@@ -162,7 +162,20 @@ class AIUsage(models.Model):
     input_tokens = models.PositiveIntegerField(_("input tokens"), default=0)
     output_tokens = models.PositiveIntegerField(_("output tokens"), default=0)
     cached_tokens = models.PositiveIntegerField(_("cached tokens"), default=0)
-    cost_usd = models.DecimalField(_("cost (USD)"), max_digits=14, decimal_places=6, default=0)
+    # Input tokens written to the prompt cache (Anthropic), and output tokens spent
+    # on reasoning (OpenAI; a part of output_tokens).
+    cache_write_tokens = models.PositiveIntegerField(_("cache write tokens"), default=0)
+    reasoning_tokens = models.PositiveIntegerField(_("reasoning tokens"), default=0)
+    # NULL: the model has no known price (not "free"); see docs/quotas.md.
+    cost_usd = models.DecimalField(
+        _("cost (USD)"), max_digits=14, decimal_places=6, null=True, blank=True, default=0
+    )
+    # What a gateway (OpenRouter's usage.cost, LiteLLM's header) says it charged.
+    gateway_cost_usd = models.DecimalField(
+        _("gateway cost (USD)"), max_digits=18, decimal_places=10, null=True, blank=True
+    )
+    # The model whose price was used, when PRICE_AS mapped the served name to another.
+    priced_as = models.CharField(_("priced as"), max_length=100, blank=True, default="")
     duration_ms = models.PositiveIntegerField(_("duration (ms)"), default=0)
     success = models.BooleanField(_("success"), default=True)
     cache_hit = models.BooleanField(_("result cache hit"), default=False)
@@ -238,6 +251,9 @@ class QuotaUsage(models.Model):
     period = models.CharField(_("period"), max_length=8, choices=QuotaPeriod.choices)
     period_start = models.DateField(_("period start"))
     used = models.BigIntegerField(_("used"), default=0)
+    # Highest QUOTA_ALERT_AT fraction (in per-mille) signalled this period: moved
+    # up by a conditional UPDATE, so each crossing fires exactly once.
+    alerted_permille = models.PositiveIntegerField(_("alerted at (per mille)"), default=0)
 
     class Meta:
         verbose_name = _("quota usage")

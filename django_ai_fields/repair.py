@@ -131,5 +131,5 @@ def charge(
     save_job(
         input_tokens=F("input_tokens") + response.input_tokens,
         output_tokens=F("output_tokens") + response.output_tokens,
-        cost_usd=F("cost_usd") + call_cost(route.model, response),
+        cost_usd=F("cost_usd") + call_cost(route.model, response, route.provider),
     )

@@ -78,6 +78,14 @@ class Usage:
     output_tokens: int = 7
     cached_tokens: int = 0
     cache_creation_tokens: int = 0
+    # Anthropic: the part of cache_creation_tokens written for 1 hour (the rest: 5 minutes).
+    cache_write_1h_tokens: int = 0
+    # OpenAI: completion_tokens_details.reasoning_tokens (a part of output_tokens).
+    reasoning_tokens: int = 0
+    # OpenAI: the response's service_tier ("default", "flex", "priority"); None: not sent.
+    service_tier: str | None = None
+    # OpenRouter: usage.cost, what the gateway charged in USD; None: not sent.
+    gateway_cost: float | None = None
 
 
 @dataclass
@@ -152,13 +160,19 @@ def route_for(method: str, path: str) -> str | None:
 def openai_usage(usage: Usage) -> dict[str, Any]:
     """OpenAI usage: ``prompt_tokens`` includes the cached tokens."""
     prompt_tokens = usage.input_tokens + usage.cached_tokens
-    return {
+    payload: dict[str, Any] = {
         "prompt_tokens": prompt_tokens,
         "completion_tokens": usage.output_tokens,
         "total_tokens": prompt_tokens + usage.output_tokens,
         "prompt_tokens_details": {"cached_tokens": usage.cached_tokens, "audio_tokens": 0},
-        "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0},
+        "completion_tokens_details": {
+            "reasoning_tokens": usage.reasoning_tokens,
+            "audio_tokens": 0,
+        },
     }
+    if usage.gateway_cost is not None:
+        payload["cost"] = usage.gateway_cost  # OpenRouter's figure
+    return payload
 
 
 def anthropic_usage(usage: Usage) -> dict[str, Any]:
@@ -168,6 +182,11 @@ def anthropic_usage(usage: Usage) -> dict[str, Any]:
         "output_tokens": usage.output_tokens,
         "cache_read_input_tokens": usage.cached_tokens,
         "cache_creation_input_tokens": usage.cache_creation_tokens,
+        "cache_creation": {
+            "ephemeral_5m_input_tokens": usage.cache_creation_tokens
+            - usage.cache_write_1h_tokens,
+            "ephemeral_1h_input_tokens": usage.cache_write_1h_tokens,
+        },
         "service_tier": "standard",
     }
 
@@ -241,6 +260,7 @@ def openai_completion(
             }
         ],
         "usage": openai_usage(usage),
+        **({"service_tier": usage.service_tier} if usage.service_tier else {}),
     }
 
 
@@ -592,6 +612,9 @@ class FakeProvider:
         self.reply_text: str | None = None
         self.finish_reason: str = DEFAULT_FINISH_REASON
         self.usage: Usage = Usage()
+        # Headers added to every successful provider reply (e.g. LiteLLM's
+        # x-litellm-response-cost).
+        self.response_headers: dict[str, str] = {}
         self.delay: float = 0.0
         # Seconds before each text delta of a streamed reply (``"stream": true``).
         self.stream_delay: float = 0.0
@@ -792,7 +815,11 @@ class FakeProvider:
     def _provider_reply(self, route: str, record: RecordedRequest, fault: Fault | None) -> Reply:
         if fault and fault.drop:
             return Reply(drop=True)
-        headers = {**_request_id_headers(record.call_number), **(fault.headers if fault else {})}
+        headers = {
+            **_request_id_headers(record.call_number),
+            **self.response_headers,
+            **(fault.headers if fault else {}),
+        }
         status = fault.status if fault and fault.status is not None else self.fail_all_with
         if fault and fault.raw_body is not None:
             return Reply(status=status or 200, body=fault.raw_body, headers=headers)

@@ -567,7 +567,11 @@ def test_regenerate_refuses_rows_of_another_tenant(settings):
     def regenerate(*leads):
         response = client.post(
             "/admin/testapp/lead/",
-            {"action": "regenerate_ai_fields", "_selected_action": [x.pk for x in leads]},
+            {
+                "action": "regenerate_ai_fields",
+                "_selected_action": [x.pk for x in leads],
+                "confirm": "yes",  # past the cost estimate (issue 15)
+            },
             follow=True,
         )
         return [str(m) for m in get_messages(response.wsgi_request)]

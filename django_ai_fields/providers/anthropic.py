@@ -23,6 +23,7 @@ from .base import (
 )
 from .batching import batched, not_run, request_body, typed_error, unreadable
 from .streams import StreamItem, read_anthropic, stream_error
+from .usage import anthropic_cache_write_1h, anthropic_service_tier
 
 TOOL_NAME = "record_output"
 
@@ -205,6 +206,8 @@ def response_from_message(message: Any, *, wrapped: bool) -> CompletionResponse:
         output_tokens=usage.output_tokens,
         cached_tokens=cache_read,
         cache_creation_tokens=cache_write,
+        cache_write_1h_tokens=anthropic_cache_write_1h(usage),
+        service_tier=anthropic_service_tier(usage),
         finish_reason="length"
         if message.stop_reason == "max_tokens"
         else message.stop_reason or "",

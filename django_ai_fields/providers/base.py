@@ -7,6 +7,7 @@ import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any, TypeVar
 
 from ..models import ErrorCode
@@ -45,6 +46,14 @@ class CompletionResponse:
     billable: bool = True
     # Answered through a provider's batch API: priced at the batch discount.
     batch: bool = False
+    # The part of cache_creation_tokens written for 1 hour (Anthropic: 2x input).
+    cache_write_1h_tokens: int = 0
+    # Output tokens spent on reasoning (a part of output_tokens; OpenAI reports them).
+    reasoning_tokens: int = 0
+    # The service tier the provider says it used ("flex", "priority", ...).
+    service_tier: str = ""
+    # What a gateway (OpenRouter, LiteLLM) says it charged, in USD; None: not reported.
+    gateway_cost_usd: Decimal | None = None
 
 
 @dataclass

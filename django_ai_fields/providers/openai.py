@@ -24,6 +24,7 @@ from .base import (
 )
 from .batching import batched, not_run, request_body, status_error, typed_error, unreadable
 from .streams import StreamItem, read_openai, stream_error
+from .usage import openai_extras
 
 BATCH_ENDPOINT: Final = "/v1/chat/completions"
 # A batch that ended: its output and error files are final.
@@ -93,19 +94,22 @@ class OpenAIProvider(Provider):
     def complete(self, request: CompletionRequest) -> CompletionResponse:
         require_key(self)
         try:
-            completion = self.client().chat.completions.create(**self.build_kwargs(request))
+            create = self.client().chat.completions.with_raw_response.create
+            raw = create(**self.build_kwargs(request))
+            completion = raw.parse()
         except (openai.OpenAIError, ValueError) as exc:  # ValueError: a 200 with bad JSON
             raise error_from_sdk(openai, exc) from exc
-        return response_from_completion(completion)
+        return response_from_completion(completion, raw.headers)
 
     async def acomplete(self, request: CompletionRequest) -> CompletionResponse:
         require_key(self)
         try:
-            create = self.async_client().chat.completions.create
-            completion = await create(**self.build_kwargs(request))
+            create = self.async_client().chat.completions.with_raw_response.create
+            raw = await create(**self.build_kwargs(request))
+            completion = raw.parse()
         except (openai.OpenAIError, ValueError) as exc:
             raise error_from_sdk(openai, exc) from exc
-        return response_from_completion(completion)
+        return response_from_completion(completion, raw.headers)
 
     def stream(self, request: CompletionRequest) -> Iterator[StreamItem]:
         require_key(self)
@@ -207,7 +211,7 @@ def read_batch_line(line: str) -> tuple[str, CompletionResponse | ProviderError]
     return custom_id, typed_error(error)
 
 
-def response_from_completion(completion: Any) -> CompletionResponse:
+def response_from_completion(completion: Any, headers: Any = None) -> CompletionResponse:
     if not getattr(completion, "choices", None):
         raise ProviderError("provider_unavailable", "The provider answered with no choices.")
     choice = completion.choices[0]
@@ -221,6 +225,7 @@ def response_from_completion(completion: Any) -> CompletionResponse:
         cached_tokens=(getattr(details, "cached_tokens", 0) or 0) if details else 0,
         finish_reason=choice.finish_reason or "",
         model=completion.model or "",
+        **openai_extras(completion, usage, headers),
     )
 
 

@@ -20,6 +20,7 @@ import httpx2
 
 from ..models import ErrorCode
 from .base import CompletionResponse, ProviderError, error_from_sdk
+from .usage import anthropic_cache_write_1h, openai_extras
 
 StreamItem = str | CompletionResponse
 
@@ -132,6 +133,7 @@ def read_openai(chunks: Iterable[Any]) -> Iterator[StreamItem]:
         cached_tokens=(getattr(details, "cached_tokens", 0) or 0) if details else 0,
         finish_reason=finish_reason,
         model=model,
+        **openai_extras(None, usage),
     )
 
 
@@ -183,6 +185,8 @@ class AnthropicStreamState:
             value = getattr(usage, name, None)
             if value is not None:
                 self.usage[name] = int(value)
+        if getattr(usage, "cache_creation", None) is not None:
+            self.usage["cache_write_1h"] = anthropic_cache_write_1h(usage)
 
     def response(self, *, wrapped: bool) -> CompletionResponse:
         text = "".join(self.text)
@@ -198,6 +202,7 @@ class AnthropicStreamState:
             output_tokens=self.usage.get("output_tokens", 0),
             cached_tokens=cache_read,
             cache_creation_tokens=cache_write,
+            cache_write_1h_tokens=self.usage.get("cache_write_1h", 0),
             finish_reason="length" if self.stop_reason == "max_tokens" else self.stop_reason,
             model=self.model,
         )

@@ -204,3 +204,6 @@ class Pitch(models.Model):
     tweet = AIGeneratedField(
         prompt="Tweet for: {headline}", keep_manual_edits=False, blank=True, null=True
     )
+
+
+from tests.testapp import alerts  # noqa: E402,F401  (connects the test receiver)

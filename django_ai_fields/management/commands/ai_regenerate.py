@@ -13,6 +13,7 @@ from django.db.models import Q
 from ... import batches as provider_batches
 from ...api import regenerate_many
 from ...conf import get_setting
+from ...estimates import estimate_pairs
 from ...fields import AIFieldMixin, AIGeneratedJSONField, ai_fields_of, with_m2m_triggers
 from ...models import AIJob, Status
 
@@ -101,6 +102,7 @@ class Command(BaseCommand):
             self.stdout.write(
                 f"Dry run: would request {jobs} AI job(s) for {total} row(s) of {label}."
             )
+            self.write_estimate(rows, fields, options)
             return
         progress = Progress(self.stdout, total)
         outcome: Counter[str] = Counter()
@@ -112,6 +114,19 @@ class Command(BaseCommand):
         self.summarise(label, progress.done, outcome, sync=options["sync"])
         if options["batch"]:
             self.summarise_batches()
+
+    def write_estimate(
+        self, rows: models.QuerySet[Any], fields: list[AIFieldMixin], options: dict[str, Any]
+    ) -> None:
+        """The cost preview: worst case, expected cost, and quota refusals."""
+        pairs = (
+            (obj, field)
+            for obj in rows.iterator()
+            for field in fields
+            if not options["only_empty"] or is_empty(getattr(obj, field.attname))
+        )
+        for line in estimate_pairs(pairs).lines():
+            self.stdout.write(line)
 
     def request_batch(
         self, batch: list[models.Model], fields: list[AIFieldMixin], options: dict[str, Any]

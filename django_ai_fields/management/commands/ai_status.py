@@ -7,9 +7,11 @@ from django.apps import apps
 from django.core.management.base import BaseCommand, CommandError
 
 from ... import breaker, chains, health
+from ...conf import get_setting
 from ...credentials import unreadable_credentials
 from ...fields import ai_fields_of
 from ...models import AIJob
+from ...pricing import price_data
 
 STUCK_LISTED = 20
 
@@ -30,6 +32,7 @@ def collect(check_providers: bool) -> dict[str, Any]:
         # Reported, not counted as unhealthy: only that tenant's jobs fail (auth).
         "unreadable_credentials": unreadable_credentials(),
         "chains": field_chains(),
+        "prices": price_data(),
     }
     problems = []
     if not queue["ok"]:
@@ -121,6 +124,12 @@ def render(report: dict[str, Any]) -> list[str]:
         lines += [
             f"  {label}: {chain}" for label, found in report["chains"].items() for chain in found
         ]
+    prices = report["prices"]
+    overrides = len(get_setting("PRICING") or {})
+    lines.append(
+        f"Prices: {prices['source']} {prices['version']} (latest price change {prices['as_of']})"
+        + (f", {overrides} AI_FIELDS['PRICING'] override(s)" if overrides else "")
+    )
     lines.append("Healthy." if report["healthy"] else "UNHEALTHY: " + "; ".join(report["problems"]))
     return lines
 
