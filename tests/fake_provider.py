@@ -22,6 +22,7 @@ Typical use::
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import re
 import socket
@@ -38,6 +39,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 OPENAI = "openai"
 AZURE = "azure"
+RESPONSES = "responses"
 ANTHROPIC = "anthropic"
 MODELS = "models"
 MODERATIONS = "moderations"
@@ -78,6 +80,7 @@ class Usage:
     output_tokens: int = 7
     cached_tokens: int = 0
     cache_creation_tokens: int = 0
+    reasoning_tokens: int = 0
 
 
 @dataclass
@@ -142,6 +145,8 @@ def route_for(method: str, path: str) -> str | None:
         return None
     if path == "/v1/chat/completions":
         return OPENAI
+    if path == "/v1/responses":
+        return RESPONSES
     if path == "/v1/messages":
         return ANTHROPIC
     if _AZURE_CHAT_PATH.match(path):
@@ -603,6 +608,8 @@ class FakeProvider:
         self.models: list[str] = list(DEFAULT_MODELS)
         # POST /v1/moderations flags an input containing any of these (case-insensitive).
         self.moderation_terms: tuple[str, ...] = ()
+        # Responses API: calls each hosted tool the request offers makes (tests/fake_responses.py).
+        self.tool_calls_per_tool = 1
         # The most provider calls this server was answering at the same time.
         self.max_in_flight = 0
         self._in_flight = 0
@@ -824,7 +831,7 @@ class FakeProvider:
         """Server-sent events, ``stream_delay`` before each text delta; a fault's
         ``stream_error`` / ``stream_drop`` cuts the stream after ``stream_after`` deltas."""
         text = self.reply_text if self.reply_text is not None else self.responder(record)
-        build = anthropic_stream_events if route == ANTHROPIC else openai_stream_events
+        build = self._stream_builder(route)
         try:
             opening, deltas, closing = build(
                 record.body, text, self.usage, self.finish_reason, record.call_number
@@ -846,8 +853,22 @@ class FakeProvider:
     def _success_payload(self, route: str, record: RecordedRequest) -> dict[str, Any]:
         text = self.reply_text if self.reply_text is not None else self.responder(record)
         body = record.body if isinstance(record.body, dict) else {}
-        build = anthropic_message if route == ANTHROPIC else openai_completion
+        build = self._payload_builder(route)
         return build(body, text, self.usage, self.finish_reason, record.call_number)
+
+    def _payload_builder(self, route: str) -> Callable[..., dict[str, Any]]:
+        if route == RESPONSES:
+            from tests.fake_responses import openai_response
+
+            return functools.partial(openai_response, per_tool=self.tool_calls_per_tool)
+        return anthropic_message if route == ANTHROPIC else openai_completion
+
+    def _stream_builder(self, route: str) -> Callable[..., tuple[list[bytes], ...]]:
+        if route == RESPONSES:
+            from tests.fake_responses import responses_stream_events
+
+            return functools.partial(responses_stream_events, per_tool=self.tool_calls_per_tool)
+        return anthropic_stream_events if route == ANTHROPIC else openai_stream_events
 
 
 def _request_id_headers(number: int) -> dict[str, str]:

@@ -28,6 +28,12 @@ class CompletionRequest:
     json_output: bool = False
     choices: list[str] | None = None
     options: dict[str, Any] = field(default_factory=dict)
+    # Hosted tools (OpenAI Responses API): [{"type": "web_search"}, ...]; providers/tools.py.
+    tools: list[dict[str, Any]] = field(default_factory=list)
+    # Files sent with the prompt (images, PDFs): file_inputs.Attachment objects.
+    attachments: list[Any] = field(default_factory=list)
+    # "responses" or "chat" (OpenAI); None: the provider entry's API setting.
+    api: str | None = None
 
 
 @dataclass
@@ -45,6 +51,12 @@ class CompletionResponse:
     billable: bool = True
     # Answered through a provider's batch API: priced at the batch discount.
     batch: bool = False
+    # Output tokens spent reasoning (a part of output_tokens), where reported.
+    reasoning_tokens: int = 0
+    # Hosted tool calls the answer made, for the step log: [{"type", "status", "detail"}].
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)
+    # Billable hosted tool uses by tool: {"web_search": 2}; priced by tool_fees.py.
+    tool_uses: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass

@@ -1,0 +1,144 @@
+"""The OpenAI Responses API mode and hosted tools, through the real openai SDK over
+HTTP to the fake provider (tests/fake_responses.py): request bodies, usage, tools."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from django_ai_fields.providers import CompletionRequest, ProviderError, get_provider
+from django_ai_fields.providers.tools import normalize
+from tests.fake_provider import FakeProvider, Usage
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def request(**values: Any) -> CompletionRequest:
+    return CompletionRequest(
+        **{
+            "system": "You classify.",
+            "prompt": "<data>ACME</data>",
+            "model": "gpt-4o-mini",
+            "max_tokens": 50,
+            **values,
+        }
+    )
+
+
+def use_responses(settings: Any) -> None:
+    providers = dict(settings.AI_FIELDS["PROVIDERS"])
+    providers["openai"] = {**providers["openai"], "API": "responses"}
+    settings.AI_FIELDS = {**settings.AI_FIELDS, "PROVIDERS": providers}
+
+
+def test_chat_completions_stays_the_default(fake_provider: FakeProvider) -> None:
+    get_provider("openai").complete(request())
+    assert fake_provider.last_request.path == "/v1/chat/completions"
+
+
+def test_provider_entry_switches_to_the_responses_api(
+    fake_provider: FakeProvider, settings: Any
+) -> None:
+    use_responses(settings)
+    fake_provider.usage = Usage(
+        input_tokens=30, output_tokens=9, cached_tokens=64, reasoning_tokens=4
+    )
+    fake_provider.reply_text = "warm"
+    response = get_provider("openai").complete(request(temperature=0.2))
+    sent = fake_provider.last_request
+    assert sent.path == "/v1/responses"
+    assert sent.body["instructions"] == "You classify."
+    assert sent.body["input"] == [{"role": "user", "content": "<data>ACME</data>"}]
+    assert sent.body["max_output_tokens"] == 50
+    assert sent.body["temperature"] == 0.2
+    assert sent.body["store"] is False
+    assert "messages" not in sent.body and "max_completion_tokens" not in sent.body
+    assert response.text == "warm"
+    # input_tokens includes the cached ones (as on Chat Completions).
+    assert (response.input_tokens, response.cached_tokens) == (94, 64)
+    assert (response.output_tokens, response.reasoning_tokens) == (9, 4)
+    assert response.finish_reason == "stop"
+    assert response.tool_calls == [] and response.tool_uses == {}
+
+
+def test_request_api_overrides_the_provider_entry(fake_provider: FakeProvider) -> None:
+    get_provider("openai").complete(request(api="responses"))
+    assert fake_provider.last_request.path == "/v1/responses"
+
+
+def test_json_schema_goes_through_text_format(fake_provider: FakeProvider) -> None:
+    schema = {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}
+    fake_provider.reply_text = '{"n": 3}'
+    response = get_provider("openai").complete(
+        request(api="responses", json_schema=schema, json_output=True)
+    )
+    body = fake_provider.last_request.body
+    assert body["text"] == {"format": {"type": "json_schema", "name": "output", "schema": schema}}
+    assert json.loads(response.text) == {"n": 3}
+
+
+def test_json_without_schema_asks_for_a_json_object(fake_provider: FakeProvider) -> None:
+    fake_provider.reply_text = "{}"
+    get_provider("openai").complete(request(api="responses", json_output=True))
+    assert fake_provider.last_request.body["text"] == {"format": {"type": "json_object"}}
+
+
+def test_cut_off_answer_reads_as_length(fake_provider: FakeProvider) -> None:
+    fake_provider.finish_reason = "length"
+    response = get_provider("openai").complete(request(api="responses"))
+    assert response.finish_reason == "length"
+
+
+def test_hosted_tools_force_the_responses_api_and_are_reported(
+    fake_provider: FakeProvider,
+) -> None:
+    tools = normalize(
+        ["web_search", {"type": "file_search", "vector_store_ids": ["vs_1"]}, "code_interpreter"]
+    )
+    fake_provider.tool_calls_per_tool = 2
+    response = get_provider("openai").complete(request(tools=tools))
+    sent = fake_provider.last_request
+    assert sent.path == "/v1/responses"
+    assert sent.body["tools"] == [
+        {"type": "web_search"},
+        {"type": "file_search", "vector_store_ids": ["vs_1"]},
+        {"type": "code_interpreter", "container": {"type": "auto"}},
+    ]
+    assert [c["type"] for c in response.tool_calls] == ["web_search"] * 2 + ["file_search"] * 2 + [
+        "code_interpreter"
+    ] * 2
+    assert response.tool_calls[0]["detail"].startswith("fake search")
+    assert response.tool_calls[2]["detail"].startswith("fake query")
+    assert response.tool_calls[4]["detail"] == "print(6 * 7)"
+    # Web searches as tool_usage reports them; code interpreter per container.
+    assert response.tool_uses == {"web_search": 2, "file_search": 2, "code_interpreter": 1}
+
+
+def test_streamed_responses(fake_provider: FakeProvider) -> None:
+    fake_provider.reply_text = "one two three"
+    fake_provider.usage = Usage(input_tokens=5, output_tokens=3)
+    items = list(get_provider("openai").stream(request(tools=normalize(["web_search"]))))
+    sent = fake_provider.last_request
+    assert sent.path == "/v1/responses" and sent.body["stream"] is True
+    assert items[:-1] == ["one ", "two ", "three"]
+    final = items[-1]
+    assert final.text == "one two three"
+    assert (final.input_tokens, final.output_tokens) == (5, 3)
+    assert final.tool_uses == {"web_search": 1}
+
+
+def test_stream_error_mid_response_is_classified(fake_provider: FakeProvider) -> None:
+    fake_provider.reply_text = "one two three"
+    fake_provider.enqueue_fault(stream_error=429)
+    with pytest.raises(ProviderError) as caught:
+        list(get_provider("openai").stream(request(api="responses")))
+    assert caught.value.code == "rate_limited"
+
+
+def test_http_errors_are_classified(fake_provider: FakeProvider) -> None:
+    fake_provider.enqueue_fault(status=400, message="Unknown parameter")
+    with pytest.raises(ProviderError) as caught:
+        get_provider("openai").complete(request(api="responses"))
+    assert caught.value.code == "bad_request"
