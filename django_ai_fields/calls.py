@@ -15,6 +15,7 @@ from rq.timeouts import JobTimeoutException
 
 from . import observability, quotas, streaming
 from .conf import get_setting
+from .file_inputs import reserve_bytes
 from .functions import AIFunction
 from .models import AIJob, AIUsage, ErrorCode
 from .pricing import cost_micro, micro_to_usd
@@ -25,6 +26,7 @@ from .providers import (
     ProviderError,
     build_provider,
 )
+from .tool_fees import fee_micro, fee_usd
 
 T = TypeVar("T")
 
@@ -122,7 +124,8 @@ def reserve_quota(job: AIJob, prepared: Prepared) -> list[list[object]]:
     """Reserve the call's worst case against the tenant's quotas and the budget."""
     request = prepared.request
     sent = request.system + request.prompt + json.dumps(request.json_schema or "")
-    demand = quotas.worst_case(prepared.model, len(sent.encode()) + 16, request.max_tokens)
+    sent_bytes = len(sent.encode()) + 16 + reserve_bytes(request.attachments)
+    demand = quotas.worst_case(prepared.model, sent_bytes, request.max_tokens)
     return quotas.reserve(job.tenant, demand, prepared.function.budget())
 
 
@@ -132,7 +135,8 @@ def call_cost(model: str, response: CompletionResponse) -> Decimal:
     if not response.billable:
         return Decimal(0)
     return micro_to_usd(
-        cost_micro(
+        fee_micro(response.tool_uses)
+        + cost_micro(
             model,
             input_tokens=response.input_tokens,
             output_tokens=response.output_tokens,
@@ -162,6 +166,9 @@ def record_usage(
         output_tokens=response.output_tokens,
         cached_tokens=response.cached_tokens,
         cost_usd=cost,
+        tool_calls=response.tool_uses,
+        # Tool fees are a part of cost_usd (nothing when the call cost nothing).
+        tool_cost_usd=fee_usd(response.tool_uses) if cost else Decimal(0),
         duration_ms=duration_ms,
         success=error is None,
         cache_hit=cache_hit,

@@ -11,6 +11,7 @@ from django.core import checks
 from django.core.exceptions import FieldDoesNotExist
 
 from .conf import get_setting
+from .input_checks import check_hosted_options
 from .prompts import PromptSyntaxError
 from .providers import BUILTIN, provider_class
 
@@ -95,6 +96,7 @@ def check_field(field: Any) -> list[checks.CheckMessage]:
                 'Use "openai", "anthropic", "azure", "offline" or a dotted path.',
             )
         )
+    errors.extend(check_hosted_options(field))
     schema = field.json_schema()
     if schema is not None:
         try:

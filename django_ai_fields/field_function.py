@@ -12,6 +12,7 @@ from django.db import models
 from . import signals, tokens
 from .conf import get_setting
 from .fields import AIFieldMixin, AIGeneratedJSONField, get_ai_field
+from .file_inputs import load_attachments
 from .functions import AIFunction, Cancelled, Superseded
 from .outputs import parse_output
 from .quotas import Budget
@@ -47,6 +48,8 @@ class FieldGeneration(AIFunction):
         self.fallback = self.field.fallback
         self.provider_options = dict(self.field.provider_options)
         self.stream = self.field.stream
+        self.tools = list(self.field.tools)
+        self.api = self.field.api
 
     def prepare(self, payload: Any, tenant: str) -> RowData:
         instance = self.model_class._base_manager.filter(pk=self.object_id).first()
@@ -70,6 +73,9 @@ class FieldGeneration(AIFunction):
 
     def choices(self) -> list[str] | None:
         return self.field.choice_values()
+
+    def attachments(self, data: RowData) -> list[Any]:
+        return load_attachments(data.instance, self.field.inputs)
 
     def parse_response(self, text: str) -> Any:
         return parse_output(self.field, text)

@@ -43,6 +43,9 @@ class AIFieldMixin:
         fallback: Sequence[Any] | None = None,
         provider_options: dict[str, Any] | None = None,
         stream: bool = False,
+        inputs: Iterable[str] = (),
+        tools: Iterable[Any] = (),
+        api: str | None = None,
         **kwargs: Any,
     ) -> None:
         self.prompt = prompt
@@ -65,6 +68,12 @@ class AIFieldMixin:
         self.provider_options = dict(provider_options or {})
         # Stream the answer; its text so far shows on the job while it runs.
         self.stream = stream
+        # File/image fields of the model sent with the prompt (file_inputs.py).
+        self.inputs = tuple(inputs)
+        # Hosted tools (OpenAI Responses API): "web_search", {"type": "file_search", ...}.
+        self.tools = list(tools)
+        # OpenAI API: "chat" or "responses"; None: PROVIDERS[...]["API"] (tools: responses).
+        self.api = api
         super().__init__(*args, **kwargs)
 
     def check(self, **kwargs: Any) -> list[Any]:
@@ -101,7 +110,7 @@ class AIFieldMixin:
         if self.trigger_fields is not None:
             names: Iterable[str] = self.trigger_fields
         elif self.template is not None and not self.template.uses_all_fields:
-            names = sorted(self.template.field_names)
+            names = sorted(self.template.field_names | set(self.inputs))
         else:
             return self.data_fields()
         excluded = set(self.excluded_fields)

@@ -65,6 +65,9 @@ class AIFunction:
     stream: bool = False
     # Extra keyword arguments for the SDK call (tools, reasoning_effort, seed...).
     provider_options: ClassVar[dict[str, Any]] = {}
+    # Hosted tools (OpenAI Responses API) and the OpenAI API to call (docs/providers.md).
+    tools: ClassVar[list[Any]] = []
+    api: str | None = None
 
     # -- the five steps ---------------------------------------------------------
 
@@ -112,6 +115,11 @@ class AIFunction:
 
     def choices(self) -> list[str] | None:
         return None
+
+    def attachments(self, data: Any) -> list[Any]:
+        """Files sent with the prompt (providers.attachments.Attachment); raise
+        ValueError to refuse the job (a file over a limit)."""
+        return []
 
     def fallbacks(self) -> list[Any]:
         """Routes tried when the primary is unavailable (docs/reliability.md)."""

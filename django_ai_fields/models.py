@@ -157,6 +157,11 @@ class AIUsage(models.Model):
     output_tokens = models.PositiveIntegerField(_("output tokens"), default=0)
     cached_tokens = models.PositiveIntegerField(_("cached tokens"), default=0)
     cost_usd = models.DecimalField(_("cost (USD)"), max_digits=14, decimal_places=6, default=0)
+    # Billable hosted tool uses ({"web_search": 2}) and their fees, a part of cost_usd.
+    tool_calls = models.JSONField(_("hosted tool uses"), default=dict, blank=True)
+    tool_cost_usd = models.DecimalField(
+        _("tool fees (USD)"), max_digits=14, decimal_places=6, default=0
+    )
     duration_ms = models.PositiveIntegerField(_("duration (ms)"), default=0)
     success = models.BooleanField(_("success"), default=True)
     cache_hit = models.BooleanField(_("result cache hit"), default=False)

@@ -18,6 +18,7 @@ from django.utils.translation import gettext as _
 
 from .models import ErrorCode, Quota, QuotaKind, QuotaPeriod, QuotaUsage
 from .pricing import ceil_micro, cost_micro, usd_to_micro
+from .tool_fees import fee_micro
 
 
 @dataclass(frozen=True)
@@ -76,7 +77,7 @@ def actual(model: str, response: object | None, *, batch: bool = False) -> Deman
         cached_tokens=response.cached_tokens,  # type: ignore[attr-defined]
         cache_creation_tokens=response.cache_creation_tokens,  # type: ignore[attr-defined]
         batch=batch,
-    )
+    ) + fee_micro(getattr(response, "tool_uses", None) or {})
     return Demand(1, tokens_in + tokens_out, ceil_micro(cost))
 
 

@@ -37,6 +37,7 @@ from django.db import models
 from django.db.migrations.state import StateApps
 from django.db.models.signals import post_save
 
+from . import file_inputs
 from .fields import AIFieldMixin, ai_fields_of
 from .prompts import PromptSyntaxError
 
@@ -76,6 +77,7 @@ class ModelTracker:
         _hook(self.model, "from_db", _from_db_hook)
         _hook(self.model, "refresh_from_db", _refresh_hook)
         _hook(self.model, "__getstate__", _getstate_hook)
+        file_inputs.watch_uploads(self.model, self.attnames)
 
     # -- recording --------------------------------------------------------------
 
@@ -154,7 +156,7 @@ class ModelTracker:
                 differs = True
             if differs:
                 changed.add(attname)
-        return changed
+        return changed | file_inputs.uploaded(instance, candidates)
 
     def _saved_attnames(self, update_fields: frozenset[str]) -> list[str]:
         opts = self.model._meta

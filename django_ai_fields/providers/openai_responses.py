@@ -16,11 +16,8 @@ from ..models import ErrorCode
 from .attachments import responses_content
 from .base import CompletionRequest, CompletionResponse, ProviderError
 from .streams import StreamItem
-from .tools import billable_uses, call_summary
+from .tools import CHAT, RESPONSES, billable_uses, call_summary
 
-RESPONSES = "responses"
-CHAT = "chat"
-APIS = (CHAT, RESPONSES)
 BATCH_ENDPOINT = "/v1/responses"
 
 

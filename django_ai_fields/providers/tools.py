@@ -10,6 +10,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+# The OpenAI provider's two APIs (providers/openai_responses.py).
+CHAT = "chat"
+RESPONSES = "responses"
+APIS = (CHAT, RESPONSES)
+
 WEB_SEARCH = "web_search"
 FILE_SEARCH = "file_search"
 CODE_INTERPRETER = "code_interpreter"
