@@ -11,9 +11,11 @@ the file name a user chose. A file over a limit raises ValueError: the job ends
 Change detection: a file input is a trigger field, compared by its name like any
 column (no storage access when rows load or save). A save that uploads a new file
 counts as a change even when the storage gives it the old name (storages that
-overwrite, e.g. S3 with ``AWS_S3_FILE_OVERWRITE``): Django writes a file on save
-only when it is new (``FieldFile._committed`` is False), and that is noted here
-before the save.
+overwrite, e.g. S3 with ``AWS_S3_FILE_OVERWRITE``): a file assigned to the field
+(a form's upload, a ``ContentFile``) is written by that save, and that is noted
+here before the save. ``instance.photo.save(name, content)`` writes the file
+before the row's save and leaves only the name: under the same name it is not
+noticed (call ``api.regenerate()``).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import io
 from collections.abc import Iterable
 from typing import Any
 
+from django.core.files import File
 from django.db import models
 from django.db.models.fields.files import FieldFile
 from django.db.models.signals import pre_save
@@ -149,7 +152,7 @@ def watch_uploads(model: type[models.Model], attnames: Iterable[str]) -> None:
         if raw:
             return
         values = instance.__dict__
-        new = {a for a in files if isinstance(values.get(a), FieldFile) and _is_new(values[a])}
+        new = {a for a in files if _is_new(values.get(a))}
         if new:
             values[UPLOADED_ATTR] = new
         else:
@@ -159,8 +162,12 @@ def watch_uploads(model: type[models.Model], attnames: Iterable[str]) -> None:
     pre_save.connect(note_uploads, sender=model, weak=False, dispatch_uid=uid)
 
 
-def _is_new(file: FieldFile) -> bool:
-    return bool(file) and not file._committed
+def _is_new(value: Any) -> bool:
+    """A file Django writes to the storage in this save: one assigned (an upload from
+    a form, a ContentFile), not yet committed; a name read from the row is not."""
+    if isinstance(value, FieldFile):
+        return bool(value) and not value._committed
+    return isinstance(value, File)
 
 
 def uploaded(instance: models.Model, candidates: Iterable[str]) -> set[str]:
