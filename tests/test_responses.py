@@ -142,3 +142,142 @@ def test_http_errors_are_classified(fake_provider: FakeProvider) -> None:
     with pytest.raises(ProviderError) as caught:
         get_provider("openai").complete(request(api="responses"))
     assert caught.value.code == "bad_request"
+
+
+# -- a field with hosted tools, end to end -------------------------------------------------
+
+
+def test_a_field_with_tools_logs_its_tool_calls_and_records_their_fees(fake_provider, settings):
+    from decimal import Decimal
+
+    from django_ai_fields.api import regenerate
+    from django_ai_fields.models import AIUsage, Status
+    from tests.testapp.models import Poster
+
+    fake_provider.reply_text = "Held every spring since 1990."
+    fake_provider.usage = Usage(input_tokens=1000, output_tokens=100)
+    poster = Poster.objects.create(title="Spring fair")
+    job = regenerate(poster, "research", sync=True)
+    sent = fake_provider.last_request
+    assert sent.path == "/v1/responses"
+    assert sent.body["tools"] == [
+        {"type": "web_search"},
+        {"type": "file_search", "vector_store_ids": ["vs_posters"]},
+    ]
+    assert job.status == Status.SUCCEEDED
+    (tool_step,) = [step for step in job.steps if "tool_calls" in step]
+    assert tool_step["message"] == "Tool calls: web_search (1), file_search (1)"
+    assert [call["type"] for call in tool_step["tool_calls"]] == ["web_search", "file_search"]
+    assert job.steps[-1]["phase"] == "DONE"
+    usage = AIUsage.objects.get(job=job)
+    assert usage.tool_calls == {"web_search": 1, "file_search": 1}
+    # TOOL_PRICING defaults: $0.01 a web search, $0.0025 a file search.
+    assert usage.tool_cost_usd == Decimal("0.012500")
+    # Tokens (1000 x 0.15 + 100 x 0.60 micro-dollars) plus the tool fees.
+    assert usage.cost_usd == Decimal("0.012710")
+    job.refresh_from_db()
+    assert job.cost_usd == Decimal("0.012710")
+
+
+def test_tool_pricing_setting_prices_the_uses(fake_provider, settings):
+    from decimal import Decimal
+
+    from django_ai_fields.api import regenerate
+    from django_ai_fields.models import AIUsage
+    from tests.testapp.models import Poster
+
+    settings.AI_FIELDS = {**settings.AI_FIELDS, "TOOL_PRICING": {"web_search": "0.5"}}
+    fake_provider.tool_calls_per_tool = 2
+    job = regenerate(Poster.objects.create(title="Fair"), "research", sync=True)
+    usage = AIUsage.objects.get(job=job)
+    assert usage.tool_calls == {"web_search": 2, "file_search": 2}
+    assert usage.tool_cost_usd == Decimal("1.000000")  # file search has no price here
+
+
+def test_hosted_tools_on_a_non_openai_provider_are_a_check_error() -> None:
+    from django.db import models
+    from django.test.utils import isolate_apps
+
+    from django_ai_fields.fields import AIGeneratedField
+
+    with isolate_apps("tests.testapp"):
+
+        class Researched(models.Model):
+            title = models.CharField(max_length=10)
+            text = AIGeneratedField(
+                prompt="About {title}.",
+                provider="anthropic",
+                tools=["web_search", "image_generation", {"type": "file_search"}],
+                api="soap",
+                blank=True,
+                null=True,
+            )
+
+            class Meta:
+                app_label = "testapp"
+
+        messages = Researched._meta.get_field("text").check()
+    ids = sorted(message.id for message in messages)
+    assert ids == [
+        "django_ai_fields.E143",
+        "django_ai_fields.E143",
+        "django_ai_fields.E144",
+    ]
+    text = " ".join(message.msg for message in messages)
+    assert "'image_generation' is not a hosted tool" in text
+    assert "vector_store_ids" in text
+
+
+def test_tools_need_an_openai_provider(settings) -> None:
+    from django.db import models
+    from django.test.utils import isolate_apps
+
+    from django_ai_fields.fields import AIGeneratedField
+
+    with isolate_apps("tests.testapp"):
+
+        class Searched(models.Model):
+            title = models.CharField(max_length=10)
+            text = AIGeneratedField(
+                prompt="About {title}.", provider="anthropic", tools=["web_search"]
+            )
+
+            class Meta:
+                app_label = "testapp"
+
+        (message,) = Searched._meta.get_field("text").check()
+    assert message.id == "django_ai_fields.E145"
+
+
+def test_a_bad_api_in_providers_is_a_check_error(settings) -> None:
+    from django_ai_fields.input_checks import check_provider_apis
+
+    settings.AI_FIELDS = {**settings.AI_FIELDS, "PROVIDERS": {"openai": {"API": "respones"}}}
+    (message,) = check_provider_apis()
+    assert message.id == "django_ai_fields.E146" and "'respones'" in message.msg
+
+
+# -- the Batch API ---------------------------------------------------------------------------
+
+
+def test_a_batch_of_responses_requests_goes_to_v1_responses(fake_provider, settings):
+    from tests.fake_batches import multipart_form
+
+    use_responses(settings)
+    fake_provider.reply_text = "batched"
+    fake_provider.usage = Usage(input_tokens=20, output_tokens=4, cached_tokens=8)
+    provider = get_provider("openai")
+    batch_id = provider.submit_batch([("1", request()), ("2", request(prompt="<data>B</data>"))])
+    (upload,) = [r for r in fake_provider.requests if r.path == "/v1/files"]
+    form = multipart_form(upload.headers["content-type"], upload.raw)
+    lines = [json.loads(line) for line in form["file"].splitlines()]
+    assert [line["url"] for line in lines] == ["/v1/responses"] * 2
+    assert lines[0]["body"]["max_output_tokens"] == 50 and "input" in lines[0]["body"]
+    (create,) = [r for r in fake_provider.requests if r.path == "/v1/batches"]
+    assert create.body["endpoint"] == "/v1/responses"
+    assert provider.batch_state(batch_id).ended
+    results = provider.batch_results(batch_id, {})
+    assert results["1"].text == "batched" and results["1"].batch
+    assert (results["2"].input_tokens, results["2"].cached_tokens) == (28, 8)
+    answered = [r for r in fake_provider.provider_requests if r.path == "/v1/responses"]
+    assert len(answered) == 2
