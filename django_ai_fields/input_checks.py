@@ -13,9 +13,10 @@ from .conf import get_setting
 from .file_inputs import is_file_field
 from .providers.tools import APIS, RESPONSES, problems
 
-# Built-in providers with and without the Responses API (known without importing an SDK).
-RESPONSES_PROVIDERS = ("openai", "azure")
-OTHER_PROVIDERS = ("anthropic", "offline")
+# Built-in providers with and without the Responses API (known without importing an
+# SDK); offline accepts tools and makes no calls, for demos and tests.
+RESPONSES_PROVIDERS = ("openai", "azure", "offline")
+OTHER_PROVIDERS = ("anthropic",)
 
 
 @checks.register(checks.Tags.compatibility)

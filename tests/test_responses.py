@@ -281,3 +281,13 @@ def test_a_batch_of_responses_requests_goes_to_v1_responses(fake_provider, setti
     assert (results["2"].input_tokens, results["2"].cached_tokens) == (28, 8)
     answered = [r for r in fake_provider.provider_requests if r.path == "/v1/responses"]
     assert len(answered) == 2
+
+
+def test_the_offline_provider_accepts_tools_and_calls_none(settings):
+    from django_ai_fields.api import regenerate
+    from tests.testapp.models import Poster
+
+    settings.AI_FIELDS = {**settings.AI_FIELDS, "DEFAULT_PROVIDER": "offline"}
+    job = regenerate(Poster.objects.create(title="Fair"), "research", sync=True)
+    assert job.output.endswith("[tools not called offline: web_search, file_search]")
+    assert not [step for step in job.steps if "tool_calls" in step]

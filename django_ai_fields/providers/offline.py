@@ -31,6 +31,7 @@ class OfflineProvider(Provider):
             text = json.dumps(example_for_schema(request.json_schema or {"type": "object"}))
         else:
             text = _summary(request.prompt) + _files_note(request.attachments)
+            text += _tools_note(request.tools)
         return CompletionResponse(
             text=text,
             input_tokens=max(1, (len(request.system) + len(request.prompt)) // 4),
@@ -53,6 +54,13 @@ def _files_note(attachments: list[Any]) -> str:
         return ""
     names = ", ".join(f"{item.content_type} {item.digest[:8]}" for item in attachments)
     return f" [files: {names}]"
+
+
+def _tools_note(tools: list[dict[str, Any]]) -> str:
+    """Hosted tools are accepted and never called offline: the answer says so."""
+    if not tools:
+        return ""
+    return f" [tools not called offline: {', '.join(str(t.get('type')) for t in tools)}]"
 
 
 def _summary(prompt: str) -> str:

@@ -170,7 +170,6 @@ class Poster(models.Model):
     research = AIGeneratedField(
         prompt="Find what is known about {title}.",
         tools=["web_search", {"type": "file_search", "vector_store_ids": ["vs_posters"]}],
-        provider="openai",
         auto_regenerate=False,
         cache_ttl=0,
         blank=True,
