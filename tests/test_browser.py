@@ -164,13 +164,14 @@ def regenerate_in_admin(page: Any, base: str, names: list[str]) -> None:
         admin_row(page, name=name).locator("input.action-select").check()
     page.select_option("select[name=action]", "regenerate_ai_fields")
     page.click("button[name=index]")
-    expect(page.locator(".messagelist .success")).to_contain_text("6 AI jobs requested")
+    expect(page.locator(".messagelist .success")).to_contain_text("8 AI jobs requested")
 
 
 def cancel_job_in_admin(page: Any, base: str, lead_id: int, field: str) -> None:
     """The jobs just requested are in the AI jobs list, queued; cancel one of them."""
     page.goto(f"{base}/admin/django_ai_fields/aijob/?status__exact=queued")
-    expect(page.locator("#result_list tbody tr")).to_have_count(6)
+    # Two leads, four AI fields each (summary, heat, profile, logo_alt_text).
+    expect(page.locator("#result_list tbody tr")).to_have_count(8)
     row = admin_row(page, target=f"leads.lead #{lead_id}", field_name=field)
     expect(row).to_have_count(1)
     row.locator("input.action-select").check()
@@ -178,9 +179,9 @@ def cancel_job_in_admin(page: Any, base: str, lead_id: int, field: str) -> None:
     page.click("button[name=index]")
     expect(page.locator(".messagelist .success")).to_be_visible()
     page.goto(f"{base}/admin/django_ai_fields/aijob/")
-    expect(admin_row(page, status_badge="Queued")).to_have_count(5)
+    expect(admin_row(page, status_badge="Queued")).to_have_count(7)
     expect(admin_row(page, status_badge="Cancelled")).to_have_count(1)
-    expect(admin_row(page, status_badge="Failed")).to_have_count(3)
+    expect(admin_row(page, status_badge="Failed")).to_have_count(4)  # Alan's four fields
     screenshot(page, "admin-jobs.png")
 
 

@@ -291,3 +291,33 @@ def test_the_offline_provider_accepts_tools_and_calls_none(settings):
     job = regenerate(Poster.objects.create(title="Fair"), "research", sync=True)
     assert job.output.endswith("[tools not called offline: web_search, file_search]")
     assert not [step for step in job.steps if "tool_calls" in step]
+
+
+def test_a_backfill_chunk_calls_the_responses_api_concurrently(fake_provider):
+    from django_ai_fields.api import regenerate
+    from django_ai_fields.models import AIUsage, Status
+    from tests.testapp.models import Poster
+
+    for title in ("A", "B", "C"):
+        Poster.objects.create(title=title)
+    jobs = regenerate(Poster.objects.all(), "research", sync=True)
+    assert [job.status for job in jobs] == [Status.SUCCEEDED] * 3
+    assert {r.path for r in fake_provider.provider_requests} == {"/v1/responses"}
+    assert [u.tool_calls for u in AIUsage.objects.all()] == [
+        {"web_search": 1, "file_search": 1}
+    ] * 3
+
+
+def test_the_result_cache_key_covers_tools_and_files() -> None:
+    from django_ai_fields.providers.attachments import Attachment
+    from django_ai_fields.result_cache import cache_key
+
+    plain = request()
+    red = request(attachments=[Attachment("a.png", "image/png", b"red")])
+    blue = request(attachments=[Attachment("a.png", "image/png", b"blue")])
+    searched = request(tools=normalize(["web_search"]))
+    keys = {cache_key("t", "openai", r) for r in (plain, red, blue, searched)}
+    assert len(keys) == 4
+    assert cache_key("t", "openai", red) == cache_key(
+        "t", "openai", request(attachments=[Attachment("a.png", "image/png", b"red")])
+    )
