@@ -27,6 +27,14 @@ def request(**values: Any) -> CompletionRequest:
     )
 
 
+@pytest.fixture
+def research_on_openai(monkeypatch: Any) -> None:
+    """Poster.research (provider="offline" in the test app) on the OpenAI provider."""
+    from tests.testapp.models import Poster
+
+    monkeypatch.setattr(Poster._meta.get_field("research"), "provider", "openai")
+
+
 def use_responses(settings: Any) -> None:
     providers = dict(settings.AI_FIELDS["PROVIDERS"])
     providers["openai"] = {**providers["openai"], "API": "responses"}
@@ -147,7 +155,9 @@ def test_http_errors_are_classified(fake_provider: FakeProvider) -> None:
 # -- a field with hosted tools, end to end -------------------------------------------------
 
 
-def test_a_field_with_tools_logs_its_tool_calls_and_records_their_fees(fake_provider, settings):
+def test_a_field_with_tools_logs_its_tool_calls_and_records_their_fees(
+    fake_provider, research_on_openai
+):
     from decimal import Decimal
 
     from django_ai_fields.api import regenerate
@@ -179,7 +189,7 @@ def test_a_field_with_tools_logs_its_tool_calls_and_records_their_fees(fake_prov
     assert job.cost_usd == Decimal("0.012710")
 
 
-def test_tool_pricing_setting_prices_the_uses(fake_provider, settings):
+def test_tool_pricing_setting_prices_the_uses(fake_provider, settings, research_on_openai):
     from decimal import Decimal
 
     from django_ai_fields.api import regenerate
@@ -287,13 +297,12 @@ def test_the_offline_provider_accepts_tools_and_calls_none(settings):
     from django_ai_fields.api import regenerate
     from tests.testapp.models import Poster
 
-    settings.AI_FIELDS = {**settings.AI_FIELDS, "DEFAULT_PROVIDER": "offline"}
     job = regenerate(Poster.objects.create(title="Fair"), "research", sync=True)
     assert job.output.endswith("[tools not called offline: web_search, file_search]")
     assert not [step for step in job.steps if "tool_calls" in step]
 
 
-def test_a_backfill_chunk_calls_the_responses_api_concurrently(fake_provider):
+def test_a_backfill_chunk_calls_the_responses_api_concurrently(fake_provider, research_on_openai):
     from django_ai_fields.api import regenerate
     from django_ai_fields.models import AIUsage, Status
     from tests.testapp.models import Poster
