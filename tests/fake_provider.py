@@ -419,6 +419,10 @@ def stream_error_event(route: str, status: int, message: str) -> bytes:
     """The error event a provider sends in the middle of a 200 stream."""
     if route == ANTHROPIC:
         return sse(anthropic_error(status, message), "error")
+    if route == RESPONSES:  # the Responses API's error event: flat, no "error" key
+        error = openai_error(status, message)["error"]
+        flat = {"type": "error", "code": error["code"] or error["type"], "message": message}
+        return sse({**flat, "param": None, "sequence_number": 99}, "error")
     return sse(openai_error(status, message))
 
 

@@ -330,3 +330,22 @@ def test_the_result_cache_key_covers_tools_and_files() -> None:
     assert cache_key("t", "openai", red) == cache_key(
         "t", "openai", request(attachments=[Attachment("a.png", "image/png", b"red")])
     )
+
+
+def test_usage_export_has_the_tool_columns() -> None:
+    from decimal import Decimal
+
+    from django_ai_fields.models import AIUsage
+    from django_ai_fields.resources import AIUsageResource
+
+    AIUsage.objects.create(
+        provider="openai",
+        model="gpt-4o-mini",
+        tool_calls={"web_search": 3},
+        tool_cost_usd=Decimal("0.03"),
+        cost_usd=Decimal("0.031"),
+    )
+    exported = AIUsageResource().export()
+    row = dict(zip(exported.headers, exported[0], strict=True))
+    assert row["tool_cost_usd"] == "0.030000"
+    assert "web_search" in str(row["tool_calls"])

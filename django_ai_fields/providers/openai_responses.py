@@ -15,7 +15,7 @@ from openai.types.responses import Response
 from ..models import ErrorCode
 from .attachments import responses_content
 from .base import CompletionRequest, CompletionResponse, ProviderError
-from .streams import StreamItem
+from .streams import STREAM_ERROR_TYPES, StreamItem
 from .tools import CHAT, RESPONSES, billable_uses, call_summary
 
 BATCH_ENDPOINT = "/v1/responses"
@@ -108,11 +108,21 @@ def read_stream(events: Iterable[Any]) -> Iterator[StreamItem]:
             yield event.delta
         elif kind in ("response.completed", "response.incomplete", "response.failed"):
             final = event.response
+        elif kind == "error":
+            raise error_event_error(event)
     if final is None:
         raise ProviderError(ErrorCode.PROVIDER_UNAVAILABLE, "The stream ended without a response.")
     response = response_from_responses(final)
     response.text = response.text or "".join(parts)
     yield response
+
+
+def error_event_error(event: Any) -> ProviderError:
+    """An ``error`` event in the middle of a Responses stream, classified by its code."""
+    code = str(getattr(event, "code", None) or "")
+    message = str(getattr(event, "message", None) or "")
+    kind = STREAM_ERROR_TYPES.get(code, ErrorCode.PROVIDER_UNAVAILABLE)
+    return ProviderError(kind, f"Error in the stream ({code or 'unknown'}): {message}")
 
 
 def response_from_body(body: dict[str, Any]) -> CompletionResponse:
