@@ -15,6 +15,7 @@ from .fields import AIFieldMixin, AIGeneratedJSONField, get_ai_field
 from .file_inputs import load_attachments
 from .functions import AIFunction, Cancelled, Superseded
 from .outputs import parse_output
+from .providers.tools import tools_provider
 from .quotas import Budget
 
 FIELD_FUNCTION = "field"
@@ -38,7 +39,9 @@ class FieldGeneration(AIFunction):
         self.model_class = model
         self.object_id = object_id
         self.field: AIFieldMixin = get_ai_field(model, field_name)
-        self.provider = self.field.provider
+        self.provider = self.field.provider or tools_provider(
+            self.field.tools, get_setting("DEFAULT_PROVIDER")
+        )
         self.model = self.field.llm_model
         self.max_tokens = self.field.max_tokens
         self.temperature = self.field.temperature

@@ -7,16 +7,10 @@ from typing import Any
 
 from django.core import checks
 from django.core.exceptions import FieldDoesNotExist
-from django.utils.module_loading import import_string
 
 from .conf import get_setting
 from .file_inputs import is_file_field
-from .providers.tools import APIS, RESPONSES, problems
-
-# Built-in providers with and without the Responses API (known without importing an
-# SDK); offline accepts tools and makes no calls, for demos and tests.
-RESPONSES_PROVIDERS = ("openai", "azure", "offline")
-OTHER_PROVIDERS = ("anthropic",)
+from .providers.tools import APIS, RESPONSES, problems, speaks_responses
 
 
 @checks.register(checks.Tags.compatibility)
@@ -75,8 +69,10 @@ def _check_api(field: Any) -> list[checks.CheckMessage]:
         return [_error(field, "E144", f"has api={field.api!r}.", f"Use one of {APIS}.")]
     if not (field.tools or field.api == RESPONSES):
         return []
-    name = field.provider or get_setting("DEFAULT_PROVIDER")
-    if speaks_responses(name):
+    # Without provider=, a field with tools goes to "openai" when DEFAULT_PROVIDER
+    # has no Responses API (providers.tools.tools_provider); api="responses" alone does not.
+    name = field.provider or (None if field.tools else get_setting("DEFAULT_PROVIDER"))
+    if name is None or speaks_responses(name):
         return []
     what = "hosted tools" if field.tools else "api='responses'"
     return [
@@ -87,17 +83,6 @@ def _check_api(field: Any) -> list[checks.CheckMessage]:
             'Set provider="openai" on the field.',
         )
     ]
-
-
-def speaks_responses(name: str) -> bool:
-    """Whether a provider has the OpenAI provider's Responses mode; an unknown
-    provider passes (checks.check_field reports it)."""
-    if name in RESPONSES_PROVIDERS or name in OTHER_PROVIDERS:
-        return name in RESPONSES_PROVIDERS
-    try:
-        return hasattr(import_string(name), "complete_responses")
-    except ImportError:
-        return True
 
 
 def _error(field: Any, code: str, message: str, hint: str) -> checks.Error:

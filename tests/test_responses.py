@@ -27,14 +27,6 @@ def request(**values: Any) -> CompletionRequest:
     )
 
 
-@pytest.fixture
-def research_on_openai(monkeypatch: Any) -> None:
-    """Poster.research (provider="offline" in the test app) on the OpenAI provider."""
-    from tests.testapp.models import Poster
-
-    monkeypatch.setattr(Poster._meta.get_field("research"), "provider", "openai")
-
-
 def use_responses(settings: Any) -> None:
     providers = dict(settings.AI_FIELDS["PROVIDERS"])
     providers["openai"] = {**providers["openai"], "API": "responses"}
@@ -156,7 +148,7 @@ def test_http_errors_are_classified(fake_provider: FakeProvider) -> None:
 
 
 def test_a_field_with_tools_logs_its_tool_calls_and_records_their_fees(
-    fake_provider, research_on_openai
+    fake_provider,
 ):
     from decimal import Decimal
 
@@ -189,7 +181,7 @@ def test_a_field_with_tools_logs_its_tool_calls_and_records_their_fees(
     assert job.cost_usd == Decimal("0.012710")
 
 
-def test_tool_pricing_setting_prices_the_uses(fake_provider, settings, research_on_openai):
+def test_tool_pricing_setting_prices_the_uses(fake_provider, settings):
     from decimal import Decimal
 
     from django_ai_fields.api import regenerate
@@ -202,6 +194,17 @@ def test_tool_pricing_setting_prices_the_uses(fake_provider, settings, research_
     usage = AIUsage.objects.get(job=job)
     assert usage.tool_calls == {"web_search": 2, "file_search": 2}
     assert usage.tool_cost_usd == Decimal("1.000000")  # file search has no price here
+
+
+def test_tools_go_to_openai_when_the_default_provider_has_no_responses_api(fake_provider, settings):
+    from django_ai_fields.api import regenerate
+    from tests.testapp.models import Poster
+
+    settings.AI_FIELDS = {**settings.AI_FIELDS, "DEFAULT_PROVIDER": "anthropic"}
+    job = regenerate(Poster.objects.create(title="Fair"), "research", sync=True)
+    assert (job.status, job.provider) == ("succeeded", "openai")
+    assert [r.path for r in fake_provider.provider_requests] == ["/v1/responses"]
+    assert Poster._meta.get_field("research").check() == []
 
 
 def test_hosted_tools_on_a_non_openai_provider_are_a_check_error() -> None:
@@ -302,7 +305,7 @@ def test_the_offline_provider_accepts_tools_and_calls_none(settings):
     assert not [step for step in job.steps if "tool_calls" in step]
 
 
-def test_a_backfill_chunk_calls_the_responses_api_concurrently(fake_provider, research_on_openai):
+def test_a_backfill_chunk_calls_the_responses_api_concurrently(fake_provider):
     from django_ai_fields.api import regenerate
     from django_ai_fields.models import AIUsage, Status
     from tests.testapp.models import Poster

@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from django.utils.module_loading import import_string
+
 # The OpenAI provider's two APIs (providers/openai_responses.py).
 CHAT = "chat"
 RESPONSES = "responses"
@@ -20,6 +22,13 @@ FILE_SEARCH = "file_search"
 CODE_INTERPRETER = "code_interpreter"
 HOSTED_TOOLS = (WEB_SEARCH, FILE_SEARCH, CODE_INTERPRETER)
 
+# Built-in providers with and without the Responses API (known without importing an
+# SDK); offline accepts tools and makes no calls, for demos and tests.
+RESPONSES_PROVIDERS = ("openai", "azure", "offline")
+OTHER_PROVIDERS = ("anthropic",)
+# Where a field's tools go when it names no provider and the default has no Responses API.
+TOOLS_FALLBACK_PROVIDER = "openai"
+
 # Output item type -> the tool it belongs to.
 CALL_ITEMS = {
     "web_search_call": WEB_SEARCH,
@@ -28,6 +37,25 @@ CALL_ITEMS = {
 }
 # Longest text of a tool call (a query, code) kept in the step log.
 DETAIL_CHARS = 200
+
+
+def speaks_responses(name: str) -> bool:
+    """Whether a provider has the OpenAI provider's Responses mode; an unknown
+    provider passes (the system checks report it as unknown)."""
+    if name in RESPONSES_PROVIDERS or name in OTHER_PROVIDERS:
+        return name in RESPONSES_PROVIDERS
+    try:
+        return hasattr(import_string(name), "complete_responses")
+    except ImportError:
+        return True
+
+
+def tools_provider(tools: Iterable[Any], default_provider: str) -> str | None:
+    """The provider of a field with these tools that names none: None (the default
+    provider) when that has the Responses API, else "openai"."""
+    if not list(tools) or speaks_responses(default_provider):
+        return None
+    return TOOLS_FALLBACK_PROVIDER
 
 
 def normalize(tools: Iterable[Any]) -> list[dict[str, Any]]:

@@ -170,9 +170,6 @@ class Poster(models.Model):
     research = AIGeneratedField(
         prompt="Find what is known about {title}.",
         tools=["web_search", {"type": "file_search", "vector_store_ids": ["vs_posters"]}],
-        # Explicit, so the checks pass whatever DEFAULT_PROVIDER a test sets (tools
-        # need a provider with the Responses API); tests switch it to "openai".
-        provider="offline",
         auto_regenerate=False,
         cache_ttl=0,
         blank=True,
