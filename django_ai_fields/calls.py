@@ -15,6 +15,7 @@ from rq.timeouts import JobTimeoutException
 
 from . import observability, quotas, streaming
 from .conf import get_setting
+from .file_inputs import reserve_bytes
 from .functions import AIFunction
 from .models import AIJob, AIUsage, ErrorCode
 from .pricing import cost_micro, micro_to_usd, price_as
@@ -26,6 +27,7 @@ from .providers import (
     build_provider,
 )
 from .redaction import Masking
+from .tool_fees import fee_micro, fee_usd
 
 T = TypeVar("T")
 
@@ -149,9 +151,8 @@ def worst_case(prepared: Prepared) -> quotas.Demand:
     """The most the prepared call can use: every byte sent a token, plus max_tokens."""
     request = prepared.request
     sent = request.system + request.prompt + json.dumps(request.json_schema or "")
-    return quotas.worst_case(
-        prepared.model, len(sent.encode()) + 16, request.max_tokens, prepared.provider
-    )
+    sent_bytes = len(sent.encode()) + 16 + reserve_bytes(request.attachments)
+    return quotas.worst_case(prepared.model, sent_bytes, request.max_tokens, prepared.provider)
 
 
 def priced_cost(model: str, response: CompletionResponse, provider: str = "") -> Decimal | None:
@@ -170,7 +171,7 @@ def priced_cost(model: str, response: CompletionResponse, provider: str = "") ->
         service_tier=response.service_tier,
         provider=provider,
     )
-    return None if micro is None else micro_to_usd(micro)
+    return None if micro is None else micro_to_usd(micro + fee_micro(response.tool_uses))
 
 
 def call_cost(model: str, response: CompletionResponse, provider: str = "") -> Decimal:
@@ -205,6 +206,9 @@ def record_usage(
         cost_usd=cost,
         gateway_cost_usd=response.gateway_cost_usd,
         priced_as=priced if priced != prepared.model else "",
+        tool_calls=response.tool_uses,
+        # Tool fees are a part of cost_usd (nothing when the call cost nothing).
+        tool_cost_usd=fee_usd(response.tool_uses) if cost else Decimal(0),
         duration_ms=duration_ms,
         success=error is None,
         cache_hit=cache_hit,

@@ -15,6 +15,7 @@ from django.core.exceptions import FieldDoesNotExist
 from . import pii_presidio, redaction
 from .chains import find_cycle
 from .conf import DEFAULTS, PROVIDER_KEYS, ai_settings, get_setting
+from .input_checks import check_hosted_options
 from .prompts import PromptSyntaxError
 from .providers import BUILTIN, provider_class
 
@@ -154,6 +155,7 @@ def check_field(field: Any) -> list[checks.CheckMessage]:
                 'Use "openai", "anthropic", "azure", "offline" or a dotted path.',
             )
         )
+    errors.extend(check_hosted_options(field))
     schema = field.json_schema()
     if schema is not None:
         try:

@@ -127,6 +127,21 @@ DEFAULTS: dict[str, Any] = {
     "PII_PRESIDIO_ANALYZER": None,
     "PII_PRESIDIO_LANGUAGE": "en",
     "PII_SCORE_THRESHOLD": 0.5,
+    # -- hosted tools and file inputs (docs/providers.md, docs/fields.md) --
+    # USD per use of a hosted tool (OpenAI list prices); tool_fees.py.
+    "TOOL_PRICING": {"web_search": "0.01", "file_search": "0.0025", "code_interpreter": "0.03"},
+    # A field's inputs=[...] file larger than this (bytes) fails the job with bad_request.
+    "INPUT_MAX_BYTES": 20 * 1024 * 1024,
+    # An image with more pixels (width x height) fails the job with bad_request.
+    "INPUT_MAX_PIXELS": 40_000_000,
+    # Content types a file input may have, detected from its first bytes.
+    "INPUT_CONTENT_TYPES": [
+        "image/png",
+        "image/jpeg",
+        "image/gif",
+        "image/webp",
+        "application/pdf",
+    ],
 }
 
 

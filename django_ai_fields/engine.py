@@ -37,8 +37,9 @@ from .models import OPEN_STATUSES, AIJob, ErrorCode, Phase, Status, TenantPolicy
 from .outputs import clipped, without_nul
 from .policies import policy_for
 from .providers import CompletionRequest, CompletionResponse, ProviderError, resolve_credentials
+from .providers.tools import normalize as normalize_tools
 from .quotas import QuotaRefused
-from .steps import with_note, with_step
+from .steps import with_note, with_step, with_tool_calls
 
 logger = logging.getLogger("django_ai_fields")
 
@@ -299,6 +300,9 @@ def request_for(
         json_output=function.json_output or function.json_schema is not None,
         choices=function.choices(),
         options=dict(function.provider_options),
+        tools=normalize_tools(function.tools),
+        attachments=function.attachments(data),
+        api=function.api,
     )
     return Prepared(function, data, request, provider, config, masking)
 
@@ -411,6 +415,7 @@ def finish(
             output_tokens=response.output_tokens,
             cost_usd=str(cost),
         )
+        values["steps"] = with_tool_calls(job, values["steps"], response)
     update_job(job, **values)
     if send and status == Status.FAILED:
         signals.job_failed.send(sender=AIJob, job=job, error_code=error_code, error=error)

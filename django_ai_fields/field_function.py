@@ -15,8 +15,10 @@ from django.db import models
 from . import signals, tokens
 from .conf import get_setting
 from .fields import AIFieldMixin, AIGeneratedJSONField, get_ai_field, value_written_hooks
+from .file_inputs import load_attachments
 from .functions import AIFunction, Cancelled, Superseded
 from .outputs import parse_output
+from .providers.tools import tools_provider
 from .quotas import Budget
 
 FIELD_FUNCTION = "field"
@@ -42,7 +44,9 @@ class FieldGeneration(AIFunction):
         self.model_class = model
         self.object_id = object_id
         self.field: AIFieldMixin = get_ai_field(model, field_name)
-        self.provider = self.field.provider
+        self.provider = self.field.provider or tools_provider(
+            self.field.tools, get_setting("DEFAULT_PROVIDER")
+        )
         self.model = self.field.llm_model
         self.max_tokens = self.field.max_tokens
         self.temperature = self.field.temperature
@@ -54,6 +58,8 @@ class FieldGeneration(AIFunction):
         self.stream = self.field.stream
         self.redact_pii = self.field.redact_pii
         self.restore_pii = self.field.restore_pii
+        self.tools = list(self.field.tools)
+        self.api = self.field.api
 
     def prepare(self, payload: Any, tenant: str) -> RowData:
         instance = _preloaded.get().get((self.model_class, self.object_id))
@@ -81,6 +87,9 @@ class FieldGeneration(AIFunction):
 
     def choices(self) -> list[str] | None:
         return self.field.choice_values()
+
+    def attachments(self, data: RowData) -> list[Any]:
+        return load_attachments(data.instance, self.field.inputs)
 
     def parse_response(self, text: str) -> Any:
         return parse_output(self.field, text)

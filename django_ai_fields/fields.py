@@ -59,6 +59,9 @@ class AIFieldMixin:
         keep_manual_edits: bool = True,
         redact_pii: bool | Iterable[str] = False,
         restore_pii: bool = False,
+        inputs: Iterable[str] = (),
+        tools: Iterable[Any] = (),
+        api: str | None = None,
         **kwargs: Any,
     ) -> None:
         self.prompt = prompt
@@ -88,6 +91,12 @@ class AIFieldMixin:
         # list of types) and put it back into the answer (redaction.py).
         self.redact_pii = redact_pii if isinstance(redact_pii, bool | str) else tuple(redact_pii)
         self.restore_pii = restore_pii
+        # File/image fields of the model sent with the prompt (file_inputs.py).
+        self.inputs = tuple(inputs)
+        # Hosted tools (OpenAI Responses API): "web_search", {"type": "file_search", ...}.
+        self.tools = list(tools)
+        # OpenAI API: "chat" or "responses"; None: PROVIDERS[...]["API"] (tools: responses).
+        self.api = api
         super().__init__(*args, **kwargs)
 
     def check(self, **kwargs: Any) -> list[Any]:
@@ -127,7 +136,7 @@ class AIFieldMixin:
         if self.trigger_fields is not None:
             names: Iterable[str] = self.trigger_fields
         elif self.template is not None and not self.template.uses_all_fields:
-            names = sorted(self.template.field_names)
+            names = sorted(self.template.field_names | set(self.inputs))
         else:
             return self.data_fields()
         excluded = set(self.excluded_fields)

@@ -72,6 +72,9 @@ class AIFunction:
     # or a list of types), and put it back into the answer (redaction.py).
     redact_pii: bool | Sequence[str] = False
     restore_pii: bool = False
+    # Hosted tools (OpenAI Responses API) and the OpenAI API to call (docs/providers.md).
+    tools: ClassVar[list[Any]] = []
+    api: str | None = None
 
     # -- the five steps ---------------------------------------------------------
 
@@ -123,6 +126,11 @@ class AIFunction:
 
     def choices(self) -> list[str] | None:
         return None
+
+    def attachments(self, data: Any) -> list[Any]:
+        """Files sent with the prompt (providers.attachments.Attachment); raise
+        ValueError to refuse the job (a file over a limit)."""
+        return []
 
     def fallbacks(self) -> list[Any]:
         """Routes tried when the primary is unavailable (docs/reliability.md)."""

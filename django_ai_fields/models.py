@@ -176,6 +176,11 @@ class AIUsage(models.Model):
     )
     # The model whose price was used, when PRICE_AS mapped the served name to another.
     priced_as = models.CharField(_("priced as"), max_length=100, blank=True, default="")
+    # Billable hosted tool uses ({"web_search": 2}) and their fees, a part of cost_usd.
+    tool_calls = models.JSONField(_("hosted tool uses"), default=dict, blank=True)
+    tool_cost_usd = models.DecimalField(
+        _("tool fees (USD)"), max_digits=14, decimal_places=6, default=0
+    )
     duration_ms = models.PositiveIntegerField(_("duration (ms)"), default=0)
     success = models.BooleanField(_("success"), default=True)
     cache_hit = models.BooleanField(_("result cache hit"), default=False)

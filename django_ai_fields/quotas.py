@@ -21,6 +21,7 @@ from . import signals
 from .conf import get_setting
 from .models import ErrorCode, Quota, QuotaKind, QuotaPeriod, QuotaUsage
 from .pricing import ceil_micro, cost_micro, usd_to_micro
+from .tool_fees import fee_micro
 
 
 @dataclass(frozen=True)
@@ -90,7 +91,10 @@ def actual(
         service_tier=response.service_tier,  # type: ignore[attr-defined]
         provider=provider,
     )
-    return Demand(1, tokens_in + tokens_out, 0 if cost is None else ceil_micro(cost), model)
+    if cost is None:
+        return Demand(1, tokens_in + tokens_out, 0, model)
+    tools = fee_micro(getattr(response, "tool_uses", None) or {})
+    return Demand(1, tokens_in + tokens_out, ceil_micro(cost + tools), model)
 
 
 def period_start(period: str, today: datetime.date | None = None) -> datetime.date:

@@ -21,7 +21,9 @@ USAGE_CALL_COLUMNS = (
     "cache_hit",
     "error_code",
 )
-USAGE_COLUMNS = ("id", "created_at", "tenant", "job", *USAGE_CALL_COLUMNS)
+# Hosted tool uses and their fees (a part of cost_usd): exported, not in the list.
+TOOL_COLUMNS = ("tool_calls", "tool_cost_usd")
+USAGE_COLUMNS = ("id", "created_at", "tenant", "job", *USAGE_CALL_COLUMNS, *TOOL_COLUMNS)
 
 
 class AIUsageResource(resources.ModelResource):

@@ -38,7 +38,7 @@ from django.db.migrations.state import StateApps
 from django.db.models.signals import m2m_changed, post_save
 from django.utils.inspect import func_accepts_kwargs, func_supports_parameter
 
-from . import chains
+from . import chains, file_inputs
 from .fields import AIFieldMixin, ai_fields_of, value_written_hooks
 from .prompts import PromptSyntaxError
 
@@ -83,6 +83,7 @@ class ModelTracker:
         _hook(self.model, "from_db", _from_db_hook)
         _hook(self.model, "refresh_from_db", _refresh_hook)
         _hook(self.model, "__getstate__", _getstate_hook)
+        file_inputs.watch_uploads(self.model, self.attnames)
 
     # -- recording --------------------------------------------------------------
 
@@ -161,7 +162,7 @@ class ModelTracker:
                 differs = True
             if differs:
                 changed.add(attname)
-        return changed
+        return changed | file_inputs.uploaded(instance, candidates)
 
     def _saved_attnames(self, update_fields: frozenset[str]) -> list[str]:
         opts = self.model._meta

@@ -129,6 +129,7 @@ class Worker:
             AI_FIELDS_TEST_SQLITE=str(django_settings.DATABASES["default"]["NAME"]),
             AI_FIELDS_TEST_DB_NAME=str(django_settings.DATABASES["default"]["NAME"]),
             AI_FIELDS_TEST_REDIS_DB=str(getattr(django_settings, "REDIS_TEST_DB", 0)),
+            AI_FIELDS_TEST_MEDIA_ROOT=str(django_settings.MEDIA_ROOT),
             PYTHONPATH=str(ROOT),
         )
         return env

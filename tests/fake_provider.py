@@ -22,6 +22,7 @@ Typical use::
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import re
 import socket
@@ -38,6 +39,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 OPENAI = "openai"
 AZURE = "azure"
+RESPONSES = "responses"
 ANTHROPIC = "anthropic"
 MODELS = "models"
 MODERATIONS = "moderations"
@@ -150,6 +152,8 @@ def route_for(method: str, path: str) -> str | None:
         return None
     if path == "/v1/chat/completions":
         return OPENAI
+    if path == "/v1/responses":
+        return RESPONSES
     if path == "/v1/messages":
         return ANTHROPIC
     if _AZURE_CHAT_PATH.match(path):
@@ -434,6 +438,10 @@ def stream_error_event(route: str, status: int, message: str) -> bytes:
     """The error event a provider sends in the middle of a 200 stream."""
     if route == ANTHROPIC:
         return sse(anthropic_error(status, message), "error")
+    if route == RESPONSES:  # the Responses API's error event: flat, no "error" key
+        error = openai_error(status, message)["error"]
+        flat = {"type": "error", "code": error["code"] or error["type"], "message": message}
+        return sse({**flat, "param": None, "sequence_number": 99}, "error")
     return sse(openai_error(status, message))
 
 
@@ -626,6 +634,8 @@ class FakeProvider:
         self.models: list[str] = list(DEFAULT_MODELS)
         # POST /v1/moderations flags an input containing any of these (case-insensitive).
         self.moderation_terms: tuple[str, ...] = ()
+        # Responses API: calls each hosted tool the request offers makes (tests/fake_responses.py).
+        self.tool_calls_per_tool = 1
         # The most provider calls this server was answering at the same time.
         self.max_in_flight = 0
         self._in_flight = 0
@@ -851,7 +861,7 @@ class FakeProvider:
         """Server-sent events, ``stream_delay`` before each text delta; a fault's
         ``stream_error`` / ``stream_drop`` cuts the stream after ``stream_after`` deltas."""
         text = self.reply_text if self.reply_text is not None else self.responder(record)
-        build = anthropic_stream_events if route == ANTHROPIC else openai_stream_events
+        build = self._stream_builder(route)
         try:
             opening, deltas, closing = build(
                 record.body, text, self.usage, self.finish_reason, record.call_number
@@ -873,8 +883,22 @@ class FakeProvider:
     def _success_payload(self, route: str, record: RecordedRequest) -> dict[str, Any]:
         text = self.reply_text if self.reply_text is not None else self.responder(record)
         body = record.body if isinstance(record.body, dict) else {}
-        build = anthropic_message if route == ANTHROPIC else openai_completion
+        build = self._payload_builder(route)
         return build(body, text, self.usage, self.finish_reason, record.call_number)
+
+    def _payload_builder(self, route: str) -> Callable[..., dict[str, Any]]:
+        if route == RESPONSES:
+            from tests.fake_responses import openai_response
+
+            return functools.partial(openai_response, per_tool=self.tool_calls_per_tool)
+        return anthropic_message if route == ANTHROPIC else openai_completion
+
+    def _stream_builder(self, route: str) -> Callable[..., tuple[list[bytes], ...]]:
+        if route == RESPONSES:
+            from tests.fake_responses import responses_stream_events
+
+            return functools.partial(responses_stream_events, per_tool=self.tool_calls_per_tool)
+        return anthropic_stream_events if route == ANTHROPIC else openai_stream_events
 
 
 def _request_id_headers(number: int) -> dict[str, str]:

@@ -165,17 +165,18 @@ def regenerate_in_admin(page: Any, base: str, names: list[str]) -> None:
     page.select_option("select[name=action]", "regenerate_ai_fields")
     page.click("button[name=index]")
     # First the cost estimate; nothing is enqueued until it is confirmed.
-    expect(page.locator(".ai-estimate")).to_contain_text("This requests 8 AI jobs for 2 row(s)")
+    expect(page.locator(".ai-estimate")).to_contain_text("This requests 10 AI jobs for 2 row(s)")
     expect(page.locator(".ai-estimate")).to_contain_text("Worst-case cost: $")
     screenshot(page, "admin-regenerate-confirmation.png")
     page.click("input[value='Yes, regenerate']")
-    expect(page.locator(".messagelist .success")).to_contain_text("8 AI jobs requested")
+    expect(page.locator(".messagelist .success")).to_contain_text("10 AI jobs requested")
 
 
 def cancel_job_in_admin(page: Any, base: str, lead_id: int, field: str) -> None:
     """The jobs just requested are in the AI jobs list, queued; cancel one of them."""
     page.goto(f"{base}/admin/django_ai_fields/aijob/?status__exact=queued")
-    expect(page.locator("#result_list tbody tr")).to_have_count(8)
+    # Two leads, five AI fields each (summary, headline, heat, profile, logo_alt_text).
+    expect(page.locator("#result_list tbody tr")).to_have_count(10)
     row = admin_row(page, target=f"leads.lead #{lead_id}", field_name=field)
     expect(row).to_have_count(1)
     row.locator("input.action-select").check()
@@ -183,9 +184,9 @@ def cancel_job_in_admin(page: Any, base: str, lead_id: int, field: str) -> None:
     page.click("button[name=index]")
     expect(page.locator(".messagelist .success")).to_be_visible()
     page.goto(f"{base}/admin/django_ai_fields/aijob/")
-    expect(admin_row(page, status_badge="Queued")).to_have_count(7)
+    expect(admin_row(page, status_badge="Queued")).to_have_count(9)
     expect(admin_row(page, status_badge="Cancelled")).to_have_count(1)
-    expect(admin_row(page, status_badge="Failed")).to_have_count(4)  # Alan's, over quota
+    expect(admin_row(page, status_badge="Failed")).to_have_count(5)  # Alan's five fields, over quota
     screenshot(page, "admin-jobs.png")
 
 

@@ -10,6 +10,7 @@ import anthropic
 import httpx2
 
 from ..conf import get_setting
+from .attachments import anthropic_content
 from .base import (
     BatchState,
     CompletionRequest,
@@ -64,7 +65,9 @@ class AnthropicProvider(Provider):
             "model": request.model,
             "max_tokens": request.max_tokens,
             "system": system_blocks(request.system),
-            "messages": [{"role": "user", "content": request.prompt}],
+            "messages": [
+                {"role": "user", "content": anthropic_content(request.prompt, request.attachments)}
+            ],
         }
         if request.temperature is not None:
             kwargs["extra_body"] = {"temperature": request.temperature}

@@ -29,6 +29,12 @@ class CompletionRequest:
     json_output: bool = False
     choices: list[str] | None = None
     options: dict[str, Any] = field(default_factory=dict)
+    # Hosted tools (OpenAI Responses API): [{"type": "web_search"}, ...]; providers/tools.py.
+    tools: list[dict[str, Any]] = field(default_factory=list)
+    # Files sent with the prompt (images, PDFs): file_inputs.Attachment objects.
+    attachments: list[Any] = field(default_factory=list)
+    # "responses" or "chat" (OpenAI); None: the provider entry's API setting.
+    api: str | None = None
 
 
 @dataclass
@@ -54,6 +60,10 @@ class CompletionResponse:
     service_tier: str = ""
     # What a gateway (OpenRouter, LiteLLM) says it charged, in USD; None: not reported.
     gateway_cost_usd: Decimal | None = None
+    # Hosted tool calls the answer made, for the step log: [{"type", "status", "detail"}].
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)
+    # Billable hosted tool uses by tool: {"web_search": 2}; priced by tool_fees.py.
+    tool_uses: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass

@@ -11,6 +11,8 @@ import openai
 from openai.types.chat import ChatCompletion
 
 from ..models import ErrorCode
+from . import openai_responses as responses_api
+from .attachments import chat_content
 from .base import (
     BatchState,
     CompletionRequest,
@@ -75,7 +77,7 @@ class OpenAIProvider(Provider):
             "model": request.model,
             "messages": [
                 {"role": "system", "content": request.system},
-                {"role": "user", "content": request.prompt},
+                {"role": "user", "content": chat_content(request.prompt, request.attachments)},
             ],
             self.max_tokens_param(): request.max_tokens,
         }
@@ -91,8 +93,13 @@ class OpenAIProvider(Provider):
         kwargs.update(request.options)
         return kwargs
 
+    def uses_responses(self, request: CompletionRequest) -> bool:
+        return responses_api.uses_responses(self.config, request)
+
     def complete(self, request: CompletionRequest) -> CompletionResponse:
         require_key(self)
+        if self.uses_responses(request):
+            return self.complete_responses(request)
         try:
             create = self.client().chat.completions.with_raw_response.create
             raw = create(**self.build_kwargs(request))
@@ -103,6 +110,8 @@ class OpenAIProvider(Provider):
 
     async def acomplete(self, request: CompletionRequest) -> CompletionResponse:
         require_key(self)
+        if self.uses_responses(request):
+            return await self.acomplete_responses(request)
         try:
             create = self.async_client().chat.completions.with_raw_response.create
             raw = await create(**self.build_kwargs(request))
@@ -113,10 +122,39 @@ class OpenAIProvider(Provider):
 
     def stream(self, request: CompletionRequest) -> Iterator[StreamItem]:
         require_key(self)
+        if self.uses_responses(request):
+            yield from self.stream_responses(request)
+            return
         kwargs = self.build_kwargs(request)
         kwargs.update(stream=True, stream_options={"include_usage": True})
         try:
             yield from read_openai(self.client().chat.completions.create(**kwargs))
+        except (openai.OpenAIError, ValueError, httpx2.HTTPError) as exc:
+            raise stream_error(openai, exc) from exc
+
+    # -- the Responses API (openai_responses.py) -------------------------------------
+
+    def complete_responses(self, request: CompletionRequest) -> CompletionResponse:
+        try:
+            response = self.client().responses.create(**responses_api.build_kwargs(request))
+        except (openai.OpenAIError, ValueError) as exc:
+            raise error_from_sdk(openai, exc) from exc
+        return responses_api.response_from_responses(response)
+
+    async def acomplete_responses(self, request: CompletionRequest) -> CompletionResponse:
+        try:
+            create = self.async_client().responses.create
+            response = await create(**responses_api.build_kwargs(request))
+        except (openai.OpenAIError, ValueError) as exc:
+            raise error_from_sdk(openai, exc) from exc
+        return responses_api.response_from_responses(response)
+
+    def stream_responses(self, request: CompletionRequest) -> Iterator[StreamItem]:
+        kwargs = responses_api.build_kwargs(request)
+        try:
+            yield from responses_api.read_stream(
+                self.client().responses.create(**kwargs, stream=True)
+            )
         except (openai.OpenAIError, ValueError, httpx2.HTTPError) as exc:
             raise stream_error(openai, exc) from exc
 
@@ -126,13 +164,17 @@ class OpenAIProvider(Provider):
 
     def submit_batch(self, items: Sequence[tuple[str, CompletionRequest]]) -> str:
         require_key(self)
+        # A batch has one endpoint: the Responses API's when any request needs it.
+        responses = any(self.uses_responses(request) for _id, request in items)
+        endpoint = responses_api.BATCH_ENDPOINT if responses else BATCH_ENDPOINT
+        build = responses_api.build_kwargs if responses else self.build_kwargs
         lines = [
             json.dumps(
                 {
                     "custom_id": custom_id,
                     "method": "POST",
-                    "url": BATCH_ENDPOINT,
-                    "body": request_body(self.build_kwargs(request)),
+                    "url": endpoint,
+                    "body": request_body(build(request)),
                 }
             )
             for custom_id, request in items
@@ -144,7 +186,7 @@ class OpenAIProvider(Provider):
                 purpose="batch",
             )
             batch = client.batches.create(
-                input_file_id=uploaded.id, endpoint=BATCH_ENDPOINT, completion_window="24h"
+                input_file_id=uploaded.id, endpoint=endpoint, completion_window="24h"
             )
         except (openai.OpenAIError, ValueError) as exc:
             raise error_from_sdk(openai, exc) from exc
@@ -197,10 +239,9 @@ def read_batch_line(line: str) -> tuple[str, CompletionResponse | ProviderError]
     status = response.get("status_code")
     if status == 200:
         try:
-            completion = ChatCompletion.construct(**response["body"])
-            return custom_id, batched(response_from_completion(completion))
-        except ProviderError as refused:
-            return custom_id, refused
+            return custom_id, batched(response_from_body(response["body"]))
+        except ProviderError as error:
+            return custom_id, error
         except (KeyError, TypeError, AttributeError, ValueError) as exc:
             return custom_id, unreadable(exc)
     if status:
@@ -209,6 +250,13 @@ def read_batch_line(line: str) -> tuple[str, CompletionResponse | ProviderError]
     if error.get("code") in ("batch_expired", "batch_cancelled"):
         return custom_id, not_run(str(error["code"]))
     return custom_id, typed_error(error)
+
+
+def response_from_body(body: dict[str, Any]) -> CompletionResponse:
+    """A batch line's answer: a Response (``/v1/responses``) or a ChatCompletion."""
+    if body.get("object") == "response":
+        return responses_api.response_from_body(body)
+    return response_from_completion(ChatCompletion.construct(**body))
 
 
 def response_from_completion(completion: Any, headers: Any = None) -> CompletionResponse:

@@ -206,4 +206,36 @@ class Pitch(models.Model):
     )
 
 
+class Poster(models.Model):
+    """Files as inputs (an image, a PDF) and hosted tools (docs/fields.md, providers.md)."""
+
+    title = models.CharField(max_length=100)
+    image = models.ImageField(upload_to="posters/", blank=True)
+    leaflet = models.FileField(upload_to="leaflets/", blank=True)
+
+    alt_text = AIGeneratedField(
+        prompt="Write the alt text of the poster {title}.",
+        inputs=["image"],
+        cache_ttl=0,
+        blank=True,
+        null=True,
+    )
+    leaflet_summary = AIGeneratedField(
+        prompt="Summarize the leaflet of {title}.",
+        inputs=["leaflet"],
+        auto_regenerate=False,
+        cache_ttl=0,
+        blank=True,
+        null=True,
+    )
+    research = AIGeneratedField(
+        prompt="Find what is known about {title}.",
+        tools=["web_search", {"type": "file_search", "vector_store_ids": ["vs_posters"]}],
+        auto_regenerate=False,
+        cache_ttl=0,
+        blank=True,
+        null=True,
+    )
+
+
 from tests.testapp import alerts  # noqa: E402,F401  (connects the test receiver)
