@@ -25,6 +25,16 @@ from .batching import batched, not_run, request_body, typed_error, unreadable
 from .streams import StreamItem, read_anthropic, stream_error
 
 TOOL_NAME = "record_output"
+# A minimal valid message, parsed once by warm().
+WARM_MESSAGE = {
+    "id": "warm",
+    "type": "message",
+    "role": "assistant",
+    "model": "warm",
+    "content": [{"type": "text", "text": ""}],
+    "stop_reason": "end_turn",
+    "usage": {"input_tokens": 0, "output_tokens": 0},
+}
 
 
 class AnthropicProvider(Provider):
@@ -57,6 +67,10 @@ class AnthropicProvider(Provider):
             async_key(self.client_key()),
             lambda: anthropic.AsyncAnthropic(**self.client_options()),
         )
+
+    def warm(self) -> None:
+        self.client().messages  # noqa: B018  (imports the resource's modules)
+        anthropic.types.Message.model_validate(WARM_MESSAGE)
 
     def build_kwargs(self, request: CompletionRequest) -> dict[str, Any]:
         kwargs: dict[str, Any] = {

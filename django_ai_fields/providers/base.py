@@ -126,6 +126,13 @@ class Provider(ABC):
     def timeout(self) -> float:
         return float(self.config.get("TIMEOUT") or 30)
 
+    def warm(self) -> None:
+        """Build, without any network, what a first call would build (the SDK client,
+        its TLS context, lazily imported SDK modules). The worker's parent process
+        calls it at start, so each forked work horse inherits the result instead of
+        paying for it again on every job (see docs/operations.md). Default: nothing."""
+        return None
+
     # -- batch APIs (batches.py, ``ai_regenerate --batch``) ---------------------------
     # Providers with a batch API set supports_batch and implement the three methods.
     supports_batch: bool = False

@@ -30,6 +30,17 @@ BATCH_ENDPOINT = "/v1/chat/completions"
 BATCH_ENDED = ("completed", "expired", "cancelled", "failed")
 # Seconds allowed for uploading a batch's request file (it may be large).
 UPLOAD_TIMEOUT = 300.0
+# A minimal valid completion, parsed once by warm().
+WARM_COMPLETION = {
+    "id": "warm",
+    "object": "chat.completion",
+    "created": 0,
+    "model": "warm",
+    "choices": [
+        {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": ""}}
+    ],
+    "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
+}
 
 
 class OpenAIProvider(Provider):
@@ -54,6 +65,12 @@ class OpenAIProvider(Provider):
         return clients.get(
             async_key(self.client_key()), lambda: openai.AsyncOpenAI(**self.client_options())
         )
+
+    def warm(self) -> None:
+        # Touching the resources imports their modules; validating a completion
+        # builds the response models pydantic otherwise completes on first use.
+        self.client().chat.completions  # noqa: B018
+        ChatCompletion.model_validate(WARM_COMPLETION)
 
     def probe(self) -> bool | None:
         require_key(self)
