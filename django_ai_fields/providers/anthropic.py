@@ -20,6 +20,7 @@ from .base import (
     clients,
     error_from_sdk,
     require_key,
+    warm_sdk_client,
 )
 from .batching import batched, not_run, request_body, typed_error, unreadable
 from .streams import StreamItem, read_anthropic, stream_error
@@ -69,8 +70,9 @@ class AnthropicProvider(Provider):
         )
 
     def warm(self) -> None:
-        self.client().messages  # noqa: B018  (imports the resource's modules)
-        anthropic.types.Message.model_validate(WARM_MESSAGE)
+        client = self.client()
+        client.messages  # noqa: B018  (imports the resource's modules)
+        warm_sdk_client(client, anthropic.types.Message, WARM_MESSAGE)
 
     def build_kwargs(self, request: CompletionRequest) -> dict[str, Any]:
         kwargs: dict[str, Any] = {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import codecs
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
@@ -203,6 +204,16 @@ def async_key(key: tuple[Any, ...]) -> tuple[Any, ...]:
     from ..chunks import call_loop
 
     return ("async", os.getpid(), id(call_loop()), *key)
+
+
+def warm_sdk_client(client: Any, response_type: Any, sample: dict[str, Any]) -> None:
+    """What the openai and anthropic SDKs build lazily on a client's first request:
+    the platform headers (``platform.platform()`` starts a ``uname`` subprocess),
+    the response model's pydantic schema (the SDKs parse with ``construct``), and
+    the IDNA codec that resolving the host name imports."""
+    client.default_headers  # noqa: B018
+    response_type.construct(**sample)
+    codecs.lookup("idna")
 
 
 def require_key(provider: Provider) -> None:

@@ -21,6 +21,7 @@ from .base import (
     clients,
     error_from_sdk,
     require_key,
+    warm_sdk_client,
 )
 from .batching import batched, not_run, request_body, status_error, typed_error, unreadable
 from .streams import StreamItem, read_openai, stream_error
@@ -67,10 +68,9 @@ class OpenAIProvider(Provider):
         )
 
     def warm(self) -> None:
-        # Touching the resources imports their modules; validating a completion
-        # builds the response models pydantic otherwise completes on first use.
-        self.client().chat.completions  # noqa: B018
-        ChatCompletion.model_validate(WARM_COMPLETION)
+        client = self.client()
+        client.chat.completions  # noqa: B018  (imports the resource's modules)
+        warm_sdk_client(client, ChatCompletion, WARM_COMPLETION)
 
     def probe(self) -> bool | None:
         require_key(self)
