@@ -51,6 +51,9 @@ DEFAULTS: dict[str, Any] = {
     # chunks of CHUNK_SIZE; a chunk job makes up to CONCURRENCY provider calls at once.
     "CHUNK_SIZE": 100,
     "CONCURRENCY": 16,
+    # Live saves: one drain job runs many AIJobs at once (CONCURRENCY calls in flight)
+    # and stops taking new ones after DRAIN_SECONDS, handing on to a fresh drain.
+    "DRAIN_SECONDS": 300,
     # Seconds a job over its tenant's max_concurrent_jobs waits before trying again.
     "CONCURRENCY_RETRY_DELAY": 5,
     # Mark the system message for Anthropic's prompt cache (OpenAI caches the

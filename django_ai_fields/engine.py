@@ -175,6 +175,7 @@ def postpone(job: AIJob, delay: float) -> str:
         progress=0,
         attempts=F("attempts") - 1,
         run_token="",
+        rq_job_id="",  # its delayed RQ job names it next; no drain takes it now
     )
     from .outbox import enqueue
 
@@ -325,6 +326,7 @@ def handle_provider_error(job: AIJob, error: ProviderError) -> str:
             error_code=error.code,
             error=error.message,
             run_token="",
+            rq_job_id="",  # its delayed RQ job names it next; no drain takes it now
         )
         from .outbox import enqueue
 

@@ -248,12 +248,11 @@ def get_queue() -> Any:
 
 
 def enqueue_all(job_ids: Sequence[int]) -> int:
-    """Enqueue jobs in order; after the first failure (Redis down) leave the rest
-    pending at once rather than waiting out a connection timeout for each."""
-    for done, job_id in enumerate(job_ids):
-        if not enqueue(job_id):
-            return done
-    return len(job_ids)
+    """Hand jobs to a drain (drains.py: one RQ job runs many of them at once);
+    on a Redis failure they stay pending. Returns how many were handed over."""
+    from .drains import hand_to_drain
+
+    return hand_to_drain(job_ids) if job_ids else 0
 
 
 def enqueue_chunks(job_ids: Sequence[int]) -> int:
@@ -285,18 +284,17 @@ def enqueue_chunk(job_ids: Sequence[int]) -> bool:
 
 
 def enqueue(job_id: int, delay: float = 0) -> bool:
-    """Put a job on the RQ queue; on any Redis failure leave it pending."""
+    """Put a job on the RQ queue (now: to a drain; later: its own RQ job, scheduled);
+    on any Redis failure leave it pending."""
     from .engine import run_job
 
+    if delay <= 0:
+        return enqueue_all([job_id]) == 1
     try:
-        queue = get_queue()
         timeout = int(get_setting("JOB_TIMEOUT"))
-        if delay > 0:
-            rq_job = queue.enqueue_in(
-                timedelta(seconds=delay), run_job, job_id, job_timeout=timeout
-            )
-        else:
-            rq_job = queue.enqueue(run_job, job_id, job_timeout=timeout)
+        rq_job = get_queue().enqueue_in(
+            timedelta(seconds=delay), run_job, job_id, job_timeout=timeout
+        )
     except Exception as exc:  # Redis down, misconfigured queue...: never lose the job
         logger.warning("AI job %s stays pending: enqueue failed (%s)", job_id, exc)
         AIJob.objects.filter(pk=job_id, status=Status.QUEUED).update(status=Status.PENDING)

@@ -189,6 +189,7 @@ def defer(job: AIJob, deferral: Deferred, save_job: SaveJob) -> str:
         progress=0,
         attempts=F("attempts") - 1,
         run_token="",
+        rq_job_id="",  # its delayed RQ job names it next; no drain takes it now
         error_code=deferral.code,
         error=deferral.message,
     )

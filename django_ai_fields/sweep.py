@@ -6,6 +6,7 @@ RQ scheduler (``rqworker --with-scheduler``).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ from django.db import connection as db_connection
 from django.utils import timezone
 from rq.job import Job
 
-from . import quotas, recovery
+from . import drains, quotas, recovery
 from .conf import get_setting
 from .models import AIJob, ErrorCode, Phase, Status
 from .outbox import enqueue_all, get_queue
@@ -70,6 +71,8 @@ def sweep(*, all_pending: bool = False, now: datetime | None = None) -> SweepRep
     job_ids += pending.order_by("pk").values_list("pk", flat=True)[:BATCH]
     job_ids += orphaned_queued_jobs(now)
     job_ids = list(dict.fromkeys(job_ids))  # recovered jobs are pending now: listed twice
+    with contextlib.suppress(Exception):  # Redis down: enqueue_all reports it
+        drains.forget_lost_waiting_drain()
     report.enqueued = enqueue_all(job_ids)
     report.unreachable = len(job_ids) - report.enqueued
     from .batches import keep_polling

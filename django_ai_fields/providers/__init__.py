@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
+import logging
 from typing import Any
 
 from django.utils.module_loading import import_string
@@ -10,6 +10,8 @@ from django.utils.module_loading import import_string
 from ..conf import provider_settings
 from ..tenant_urls import on_allowlist
 from .base import CompletionRequest, CompletionResponse, Provider, ProviderError
+
+logger = logging.getLogger("django_ai_fields")
 
 BUILTIN = {
     "openai": "django_ai_fields.providers.openai.OpenAIProvider",
@@ -82,7 +84,8 @@ def credential_problem(credential: Any) -> str:
 
 
 def preload() -> None:
-    """Import every provider the project uses (the default and each field's)."""
+    """Import and warm every provider the project uses (the default and each
+    field's), with the settings' credentials: see Provider.warm()."""
     from django.apps import apps
 
     from ..conf import get_setting
@@ -92,8 +95,14 @@ def preload() -> None:
     for model in apps.get_models():
         names |= {field.provider for field in ai_fields_of(model) if field.provider}
     for name in names:
-        with contextlib.suppress(ImportError, ValueError):  # the system checks report it
-            provider_class(name)
+        try:
+            cls = provider_class(name)
+        except (ImportError, ValueError):
+            continue  # the system checks report it
+        try:
+            cls(provider_settings(name)).warm()
+        except Exception:  # warming only saves time: a worker must start without it
+            logger.warning("Could not warm provider %r", name, exc_info=True)
 
 
 def get_provider(name: str, tenant: str | None = None) -> Provider:

@@ -21,12 +21,23 @@ from .base import (
     clients,
     error_from_sdk,
     require_key,
+    warm_sdk_client,
 )
 from .batching import batched, not_run, request_body, typed_error, unreadable
 from .streams import StreamItem, read_anthropic, stream_error
 from .usage import anthropic_cache_write_1h, anthropic_service_tier
 
 TOOL_NAME = "record_output"
+# A minimal valid message, parsed once by warm().
+WARM_MESSAGE = {
+    "id": "warm",
+    "type": "message",
+    "role": "assistant",
+    "model": "warm",
+    "content": [{"type": "text", "text": ""}],
+    "stop_reason": "end_turn",
+    "usage": {"input_tokens": 0, "output_tokens": 0},
+}
 
 
 class AnthropicProvider(Provider):
@@ -59,6 +70,11 @@ class AnthropicProvider(Provider):
             async_key(self.client_key()),
             lambda: anthropic.AsyncAnthropic(**self.client_options()),
         )
+
+    def warm(self) -> None:
+        client = self.client()
+        client.messages  # noqa: B018  (imports the resource's modules)
+        warm_sdk_client(client, anthropic.types.Message, WARM_MESSAGE)
 
     def build_kwargs(self, request: CompletionRequest) -> dict[str, Any]:
         kwargs: dict[str, Any] = {

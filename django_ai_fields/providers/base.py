@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import codecs
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -145,6 +146,13 @@ class Provider(ABC):
     def timeout(self) -> float:
         return float(self.config.get("TIMEOUT") or 30)
 
+    def warm(self) -> None:
+        """Build, without any network, what a first call would build (the SDK client,
+        its TLS context, lazily imported SDK modules). The worker's parent process
+        calls it at start, so each forked work horse inherits the result instead of
+        paying for it again on every job (see docs/operations.md). Default: nothing."""
+        return None
+
     # -- batch APIs (batches.py, ``ai_regenerate --batch``) ---------------------------
     # Providers with a batch API set supports_batch and implement the three methods.
     supports_batch: bool = False
@@ -218,6 +226,16 @@ def async_key(key: tuple[Any, ...]) -> tuple[Any, ...]:
     from ..chunks import call_loop
 
     return ("async", os.getpid(), id(call_loop()), *key)
+
+
+def warm_sdk_client(client: Any, response_type: Any, sample: dict[str, Any]) -> None:
+    """What the openai and anthropic SDKs build lazily on a client's first request:
+    the platform headers (``platform.platform()`` starts a ``uname`` subprocess),
+    the response model's pydantic schema (the SDKs parse with ``construct``), and
+    the IDNA codec that resolving the host name imports."""
+    client.default_headers  # noqa: B018
+    response_type.construct(**sample)
+    codecs.lookup("idna")
 
 
 def require_key(provider: Provider) -> None:

@@ -23,6 +23,7 @@ from .base import (
     clients,
     error_from_sdk,
     require_key,
+    warm_sdk_client,
 )
 from .batching import batched, not_run, request_body, status_error, typed_error, unreadable
 from .streams import StreamItem, read_openai, stream_error
@@ -33,6 +34,17 @@ BATCH_ENDPOINT: Final = "/v1/chat/completions"
 BATCH_ENDED = ("completed", "expired", "cancelled", "failed")
 # Seconds allowed for uploading a batch's request file (it may be large).
 UPLOAD_TIMEOUT = 300.0
+# A minimal valid completion, parsed once by warm().
+WARM_COMPLETION = {
+    "id": "warm",
+    "object": "chat.completion",
+    "created": 0,
+    "model": "warm",
+    "choices": [
+        {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": ""}}
+    ],
+    "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
+}
 
 
 class OpenAIProvider(Provider):
@@ -57,6 +69,11 @@ class OpenAIProvider(Provider):
         return clients.get(
             async_key(self.client_key()), lambda: openai.AsyncOpenAI(**self.client_options())
         )
+
+    def warm(self) -> None:
+        client = self.client()
+        client.chat.completions  # noqa: B018  (imports the resource's modules)
+        warm_sdk_client(client, ChatCompletion, WARM_COMPLETION)
 
     def probe(self) -> bool | None:
         require_key(self)
