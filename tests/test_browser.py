@@ -186,7 +186,8 @@ def cancel_job_in_admin(page: Any, base: str, lead_id: int, field: str) -> None:
     page.goto(f"{base}/admin/django_ai_fields/aijob/")
     expect(admin_row(page, status_badge="Queued")).to_have_count(9)
     expect(admin_row(page, status_badge="Cancelled")).to_have_count(1)
-    expect(admin_row(page, status_badge="Failed")).to_have_count(5)  # Alan's five fields, over quota
+    # Alan's five fields, over quota
+    expect(admin_row(page, status_badge="Failed")).to_have_count(5)
     screenshot(page, "admin-jobs.png")
 
 
