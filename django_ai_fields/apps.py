@@ -13,8 +13,8 @@ class AIFieldsConfig(AppConfig):
     def ready(self) -> None:
         from django.utils.module_loading import autodiscover_modules
 
-        from .declare import checks  # noqa: F401  (registers the system checks)
         from .intake.tracking import install
+        from .tenants import credential_audit as credentials  # noqa: F401  (register the system checks)
 
         for model in apps.get_models():
             install(model)
@@ -45,4 +45,4 @@ def _install_late_model(sender: type, **kwargs: object) -> None:
     if apps.ready:
         from .intake.tracking import install
 
-        install(sender)  # type: ignore[arg-type]
+        install(sender)

@@ -19,7 +19,7 @@ import hashlib
 import json
 import random
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import asdict, replace
 from typing import Any
 
@@ -31,9 +31,7 @@ from ..declare import tokens
 from ..models import AIJob, ErrorCode, Phase, Status
 from ..providers import CompletionResponse, ProviderError, provider_class, resolve_credentials
 from . import breaker, ratelimit
-from .pipeline import Pipeline, Prepared, call_provider
-
-SaveJob = Callable[..., None]
+from .pipeline import Pipeline, Prepared, SaveJob, call_provider
 
 WAIT_KEY = "django_ai_fields:circuit-wait:{job}"
 # A half-open circuit's probe usually answers within a second: look again soon.
@@ -116,7 +114,7 @@ def routes(job: AIJob, prepared: Prepared) -> list[Prepared]:
 
 def fallback_entries(entries: Iterable[Any]) -> list[tuple[str, str | None]]:
     """Normalise ``["azure", ("anthropic", "claude-haiku-4-5"), ...]`` (lists too: JSON)."""
-    normalised = []
+    normalised: list[tuple[str, str | None]] = []
     for entry in entries or ():
         if isinstance(entry, str):
             normalised.append((entry, None))
@@ -192,6 +190,7 @@ def defer(job: AIJob, deferral: Deferred, save_job: SaveJob) -> str:
         progress=0,
         attempts=F("attempts") - 1,
         run_token="",
+        rq_job_id="",  # its delayed RQ job names it next; no drain takes it now
         error_code=deferral.code,
         error=deferral.message,
     )

@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from django.db import close_old_connections, connection, transaction
+from django.db import DataError, IntegrityError, close_old_connections, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 from rq.timeouts import JobTimeoutException
@@ -25,15 +25,17 @@ from ..calling import result_cache, routing
 from ..calling.pipeline import Pipeline, Prepared, call_cost, drive, job_timeout_error, record_usage
 from ..conf import get_setting
 from ..declare.generation import FIELD_FUNCTION, FieldGeneration
-from ..declare.outputs import without_nul
+from ..declare.outputs import clipped, without_nul
 from ..functions import AIFunction, Cancelled, Superseded, get_function, json_safe
-from ..models import OPEN_STATUSES, AIJob, ErrorCode, Phase, Status
+from ..models import OPEN_STATUSES, AIJob, ErrorCode, Phase, Status, TenantPolicy
 from ..money.quotas import QuotaRefused
+from ..privacy import redaction
 from ..providers import CompletionRequest, CompletionResponse, ProviderError, resolve_credentials
+from ..providers.tools import normalize as normalize_tools
 from ..tenants import concurrency
 from ..tenants.policies import policy_for
 from . import recovery
-from .steps import with_step
+from .steps import with_note, with_step, with_tool_calls
 
 logger = logging.getLogger("django_ai_fields")
 
@@ -154,7 +156,7 @@ def process(job: AIJob) -> Pipeline[str]:
     if cap and not concurrency.acquire(job.tenant, job.pk, cap):
         return postpone(job, float(get_setting("CONCURRENCY_RETRY_DELAY")))
     try:
-        return (yield from generate(job))
+        return (yield from generate(job, policy))
     finally:
         if cap:
             concurrency.release(job.tenant, job.pk)
@@ -169,6 +171,7 @@ def postpone(job: AIJob, delay: float) -> str:
         progress=0,
         attempts=F("attempts") - 1,
         run_token="",
+        rq_job_id="",  # its delayed RQ job names it next; no drain takes it now
     )
     from ..intake.outbox import enqueue
 
@@ -176,12 +179,13 @@ def postpone(job: AIJob, delay: float) -> str:
     return Status.QUEUED
 
 
-def generate(job: AIJob) -> Pipeline[str]:
+def generate(job: AIJob, policy: TenantPolicy | None) -> Pipeline[str]:
     job.steps = with_step(job, {"phase": Phase.PREP})  # written with the next update
     try:
-        prepared = prepare(job)
+        prepared = prepare(job, policy)
     except PREP_REFUSALS as exc:
         return end_at_prep(job, exc)
+    note_redaction(job, prepared)
     function, request = prepared.function, prepared.request
     ttl = function.result_cache_ttl()
     key = result_cache.cache_key(job.tenant, prepared.provider, request) if ttl > 0 else ""
@@ -223,7 +227,7 @@ def end_unusable(job: AIJob, message: str, response: CompletionResponse) -> str:
         phase=Phase.PARSE,
         error_code=ErrorCode.INVALID_OUTPUT,
         error=message,
-        output=without_nul(response.text),  # jsonb takes no NUL
+        output=without_nul(clipped(response.text)),  # no NUL (jsonb); at most MAX_OUTPUT_CHARS
         response=response,
     )
     return Status.FAILED
@@ -249,25 +253,43 @@ def end_at_prep(job: AIJob, exc: Exception, response: CompletionResponse | None 
 
 def function_for(job: AIJob) -> AIFunction:
     if job.function == FIELD_FUNCTION:
-        if job.content_type_id is None:
+        if job.content_type is None:
             raise Cancelled("The job names no target row.")
         return FieldGeneration(job.content_type, job.object_id, job.field_name)
     return get_function(job.function)()
 
 
-def prepare(job: AIJob) -> Prepared:
-    """Load the data and build the request. Raises Cancelled, or ValueError to refuse."""
+# prepare()'s default: look the tenant's policy up.
+LOOK_UP: Any = object()
+
+
+def prepare(job: AIJob, policy: TenantPolicy | None = LOOK_UP) -> Prepared:
+    """Load the data and build the request, its prompt's PII masked (redaction.py).
+    Raises Cancelled, or ValueError to refuse."""
     try:
         function = function_for(job)
     except LookupError as exc:
         raise ValueError(str(exc)) from exc
     data = function.prepare(job.payload, job.tenant)
+    return request_for(function, data, job.tenant, policy)
+
+
+def request_for(
+    function: AIFunction, data: Any, tenant: str, policy: TenantPolicy | None = LOOK_UP
+) -> Prepared:
+    """The request ``function`` sends for ``data`` (validated) of ``tenant``, its
+    prompt's PII masked as the field and the tenant's policy ask."""
     function.validate(data)
     provider = function.provider_name()
-    config = resolve_credentials(provider, job.tenant or None)
+    config = resolve_credentials(provider, tenant or None)
+    if policy is LOOK_UP:
+        policy = policy_for(tenant)
+    prompt, masking = redaction.redact(
+        function.build_prompt(data), redaction.types_for(function, policy)
+    )
     request = CompletionRequest(
         system=function.system_prompt(data),
-        prompt=function.build_prompt(data),
+        prompt=prompt,
         model=function.model_name(config),
         max_tokens=function.token_limit(),
         temperature=function.temperature,
@@ -275,8 +297,18 @@ def prepare(job: AIJob) -> Prepared:
         json_output=function.json_output or function.json_schema is not None,
         choices=function.choices(),
         options=dict(function.provider_options),
+        tools=normalize_tools(function.tools),
+        attachments=function.attachments(data),
+        api=function.api,
     )
-    return Prepared(function, data, request, provider, config)
+    return Prepared(function, data, request, provider, config, masking)
+
+
+def note_redaction(job: AIJob, prepared: Prepared) -> None:
+    """Add a step with the masked counts per type (written with the next update)."""
+    if prepared.masking is not None:
+        counts = dict(prepared.masking.counts)
+        job.steps = with_note(job, Phase.PREP, redaction.describe(counts), pii=counts)
 
 
 def handle_provider_error(job: AIJob, error: ProviderError) -> str:
@@ -290,6 +322,7 @@ def handle_provider_error(job: AIJob, error: ProviderError) -> str:
             error_code=error.code,
             error=error.message,
             run_token="",
+            rq_job_id="",  # its delayed RQ job names it next; no drain takes it now
         )
         from ..intake.outbox import enqueue
 
@@ -314,7 +347,8 @@ def write_back(
 ) -> str:
     """Save the output and finish the job in one transaction."""
     token = job.run_token
-    output = json_safe(parsed)
+    output = json_safe(parsed)  # placeholders kept: the job stores no masked value
+    parsed = prepared.restored(parsed)
     try:
         with transaction.atomic():
             prepared.function.save_output(parsed, prepared.data)
@@ -323,6 +357,16 @@ def write_back(
         job.run_token = token  # the rolled-back finish() had cleared it in memory
         finish(job, Status.SUPERSEDED, phase=Phase.SAVE, error=str(exc), response=response)
         return Status.SUPERSEDED
+    except Cancelled as exc:  # the row was deleted while the call ran
+        job.run_token = token
+        finish(job, Status.CANCELLED, phase=Phase.SAVE, error=str(exc), response=response)
+        return Status.CANCELLED
+    except (IntegrityError, DataError) as exc:
+        if prepared.masking is None:
+            raise
+        # The database's message may quote a restored value: keep it from the job and logs.
+        job.run_token = token
+        raise redaction.RestoredWriteFailed(type(exc).__name__) from None
     transaction.on_commit(lambda: _announce_success(job, prepared.function, parsed))
     return Status.SUCCEEDED
 
@@ -358,7 +402,7 @@ def finish(
     if output is not None:
         values["output"] = output
     if response is not None:
-        cost = call_cost(job.model, response)
+        cost = call_cost(job.model, response, job.provider)
         values["input_tokens"] = F("input_tokens") + response.input_tokens
         values["output_tokens"] = F("output_tokens") + response.output_tokens
         values["cost_usd"] = F("cost_usd") + cost
@@ -369,6 +413,7 @@ def finish(
             output_tokens=response.output_tokens,
             cost_usd=str(cost),
         )
+        values["steps"] = with_tool_calls(job, values["steps"], response)
     update_job(job, **values)
     if send and status == Status.FAILED:
         signals.job_failed.send(sender=AIJob, job=job, error_code=error_code, error=error)

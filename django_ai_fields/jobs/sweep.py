@@ -6,6 +6,7 @@ RQ scheduler (``rqworker --with-scheduler``).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ from ..conf import get_setting
 from ..intake.outbox import enqueue_all, get_queue
 from ..models import AIJob, ErrorCode, Phase, Status
 from ..money import quotas
-from . import recovery
+from . import drains, recovery
 from .schedules import release_mark, schedule_once
 
 logger = logging.getLogger("django_ai_fields")
@@ -71,6 +72,8 @@ def sweep(*, all_pending: bool = False, now: datetime | None = None) -> SweepRep
     job_ids += pending.order_by("pk").values_list("pk", flat=True)[:BATCH]
     job_ids += orphaned_queued_jobs(now)
     job_ids = list(dict.fromkeys(job_ids))  # recovered jobs are pending now: listed twice
+    with contextlib.suppress(Exception):  # Redis down: enqueue_all reports it
+        drains.forget_lost_waiting_drain()
     report.enqueued = enqueue_all(job_ids)
     report.unreachable = len(job_ids) - report.enqueued
     from .batches import keep_polling

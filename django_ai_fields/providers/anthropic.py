@@ -10,6 +10,7 @@ import anthropic
 import httpx2
 
 from ..conf import get_setting
+from .attachments import anthropic_content
 from .base import (
     BatchState,
     CompletionRequest,
@@ -20,11 +21,23 @@ from .base import (
     clients,
     error_from_sdk,
     require_key,
+    warm_sdk_client,
 )
 from .batching import batched, not_run, request_body, typed_error, unreadable
 from .streams import StreamItem, read_anthropic, stream_error
+from .usage import anthropic_cache_write_1h, anthropic_service_tier
 
 TOOL_NAME = "record_output"
+# A minimal valid message, parsed once by warm().
+WARM_MESSAGE = {
+    "id": "warm",
+    "type": "message",
+    "role": "assistant",
+    "model": "warm",
+    "content": [{"type": "text", "text": ""}],
+    "stop_reason": "end_turn",
+    "usage": {"input_tokens": 0, "output_tokens": 0},
+}
 
 
 class AnthropicProvider(Provider):
@@ -58,12 +71,19 @@ class AnthropicProvider(Provider):
             lambda: anthropic.AsyncAnthropic(**self.client_options()),
         )
 
+    def warm(self) -> None:
+        client = self.client()
+        client.messages  # noqa: B018  (imports the resource's modules)
+        warm_sdk_client(client, anthropic.types.Message, WARM_MESSAGE)
+
     def build_kwargs(self, request: CompletionRequest) -> dict[str, Any]:
         kwargs: dict[str, Any] = {
             "model": request.model,
             "max_tokens": request.max_tokens,
             "system": system_blocks(request.system),
-            "messages": [{"role": "user", "content": request.prompt}],
+            "messages": [
+                {"role": "user", "content": anthropic_content(request.prompt, request.attachments)}
+            ],
         }
         if request.temperature is not None:
             kwargs["extra_body"] = {"temperature": request.temperature}
@@ -205,6 +225,8 @@ def response_from_message(message: Any, *, wrapped: bool) -> CompletionResponse:
         output_tokens=usage.output_tokens,
         cached_tokens=cache_read,
         cache_creation_tokens=cache_write,
+        cache_write_1h_tokens=anthropic_cache_write_1h(usage),
+        service_tier=anthropic_service_tier(usage),
         finish_reason="length"
         if message.stop_reason == "max_tokens"
         else message.stop_reason or "",
