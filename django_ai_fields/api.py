@@ -10,9 +10,10 @@ from django.contrib.contenttypes.models import ContentType
 from django.db import models, transaction
 
 from . import signals
-from .fields import AIFieldMixin, ai_fields_of, get_ai_field
+from .fields import AIFieldMixin, ai_fields_of, get_ai_field, with_m2m_triggers
 from .functions import get_function, json_safe
 from .intake.outbox import enqueue, enqueue_chunks, request_jobs, request_rows
+from .jobs.estimates import Estimate, estimate_pairs
 from .jobs.tasks import run_chunk, run_job
 from .models import AIJob, Status
 
@@ -48,7 +49,7 @@ def regenerate_rows(
     rows: models.QuerySet[Any], field_name: str | None, *, sync: bool, triggered_by: str
 ) -> list[AIJob]:
     fields = fields_named(rows.model, field_name)
-    pairs = [(row, field) for row in rows for field in fields]
+    pairs = [(row, field) for row in with_m2m_triggers(rows, fields) for field in fields]
     return regenerate_many(pairs, sync=sync, triggered_by=triggered_by, using=rows.db)
 
 
@@ -81,16 +82,28 @@ def regenerate_many(
     return jobs
 
 
+def estimate(
+    instance: models.Model | models.QuerySet[Any], field_name: str | None = None
+) -> Estimate:
+    """What ``regenerate(instance, field_name)`` would cost, changing nothing: rows,
+    jobs, the worst-case and the expected cost in USD, models without a price, and
+    how many jobs each quota or budget would refuse (docs/quotas.md)."""
+    rows = instance if isinstance(instance, models.QuerySet) else [instance]
+    model = instance.model if isinstance(instance, models.QuerySet) else type(instance)
+    fields = fields_named(model, field_name)
+    return estimate_pairs((row, field) for row in rows for field in fields)
+
+
 def fields_named(model: type[models.Model], field_name: str | None) -> list[AIFieldMixin]:
     return [get_ai_field(model, field_name)] if field_name else ai_fields_of(model)
 
 
 def latest_job(instance: models.Model, field_name: str) -> AIJob | None:
     """The most recent job for this row and field, or None."""
-    get_ai_field(type(instance), field_name)
+    field = get_ai_field(type(instance), field_name)
     return (
         AIJob.objects.filter(
-            content_type=ContentType.objects.get_for_model(instance),
+            content_type=ContentType.objects.get_for_model(field.model_class),
             object_id=str(instance.pk),
             field_name=field_name,
         )

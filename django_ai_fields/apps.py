@@ -1,12 +1,14 @@
 """The app config: installs change tracking, the system checks and, in workers,
 the providers and the periodic sweep."""
 
-import contextlib
+import logging
 import sys
 
 from django.apps import AppConfig, apps
 from django.db.models.signals import class_prepared
 from django.utils.translation import gettext_lazy as _
+
+logger = logging.getLogger("django_ai_fields")
 
 
 class AIFieldsConfig(AppConfig):
@@ -17,8 +19,8 @@ class AIFieldsConfig(AppConfig):
     def ready(self) -> None:
         from django.utils.module_loading import autodiscover_modules
 
-        from .declare import checks  # noqa: F401  (registers the system checks)
         from .intake.tracking import install
+        from .tenants import credential_audit as credentials  # noqa: F401  (register the system checks)
 
         for model in apps.get_models():
             install(model)
@@ -44,8 +46,10 @@ def _is_worker_process() -> bool:
 
 
 def _preload_providers() -> None:
-    """Import every provider the project uses (the default and each field's)."""
-    from .conf import get_setting
+    """Import and warm every provider the project uses (the default and each
+    field's) with the settings' credentials, so that each forked work horse
+    inherits the SDK client instead of building it per job (Provider.warm())."""
+    from .conf import get_setting, provider_settings
     from .fields import ai_fields_of
     from .providers import provider_class
 
@@ -53,8 +57,14 @@ def _preload_providers() -> None:
     for model in apps.get_models():
         names |= {field.provider for field in ai_fields_of(model) if field.provider}
     for name in names:
-        with contextlib.suppress(ImportError, ValueError):  # the system checks report it
-            provider_class(name)
+        try:
+            cls = provider_class(name)
+        except (ImportError, ValueError):
+            continue  # the system checks report it
+        try:
+            cls(provider_settings(name)).warm()
+        except Exception:  # warming only saves time: a worker must start without it
+            logger.warning("Could not warm provider %r", name, exc_info=True)
 
 
 def _install_late_model(sender: type, **kwargs: object) -> None:
@@ -62,4 +72,4 @@ def _install_late_model(sender: type, **kwargs: object) -> None:
     if apps.ready:
         from .intake.tracking import install
 
-        install(sender)  # type: ignore[arg-type]
+        install(sender)

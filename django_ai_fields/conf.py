@@ -35,8 +35,13 @@ DEFAULTS: dict[str, Any] = {
     "BATCH_MAX_REQUESTS": 10_000,
     # Dotted path: callable(instance) -> str | None.
     "TENANT_RESOLVER": None,
-    # {"model": {"input": usd_per_1M, "output": usd_per_1M, "cached_input": ...}}
+    # Prices come from genai-prices; these override or add models, USD per 1M tokens:
+    # {"model": {"input": ..., "output": ..., "cached_input": ..., "cache_write": ...,
+    # "cache_write_1h": ...}}. A gateway's served names: PROVIDERS[name]["PRICE_AS"].
     "PRICING": {},
+    # Fractions of a quota's limit at which quota_threshold_reached fires, once per
+    # period each (docs/quotas.md).
+    "QUOTA_ALERT_AT": [0.8, 1.0],
     # Fernet key (or list of keys, newest first) encrypting ProviderCredential.api_key.
     "ENCRYPTION_KEY": None,
     # Seconds a generated answer is reused for an identical request (0: off).
@@ -46,6 +51,9 @@ DEFAULTS: dict[str, Any] = {
     # chunks of CHUNK_SIZE; a chunk job makes up to CONCURRENCY provider calls at once.
     "CHUNK_SIZE": 100,
     "CONCURRENCY": 16,
+    # Live saves: one drain job runs many AIJobs at once (CONCURRENCY calls in flight)
+    # and stops taking new ones after DRAIN_SECONDS, handing on to a fresh drain.
+    "DRAIN_SECONDS": 300,
     # Seconds a job over its tenant's max_concurrent_jobs waits before trying again.
     "CONCURRENCY_RETRY_DELAY": 5,
     # Mark the system message for Anthropic's prompt cache (OpenAI caches the
@@ -60,6 +68,9 @@ DEFAULTS: dict[str, Any] = {
     # Dotted path: callable(user) -> str | None confining a user to one tenant in the
     # JSON API and the admin (None: superusers see all, others nothing). docs/api.md
     "TENANT_FOR_USER": None,
+    # URL prefixes a tenant-bound user may give as a credential's base URL (none: such
+    # users cannot set one). Checked in the admin and on every call. docs/security.md
+    "TENANT_BASE_URLS": [],
     # Jobs per page of the JSON API's job list (?page_size= may ask for up to 500).
     "API_PAGE_SIZE": 50,
     # -- streaming and observability (docs/streaming.md, docs/observability.md) --
@@ -100,7 +111,57 @@ DEFAULTS: dict[str, Any] = {
     # One extra call for an invalid JSON answer (with the validation error) or a
     # truncated JSON/choice answer (with twice the max_tokens). False: fail at once.
     "OUTPUT_REPAIR": True,
+    # -- limits on untrusted input (docs/security.md) --
+    # A longer provider answer, or JSON nested deeper, ends the job invalid_output.
+    "MAX_OUTPUT_CHARS": 100_000,
+    "MAX_OUTPUT_DEPTH": 64,
+    # Manual retries (JSON API, admin action) of one job: seconds between two, and
+    # at most this many in an hour (0: no limit).
+    "RETRY_COOLDOWN": 10,
+    "MAX_RETRIES_PER_HOUR": 10,
+    # -- PII redaction (redact_pii=, docs/tenants.md#privacy) --
+    # Regions (ISO 3166) whose national phone formats are recognised; numbers
+    # written with +country code are found whatever the region.
+    "PII_PHONE_REGIONS": ["US"],
+    # The optional Presidio backend (names, places): a dotted path to a callable
+    # returning a presidio_analyzer.AnalyzerEngine (None: AnalyzerEngine(), which
+    # loads spaCy's en_core_web_lg), the language it analyses, and the lowest
+    # score a finding needs to be masked.
+    "PII_PRESIDIO_ANALYZER": None,
+    "PII_PRESIDIO_LANGUAGE": "en",
+    "PII_SCORE_THRESHOLD": 0.5,
+    # -- hosted tools and file inputs (docs/providers.md, docs/fields.md) --
+    # USD per use of a hosted tool (OpenAI list prices); tool_fees.py.
+    "TOOL_PRICING": {"web_search": "0.01", "file_search": "0.0025", "code_interpreter": "0.03"},
+    # A field's inputs=[...] file larger than this (bytes) fails the job with bad_request.
+    "INPUT_MAX_BYTES": 20 * 1024 * 1024,
+    # An image with more pixels (width x height) fails the job with bad_request.
+    "INPUT_MAX_PIXELS": 40_000_000,
+    # Content types a file input may have, detected from its first bytes.
+    "INPUT_CONTENT_TYPES": [
+        "image/png",
+        "image/jpeg",
+        "image/gif",
+        "image/webp",
+        "application/pdf",
+    ],
 }
+
+
+# The keys a PROVIDERS entry may hold; any other is a check error (checks.py).
+PROVIDER_KEYS: frozenset[str] = frozenset(
+    {
+        "API_KEY",
+        "BASE_URL",
+        "TIMEOUT",
+        "DEFAULT_MODEL",
+        "API_VERSION",  # azure
+        "MAX_TOKENS_PARAM",  # OpenAI-compatible servers that want "max_tokens"
+        "IDEMPOTENCY_HEADER",
+        "MODERATION_MODEL",  # openai, for MODERATION = "openai"
+        "PRICE_AS",  # the priced model a gateway's served name is (docs/quotas.md)
+    }
+)
 
 
 def ai_settings() -> dict[str, Any]:

@@ -30,7 +30,7 @@ def _derived_key() -> bytes:
 
 
 def fernet() -> MultiFernet:
-    keys = configured_keys() or [_derived_key()]
+    keys: list[str] | list[bytes] = configured_keys() or [_derived_key()]
     try:
         return MultiFernet([Fernet(k) for k in keys])
     except ValueError as exc:
@@ -51,6 +51,24 @@ def decrypt(token: str) -> str:
             "A stored API key cannot be decrypted with AI_FIELDS['ENCRYPTION_KEY'] "
             "(was the key rotated without keeping the old one in the list?)"
         ) from exc
+
+
+def try_decrypt(token: str) -> str | None:
+    """The plaintext of a token for one of the configured keys, else None."""
+    try:
+        return fernet().decrypt(token.encode()).decode()
+    except (InvalidToken, UnicodeError):
+        return None
+
+
+def looks_like_token(value: str) -> bool:
+    """True when ``value`` has a Fernet token's shape (version byte 0x80, at least
+    one block), whichever key made it; an API key in plaintext never does."""
+    try:
+        raw = base64.urlsafe_b64decode(value.encode("ascii"))
+    except (ValueError, UnicodeError):
+        return False
+    return len(raw) >= 73 and raw[0] == 0x80
 
 
 def rotate(token: str) -> str:

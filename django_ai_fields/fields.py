@@ -12,9 +12,17 @@ from collections.abc import Callable, Iterable, Sequence
 from functools import cached_property
 from typing import Any
 
+from django.core.exceptions import FieldDoesNotExist
 from django.db import models
 
-from .declare.prompts import ALL_FIELDS, DATA_GUARD, PromptTemplate, RenderedPrompt, render_template
+from .declare.prompts import (
+    ALL_FIELDS,
+    DATA_GUARD,
+    PromptTemplate,
+    RenderedPrompt,
+    related_rows,
+    render_template,
+)
 
 PromptSource = str | Callable[[models.Model], str]
 
@@ -23,6 +31,11 @@ class AIFieldMixin:
     """Options and behaviour shared by both AI field classes."""
 
     is_ai_field = True
+    # Set by the models.Field this mixin is combined with.
+    name: str
+    attname: str
+    model: type[models.Model]
+    verbose_name: Any
 
     def __init__(
         self,
@@ -43,6 +56,12 @@ class AIFieldMixin:
         fallback: Sequence[Any] | None = None,
         provider_options: dict[str, Any] | None = None,
         stream: bool = False,
+        keep_manual_edits: bool = True,
+        redact_pii: bool | Iterable[str] = False,
+        restore_pii: bool = False,
+        inputs: Iterable[str] = (),
+        tools: Iterable[Any] = (),
+        api: str | None = None,
         **kwargs: Any,
     ) -> None:
         self.prompt = prompt
@@ -65,6 +84,19 @@ class AIFieldMixin:
         self.provider_options = dict(provider_options or {})
         # Stream the answer; its text so far shows on the job while it runs.
         self.stream = stream
+        # A value a person typed in (admin, form) survives later trigger changes
+        # until an explicit regenerate (docs/fields.md, "Hand edits").
+        self.keep_manual_edits = keep_manual_edits
+        # Mask personal data in the rendered prompt (True: every built-in type, or a
+        # list of types) and put it back into the answer (redaction.py).
+        self.redact_pii = redact_pii if isinstance(redact_pii, bool | str) else tuple(redact_pii)
+        self.restore_pii = restore_pii
+        # File/image fields of the model sent with the prompt (file_inputs.py).
+        self.inputs = tuple(inputs)
+        # Hosted tools (OpenAI Responses API): "web_search", {"type": "file_search", ...}.
+        self.tools = list(tools)
+        # OpenAI API: "chat" or "responses"; None: PROVIDERS[...]["API"] (tools: responses).
+        self.api = api
         super().__init__(*args, **kwargs)
 
     def check(self, **kwargs: Any) -> list[Any]:
@@ -84,15 +116,18 @@ class AIFieldMixin:
     # -- which fields feed the prompt ------------------------------------------
 
     def data_fields(self) -> list[models.Field]:
-        """Fields ``{*}`` lists: concrete, not excluded, not AI, not an auto pk."""
+        """Fields ``{*}`` lists: concrete and many-to-many, not excluded, not AI,
+        not an auto pk (a parent link of multi-table inheritance neither)."""
         excluded = set(self.excluded_fields)
+        opts = self.model_class._meta
         return [
             f
-            for f in self.model_class._meta.concrete_fields
+            for f in [*opts.concrete_fields, *opts.many_to_many]
             if f.name not in excluded
             and not getattr(f, "is_ai_field", False)
             and not (f.primary_key and f.auto_created)
             and not isinstance(f, models.AutoField)
+            and not getattr(f.remote_field, "parent_link", False)
         ]
 
     def trigger_field_objects(self) -> list[models.Field]:
@@ -101,19 +136,47 @@ class AIFieldMixin:
         if self.trigger_fields is not None:
             names: Iterable[str] = self.trigger_fields
         elif self.template is not None and not self.template.uses_all_fields:
-            names = sorted(self.template.field_names)
+            names = sorted(self.template.field_names | set(self.inputs))
         else:
             return self.data_fields()
         excluded = set(self.excluded_fields)
-        return [opts.get_field(name) for name in names if name not in excluded]
+        return [forward_field(opts, name) for name in names if name not in excluded]
 
     @cached_property
     def trigger_attnames(self) -> tuple[str, ...]:
-        return tuple(f.attname for f in self.trigger_field_objects())
+        """Column triggers (many-to-many triggers are in ``trigger_m2m_names``)."""
+        return tuple(f.attname for f in self.trigger_field_objects() if not f.many_to_many)
+
+    @cached_property
+    def trigger_m2m_names(self) -> tuple[str, ...]:
+        """Many-to-many triggers: an add/remove/set/clear regenerates (tracking.py)."""
+        return tuple(f.name for f in self.trigger_field_objects() if f.many_to_many)
+
+    def rendered_fields(self) -> list[models.Field]:
+        """The fields the template renders; none known for a callable prompt."""
+        if self.template is None:
+            return []
+        opts = self.model_class._meta
+        named = [forward_field(opts, name) for name in sorted(self.template.field_names)]
+        if self.template.uses_all_fields:
+            named += [f for f in self.data_fields() if f not in named]
+        return named
+
+    @cached_property
+    def select_related_names(self) -> tuple[str, ...]:
+        """Foreign keys the prompt renders: loaded with the row (one query)."""
+        return tuple(f.name for f in self.rendered_fields() if f.many_to_one or f.one_to_one)
+
+    @cached_property
+    def prefetch_names(self) -> tuple[str, ...]:
+        """Many-to-many fields the prompt renders or that trigger it: one query each."""
+        names = dict.fromkeys(f.name for f in self.rendered_fields() if f.many_to_many)
+        names.update(dict.fromkeys(self.trigger_m2m_names))
+        return tuple(names)
 
     @property
     def model_class(self) -> type[models.Model]:
-        return self.model  # type: ignore[attr-defined,no-any-return]
+        return self.model
 
     # -- rendering --------------------------------------------------------------
 
@@ -122,12 +185,20 @@ class AIFieldMixin:
         payload = json.dumps(
             [self.name, sorted(values.items())],
             default=str,
-            sort_keys=True,  # type: ignore[attr-defined]
+            sort_keys=True,
         )
         return hashlib.sha256(payload.encode()).hexdigest()
 
     def trigger_values(self, instance: models.Model) -> dict[str, Any]:
         return {attname: getattr(instance, attname) for attname in self.trigger_attnames}
+
+    def m2m_values(self, instance: models.Model) -> dict[str, list[Any]]:
+        """The related pks of each many-to-many trigger (prefetched ones cost no query)."""
+        return {name: related_pks(instance, name) for name in self.trigger_m2m_names}
+
+    def current_input_hash(self, instance: models.Model) -> str:
+        """The input hash of the row as it is in memory, many-to-many triggers included."""
+        return self.input_hash({**self.trigger_values(instance), **self.m2m_values(instance)})
 
     def render(
         self, instance: models.Model, *, tenant: str | None, max_input_chars: int | None
@@ -148,7 +219,7 @@ class AIFieldMixin:
     def system_prompt(self) -> str:
         opts = self.model_class._meta
         base = self.system_message or (
-            f'You write the value of the field "{self.verbose_name}" '  # type: ignore[attr-defined]
+            f'You write the value of the field "{self.verbose_name}" '
             f"of a {opts.verbose_name} record. Answer with the value only."
         )
         return "\n\n".join(p for p in (base, self.output_instructions(), DATA_GUARD) if p)
@@ -192,6 +263,8 @@ class AIGeneratedJSONField(AIFieldMixin, models.JSONField):
 
     def __init__(self, *args: Any, schema: dict[str, Any] | None = None, **kwargs: Any) -> None:
         self.schema = schema
+        # Following hand edits of a JSON value costs a deep copy per loaded row: opt-in.
+        kwargs.setdefault("keep_manual_edits", False)
         super().__init__(*args, **kwargs)
 
     def output_instructions(self) -> str:
@@ -205,9 +278,42 @@ class AIGeneratedJSONField(AIFieldMixin, models.JSONField):
         return self.schema
 
 
+def with_m2m_triggers(
+    rows: models.QuerySet[Any], fields: Iterable[AIFieldMixin]
+) -> models.QuerySet[Any]:
+    """``rows`` prefetching the many-to-many triggers of ``fields`` (they feed each
+    job's input hash): one query per relation for all the rows, not one per row."""
+    names = sorted({name for field in fields for name in field.trigger_m2m_names})
+    return rows.prefetch_related(*names) if names else rows
+
+
+def forward_field(opts: Any, name: str) -> models.Field:
+    """A field a prompt or trigger may name: concrete or many-to-many. A reverse
+    relation or a GenericForeignKey raises FieldDoesNotExist (a check error)."""
+    field = opts.get_field(name)
+    if not field.concrete:
+        raise FieldDoesNotExist(f"{opts.label}.{name} is a reverse or generic relation")
+    return field  # type: ignore[no-any-return]
+
+
+def related_pks(instance: models.Model, name: str) -> list[Any]:
+    return [row.pk for row in related_rows(instance, name)]
+
+
+# Called with (instance, field) when a job wrote a new value of the field, in the
+# write-back's transaction. tracking.py registers the chain trigger here, so the job
+# lifecycle (field_function.py) never imports the intake layer.
+value_written_hooks: list[Callable[[models.Model, AIFieldMixin], None]] = []
+
+
 def ai_fields_of(model: type[models.Model]) -> list[AIFieldMixin]:
     """The AI fields of a model, inherited ones included."""
     return [f for f in model._meta.concrete_fields if isinstance(f, AIFieldMixin)]
+
+
+def declared_ai_fields(model: type[models.Model]) -> list[AIFieldMixin]:
+    """The AI fields this model declares itself (not those of a multi-table parent)."""
+    return [f for f in ai_fields_of(model) if f.model is model]
 
 
 def get_ai_field(model: type[models.Model], name: str) -> AIFieldMixin:

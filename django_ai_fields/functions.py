@@ -25,14 +25,17 @@ and signals.
 from __future__ import annotations
 
 import json
-from collections.abc import Sized
-from typing import Any, ClassVar
+from collections.abc import Sequence, Sized
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from django.core.serializers.json import DjangoJSONEncoder
 
 from .conf import get_setting
 from .declare.outputs import InvalidOutput, parse_json, without_nul
 from .declare.prompts import DATA_GUARD
+
+if TYPE_CHECKING:
+    from .privacy.redaction import Masking
 
 
 class Superseded(Exception):
@@ -65,6 +68,13 @@ class AIFunction:
     stream: bool = False
     # Extra keyword arguments for the SDK call (tools, reasoning_effort, seed...).
     provider_options: ClassVar[dict[str, Any]] = {}
+    # Mask personal data in the prompt before the call (True: every built-in type,
+    # or a list of types), and put it back into the answer (redaction.py).
+    redact_pii: bool | Sequence[str] = False
+    restore_pii: bool = False
+    # Hosted tools (OpenAI Responses API) and the OpenAI API to call (docs/providers.md).
+    tools: ClassVar[list[Any]] = []
+    api: str | None = None
 
     # -- the five steps ---------------------------------------------------------
 
@@ -96,6 +106,10 @@ class AIFunction:
     def after_commit(self, job: Any, parsed: Any) -> None:
         """Called once the successful job has committed (signals, notifications)."""
 
+    def restore_output(self, parsed: Any, masking: Masking) -> Any:
+        """The answer with masked values put back (``restore_pii``), as it is written."""
+        return masking.restore(parsed)
+
     # -- settings the engine asks for ------------------------------------------
 
     def system_prompt(self, data: Any) -> str:
@@ -112,6 +126,11 @@ class AIFunction:
 
     def choices(self) -> list[str] | None:
         return None
+
+    def attachments(self, data: Any) -> list[Any]:
+        """Files sent with the prompt (providers.attachments.Attachment); raise
+        ValueError to refuse the job (a file over a limit)."""
+        return []
 
     def fallbacks(self) -> list[Any]:
         """Routes tried when the primary is unavailable (docs/reliability.md)."""

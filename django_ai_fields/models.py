@@ -6,6 +6,7 @@ Status, Phase and ErrorCode live in codes.py and are re-exported here."""
 from __future__ import annotations
 
 from django.contrib.contenttypes.models import ContentType
+from django.core.exceptions import ImproperlyConfigured, ValidationError
 from django.db import models
 from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
@@ -19,9 +20,15 @@ from .codes import (
     Phase,
     Status,
 )
+from .encrypted import EncryptedTextField, UnreadableSecret
+from .privacy.redaction import ENTITY_TYPES, unknown_types
+
+# AIJob.triggered_by of the finished job recording a person's edit of an AI field.
+HAND_EDIT = "manual"
 
 __all__ = [
     "FINISHED_STATUSES",
+    "HAND_EDIT",
     "OPEN_STATUSES",
     "UNFINISHED_STATUSES",
     "AIJob",
@@ -127,7 +134,7 @@ class AIJob(models.Model):
 
     def get_target(self) -> models.Model | None:
         """The row this job writes to, or None if it was deleted."""
-        if self.content_type_id is None:
+        if self.content_type is None:
             return None
         model = self.content_type.model_class()
         if model is None:
@@ -147,7 +154,25 @@ class AIUsage(models.Model):
     input_tokens = models.PositiveIntegerField(_("input tokens"), default=0)
     output_tokens = models.PositiveIntegerField(_("output tokens"), default=0)
     cached_tokens = models.PositiveIntegerField(_("cached tokens"), default=0)
-    cost_usd = models.DecimalField(_("cost (USD)"), max_digits=14, decimal_places=6, default=0)
+    # Input tokens written to the prompt cache (Anthropic), and output tokens spent
+    # on reasoning (OpenAI; a part of output_tokens).
+    cache_write_tokens = models.PositiveIntegerField(_("cache write tokens"), default=0)
+    reasoning_tokens = models.PositiveIntegerField(_("reasoning tokens"), default=0)
+    # NULL: the model has no known price (not "free"); see docs/quotas.md.
+    cost_usd = models.DecimalField(
+        _("cost (USD)"), max_digits=14, decimal_places=6, null=True, blank=True, default=0
+    )
+    # What a gateway (OpenRouter's usage.cost, LiteLLM's header) says it charged.
+    gateway_cost_usd = models.DecimalField(
+        _("gateway cost (USD)"), max_digits=18, decimal_places=10, null=True, blank=True
+    )
+    # The model whose price was used, when PRICE_AS mapped the served name to another.
+    priced_as = models.CharField(_("priced as"), max_length=100, blank=True, default="")
+    # Billable hosted tool uses ({"web_search": 2}) and their fees, a part of cost_usd.
+    tool_calls = models.JSONField(_("hosted tool uses"), default=dict, blank=True)
+    tool_cost_usd = models.DecimalField(
+        _("tool fees (USD)"), max_digits=14, decimal_places=6, default=0
+    )
     duration_ms = models.PositiveIntegerField(_("duration (ms)"), default=0)
     success = models.BooleanField(_("success"), default=True)
     cache_hit = models.BooleanField(_("result cache hit"), default=False)
@@ -223,6 +248,9 @@ class QuotaUsage(models.Model):
     period = models.CharField(_("period"), max_length=8, choices=QuotaPeriod.choices)
     period_start = models.DateField(_("period start"))
     used = models.BigIntegerField(_("used"), default=0)
+    # Highest QUOTA_ALERT_AT fraction (in per-mille) signalled this period: moved
+    # up by a conditional UPDATE, so each crossing fires exactly once.
+    alerted_permille = models.PositiveIntegerField(_("alerted at (per mille)"), default=0)
 
     class Meta:
         verbose_name = _("quota usage")
@@ -240,12 +268,18 @@ class QuotaUsage(models.Model):
 
 
 class ProviderCredential(models.Model):
-    """A tenant's own provider key; the key is stored encrypted (Fernet)."""
+    """A tenant's own provider key and server, used whole (DESIGN §3): the key is
+    plaintext in Python and a Fernet token in the database, on every write path."""
 
     tenant = models.CharField(_("tenant"), max_length=100)
     provider = models.CharField(_("provider"), max_length=64)
-    api_key = models.TextField(_("API key (encrypted)"), blank=True, default="")
+    api_key = EncryptedTextField(_("API key"), blank=True, default="")
     base_url = models.URLField(_("base URL"), blank=True, default="")
+    # True when a tenant-bound user gave the current base_url: it is then checked
+    # against TENANT_BASE_URLS on every call, not only in the form (docs/security.md).
+    base_url_from_tenant = models.BooleanField(
+        _("base URL given by the tenant"), default=False, editable=False
+    )
     default_model = models.CharField(_("default model"), max_length=100, blank=True, default="")
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
     updated_at = models.DateTimeField(_("updated"), auto_now=True)
@@ -261,25 +295,53 @@ class ProviderCredential(models.Model):
     def __str__(self) -> str:
         return f"{self.tenant} / {self.provider}"
 
-    def set_api_key(self, plaintext: str) -> None:
-        from .crypto import encrypt
+    @property
+    def key_is_unreadable(self) -> bool:
+        return isinstance(self.api_key, UnreadableSecret)
 
-        self.api_key = encrypt(plaintext) if plaintext else ""
+    def unreadable_key_message(self) -> str:
+        cause = self.api_key.cause if isinstance(self.api_key, UnreadableSecret) else ""
+        return str(
+            _(
+                "The API key stored in provider credential #%(pk)s (tenant %(tenant)r, "
+                "provider %(provider)r) cannot be decrypted: %(cause)s."
+            )
+            % {"pk": self.pk, "tenant": self.tenant, "provider": self.provider, "cause": cause}
+        )
+
+    def set_api_key(self, plaintext: str) -> None:
+        """Compatibility: the same as assigning ``api_key`` (encrypted when saved)."""
+        self.api_key = plaintext or ""
 
     def get_api_key(self) -> str:
-        from .crypto import decrypt
-
-        return decrypt(self.api_key) if self.api_key else ""
+        """Compatibility: the plaintext key; ImproperlyConfigured if it cannot be read."""
+        if self.key_is_unreadable:
+            raise ImproperlyConfigured(self.unreadable_key_message())
+        return str(self.api_key or "")
 
 
 class TenantPolicy(models.Model):
-    """Per-tenant switches: AI on/off and a cap on jobs running at once."""
+    """Per-tenant switches: AI on/off, a cap on jobs running at once, PII redaction."""
 
     tenant = models.CharField(_("tenant"), max_length=100, unique=True)
     ai_enabled = models.BooleanField(_("AI enabled"), default=True)
     disabled_reason = models.CharField(_("reason when disabled"), max_length=200, blank=True)
     max_concurrent_jobs = models.PositiveIntegerField(
         _("max concurrent jobs"), null=True, blank=True, help_text=_("Blank: no cap.")
+    )
+    redact_pii = models.BooleanField(
+        _("redact personal data"),
+        default=False,
+        help_text=_("Mask personal data in every prompt of this tenant before any call."),
+    )
+    pii_entity_types = models.JSONField(
+        _("PII entity types"),
+        default=list,
+        blank=True,
+        help_text=_(
+            'A list such as ["email", "phone"]. Blank: every built-in type '
+            "(email, phone, card, iban, ssn, ip)."
+        ),
     )
 
     class Meta:
@@ -289,3 +351,15 @@ class TenantPolicy(models.Model):
 
     def __str__(self) -> str:
         return self.tenant
+
+    def clean(self) -> None:
+        types = self.pii_entity_types
+        if not isinstance(types, list) or not all(isinstance(t, str) for t in types):
+            raise ValidationError({"pii_entity_types": _("Give a list of entity type names.")})
+        unknown = unknown_types(types)
+        if unknown:
+            message = _("Unknown entity type(s) %(unknown)s; known: %(known)s.") % {
+                "unknown": ", ".join(unknown),
+                "known": ", ".join(ENTITY_TYPES),
+            }
+            raise ValidationError({"pii_entity_types": message})

@@ -19,6 +19,7 @@ from .conf import get_setting
 # The RQ entry points, by dotted path (RQ imports them in the worker).
 RUN_JOB = "django_ai_fields.jobs.tasks.run_job"
 RUN_CHUNK = "django_ai_fields.jobs.tasks.run_chunk"
+RUN_DRAIN = "django_ai_fields.jobs.tasks.run_drain"
 PERIODIC_SWEEP = "django_ai_fields.jobs.tasks.periodic_sweep"
 PERIODIC_POLL = "django_ai_fields.jobs.tasks.periodic_poll"
 

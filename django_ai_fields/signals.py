@@ -5,6 +5,10 @@
 - ``job_failed(sender=AIJob, job, error_code, error)``: the job failed for good.
 - ``field_updated(sender=<model class>, instance_pk, field_name, value, job)``:
   the generated value was written to the row.
+- ``quota_threshold_reached(sender=Quota, tenant, quota, fraction)``: a tenant's use
+  of ``quota`` crossed ``fraction`` (one of ``QUOTA_ALERT_AT``) of its limit this
+  period; sent once per crossing, after the commit (docs/quotas.md has a receiver
+  that e-mails the site admins).
 """
 
 from django.dispatch import Signal
@@ -13,3 +17,4 @@ job_requested = Signal()
 job_completed = Signal()
 job_failed = Signal()
 field_updated = Signal()
+quota_threshold_reached = Signal()

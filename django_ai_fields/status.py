@@ -12,19 +12,21 @@ from collections.abc import Iterable, Sequence
 from typing import Any, TypeVar
 
 from django.contrib.contenttypes.models import ContentType
+from django.core.exceptions import FieldDoesNotExist
 from django.db import models
-from django.db.models import Max
+from django.db.models import Max, Q
 from django.urls import NoReverseMatch, reverse
 from django.utils.translation import gettext_lazy as _
 
 from .fields import ai_fields_of
-from .models import UNFINISHED_STATUSES, AIJob, Status
+from .models import HAND_EDIT, UNFINISHED_STATUSES, AIJob, Status
 
 CACHE_ATTR = "_ai_status_cache"
 # Columns a badge never needs; prompt and output can be large.
 HEAVY_COLUMNS = ("prompt", "output", "payload")
 
 NO_JOB_LABEL = _("Not generated")
+HAND_EDIT_LABEL = _("Edited by hand")
 
 Rows = TypeVar("Rows", bound=Iterable[Any])
 
@@ -32,21 +34,34 @@ Rows = TypeVar("Rows", bound=Iterable[Any])
 def latest_jobs(
     model: type[models.Model], object_ids: Iterable[Any], field_names: Sequence[str]
 ) -> dict[tuple[str, str], AIJob]:
-    """The newest job per (object id, field) of these rows, in one query."""
+    """The newest job per (object id, field) of these rows, in one query. A field's
+    jobs belong to the model declaring it (a multi-table parent's, for inherited ones)."""
     ids = {str(pk) for pk in object_ids}
     if not ids or not field_names:
         return {}
-    targets = AIJob.objects.filter(
-        content_type=ContentType.objects.get_for_model(model),
-        object_id__in=ids,
-        field_name__in=field_names,
-        function="field",
-    )
+    by_owner: dict[type[models.Model], list[str]] = defaultdict(list)
+    for name in field_names:
+        by_owner[owner_of(model, name)].append(name)
+    owners = Q()
+    for owner, names in by_owner.items():
+        owners |= Q(content_type=ContentType.objects.get_for_model(owner), field_name__in=names)
+    targets = AIJob.objects.filter(owners, object_id__in=ids, function="field")
     newest = (
-        targets.order_by().values("object_id", "field_name").annotate(last=Max("pk")).values("last")
+        targets.order_by()
+        .values("content_type", "object_id", "field_name")
+        .annotate(last=Max("pk"))
+        .values("last")
     )
     jobs = AIJob.objects.filter(pk__in=newest).defer(*HEAVY_COLUMNS)
     return {(job.object_id, job.field_name): job for job in jobs}
+
+
+def owner_of(model: type[models.Model], field_name: str) -> type[models.Model]:
+    """The model whose jobs a field's are: the one declaring it."""
+    try:
+        return model._meta.get_field(field_name).model  # type: ignore[no-any-return]
+    except FieldDoesNotExist:
+        return model
 
 
 def with_ai_status(rows: Rows, fields: Sequence[str] | None = None) -> Rows:
@@ -73,7 +88,7 @@ def job_for(obj: models.Model, field_name: str) -> AIJob | None:
     when it ran), else one query."""
     cache = getattr(obj, CACHE_ATTR, None)
     if cache is not None and field_name in cache:
-        return cache[field_name]  # type: ignore[no-any-return]
+        return cache[field_name]
     return latest_jobs(type(obj), [obj.pk], [field_name]).get((str(obj.pk), field_name))
 
 
@@ -93,6 +108,8 @@ def badge_context(obj: models.Model, field_name: str, job: AIJob | None) -> dict
     """What ``django_ai_fields/status.html`` renders."""
     if job is None:
         state, label = "none", NO_JOB_LABEL
+    elif job.triggered_by == HAND_EDIT and job.status == Status.SUCCEEDED:
+        state, label = "manual", HAND_EDIT_LABEL
     else:
         state, label = job.status, Status(job.status).label
     unfinished = job is not None and job.status in UNFINISHED_STATUSES

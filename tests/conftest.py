@@ -9,6 +9,7 @@ import sys
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 from django.conf import settings as django_settings
@@ -20,6 +21,19 @@ from tests.fake_provider import FakeProvider, running_fake_provider
 
 REAL_REDIS = bool(os.environ.get("REDIS_URL"))
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Django's deprecation warnings fail a test that meets them in its own code too
+    (pyproject.toml does it for the package). Their class names change with every
+    Django release, so they are read from the installed Django."""
+    from django.utils import deprecation
+
+    for name in dir(deprecation):
+        if name.startswith("RemovedIn") and name.endswith("Warning"):
+            config.addinivalue_line(
+                "filterwarnings", f"error::django.utils.deprecation.{name}:tests"
+            )
 
 
 @pytest.fixture(scope="session")
@@ -82,8 +96,12 @@ class Worker:
 
     def drain_parallel(self, processes: int) -> None:
         """Process the queue with several workers at once: real ``rqworker --burst``
-        processes with a real Redis; otherwise threads running the queued jobs."""
+        processes with a real Redis; otherwise threads running the queued jobs.
+        Each worker gets a drain of its own (a burst of saves enqueues one), so the
+        AI jobs run in several processes (threads) at once."""
         if self.real:
+            for _ in range(processes - 1):
+                get_queue().enqueue("django_ai_fields.jobs.tasks.run_drain")
             workers = [
                 subprocess.Popen(
                     self.command("--burst"),
@@ -101,7 +119,10 @@ class Worker:
         job_ids = [job.args[0] for job in queue.get_jobs() if job.func_name.endswith("run_job")]
         queue.empty()
         with ThreadPoolExecutor(processes) as pool:
-            list(pool.map(_run_job_in_thread, job_ids))
+            runs = [pool.submit(_run_in_thread, "run_job", job_id) for job_id in job_ids]
+            runs += [pool.submit(_run_in_thread, "run_drain") for _ in range(processes)]
+            for run in runs:
+                run.result()
         self.drain()  # whatever the jobs enqueued themselves (retries)
 
     def command(self, *args: str) -> list[str]:
@@ -116,6 +137,7 @@ class Worker:
             AI_FIELDS_TEST_SQLITE=str(django_settings.DATABASES["default"]["NAME"]),
             AI_FIELDS_TEST_DB_NAME=str(django_settings.DATABASES["default"]["NAME"]),
             AI_FIELDS_TEST_REDIS_DB=str(getattr(django_settings, "REDIS_TEST_DB", 0)),
+            AI_FIELDS_TEST_MEDIA_ROOT=str(django_settings.MEDIA_ROOT),
             PYTHONPATH=str(ROOT),
         )
         return env
@@ -132,13 +154,15 @@ class Worker:
         )
 
 
-def _run_job_in_thread(job_id: int) -> str:
+def _run_in_thread(entry_point: str, *args: Any) -> object:
+    """An RQ entry point (``run_job``, ``run_drain``) run in a thread of its own."""
     from django.db import connection
 
-    from django_ai_fields.jobs.tasks import run_job
+    from django_ai_fields.jobs import tasks
 
+    function = {"run_job": tasks.run_job, "run_drain": tasks.run_drain}[entry_point]
     try:
-        return run_job(job_id)
+        return function(*args)
     finally:
         connection.close()
 

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 from tests.fake_provider import (
     ANTHROPIC,
     OPENAI,
+    RESPONSES,
     RecordedRequest,
     Reply,
     anthropic_error,
@@ -74,6 +75,8 @@ class FakeBatch:
     requests: list[tuple[str, dict[str, Any]]]
     created_at: float = field(default_factory=time.time)
     input_file_id: str = ""
+    # The OpenAI batch's endpoint: /v1/chat/completions or /v1/responses.
+    endpoint: str = "/v1/chat/completions"
     # Why an OpenAI batch fails validation ("" when it passes).
     invalid: str = ""
     polls: int = 0
@@ -168,7 +171,8 @@ class FakeBatchAPI:
             return json_reply(400, openai_error(400, "Unknown input_file_id or window."))
         batch = FakeBatch(id=f"batch_fake_{next(self._ids)}", api=OPENAI, requests=[])
         batch.input_file_id = str(body["input_file_id"])
-        batch.invalid = read_openai_lines(data, str(body.get("endpoint")), batch.requests)
+        batch.endpoint = str(body.get("endpoint"))
+        batch.invalid = read_openai_lines(data, batch.endpoint, batch.requests)
         self.batches[batch.id] = batch
         return json_reply(200, openai_batch(batch))
 
@@ -237,7 +241,7 @@ class FakeBatchAPI:
         route, path = (
             (ANTHROPIC, "/v1/messages")
             if batch.api == ANTHROPIC
-            else (OPENAI, "/v1/chat/completions")
+            else (RESPONSES if batch.endpoint == "/v1/responses" else OPENAI, batch.endpoint)
         )
         for custom_id, body in batch.requests:
             if outcome == "completed":
@@ -331,7 +335,7 @@ def openai_batch(batch: FakeBatch) -> dict[str, Any]:
     return {
         "id": batch.id,
         "object": "batch",
-        "endpoint": "/v1/chat/completions",
+        "endpoint": batch.endpoint,
         "errors": errors,
         "input_file_id": batch.input_file_id,
         "completion_window": "24h",

@@ -22,6 +22,7 @@ Typical use::
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import re
 import socket
@@ -38,6 +39,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 OPENAI = "openai"
 AZURE = "azure"
+RESPONSES = "responses"
 ANTHROPIC = "anthropic"
 MODELS = "models"
 MODERATIONS = "moderations"
@@ -78,6 +80,14 @@ class Usage:
     output_tokens: int = 7
     cached_tokens: int = 0
     cache_creation_tokens: int = 0
+    # Anthropic: the part of cache_creation_tokens written for 1 hour (the rest: 5 minutes).
+    cache_write_1h_tokens: int = 0
+    # OpenAI: completion_tokens_details.reasoning_tokens (a part of output_tokens).
+    reasoning_tokens: int = 0
+    # OpenAI: the response's service_tier ("default", "flex", "priority"); None: not sent.
+    service_tier: str | None = None
+    # OpenRouter: usage.cost, what the gateway charged in USD; None: not sent.
+    gateway_cost: float | None = None
 
 
 @dataclass
@@ -142,6 +152,8 @@ def route_for(method: str, path: str) -> str | None:
         return None
     if path == "/v1/chat/completions":
         return OPENAI
+    if path == "/v1/responses":
+        return RESPONSES
     if path == "/v1/messages":
         return ANTHROPIC
     if _AZURE_CHAT_PATH.match(path):
@@ -152,13 +164,19 @@ def route_for(method: str, path: str) -> str | None:
 def openai_usage(usage: Usage) -> dict[str, Any]:
     """OpenAI usage: ``prompt_tokens`` includes the cached tokens."""
     prompt_tokens = usage.input_tokens + usage.cached_tokens
-    return {
+    payload: dict[str, Any] = {
         "prompt_tokens": prompt_tokens,
         "completion_tokens": usage.output_tokens,
         "total_tokens": prompt_tokens + usage.output_tokens,
         "prompt_tokens_details": {"cached_tokens": usage.cached_tokens, "audio_tokens": 0},
-        "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0},
+        "completion_tokens_details": {
+            "reasoning_tokens": usage.reasoning_tokens,
+            "audio_tokens": 0,
+        },
     }
+    if usage.gateway_cost is not None:
+        payload["cost"] = usage.gateway_cost  # OpenRouter's figure
+    return payload
 
 
 def anthropic_usage(usage: Usage) -> dict[str, Any]:
@@ -168,6 +186,11 @@ def anthropic_usage(usage: Usage) -> dict[str, Any]:
         "output_tokens": usage.output_tokens,
         "cache_read_input_tokens": usage.cached_tokens,
         "cache_creation_input_tokens": usage.cache_creation_tokens,
+        "cache_creation": {
+            "ephemeral_5m_input_tokens": usage.cache_creation_tokens
+            - usage.cache_write_1h_tokens,
+            "ephemeral_1h_input_tokens": usage.cache_write_1h_tokens,
+        },
         "service_tier": "standard",
     }
 
@@ -241,6 +264,7 @@ def openai_completion(
             }
         ],
         "usage": openai_usage(usage),
+        **({"service_tier": usage.service_tier} if usage.service_tier else {}),
     }
 
 
@@ -414,6 +438,10 @@ def stream_error_event(route: str, status: int, message: str) -> bytes:
     """The error event a provider sends in the middle of a 200 stream."""
     if route == ANTHROPIC:
         return sse(anthropic_error(status, message), "error")
+    if route == RESPONSES:  # the Responses API's error event: flat, no "error" key
+        error = openai_error(status, message)["error"]
+        flat = {"type": "error", "code": error["code"] or error["type"], "message": message}
+        return sse({**flat, "param": None, "sequence_number": 99}, "error")
     return sse(openai_error(status, message))
 
 
@@ -592,6 +620,9 @@ class FakeProvider:
         self.reply_text: str | None = None
         self.finish_reason: str = DEFAULT_FINISH_REASON
         self.usage: Usage = Usage()
+        # Headers added to every successful provider reply (e.g. LiteLLM's
+        # x-litellm-response-cost).
+        self.response_headers: dict[str, str] = {}
         self.delay: float = 0.0
         # Seconds before each text delta of a streamed reply (``"stream": true``).
         self.stream_delay: float = 0.0
@@ -603,6 +634,8 @@ class FakeProvider:
         self.models: list[str] = list(DEFAULT_MODELS)
         # POST /v1/moderations flags an input containing any of these (case-insensitive).
         self.moderation_terms: tuple[str, ...] = ()
+        # Responses API: calls each hosted tool the request offers makes (tests/fake_responses.py).
+        self.tool_calls_per_tool = 1
         # The most provider calls this server was answering at the same time.
         self.max_in_flight = 0
         self._in_flight = 0
@@ -792,7 +825,11 @@ class FakeProvider:
     def _provider_reply(self, route: str, record: RecordedRequest, fault: Fault | None) -> Reply:
         if fault and fault.drop:
             return Reply(drop=True)
-        headers = {**_request_id_headers(record.call_number), **(fault.headers if fault else {})}
+        headers = {
+            **_request_id_headers(record.call_number),
+            **self.response_headers,
+            **(fault.headers if fault else {}),
+        }
         status = fault.status if fault and fault.status is not None else self.fail_all_with
         if fault and fault.raw_body is not None:
             return Reply(status=status or 200, body=fault.raw_body, headers=headers)
@@ -824,7 +861,7 @@ class FakeProvider:
         """Server-sent events, ``stream_delay`` before each text delta; a fault's
         ``stream_error`` / ``stream_drop`` cuts the stream after ``stream_after`` deltas."""
         text = self.reply_text if self.reply_text is not None else self.responder(record)
-        build = anthropic_stream_events if route == ANTHROPIC else openai_stream_events
+        build = self._stream_builder(route)
         try:
             opening, deltas, closing = build(
                 record.body, text, self.usage, self.finish_reason, record.call_number
@@ -846,8 +883,22 @@ class FakeProvider:
     def _success_payload(self, route: str, record: RecordedRequest) -> dict[str, Any]:
         text = self.reply_text if self.reply_text is not None else self.responder(record)
         body = record.body if isinstance(record.body, dict) else {}
-        build = anthropic_message if route == ANTHROPIC else openai_completion
+        build = self._payload_builder(route)
         return build(body, text, self.usage, self.finish_reason, record.call_number)
+
+    def _payload_builder(self, route: str) -> Callable[..., dict[str, Any]]:
+        if route == RESPONSES:
+            from tests.fake_responses import openai_response
+
+            return functools.partial(openai_response, per_tool=self.tool_calls_per_tool)
+        return anthropic_message if route == ANTHROPIC else openai_completion
+
+    def _stream_builder(self, route: str) -> Callable[..., tuple[list[bytes], ...]]:
+        if route == RESPONSES:
+            from tests.fake_responses import responses_stream_events
+
+            return functools.partial(responses_stream_events, per_tool=self.tool_calls_per_tool)
+        return anthropic_stream_events if route == ANTHROPIC else openai_stream_events
 
 
 def _request_id_headers(number: int) -> dict[str, str]:

@@ -67,6 +67,11 @@ def database_from_url(url: str) -> dict[str, object]:
     }
 
 
+# File inputs (tests/declare/test_file_inputs.py): real worker processes read the same files.
+MEDIA_ROOT = os.environ.get(
+    "AI_FIELDS_TEST_MEDIA_ROOT", f"/tmp/django_ai_fields_media_{os.getpid()}"
+)
+
 DATABASE_URL = os.environ.get("DATABASE_URL")
 REDIS_URL = os.environ.get("REDIS_URL")
 

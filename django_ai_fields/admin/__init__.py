@@ -12,13 +12,17 @@ from django.contrib import admin, messages
 from django.contrib.admin.utils import quote
 from django.db import models
 from django.db.models import Case, OuterRef, Subquery, Value, When
+from django.forms import Media
 from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.timesince import timesince
 from django.utils.translation import gettext_lazy as _
 from import_export.admin import ExportMixin, ImportExportMixin
 
+from ..declare.generation import FIELD_FUNCTION
+from ..fields import get_ai_field
 from ..jobs import actions as job_actions
 from ..models import (
     UNFINISHED_STATUSES,
@@ -32,11 +36,12 @@ from ..models import (
     Status,
     TenantPolicy,
 )
-from ..money.quotas import period_start
+from ..money.quotas import limit_units, period_start
 from ..observability import analytics
 from ..tenants.permissions import NoTenant, tenant_for_user
+from . import charts
 from .forms import ProviderCredentialForm
-from .mixins import STATUS_MEDIA, AIFieldsAdminMixin, TenantScopedAdminMixin
+from .mixins import STATUS_MEDIA, AIFieldsAdminMixin, TenantScopedAdminMixin, confirmation_page
 from .resources import USAGE_CALL_COLUMNS, AIUsageResource, QuotaResource
 
 __all__ = [
@@ -47,9 +52,12 @@ __all__ = [
     "QuotaAdmin",
 ]
 
+CHART_MEDIA = Media(css={"all": ["django_ai_fields/charts.css"]})
+
 SKIP_REASONS = {
     job_actions.INVALID_STATE: _("not in a state that allows it"),
     job_actions.OPEN_JOB_EXISTS: _("another job for the same row and field is open"),
+    job_actions.RETRY_LIMITED: _("retried too often (RETRY_COOLDOWN, MAX_RETRIES_PER_HOUR)"),
 }
 
 
@@ -100,7 +108,7 @@ class AIJobAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
     list_filter = ("status", "tenant", "model", "error_code")
     search_fields = ("=id", "object_id", "field_name", "tenant", "model", "error")
     list_select_related = ("content_type",)
-    actions = ("retry_jobs", "cancel_jobs")
+    actions = ("retry_jobs", "cancel_jobs", "regenerate_ai_fields")
     inlines = (AIUsageInline,)
     fieldsets = (
         (None, {"fields": ("status", "phase", "progress", "attempts", "error_code", "error")}),
@@ -162,7 +170,7 @@ class AIJobAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
 
     @admin.display(description=_("target"))
     def target(self, job: AIJob) -> str:
-        if job.content_type_id is None:
+        if job.content_type is None:
             return job.function
         ct = job.content_type
         label = f"{ct.app_label}.{ct.model} #{job.object_id}"
@@ -219,6 +227,29 @@ class AIJobAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
         result = job_actions.apply("cancel", queryset)
         self.report(request, result, _("%(count)d job(s) cancelled."))
 
+    @admin.action(
+        description=_("Regenerate AI fields of the selected jobs' rows"), permissions=["change"]
+    )
+    def regenerate_ai_fields(
+        self, request: HttpRequest, queryset: models.QuerySet[AIJob]
+    ) -> TemplateResponse | None:
+        """Fresh values for the selected field jobs' rows, after the cost estimate."""
+        from ..api import regenerate_many
+        from ..jobs.estimates import estimate_pairs
+
+        pairs = job_targets(queryset)
+        if request.POST.get("confirm") != "yes":
+            cost = estimate_pairs(pairs)
+            return confirmation_page(self, request, queryset, "regenerate_ai_fields", cost)
+        jobs = regenerate_many(pairs, triggered_by="admin")
+        self.message_user(
+            request,
+            _("%(jobs)d AI job(s) requested; the values update when they have run.")
+            % {"jobs": len(jobs)},
+            messages.SUCCESS,
+        )
+        return None
+
     def report(self, request: HttpRequest, result: job_actions.ActionResult, done: Any) -> None:
         if result.done:
             self.message_user(request, done % {"count": len(result.done)}, messages.SUCCESS)
@@ -237,6 +268,11 @@ class AIUsageAdmin(TenantScopedAdminMixin, ExportMixin, admin.ModelAdmin):
     resource_classes = [AIUsageResource]
     change_list_template = "admin/django_ai_fields/aiusage/change_list.html"
     date_hierarchy = "created_at"
+
+    @property
+    def media(self) -> Any:
+        return super().media + CHART_MEDIA
+
     list_display = ("created_at", "tenant", *USAGE_CALL_COLUMNS, "job_link")
     list_filter = ("success", "cache_hit", "provider", "model", "tenant", "error_code")
     search_fields = ("tenant", "model", "=job__id")
@@ -261,11 +297,34 @@ class AIUsageAdmin(TenantScopedAdminMixin, ExportMixin, admin.ModelAdmin):
         return format_html('<a href="{}">#{}</a>', url, usage.job_id)
 
     def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> HttpResponse:
+        chart_by = request.GET.get("chart_by", "model")
+        if chart_by not in charts.CHART_GROUPS:
+            chart_by = "model"
+        if "chart_by" in request.GET:  # ours, not a filter: the changelist must not see it
+            request.GET = request.GET.copy()
+            del request.GET["chart_by"]
         response = super().changelist_view(request, extra_context)
         context = getattr(response, "context_data", None)
         if context and "cl" in context:
-            context["ai_totals"] = analytics.totals(context["cl"].queryset)
+            usage = context["cl"].queryset
+            context["ai_totals"] = analytics.totals(usage)
+            context["ai_chart"] = charts.chart_context(usage, chart_by, request.GET.dict())
         return response
+
+
+def job_targets(jobs: models.QuerySet[AIJob]) -> list[tuple[models.Model, Any]]:
+    """(row, AI field) of each field job whose row and field still exist, once each."""
+    pairs: dict[tuple[Any, ...], tuple[models.Model, Any]] = {}
+    for job in jobs.filter(function=FIELD_FUNCTION).select_related("content_type"):
+        row = job.get_target()
+        if row is None:
+            continue
+        try:
+            field = get_ai_field(type(row), job.field_name)
+        except (LookupError, ValueError):  # FieldDoesNotExist is a LookupError
+            continue
+        pairs.setdefault((job.content_type_id, job.object_id, job.field_name), (row, field))
+    return list(pairs.values())
 
 
 class OperatorOnlyChangesMixin:
@@ -315,9 +374,17 @@ class QuotaAdmin(
         if not quota.tenant:
             return str(_("per tenant"))
         used = getattr(quota, "used", None) or 0
-        if quota.kind == QuotaKind.COST_USD:
-            return f"{used / 1_000_000:.6f}"  # usage is counted in micro-dollars
-        return str(used)
+        # Cost usage is counted in micro-dollars.
+        text = f"{used / 1_000_000:.6f}" if quota.kind == QuotaKind.COST_USD else str(used)
+        if quota.is_unlimited:
+            return text
+        limit = limit_units(quota.kind, quota.limit)
+        limit_text = f"{quota.limit:.6f}" if quota.kind == QuotaKind.COST_USD else str(limit)
+        return charts.quota_bar(used, limit, f"{text} / {limit_text}")
+
+    @property
+    def media(self) -> Any:
+        return super().media + CHART_MEDIA
 
     def has_import_permission(self, request: HttpRequest) -> bool:
         return (
@@ -332,10 +399,10 @@ class QuotaAdmin(
 
 @admin.register(TenantPolicy)
 class TenantPolicyAdmin(TenantScopedAdminMixin, OperatorOnlyChangesMixin, admin.ModelAdmin):
-    """Switching AI off or capping concurrency is the operator's decision."""
+    """Switching AI off, capping concurrency or redaction is the operator's decision."""
 
-    list_display = ("tenant", "ai_enabled", "disabled_reason", "max_concurrent_jobs")
-    list_filter = ("ai_enabled",)
+    list_display = ("tenant", "ai_enabled", "disabled_reason", "max_concurrent_jobs", "redact_pii")
+    list_filter = ("ai_enabled", "redact_pii")
     search_fields = ("tenant",)
 
 
@@ -356,11 +423,26 @@ class ProviderCredentialAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
 
     @admin.display(description=_("API key"))
     def key(self, credential: ProviderCredential) -> str:
+        if credential.key_is_unreadable:
+            return str(_("cannot be decrypted (see ai_status)"))
         return "••••••••" if credential.api_key else str(_("not set"))
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
         readonly = tuple(super().get_readonly_fields(request, obj))
         return (*readonly, "tenant") if _tenant_bound(request) else readonly
+
+    def get_form(
+        self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any
+    ) -> Any:
+        """Tell the form whose row it writes and whether TENANT_BASE_URLS applies."""
+        form = super().get_form(request, obj, change=change, **kwargs)
+        try:
+            tenant = tenant_for_user(request.user)
+        except NoTenant:
+            tenant = None
+        limited = _tenant_bound(request) and not request.user.is_superuser
+        extra = {"bound_tenant": tenant, "limited_to_allowlist": limited}
+        return type(form.__name__, (form,), extra)
 
     def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
         tenant = tenant_for_user(request.user)

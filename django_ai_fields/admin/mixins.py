@@ -8,8 +8,10 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin import helpers
 from django.db import models, transaction
 from django.http import HttpRequest
+from django.template.response import TemplateResponse
 from django.utils.text import format_lazy
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
@@ -17,7 +19,8 @@ from django.utils.translation import ngettext
 from ..fields import AIFieldMixin, ai_fields_of
 from ..status import with_ai_status
 from ..templatetags.ai_fields import render_badge
-from ..tenants.permissions import scope_or_empty
+from ..tenants import resolve_tenant
+from ..tenants.permissions import NoTenant, scope_or_empty, tenant_for_user
 
 STATUS_MEDIA = forms.Media(
     css={"all": ["django_ai_fields/status.css"]}, js=["django_ai_fields/status.js"]
@@ -27,13 +30,33 @@ STATUS_MEDIA = forms.Media(
 def regenerate_action(field: AIFieldMixin | None) -> Callable[..., None]:
     """An admin action regenerating one AI field (or all, for ``None``) of the selected rows."""
 
-    def action(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: Any) -> None:
-        from ..api import regenerate
+    def action(
+        modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: models.QuerySet[Any]
+    ) -> TemplateResponse | None:
+        from ..api import estimate, regenerate
 
         name = field.name if field is not None else None
+        rows = list(queryset)
+        outside = rows_outside_tenant(request, rows)
+        if outside:
+            modeladmin.message_user(
+                request,
+                ngettext(
+                    "%(rows)d selected row belongs to another tenant: no AI jobs were requested.",
+                    "%(rows)d selected rows belong to another tenant: no AI jobs were requested.",
+                    outside,
+                )
+                % {"rows": outside},
+                messages.ERROR,
+            )
+            return None
+        if request.POST.get("confirm") != "yes":  # first the cost, then the jobs
+            return confirmation_page(
+                modeladmin, request, queryset, action.__name__, estimate(queryset, name)
+            )
         jobs = 0
         with transaction.atomic():  # every job is enqueued when this commits
-            for obj in queryset:
+            for obj in rows:
                 result = regenerate(obj, name, triggered_by="admin")
                 jobs += len(result) if isinstance(result, list) else 1
         modeladmin.message_user(
@@ -52,8 +75,44 @@ def regenerate_action(field: AIFieldMixin | None) -> Callable[..., None]:
         description: Any = _("Regenerate AI fields")
     else:
         action.__name__ = f"regenerate_ai_field_{field.name}"
-        description = format_lazy(_("Regenerate AI field “{}”"), field.verbose_name)  # type: ignore[attr-defined]
+        description = format_lazy(_("Regenerate AI field “{}”"), field.verbose_name)
     return admin.action(description=description, permissions=["change"])(action)
+
+
+def rows_outside_tenant(request: HttpRequest, rows: list[models.Model]) -> int:
+    """How many rows a tenant-bound user (TENANT_FOR_USER) may not regenerate: those
+    TENANT_RESOLVER puts in another tenant (all of them for a user of no tenant)."""
+    try:
+        tenant = tenant_for_user(request.user)
+    except NoTenant:
+        return len(rows)
+    if tenant is None:
+        return 0
+    return sum(1 for row in rows if resolve_tenant(row) != tenant)
+
+
+def confirmation_page(
+    modeladmin: admin.ModelAdmin,
+    request: HttpRequest,
+    queryset: Any,
+    action_name: str,
+    cost: Any,
+) -> TemplateResponse:
+    """The cost estimate of a regeneration, with a button that enqueues it."""
+    opts = modeladmin.model._meta
+    context = {
+        **modeladmin.admin_site.each_context(request),
+        "title": _("Regenerate AI fields: cost estimate"),
+        "opts": opts,
+        "queryset": queryset,
+        "estimate": cost,
+        "estimate_lines": cost.lines(),
+        "action_name": action_name,
+        "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+        "media": modeladmin.media,
+    }
+    request.current_app = modeladmin.admin_site.name
+    return TemplateResponse(request, "admin/django_ai_fields/regenerate_confirmation.html", context)
 
 
 def status_column(field: AIFieldMixin) -> Callable[[models.Model], str]:
@@ -61,7 +120,7 @@ def status_column(field: AIFieldMixin) -> Callable[[models.Model], str]:
         return render_badge(obj, field.name)
 
     column.__name__ = f"ai_status_{field.name}"
-    description = format_lazy(_("{} status"), field.verbose_name)  # type: ignore[attr-defined]
+    description = format_lazy(_("{} status"), field.verbose_name)
     return admin.display(description=description)(column)
 
 
@@ -96,7 +155,7 @@ class AIFieldsAdminMixin:
             return fields
         if not self.ai_status_columns:
             return []
-        wanted = set(self.ai_status_columns)  # type: ignore[arg-type]
+        wanted = set(self.ai_status_columns)
         return [field for field in fields if field.name in wanted]
 
     def get_list_display(self, request: HttpRequest) -> Sequence[Any]:
@@ -107,7 +166,7 @@ class AIFieldsAdminMixin:
         base = super().get_changelist(request, **kwargs)  # type: ignore[misc]
         names = [field.name for field in self.ai_status_fields()]
         if not names:
-            return base  # type: ignore[no-any-return]
+            return base
 
         class AIStatusChangeList(base):  # type: ignore[misc,valid-type]
             def get_results(self, request: HttpRequest) -> None:
@@ -118,7 +177,7 @@ class AIFieldsAdminMixin:
 
     @property
     def media(self) -> forms.Media:
-        return super().media + STATUS_MEDIA  # type: ignore[misc,no-any-return]
+        return super().media + STATUS_MEDIA  # type: ignore[misc]
 
 
 class TenantScopedAdminMixin:

@@ -13,13 +13,17 @@ USAGE_CALL_COLUMNS = (
     "input_tokens",
     "output_tokens",
     "cached_tokens",
+    "reasoning_tokens",
     "cost_usd",
+    "gateway_cost_usd",
     "duration_ms",
     "success",
     "cache_hit",
     "error_code",
 )
-USAGE_COLUMNS = ("id", "created_at", "tenant", "job", *USAGE_CALL_COLUMNS)
+# Hosted tool uses and their fees (a part of cost_usd): exported, not in the list.
+TOOL_COLUMNS = ("tool_calls", "tool_cost_usd")
+USAGE_COLUMNS = ("id", "created_at", "tenant", "job", *USAGE_CALL_COLUMNS, *TOOL_COLUMNS)
 
 
 class AIUsageResource(resources.ModelResource):

@@ -21,7 +21,7 @@ from django.db.models import F
 from django.utils.translation import gettext as _
 
 from ..conf import get_setting
-from ..declare.outputs import InvalidOutput
+from ..declare.outputs import InvalidOutput, OutputTooLarge, check_size
 from ..declare.prompts import fence
 from ..models import AIJob
 from ..providers import CompletionResponse, ProviderError
@@ -77,14 +77,16 @@ def answer(
 
 
 def accept(route: Prepared, response: CompletionResponse) -> Any:
-    """Moderate and parse one answer; raises InvalidOutput or ProviderError."""
+    """Moderate and parse one answer; raises InvalidOutput or ProviderError.
+    An answer over MAX_OUTPUT_CHARS is refused before anything reads it."""
+    check_size(response.text)
     moderation.check(response.text, moderation.OUTPUT)
     try:
         return route.function.parse_response(response.text)
     except InvalidOutput as exc:
         if response.finish_reason == LENGTH:
             limit = route.request.max_tokens
-            raise InvalidOutput(
+            raise type(exc)(
                 _("The answer was cut off at max_tokens (%(limit)s): %(error)s")
                 % {"limit": limit, "error": exc}
             ) from exc
@@ -99,8 +101,8 @@ def structured(route: Prepared) -> bool:
 
 def second_request(route: Prepared, response: CompletionResponse, problem: InvalidOutput) -> Any:
     """The one extra request for an unusable answer, or None when none helps."""
-    if not get_setting("OUTPUT_REPAIR"):
-        return None
+    if not get_setting("OUTPUT_REPAIR") or isinstance(problem, OutputTooLarge):
+        return None  # asking again for a huge answer only pays for another one
     request = route.request
     if response.finish_reason == LENGTH and structured(route):
         return replace(request, max_tokens=request.max_tokens * 2)
@@ -129,5 +131,5 @@ def charge(
     save_job(
         input_tokens=F("input_tokens") + response.input_tokens,
         output_tokens=F("output_tokens") + response.output_tokens,
-        cost_usd=F("cost_usd") + call_cost(route.model, response),
+        cost_usd=F("cost_usd") + call_cost(route.model, response, route.provider),
     )

@@ -10,7 +10,6 @@ writes no AIUsage row).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 from django.utils.module_loading import import_string
 from django.utils.translation import gettext as _
@@ -22,7 +21,7 @@ from ..providers.base import ProviderError
 INPUT, OUTPUT = "input", "output"
 OPENAI_MODEL = "omni-moderation-latest"
 
-Check = Callable[[str, str], Any]
+Check = Callable[[str, str], str | None]
 
 
 class ModerationRefused(Exception):
@@ -34,10 +33,10 @@ def hook() -> Check | None:
     if not path:
         return None
     if callable(path):
-        return path  # type: ignore[no-any-return]
+        return path
     if path == "openai":
         return openai_moderation
-    return import_string(path)  # type: ignore[no-any-return]
+    return import_string(path)
 
 
 def check(text: str, direction: str) -> None:

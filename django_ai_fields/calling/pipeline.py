@@ -6,19 +6,22 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Generator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from django.db import transaction
 from rq.timeouts import JobTimeoutException
 
 from .. import observability
 from ..conf import get_setting
+from ..declare.file_inputs import reserve_bytes
 from ..functions import AIFunction
 from ..models import AIJob, AIUsage, ErrorCode
 from ..money import quotas
-from ..money.pricing import cost_micro, micro_to_usd
+from ..money.pricing import cost_micro, micro_to_usd, price_as
+from ..money.tool_fees import fee_micro, fee_usd
+from ..privacy.redaction import Masking
 from ..providers import (
     CompletionRequest,
     CompletionResponse,
@@ -31,6 +34,12 @@ from . import streaming
 T = TypeVar("T")
 
 
+class SaveJob(Protocol):
+    """Writes columns of the running job under the run's lease."""
+
+    def __call__(self, **columns: Any) -> None: ...
+
+
 @dataclass
 class Prepared:
     """Everything PREP found out: the function, its data and the request to send."""
@@ -41,10 +50,19 @@ class Prepared:
     provider: str
     # Resolved credentials: the tenant's ProviderCredential, else settings.
     config: dict[str, Any]
+    # The prompt's PII placeholders and their values: in this worker's memory only.
+    masking: Masking | None = field(default=None, repr=False, compare=False)
 
     @property
     def model(self) -> str:
         return self.request.model
+
+    def restored(self, parsed: Any) -> Any:
+        """The answer as it is written: masked values put back where the function
+        asks for it (``restore_pii``); AIJob.output keeps the placeholders."""
+        if self.masking is None or not self.function.restore_pii:
+            return parsed
+        return self.function.restore_output(parsed, self.masking)
 
 
 @dataclass
@@ -87,10 +105,12 @@ def drive(pipeline: Pipeline[T]) -> T:
             else:
                 call = pipeline.send(response)
     except StopIteration as done:
-        return done.value  # type: ignore[no-any-return]
+        return done.value
 
 
-def call_provider(job: AIJob, prepared: Prepared, save_job: Any) -> Pipeline[CompletionResponse]:
+def call_provider(
+    job: AIJob, prepared: Prepared, save_job: SaveJob
+) -> Pipeline[CompletionResponse]:
     """Reserve quota, call, then log and settle. Raises QuotaRefused or ProviderError.
     ``save_job(**columns)`` writes job columns under the run's lease."""
     reservations = reserve_quota(job, prepared)
@@ -112,37 +132,54 @@ def call_provider(job: AIJob, prepared: Prepared, save_job: Any) -> Pipeline[Com
     with transaction.atomic():
         usage = record_usage(job, prepared, response, error=error, duration_ms=duration_ms)
         if reservations:
-            quotas.settle(reservations, quotas.actual(prepared.model, None if error else response))
+            used = quotas.actual(
+                prepared.model, None if error else response, provider=prepared.provider
+            )
+            quotas.settle(reservations, used)
             save_job(reservations=[])
+            quotas.check_alerts(job.tenant, reservations)
     observability.call_finished(observed, job, usage, error)
     if error is not None:
         raise error
     return response
 
 
-def reserve_quota(job: AIJob, prepared: Prepared) -> list[list[object]]:
+def reserve_quota(job: AIJob, prepared: Prepared) -> list[quotas.Reservation]:
     """Reserve the call's worst case against the tenant's quotas and the budget."""
+    return quotas.reserve(job.tenant, worst_case(prepared), prepared.function.budget())
+
+
+def worst_case(prepared: Prepared) -> quotas.Demand:
+    """The most the prepared call can use: every byte sent a token, plus max_tokens."""
     request = prepared.request
     sent = request.system + request.prompt + json.dumps(request.json_schema or "")
-    demand = quotas.worst_case(prepared.model, len(sent.encode()) + 16, request.max_tokens)
-    return quotas.reserve(job.tenant, demand, prepared.function.budget())
+    sent_bytes = len(sent.encode()) + 16 + reserve_bytes(request.attachments)
+    return quotas.worst_case(prepared.model, sent_bytes, request.max_tokens, prepared.provider)
 
 
-def call_cost(model: str, response: CompletionResponse) -> Decimal:
-    """Exact USD cost of one answered call (priced by the model we asked for; a
-    batch API's answer at the batch discount)."""
+def priced_cost(model: str, response: CompletionResponse, provider: str = "") -> Decimal | None:
+    """Exact USD cost of one answered call, priced by the model we asked for (or
+    its PRICE_AS); a batch API's answer at the batch rate. None: no known price."""
     if not response.billable:
         return Decimal(0)
-    return micro_to_usd(
-        cost_micro(
-            model,
-            input_tokens=response.input_tokens,
-            output_tokens=response.output_tokens,
-            cached_tokens=response.cached_tokens,
-            cache_creation_tokens=response.cache_creation_tokens,
-            batch=response.batch,
-        )
+    micro = cost_micro(
+        model,
+        input_tokens=response.input_tokens,
+        output_tokens=response.output_tokens,
+        cached_tokens=response.cached_tokens,
+        cache_creation_tokens=response.cache_creation_tokens,
+        cache_write_1h_tokens=response.cache_write_1h_tokens,
+        batch=response.batch,
+        service_tier=response.service_tier,
+        provider=provider,
     )
+    return None if micro is None else micro_to_usd(micro + fee_micro(response.tool_uses))
+
+
+def call_cost(model: str, response: CompletionResponse, provider: str = "") -> Decimal:
+    """``priced_cost`` for a job's running total: an unknown price adds nothing
+    there (its AIUsage row records the cost as unknown)."""
+    return priced_cost(model, response, provider) or Decimal(0)
 
 
 def record_usage(
@@ -154,7 +191,10 @@ def record_usage(
     duration_ms: int = 0,
     cache_hit: bool = False,
 ) -> AIUsage:
-    cost = Decimal(0) if error is not None or cache_hit else call_cost(prepared.model, response)
+    cost: Decimal | None = Decimal(0)
+    if error is None and not cache_hit:
+        cost = priced_cost(prepared.model, response, prepared.provider)
+    priced = price_as(prepared.provider, prepared.model)
     return AIUsage.objects.create(
         tenant=job.tenant,
         job=job,
@@ -163,7 +203,14 @@ def record_usage(
         input_tokens=response.input_tokens,
         output_tokens=response.output_tokens,
         cached_tokens=response.cached_tokens,
+        cache_write_tokens=response.cache_creation_tokens,
+        reasoning_tokens=response.reasoning_tokens,
         cost_usd=cost,
+        gateway_cost_usd=response.gateway_cost_usd,
+        priced_as=priced if priced != prepared.model else "",
+        tool_calls=response.tool_uses,
+        # Tool fees are a part of cost_usd (nothing when the call cost nothing).
+        tool_cost_usd=fee_usd(response.tool_uses) if cost else Decimal(0),
         duration_ms=duration_ms,
         success=error is None,
         cache_hit=cache_hit,

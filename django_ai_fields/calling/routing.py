@@ -19,7 +19,7 @@ import hashlib
 import json
 import random
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import asdict, replace
 from typing import Any
 
@@ -32,9 +32,7 @@ from ..providers import CompletionResponse, ProviderError, provider_class
 from ..queues import redis
 from ..tenants.credentials import resolve_credentials
 from . import breaker, ratelimit
-from .pipeline import Pipeline, Prepared, call_provider
-
-SaveJob = Callable[..., None]
+from .pipeline import Pipeline, Prepared, SaveJob, call_provider
 
 WAIT_KEY = "django_ai_fields:circuit-wait:{job}"
 # A half-open circuit's probe usually answers within a second: look again soon.
@@ -117,7 +115,7 @@ def routes(job: AIJob, prepared: Prepared) -> list[Prepared]:
 
 def fallback_entries(entries: Iterable[Any]) -> list[tuple[str, str | None]]:
     """Normalise ``["azure", ("anthropic", "claude-haiku-4-5"), ...]`` (lists too: JSON)."""
-    normalised = []
+    normalised: list[tuple[str, str | None]] = []
     for entry in entries or ():
         if isinstance(entry, str):
             normalised.append((entry, None))

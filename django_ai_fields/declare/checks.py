@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import difflib
 from typing import Any
 
 import jsonschema
+import phonenumbers
 from django.apps import apps
 from django.conf import settings
 from django.core import checks
 from django.core.exceptions import FieldDoesNotExist
 
-from ..conf import get_setting
+from ..conf import DEFAULTS, PROVIDER_KEYS, ai_settings, get_setting
+from ..privacy import presidio as pii_presidio
+from ..privacy import redaction
 from ..providers import BUILTIN, provider_class
+from .chains import find_cycle
+from .input_checks import check_hosted_options
 from .prompts import PromptSyntaxError
 
 
@@ -45,7 +51,61 @@ def check_installation(app_configs: Any = None, **kwargs: Any) -> list[checks.Ch
             )
         )
     errors.extend(_check_encryption_key())
+    errors.extend(check_setting_keys())
+    errors.extend(_check_phone_regions())
     return errors
+
+
+def check_setting_keys() -> list[checks.CheckMessage]:
+    """Unknown keys are typos until proven otherwise: a warning at the top level, an
+    error inside a PROVIDERS entry (a typo'd BASE_URL sends the data elsewhere)."""
+    user = getattr(settings, "AI_FIELDS", None) or {}
+    messages: list[checks.CheckMessage] = [
+        checks.Warning(
+            f"AI_FIELDS has an unknown key {key!r}; it is ignored.",
+            hint=_did_you_mean(key, DEFAULTS) or "See docs/settings.md for the keys.",
+            id="django_ai_fields.W013",
+        )
+        for key in user
+        if key not in DEFAULTS
+    ]
+    providers = ai_settings()["PROVIDERS"]
+    for name, entry in providers.items() if isinstance(providers, dict) else ():
+        for key in entry if isinstance(entry, dict) else ():
+            if key not in PROVIDER_KEYS:
+                messages.append(
+                    checks.Error(
+                        f"AI_FIELDS['PROVIDERS'][{name!r}] has an unknown key {key!r}: "
+                        "it is ignored, so requests may go to the provider's default "
+                        "endpoint or use its defaults.",
+                        hint=_did_you_mean(key, PROVIDER_KEYS)
+                        or "Known keys: " + ", ".join(sorted(PROVIDER_KEYS)) + ".",
+                        id="django_ai_fields.E015",
+                    )
+                )
+    return messages
+
+
+def _did_you_mean(key: Any, known: Any) -> str:
+    close = difflib.get_close_matches(str(key).upper(), list(known), n=1, cutoff=0.6)
+    return f"Did you mean {close[0]!r}?" if close else ""
+
+
+def _check_phone_regions() -> list[checks.CheckMessage]:
+    regions = get_setting("PII_PHONE_REGIONS")
+    if isinstance(regions, str):
+        unknown = [regions]
+    else:
+        unknown = [r for r in regions if str(r).upper() not in phonenumbers.SUPPORTED_REGIONS]
+    if not unknown:
+        return []
+    return [
+        checks.Error(
+            f"AI_FIELDS['PII_PHONE_REGIONS'] must list known region codes, not {unknown!r}.",
+            hint='ISO 3166 codes such as ["US", "DE"].',
+            id="django_ai_fields.E032",
+        )
+    ]
 
 
 def _check_encryption_key() -> list[checks.CheckMessage]:
@@ -86,6 +146,7 @@ def check_field(field: Any) -> list[checks.CheckMessage]:
     except PromptSyntaxError as exc:
         return [_error(field, "E002", f"has a malformed prompt: {exc}", "Fix the template.")]
     errors = _check_names(field, template)
+    errors += _check_cycle(field)
     if field.provider and provider_error(field.provider):
         errors.append(
             _error(
@@ -95,19 +156,49 @@ def check_field(field: Any) -> list[checks.CheckMessage]:
                 'Use "openai", "anthropic", "azure", "offline" or a dotted path.',
             )
         )
+    errors.extend(check_hosted_options(field))
     schema = field.json_schema()
     if schema is not None:
         try:
             jsonschema.validators.validator_for(schema).check_schema(schema)
         except jsonschema.SchemaError as exc:
             errors.append(_error(field, "E009", f"has an invalid JSON Schema: {exc.message}", ""))
+    errors.extend(_check_redaction(field))
     return errors
+
+
+def _check_redaction(field: Any) -> list[checks.CheckMessage]:
+    """redact_pii names known entity types, and Presidio's only where it is installed."""
+    unknown = redaction.unknown_types(field.redact_pii)
+    if unknown:
+        known = ", ".join(redaction.ENTITY_TYPES)
+        return [
+            _error(
+                field,
+                "E030",
+                f"redact_pii names unknown entity type(s) {', '.join(map(repr, unknown))}.",
+                f"Use True or a list of: {known}.",
+            )
+        ]
+    types = redaction.option_types(field.redact_pii)
+    presidio = [entity for entity in types if entity in redaction.PRESIDIO_TYPES]
+    if presidio and not pii_presidio.available():
+        return [
+            _error(
+                field,
+                "E031",
+                f"redact_pii names {', '.join(presidio)}, which needs Presidio (not installed).",
+                'pip install "django-ai-fields[presidio]" and a spaCy model, or set '
+                "AI_FIELDS['PII_PRESIDIO_ANALYZER'] (docs/tenants.md).",
+            )
+        ]
+    return []
 
 
 def _check_names(field: Any, template: Any) -> list[checks.CheckMessage]:
     opts = field.model._meta
     excluded = set(field.excluded_fields)
-    errors = [
+    errors: list[checks.CheckMessage] = [
         _error(
             field,
             "E005",
@@ -118,7 +209,21 @@ def _check_names(field: Any, template: Any) -> list[checks.CheckMessage]:
         if not _has_field(opts, name)
     ]
     placeholders = sorted(template.field_names) if template else []
+    for name in [*placeholders, *(field.trigger_fields or ())]:
+        if _is_unusable_relation(opts, name):
+            errors.append(
+                _error(
+                    field,
+                    "E013",
+                    f"names {name!r}, a reverse or generic relation of {opts.label}, "
+                    "which cannot be rendered or followed.",
+                    "Name a concrete field, a foreign key or a many-to-many field of the "
+                    "model, or use a callable prompt (instance) -> str for other data.",
+                )
+            )
     for name in placeholders:
+        if _is_unusable_relation(opts, name):
+            continue
         if not _has_field(opts, name):
             errors.append(
                 _error(
@@ -139,6 +244,8 @@ def _check_names(field: Any, template: Any) -> list[checks.CheckMessage]:
                 )
             )
     for name in field.trigger_fields or ():
+        if _is_unusable_relation(opts, name):
+            continue
         if not _has_field(opts, name):
             errors.append(
                 _error(
@@ -158,6 +265,32 @@ def _check_names(field: Any, template: Any) -> list[checks.CheckMessage]:
                 )
             )
     return errors
+
+
+def _check_cycle(field: Any) -> list[checks.CheckMessage]:
+    cycle = find_cycle(field)
+    if cycle is None or field.name != min(cycle):  # reported once, on its first field
+        return []
+    if len(cycle) == 2 and field.name in (field.trigger_fields or ()):
+        return []  # trigger_fields names the field itself: E007 says so
+    return [
+        _error(
+            field,
+            "E014",
+            "is part of a cycle of AI fields: " + " -> ".join(cycle) + ".",
+            "An AI field may depend on another one (a chain), never on itself through "
+            "others: remove one of these placeholders or trigger_fields.",
+        )
+    ]
+
+
+def _is_unusable_relation(opts: Any, name: str) -> bool:
+    """A reverse relation or GenericForeignKey: a field of the model, not a column."""
+    try:
+        found = opts.get_field(name)
+    except FieldDoesNotExist:
+        return False
+    return not found.concrete and (found.is_relation or hasattr(found, "ct_field"))
 
 
 def _has_field(opts: Any, name: str) -> bool:

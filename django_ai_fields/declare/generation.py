@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
@@ -11,10 +14,12 @@ from django.db import models
 
 from .. import signals
 from ..conf import get_setting
-from ..fields import AIFieldMixin, AIGeneratedJSONField, get_ai_field
+from ..fields import AIFieldMixin, AIGeneratedJSONField, get_ai_field, value_written_hooks
 from ..functions import AIFunction, Cancelled, Superseded
 from ..money.quotas import Budget
+from ..providers.tools import tools_provider
 from . import tokens
+from .file_inputs import load_attachments
 from .outputs import parse_output
 
 FIELD_FUNCTION = "field"
@@ -26,6 +31,8 @@ class RowData:
     # The trigger values the prompt was rendered from: the write-back's guard.
     trigger_values: dict[str, Any]
     tenant: str
+    # Related pks of the many-to-many triggers, likewise.
+    m2m_values: dict[str, list[Any]] = field(default_factory=dict)
 
 
 class FieldGeneration(AIFunction):
@@ -38,7 +45,9 @@ class FieldGeneration(AIFunction):
         self.model_class = model
         self.object_id = object_id
         self.field: AIFieldMixin = get_ai_field(model, field_name)
-        self.provider = self.field.provider
+        self.provider = self.field.provider or tools_provider(
+            self.field.tools, get_setting("DEFAULT_PROVIDER")
+        )
         self.model = self.field.llm_model
         self.max_tokens = self.field.max_tokens
         self.temperature = self.field.temperature
@@ -48,12 +57,20 @@ class FieldGeneration(AIFunction):
         self.fallback = self.field.fallback
         self.provider_options = dict(self.field.provider_options)
         self.stream = self.field.stream
+        self.redact_pii = self.field.redact_pii
+        self.restore_pii = self.field.restore_pii
+        self.tools = list(self.field.tools)
+        self.api = self.field.api
 
     def prepare(self, payload: Any, tenant: str) -> RowData:
-        instance = self.model_class._base_manager.filter(pk=self.object_id).first()
+        instance = _preloaded.get().get((self.model_class, self.object_id))
+        if instance is None:
+            rows = with_related(self.model_class._base_manager.all(), [self.field])
+            instance = rows.filter(pk=self.object_id).first()
         if instance is None:
             raise Cancelled("The target row was deleted.")
-        return RowData(instance, self.field.trigger_values(instance), tenant)
+        field = self.field
+        return RowData(instance, field.trigger_values(instance), tenant, field.m2m_values(instance))
 
     def build_prompt(self, data: RowData) -> str:
         limit = self.field.max_input_chars or get_setting("MAX_INPUT_CHARS")
@@ -72,18 +89,40 @@ class FieldGeneration(AIFunction):
     def choices(self) -> list[str] | None:
         return self.field.choice_values()
 
+    def attachments(self, data: RowData) -> list[Any]:
+        return load_attachments(data.instance, self.field.inputs)
+
     def parse_response(self, text: str) -> Any:
         return parse_output(self.field, text)
 
+    def restore_output(self, parsed: Any, masking: Any) -> Any:
+        restored = masking.restore(parsed)
+        max_length = getattr(self.field, "max_length", None)
+        if isinstance(restored, str) and max_length and not self.field.choice_values():
+            return restored[:max_length].rstrip()  # values may be longer than placeholders
+        return restored
+
     def save_output(self, parsed: Any, data: RowData) -> None:
-        """Write only if the row's inputs still equal those we rendered from."""
-        written = self.model_class._base_manager.filter(
-            pk=data.instance.pk, **unchanged_filter(data.trigger_values)
-        ).update(**{self.field.attname: parsed})
-        if not written:
+        """Write only if the row's column inputs still equal those we rendered from
+        (and a value a person typed in meanwhile is kept); then the AI fields that
+        depend on this one are requested, when its value changed. A many-to-many
+        change while the call ran is not checked here (it would cost a query per
+        row): it started a new job, whose answer replaces this one."""
+        attname = self.field.attname
+        guard = dict(data.trigger_values)
+        if self.field.keep_manual_edits and not isinstance(self.field, AIGeneratedJSONField):
+            guard[attname] = getattr(data.instance, attname)
+        rows = self.model_class._base_manager.filter(pk=data.instance.pk)
+        if not rows.filter(**unchanged_filter(guard)).update(**{attname: parsed}):
+            if not rows.exists():
+                raise Cancelled("The row was deleted.")
             raise Superseded(
                 "The row's inputs changed while the job ran; a newer job handles them."
             )
+        if getattr(data.instance, attname) != parsed:
+            setattr(data.instance, attname, parsed)
+            for hook in value_written_hooks:  # the chained fields (tracking.py)
+                hook(data.instance, self.field)
 
     def after_commit(self, job: Any, parsed: Any) -> None:
         signals.field_updated.send(
@@ -110,3 +149,52 @@ def unchanged_filter(values: dict[str, Any]) -> dict[str, Any]:
         (f"{attname}__isnull" if value is None else attname): (True if value is None else value)
         for attname, value in values.items()
     }
+
+
+def with_related(
+    rows: models.QuerySet[Any], fields: Iterable[AIFieldMixin]
+) -> models.QuerySet[Any]:
+    """``rows`` loading what these fields' prompts render: foreign keys joined in,
+    many-to-many fields prefetched (one query per relation for all the rows)."""
+    joined = {name for f in fields for name in f.select_related_names}
+    prefetched = {name for f in fields for name in f.prefetch_names}
+    if joined:
+        rows = rows.select_related(*sorted(joined))
+    if prefetched:
+        rows = rows.prefetch_related(*sorted(prefetched))
+    return rows
+
+
+_preloaded: ContextVar[dict[tuple[type[models.Model], str], models.Model]] = ContextVar(
+    "ai_fields_preloaded_rows",
+    default={},  # noqa: B039 (never mutated: replaced whole)
+)
+
+
+@contextmanager
+def preloaded_rows(jobs: Iterable[Any]) -> Iterator[None]:
+    """Load the target rows of these field jobs in bulk (one query per model, plus one
+    per many-to-many relation their prompts render); ``prepare`` takes them from here."""
+    wanted: dict[type[models.Model], tuple[set[str], list[AIFieldMixin]]] = {}
+    for job in jobs:
+        if job.function != FIELD_FUNCTION or job.content_type_id is None:
+            continue
+        model = job.content_type.model_class()
+        try:
+            ai_field = get_ai_field(model, job.field_name) if model is not None else None
+        except (ValueError, LookupError):
+            ai_field = None
+        if ai_field is None:
+            continue
+        ids, fields = wanted.setdefault(model, (set(), []))  # type: ignore[arg-type]
+        ids.add(job.object_id)
+        fields.append(ai_field)
+    rows: dict[tuple[type[models.Model], str], models.Model] = {}
+    for model, (ids, fields) in wanted.items():
+        for row in with_related(model._base_manager.filter(pk__in=sorted(ids)), fields):
+            rows[(model, str(row.pk))] = row
+    token = _preloaded.set(rows)
+    try:
+        yield
+    finally:
+        _preloaded.reset(token)

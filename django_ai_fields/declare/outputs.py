@@ -1,4 +1,9 @@
-"""Turning provider text into a field value: choices, JSON and JSON Schema."""
+"""Turning provider text into a field value: choices, JSON and JSON Schema.
+
+Provider answers are untrusted input: ``check_size`` refuses one longer than
+``MAX_OUTPUT_CHARS`` before anything parses or stores it, and ``parse_json``
+refuses JSON nested deeper than ``MAX_OUTPUT_DEPTH`` before ``json.loads``
+(which would recurse until RecursionError)."""
 
 from __future__ import annotations
 
@@ -17,6 +22,48 @@ _FENCE = re.compile(r"^```[a-zA-Z0-9_-]*\s*\n?(.*?)\n?```$", re.DOTALL)
 
 class InvalidOutput(ValueError):
     """The answer does not fit the field; the message says how."""
+
+
+class OutputTooLarge(InvalidOutput):
+    """Over MAX_OUTPUT_CHARS or MAX_OUTPUT_DEPTH: no repair call is made for it."""
+
+
+def check_size(text: str) -> None:
+    """Raise OutputTooLarge for an answer longer than MAX_OUTPUT_CHARS."""
+    limit = get_setting("MAX_OUTPUT_CHARS")
+    if limit and len(text) > int(limit):
+        raise OutputTooLarge(
+            f"The answer is {len(text):,} characters long, more than MAX_OUTPUT_CHARS "
+            f"({int(limit):,}); it was not used."
+        )
+
+
+def clipped(text: str) -> str:
+    """At most MAX_OUTPUT_CHARS of an answer (what a failed job keeps of it)."""
+    limit = get_setting("MAX_OUTPUT_CHARS")
+    return text[: int(limit)] if limit else text
+
+
+def json_depth(body: str) -> int:
+    """The deepest nesting of [] and {} in a JSON text (strings skipped), in one pass."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for char in body:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth -= 1
+    return deepest
 
 
 def parse_output(field: AIFieldMixin, text: str) -> Any:
@@ -61,9 +108,17 @@ def close_choice(wanted: str, choices: list[tuple[Any, Any]]) -> str | None:
         str(value)
         for value, label in choices
         for text in (_normalise(str(value)), _normalise(str(label)))
-        if difflib.SequenceMatcher(None, wanted, text).ratio() >= float(cutoff)
+        if could_match(wanted, text, float(cutoff))
+        and difflib.SequenceMatcher(None, wanted, text).ratio() >= float(cutoff)
     }
     return matched.pop() if len(matched) == 1 else None
+
+
+def could_match(a: str, b: str, cutoff: float) -> bool:
+    """False when the lengths alone keep the ratio 2*M/(len a + len b) under ``cutoff``
+    (M <= the shorter length): a long answer is never compared character by character."""
+    shorter, total = min(len(a), len(b)), len(a) + len(b)
+    return total == 0 or 2 * shorter / total >= cutoff
 
 
 def _normalise(text: str) -> str:
@@ -77,10 +132,15 @@ def parse_json(text: str, schema: dict[str, Any] | None) -> Any:
         body = fenced.group(1).strip()
     if not body:
         raise InvalidOutput("The provider returned an empty answer.")
+    limit = int(get_setting("MAX_OUTPUT_DEPTH") or 0)
+    if limit and json_depth(body) > limit:
+        raise OutputTooLarge(f"The answer's JSON is nested deeper than MAX_OUTPUT_DEPTH ({limit}).")
     try:
         value = without_nul(json.loads(body))
     except json.JSONDecodeError as exc:
         raise InvalidOutput(f"The answer is not valid JSON: {exc}") from exc
+    except RecursionError as exc:
+        raise OutputTooLarge("The answer's JSON is nested too deeply to read.") from exc
     if schema:
         errors = sorted(_validator(schema).iter_errors(value), key=lambda e: list(e.path))
         if errors:

@@ -15,7 +15,7 @@ import re
 import string
 import uuid
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 if TYPE_CHECKING:
     from django.db import models
@@ -109,8 +109,17 @@ def _scrub(text: str) -> str:
     return text.encode("utf-8", errors="replace").decode("utf-8")
 
 
+def related_rows(instance: models.Model, name: str) -> list[models.Model]:
+    """A many-to-many field's related rows in a stable order (by primary key): one
+    query, none when prefetched."""
+    return sorted(getattr(instance, name).all(), key=lambda row: row.pk)
+
+
 def field_text(instance: models.Model, field: models.Field) -> str:
-    """The prompt text of one field: choice labels, related objects' str()."""
+    """The prompt text of one field: choice labels, related objects' str() (a
+    many-to-many field's comma-separated, by primary key)."""
+    if field.many_to_many:
+        return ", ".join(value_to_text(row) for row in related_rows(instance, field.name))
     if field.choices:
         return value_to_text(getattr(instance, f"get_{field.name}_display")())
     if field.is_relation:
@@ -170,7 +179,8 @@ def render_template(
             lines = [f"{_label(f)}: {budget.take(field_text(instance, f))}" for f in all_fields]
             out.append(fence("\n".join(lines)))
         else:
-            out.append(fence(budget.take(field_text(instance, opts.get_field(name))), name))
+            field = cast("models.Field[Any, Any]", opts.get_field(name))  # no reverse relation
+            out.append(fence(budget.take(field_text(instance, field)), name))
     return "".join(out), budget.truncated
 
 

@@ -57,12 +57,12 @@ def _tiktoken_count(text: str, model: str) -> int:
 def counter() -> Counter:
     choice = get_setting("TOKENIZER") or "chars"
     if callable(choice):
-        return choice  # type: ignore[no-any-return]
+        return choice
     if choice == "chars":
         return estimate
     if choice in ("auto", "tiktoken"):
         return _tiktoken_count
-    return import_string(choice)  # type: ignore[no-any-return]
+    return import_string(choice)
 
 
 def count(text: str, model: str = "") -> int:

@@ -21,13 +21,14 @@ from ..conf import get_setting
 from ..models import AIJob, AIUsage
 from ..tenants.permissions import NoTenant, has_model_perm
 
-View = Callable[..., Any]
+View = Callable[..., HttpResponse]
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str):
+    def __init__(self, status: int, code: str, message: str, **headers: str):
         super().__init__(message)
         self.status, self.code, self.message = status, code, message
+        self.headers = headers
 
 
 def error_response(status: int, code: str, message: str, **headers: str) -> JsonResponse:
@@ -43,7 +44,7 @@ def json_response(data: Any, status: int = 200) -> JsonResponse:
 
 
 class _CsrfCheck(CsrfViewMiddleware):
-    def _reject(self, request: HttpRequest, reason: str) -> str:  # type: ignore[override]
+    def _reject(self, request: HttpRequest, reason: str) -> str:
         return reason
 
 
@@ -81,9 +82,9 @@ def endpoint(
             if action is not None and not has_model_perm(request.user, action, model):
                 return error_response(403, "permission_denied", "You may not do this.")
             try:
-                return view(request, *args, **kwargs)  # type: ignore[no-any-return]
+                return view(request, *args, **kwargs)
             except ApiError as exc:
-                return error_response(exc.status, exc.code, exc.message)
+                return error_response(exc.status, exc.code, exc.message, **exc.headers)
             except NoTenant as exc:
                 return error_response(403, "no_tenant", str(exc))
             except PermissionDenied:
@@ -112,14 +113,27 @@ def int_param(request: HttpRequest, name: str, default: int, lo: int, hi: int) -
     return value
 
 
+# Dates a window may use: day arithmetic on them (until + 1 day, until - 29 days)
+# stays inside what ``datetime.date`` can hold.
+EARLIEST_DATE = datetime.date(1900, 1, 1)
+LATEST_DATE = datetime.date(9999, 12, 30)
+
+
 def date_param(request: HttpRequest, name: str, default: datetime.date) -> datetime.date:
     raw = request.GET.get(name)
     if not raw:
         return default
     try:
-        return datetime.date.fromisoformat(raw)
+        value = datetime.date.fromisoformat(raw)
     except ValueError:
         raise ApiError(400, "invalid_parameter", f"{name} must be a date (YYYY-MM-DD).") from None
+    if not EARLIEST_DATE <= value <= LATEST_DATE:
+        raise ApiError(
+            400,
+            "invalid_parameter",
+            f"{name} must be between {EARLIEST_DATE.isoformat()} and {LATEST_DATE.isoformat()}.",
+        )
+    return value
 
 
 def list_param(request: HttpRequest, name: str, allowed: Sequence[str]) -> list[str]:
@@ -182,7 +196,7 @@ def job_to_dict(job: AIJob, *, detail: bool = False) -> dict[str, Any]:
         "function": job.function,
         "target": {
             "model": job.content_type.app_label + "." + job.content_type.model
-            if job.content_type_id
+            if job.content_type
             else None,
             "id": job.object_id or None,
         },

@@ -16,6 +16,7 @@ from django.http import Http404, HttpRequest, JsonResponse
 from django.utils import timezone
 
 from ..calling import breaker
+from ..conf import get_setting
 from ..fields import get_ai_field
 from ..intake.outbox import enqueue
 from ..jobs import actions as job_actions
@@ -90,6 +91,14 @@ def _single_action(request: HttpRequest, job_id: int, action: str) -> JsonRespon
         raise ApiError(400, reason, f"Cannot {action} a job that is {job.status}.")
     if reason == job_actions.OPEN_JOB_EXISTS:
         raise ApiError(400, reason, "Another job for this row and field is already open.")
+    if reason == job_actions.RETRY_LIMITED:
+        raise ApiError(
+            429,
+            reason,
+            "This job was retried too often: wait RETRY_COOLDOWN seconds between retries, "
+            "at most MAX_RETRIES_PER_HOUR an hour.",
+            **{"Retry-After": str(get_setting("RETRY_COOLDOWN") or 60)},
+        )
     job.refresh_from_db()
     return json_response(job_to_dict(job))
 

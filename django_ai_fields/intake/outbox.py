@@ -14,13 +14,16 @@ from functools import partial
 from django.contrib.contenttypes.models import ContentType
 from django.db import IntegrityError, models, transaction
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 from .. import queues, signals
 from ..conf import get_setting
 from ..fields import AIFieldMixin
-from ..models import OPEN_STATUSES, AIJob, Phase, Status
+from ..functions import json_safe
+from ..models import HAND_EDIT, OPEN_STATUSES, AIJob, Phase, Status
 from ..queues import RUN_CHUNK, RUN_JOB
 from ..tenants import resolve_tenant
+from .drain_requests import hand_to_drain
 
 logger = logging.getLogger("django_ai_fields")
 
@@ -35,18 +38,22 @@ def request_jobs(
     enqueue_new: bool = True,
 ) -> list[AIJob]:
     """Create (or reuse) one open job per field and enqueue new ones on commit
-    (``enqueue_new=False``: the caller enqueues them, e.g. in chunks)."""
+    (``enqueue_new=False``: the caller enqueues them, e.g. in chunks). Without
+    ``force`` a field whose value a person edited (``keep_manual_edits``) is left out."""
     using = using or instance._state.db or "default"
-    content_type = ContentType.objects.db_manager(using).get_for_model(instance)
+    if not force:
+        fields = without_hand_edits(instance, fields, using)
+    if not fields:
+        return []
     tenant = resolve_tenant(instance)
     jobs, created_ids = [], []
     for field in fields:
         job, created = _reuse_or_create(
-            content_type,
+            job_content_type(field, using),
             str(instance.pk),
             field,
             tenant=tenant,
-            input_hash=field.input_hash(field.trigger_values(instance)),
+            input_hash=field.current_input_hash(instance),
             triggered_by=triggered_by,
             force=force,
             using=using,
@@ -72,7 +79,7 @@ def request_rows(
     without an open job get theirs in one INSERT; the others coalesce one by one."""
     if not instances:
         return []
-    content_type = ContentType.objects.db_manager(using).get_for_model(instances[0])
+    content_type = job_content_type(field, using)
     busy = set(
         AIJob.objects.using(using)
         .filter(
@@ -91,7 +98,7 @@ def request_rows(
             object_id=str(obj.pk),
             field_name=field.name,
             tenant=resolve_tenant(obj),
-            input_hash=field.input_hash(field.trigger_values(obj)),
+            input_hash=field.current_input_hash(obj),
             triggered_by=triggered_by,
             force=force,
         )
@@ -113,6 +120,85 @@ def request_rows(
             )
             by_row[str(obj.pk)] = job
     return [by_row[str(obj.pk)] for obj in instances]
+
+
+def job_content_type(field: AIFieldMixin, using: str = "default") -> ContentType:
+    """A field's jobs belong to the model that declares it: with multi-table
+    inheritance a save through the parent or the child finds the same job."""
+    return ContentType.objects.db_manager(using).get_for_model(field.model_class)
+
+
+def without_hand_edits(
+    instance: models.Model, fields: Sequence[AIFieldMixin], using: str
+) -> list[AIFieldMixin]:
+    """``fields`` minus those whose value is a person's edit, kept until an explicit
+    regenerate: the field's latest job is a hand-edit record (one query, none when
+    no field keeps hand edits or holds a value)."""
+    keeping = [
+        f
+        for f in fields
+        if f.keep_manual_edits and getattr(instance, f.attname) not in (None, "", [], {})
+    ]
+    if not keeping:
+        return list(fields)
+    targets = models.Q()
+    for field in keeping:
+        targets |= models.Q(content_type=job_content_type(field, using), field_name=field.name)
+    newest = (
+        AIJob.objects.using(using)
+        .filter(targets, object_id=str(instance.pk), function="field")
+        .values("content_type", "field_name")
+        .annotate(last=models.Max("pk"))
+        .values("last")
+    )
+    edited = set(
+        AIJob.objects.using(using)
+        .filter(pk__in=newest, triggered_by=HAND_EDIT)
+        .values_list("field_name", flat=True)
+    )
+    return [f for f in fields if f not in keeping or f.name not in edited]
+
+
+def record_hand_edits(
+    instance: models.Model, fields: Sequence[AIFieldMixin], *, using: str | None = None
+) -> list[AIJob]:
+    """A person gave these AI fields their values: open jobs for them are cancelled
+    (they would overwrite the edit) and a finished job records the edit, so badges,
+    ``latest_job`` and the admin show it and later saves keep it."""
+    using = using or instance._state.db or "default"
+    tenant = resolve_tenant(instance)
+    now = timezone.now()
+    records = []
+    for field in fields:
+        target = {
+            "content_type": job_content_type(field, using),
+            "object_id": str(instance.pk),
+            "field_name": field.name,
+            "function": "field",
+        }
+        AIJob.objects.using(using).filter(**target, status__in=OPEN_STATUSES).update(
+            status=Status.CANCELLED,
+            error=str(HAND_EDIT_CANCELLED),
+            finished_at=now,
+            updated_at=now,
+        )
+        records.append(
+            AIJob(
+                **target,
+                tenant=tenant,
+                status=Status.SUCCEEDED,
+                phase=Phase.DONE,
+                progress=100,
+                triggered_by=HAND_EDIT,
+                input_hash=field.current_input_hash(instance),
+                output=json_safe(getattr(instance, field.attname)),
+                finished_at=now,
+            )
+        )
+    return AIJob.objects.using(using).bulk_create(records)
+
+
+HAND_EDIT_CANCELLED = _("The value was edited by hand; the edit is kept.")
 
 
 def _reuse_or_create(
@@ -145,12 +231,9 @@ def _reuse_or_create(
 
 
 def enqueue_all(job_ids: Sequence[int]) -> int:
-    """Enqueue jobs in order; after the first failure (Redis down) leave the rest
-    pending at once rather than waiting out a connection timeout for each."""
-    for done, job_id in enumerate(job_ids):
-        if not enqueue(job_id):
-            return done
-    return len(job_ids)
+    """Hand jobs to a drain (drain_requests.py: one RQ job runs many of them at once);
+    on a Redis failure they stay pending. Returns how many were handed over."""
+    return hand_to_drain(job_ids) if job_ids else 0
 
 
 def enqueue_chunks(job_ids: Sequence[int]) -> int:
@@ -186,16 +269,15 @@ def enqueue_chunk(job_ids: Sequence[int]) -> bool:
 
 
 def enqueue(job_id: int, delay: float = 0) -> bool:
-    """Put a job on the RQ queue; on any Redis failure leave it pending."""
+    """Put a job on the RQ queue: now, to a drain (drain_requests.py); later (a
+    delay), as an RQ job of its own, scheduled. On any Redis failure leave it pending."""
+    if delay <= 0:
+        return enqueue_all([job_id]) == 1
     try:
-        queue = queues.get_queue()
         timeout = int(get_setting("JOB_TIMEOUT"))
-        if delay > 0:
-            rq_job = queue.enqueue_in(
-                timedelta(seconds=delay), RUN_JOB, job_id, job_timeout=timeout
-            )
-        else:
-            rq_job = queue.enqueue(RUN_JOB, job_id, job_timeout=timeout)
+        rq_job = queues.get_queue().enqueue_in(
+            timedelta(seconds=delay), RUN_JOB, job_id, job_timeout=timeout
+        )
     except Exception as exc:  # Redis down, misconfigured queue...: never lose the job
         logger.warning("AI job %s stays pending: enqueue failed (%s)", job_id, exc)
         AIJob.objects.filter(pk=job_id, status=Status.QUEUED).update(status=Status.PENDING)

@@ -30,15 +30,17 @@ import copy
 import struct
 from collections.abc import Callable, Iterable
 from operator import itemgetter
-from typing import Any
+from typing import Any, cast
 
 from django.core.exceptions import FieldDoesNotExist
 from django.db import models
 from django.db.migrations.state import StateApps
-from django.db.models.signals import post_save
+from django.db.models.signals import m2m_changed, post_save
+from django.utils.inspect import func_accepts_kwargs, func_supports_parameter
 
+from ..declare import chains, file_inputs
 from ..declare.prompts import PromptSyntaxError
-from ..fields import AIFieldMixin, ai_fields_of
+from ..fields import AIFieldMixin, ai_fields_of, value_written_hooks
 
 SNAPSHOT_ATTR = "_ai_fields_snapshot"
 FINGERPRINT_ATTR = "_ai_fields_fingerprint"
@@ -55,6 +57,9 @@ class ModelTracker:
         attnames: dict[str, None] = {}
         for field in fields:
             attnames.update(dict.fromkeys(field.trigger_attnames))
+        # AI columns whose hand edits are kept: followed like triggers.
+        self.edit_fields = {f.attname: f for f in fields if f.keep_manual_edits}
+        attnames.update(dict.fromkeys(self.edit_fields))
         self.attnames = tuple(attnames)
         concrete = model._meta.concrete_fields
         self.names = {f.attname: f.name for f in concrete}
@@ -73,9 +78,12 @@ class ModelTracker:
     def connect(self) -> None:
         uid = f"django_ai_fields:{self.model._meta.label}"
         post_save.connect(self.on_post_save, sender=self.model, weak=False, dispatch_uid=uid)
+        for name in dict.fromkeys(n for f in self.fields for n in f.trigger_m2m_names):
+            _connect_m2m(self.model, name)
         _hook(self.model, "from_db", _from_db_hook)
         _hook(self.model, "refresh_from_db", _refresh_hook)
         _hook(self.model, "__getstate__", _getstate_hook)
+        file_inputs.watch_uploads(self.model, self.attnames)
 
     # -- recording --------------------------------------------------------------
 
@@ -154,13 +162,13 @@ class ModelTracker:
                 differs = True
             if differs:
                 changed.add(attname)
-        return changed
+        return changed | file_inputs.uploaded(instance, candidates)
 
     def _saved_attnames(self, update_fields: frozenset[str]) -> list[str]:
         opts = self.model._meta
         names = set()
         for name in update_fields:
-            field = opts.get_field(name)
+            field = cast("models.Field[Any, Any]", opts.get_field(name))  # save() checked it
             names.add(field.attname)
         return [a for a in self.attnames if a in names]
 
@@ -180,17 +188,69 @@ class ModelTracker:
         if not changed and not created:
             return
         self.remember(instance, changed or None)
+        edited = self.hand_edited(instance, created, changed)
+        if edited:
+            from .outbox import record_hand_edits
+
+            record_hand_edits(instance, edited, using=using)
+        self.request(
+            instance,
+            changed,
+            created=created,
+            triggered_by="create" if created else "save",
+            using=using,
+            skip=edited,
+        )
+
+    def request(
+        self,
+        instance: models.Model,
+        changed: set[str],
+        *,
+        created: bool = False,
+        triggered_by: str,
+        using: str | None = None,
+        skip: Iterable[AIFieldMixin] = (),
+    ) -> None:
+        """Request jobs for the fields of this row whose triggers are in ``changed``,
+        and for the multi-table children's fields that depend on them."""
+        skipped = set(skip)
         fields = [
             f
             for f in self.fields
-            if f.auto_regenerate and self._wants_job(f, instance, created, changed)
+            if f.auto_regenerate
+            and f not in skipped
+            and self._wants_job(f, instance, created, changed)
         ]
         if fields:
             from .outbox import request_jobs
 
-            request_jobs(
-                instance, fields, triggered_by="create" if created else "save", using=using
-            )
+            request_jobs(instance, fields, triggered_by=triggered_by, using=using)
+        if not created and changed:
+            _request_for_children(self.model, instance, changed, triggered_by, using)
+
+    def hand_edited(
+        self, instance: models.Model, created: bool, changed: set[str]
+    ) -> list[AIFieldMixin]:
+        """AI fields given a non-empty value by this save (a person's edit): a new
+        row's given values, or a loaded row's changed ones."""
+        values = instance.__dict__
+        recorded = values.get(SNAPSHOT_ATTR) or {}
+        has_fingerprint = FINGERPRINT_ATTR in values
+        return [
+            field
+            for attname, field in self.edit_fields.items()
+            if values.get(attname) not in (None, "", [], {})
+            and (created or (attname in changed and (has_fingerprint or attname in recorded)))
+        ]
+
+    def m2m_changed(self, instance: models.Model, name: str, using: str) -> None:
+        """A many-to-many trigger of ``instance`` was added to, removed from or cleared."""
+        fields = [f for f in self.fields if f.auto_regenerate and name in f.trigger_m2m_names]
+        if fields:
+            from .outbox import request_jobs
+
+            request_jobs(instance, fields, triggered_by="m2m", using=using)
 
     @staticmethod
     def _wants_job(
@@ -219,15 +279,29 @@ def _hash_differs(value: Any, recorded: int) -> bool:
 _trackers: dict[type[models.Model], ModelTracker] = {}
 
 
-def _from_db_hook(original: Callable[..., Any]) -> Callable[..., Any]:
-    def from_db(cls: type[models.Model], db: str, field_names: Any, values: Any) -> Any:
-        instance = original(cls, db, field_names, values)
+def _from_db_hook(original: Callable[..., Any]) -> classmethod[Any, ..., Any]:
+    if not (func_supports_parameter(original, "fetch_mode") or func_accepts_kwargs(original)):
+        # Django < 6.1, or a model's own from_db() written before 6.1's fetch modes:
+        # the same signature, so Django warns about that override as it would without us.
+        def from_db(cls: type[models.Model], db: str, field_names: Any, values: Any) -> Any:
+            instance = original(cls, db, field_names, values)
+            tracker = _trackers.get(cls)
+            if tracker is not None:
+                tracker.loaded(instance, values)
+            return instance
+
+        return classmethod(from_db)
+
+    def from_db_with_fetch_mode(
+        cls: type[models.Model], db: str, field_names: Any, values: Any, *, fetch_mode: Any = None
+    ) -> Any:
+        instance = original(cls, db, field_names, values, fetch_mode=fetch_mode)
         tracker = _trackers.get(cls)
         if tracker is not None:
             tracker.loaded(instance, values)
         return instance
 
-    return classmethod(from_db)
+    return classmethod(from_db_with_fetch_mode)
 
 
 def _refresh_hook(original: Callable[..., Any]) -> Callable[..., Any]:
@@ -283,13 +357,129 @@ def install(model: type[models.Model]) -> ModelTracker | None:
 
 
 def _is_configured(field: AIFieldMixin) -> bool:
-    """False for a field whose triggers cannot be resolved; the system checks report it."""
+    """False for a field whose triggers cannot be resolved, or that is part of a cycle
+    of AI fields (it would regenerate forever); the system checks report both."""
     try:
         field.trigger_attnames  # noqa: B018
+        field.trigger_m2m_names  # noqa: B018
     except (PromptSyntaxError, FieldDoesNotExist):
         return False
-    return True
+    return not chains.in_cycle(field)
 
 
 def tracker_for(model: type[models.Model]) -> ModelTracker | None:
     return _trackers.get(model)
+
+
+def value_written(instance: models.Model, field: AIFieldMixin, using: str | None = None) -> None:
+    """An AI field's new value was written (a job's write-back): the AI fields that
+    depend on it, on this row and on its multi-table children, are requested."""
+    tracker = _trackers.get(type(instance))
+    if tracker is not None:
+        tracker.request(instance, {field.attname}, triggered_by="chain", using=using)
+
+
+if value_written not in value_written_hooks:
+    value_written_hooks.append(value_written)
+
+
+# -- multi-table inheritance: a save through the parent --------------------------
+
+
+def _children_fields(model: type[models.Model]) -> list[tuple[type[models.Model], list[Any]]]:
+    """(descendant model, its AI fields not inherited from ``model``) for each tracked
+    multi-table descendant of ``model``."""
+    mine = {model, *model._meta.get_parent_list()}
+    found = []
+    for child, tracker in _trackers.items():
+        if child is model or child._meta.proxy or model not in child._meta.get_parent_list():
+            continue
+        own = [f for f in tracker.fields if f.model not in mine]
+        if own:
+            found.append((child, own))
+    return found
+
+
+def _request_for_children(
+    model: type[models.Model],
+    instance: models.Model,
+    changed: set[str],
+    triggered_by: str,
+    using: str | None,
+) -> None:
+    """A row saved through ``model`` whose changed columns feed AI fields declared on a
+    descendant: load the descendant row (one query per such model) and request them."""
+    if type(instance) is not model:
+        return  # saved through the child itself: its own post_save covers its fields
+    for child, fields in _children_fields(model):
+        wanted = [
+            f for f in fields if f.auto_regenerate and not changed.isdisjoint(f.trigger_attnames)
+        ]
+        if not wanted:
+            continue
+        row = child._base_manager.using(using or "default").filter(pk=instance.pk).first()
+        if row is not None:
+            from .outbox import request_jobs
+
+            request_jobs(row, wanted, triggered_by=triggered_by, using=using)
+
+
+# -- many-to-many triggers ---------------------------------------------------------
+
+_PRE_CLEAR_ATTR = "_ai_fields_pre_clear"
+
+
+def _connect_m2m(model: type[models.Model], name: str) -> None:
+    """Regenerate on add(), remove(), set() and clear() of ``model.<name>``."""
+    field = model._meta.get_field(name)
+    through = field.remote_field.through  # type: ignore[union-attr]
+    if isinstance(through, str):  # not resolved yet (a model built late): not tracked
+        return
+    receiver = _M2MReceiver(field)
+    uid = f"django_ai_fields:m2m:{through._meta.label}"
+    m2m_changed.connect(receiver, sender=through, weak=False, dispatch_uid=uid)
+
+
+class _M2MReceiver:
+    """The m2m_changed receiver of one many-to-many field (either side may change it)."""
+
+    def __init__(self, field: Any) -> None:
+        self.name = field.name
+        self.through = field.remote_field.through
+        self.source = field.m2m_field_name()  # through's FK to the model with the field
+        self.target = field.m2m_reverse_field_name()
+
+    def __call__(
+        self,
+        sender: type,
+        instance: models.Model,
+        action: str,
+        reverse: bool,
+        model: type[models.Model],
+        pk_set: set[Any] | None,
+        using: str,
+        **kwargs: Any,
+    ) -> None:
+        if action == "pre_clear":
+            if reverse:  # remember which rows lose the relation: post_clear has no pk_set
+                instance.__dict__[_PRE_CLEAR_ATTR] = self._rows_of(instance, using)
+            return
+        if action not in ("post_add", "post_remove", "post_clear"):
+            return
+        if action != "post_clear" and not pk_set:
+            return
+        if not reverse:
+            self._changed(instance, using)
+            return
+        pks = pk_set if action != "post_clear" else instance.__dict__.pop(_PRE_CLEAR_ATTR, [])
+        for row in model._base_manager.using(using).filter(pk__in=list(pks)):
+            self._changed(row, using)
+
+    def _rows_of(self, target: models.Model, using: str) -> list[Any]:
+        links = self.through._base_manager.using(using).filter(**{self.target: target.pk})
+        return list(links.values_list(f"{self.source}_id", flat=True))
+
+    def _changed(self, row: models.Model, using: str) -> None:
+        tracker = _trackers.get(type(row))
+        if tracker is not None:
+            tracker.m2m_changed(row, self.name, using)

@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from ..intake.outbox import enqueue
 from ..models import OPEN_STATUSES, AIJob, Phase, Status
+from . import retry_limits
 
 RETRYABLE_STATUSES = (Status.FAILED, Status.CANCELLED)
 CANCELLABLE_STATUSES = OPEN_STATUSES
@@ -22,6 +23,7 @@ CANCELLABLE_STATUSES = OPEN_STATUSES
 # Reasons an action skips a job (also the JSON API's error codes).
 INVALID_STATE = "invalid_state"
 OPEN_JOB_EXISTS = "open_job_exists"
+RETRY_LIMITED = "retry_limited"  # RETRY_COOLDOWN / MAX_RETRIES_PER_HOUR (retry_limits.py)
 
 
 @dataclass
@@ -36,9 +38,12 @@ def retry(job: AIJob) -> str:
     The job goes back to pending with its attempts reset (so it gets MAX_ATTEMPTS
     again) and is enqueued on commit. A row's field has at most one open job:
     if a newer one is open already, the retry is skipped rather than duplicated.
+    Manual retries of one job are bounded (``RETRY_LIMITED``, retry_limits.py).
     """
     if job.status not in RETRYABLE_STATUSES:
         return INVALID_STATE
+    if retry_limits.take(job.pk) > 0:
+        return RETRY_LIMITED
     try:
         with transaction.atomic():
             updated = AIJob.objects.filter(pk=job.pk, status__in=RETRYABLE_STATUSES).update(

@@ -25,7 +25,6 @@ import logging
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from django.contrib.contenttypes.models import ContentType
 from django.db import models, transaction
@@ -49,7 +48,7 @@ from ..providers import (
     build_provider,
     provider_class,
 )
-from ..providers.base import BatchState
+from ..providers.base import BatchState, Provider
 from ..queues import PERIODIC_POLL
 from ..tenants.credentials import resolve_credentials
 from ..tenants.policies import policy_for
@@ -120,14 +119,19 @@ def already_batched(
 ) -> set[tuple[type[models.Model], str, str]]:
     """(model, object id, field) of the pairs whose job waits in a provider batch."""
     found = set()
-    for model in {type(row) for row, _field in pairs}:
+    # A field's jobs belong to the model declaring it (multi-table inheritance).
+    for owner in {ai_field.model_class for _row, ai_field in pairs}:
+        owned = [(row, f) for row, f in pairs if f.model_class is owner]
         waiting = AIJob.objects.filter(
-            content_type=ContentType.objects.get_for_model(model),
-            object_id__in=[str(row.pk) for row, _field in pairs if type(row) is model],
+            content_type=ContentType.objects.get_for_model(owner),
+            object_id__in=[str(row.pk) for row, _field in owned],
             status=Status.QUEUED,
             phase=Phase.BATCH,
         )
-        found |= {(model, pk, name) for pk, name in waiting.values_list("object_id", "field_name")}
+        hits = set(waiting.values_list("object_id", "field_name"))
+        found |= {
+            (type(row), str(row.pk), f.name) for row, f in owned if (str(row.pk), f.name) in hits
+        }
     return found
 
 
@@ -173,11 +177,13 @@ def prepare_leased(job: AIJob) -> Prepared | str:
 def prepare(job: AIJob) -> Prepared | str:
     """PREP as in a normal run, then the worst case reserved. Returns the prepared
     request, or the status the job ended in (or went back to the queue with)."""
-    refused = lifecycle.refused_by_policy(job, policy_for(job.tenant))
+    policy = policy_for(job.tenant)
+    refused = lifecycle.refused_by_policy(job, policy)
     if refused:
         return refused
     try:
-        prepared = engine.prepare(job)
+        prepared = engine.prepare(job, policy)
+        engine.note_redaction(job, prepared)
         moderation.check(prepared.request.prompt, moderation.INPUT)
         if not supports_batch(prepared.provider):
             return lifecycle.postpone(job, 0)  # a normal run instead
@@ -306,9 +312,9 @@ def poll_batch(batch_id: str, report: PollReport) -> None:
     report.ended += 1
 
 
-def batch_state(provider: Any, batch_id: str) -> BatchState:
+def batch_state(provider: Provider, batch_id: str) -> BatchState:
     try:
-        return provider.batch_state(batch_id)  # type: ignore[no-any-return]
+        return provider.batch_state(batch_id)
     except ProviderError as error:
         if error.retryable:
             return BatchState(ended=False)  # look again at the next poll
@@ -343,8 +349,10 @@ def settle_job(job: AIJob, route: Prepared | Exception, outcome: Outcome) -> str
     billed = route if isinstance(route, Prepared) else billing_route(job)
     with transaction.atomic():
         record_usage(job, billed, response, error=error)
-        quotas.settle(job.reservations, used(job, response, error))
+        reservations = list(job.reservations)
+        quotas.settle(reservations, used(job, response, error))
         update_job(job, reservations=[], batch_id="")
+        quotas.check_alerts(job.tenant, reservations)
     answered = None if error else response  # its tokens and cost go on the job
     if isinstance(route, Exception):  # the row was deleted or its data refused meanwhile
         return lifecycle.end_at_prep(job, route, response=answered)
@@ -401,7 +409,7 @@ def split(outcome: Outcome) -> tuple[CompletionResponse, ProviderError | None]:
 
 def used(job: AIJob, response: CompletionResponse, error: ProviderError | None) -> quotas.Demand:
     """What the request really used, at batch prices (nothing when it failed)."""
-    return quotas.actual(job.model, None if error else response, batch=True)
+    return quotas.actual(job.model, None if error else response, batch=True, provider=job.provider)
 
 
 def billing_route(job: AIJob) -> Prepared:

@@ -21,17 +21,22 @@ from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from functools import partial
+from typing import TYPE_CHECKING
 
 from django.utils import timezone
 from rq.timeouts import JobTimeoutException
 
 from ..calling.pipeline import Pipeline, ProviderCall
 from ..conf import get_setting
+from ..declare.generation import preloaded_rows
 from ..intake.outbox import enqueue_chunks
 from ..models import AIJob, Status
 from ..providers.loop import call_loop
 from .engine import leased_job_pipeline
 from .lifecycle import lease_many
+
+if TYPE_CHECKING:
+    from ..providers import CompletionResponse
 
 logger = logging.getLogger("django_ai_fields")
 
@@ -40,6 +45,8 @@ logger = logging.getLogger("django_ai_fields")
 HEARTBEAT = 5.0
 # Seconds between the interpreter's thread switches while a chunk runs (see run()).
 SWITCH_INTERVAL = 0.0005
+# Seconds between looks at a source that had nothing at the last look.
+DRY_SOURCE_POLL = 0.05
 
 
 def concurrency() -> int:
@@ -47,12 +54,34 @@ def concurrency() -> int:
 
 
 class ChunkRun:
-    def __init__(self, job_ids: Sequence[int]) -> None:
+    """Runs AIJobs with up to CONCURRENCY provider calls in flight: its own
+    ``job_ids``, and first whatever ``source(room)`` leases (the live jobs waiting
+    for a drain, drains.py) during its first ``source_seconds``. A run without ids
+    (a drain) goes on until the source has nothing left."""
+
+    def __init__(
+        self,
+        job_ids: Sequence[int],
+        *,
+        source: Callable[[int], list[AIJob]] | None = None,
+        source_seconds: float = 0.0,
+    ) -> None:
         self.waiting = deque(job_ids)
         self.limit = concurrency()
-        self.in_flight: dict[Future[object], Pipeline[str]] = {}
+        self.in_flight: dict[Future[CompletionResponse], Pipeline[str]] = {}
         self.outcome: Counter[str] = Counter()
         self.touched = time.monotonic()
+        self.source = source
+        self.source_until = time.monotonic() + source_seconds
+        # The source gave nothing at the last look (a drain ends when nothing is in flight).
+        self.source_dry = source is None
+        self.source_looked = 0.0
+        self.drains = not job_ids
+
+    @property
+    def source_stopped(self) -> bool:
+        """True once the source's time is up."""
+        return self.source is not None and time.monotonic() >= self.source_until
 
     def run(self) -> dict[str, int]:
         switch_interval = sys.getswitchinterval()
@@ -60,7 +89,7 @@ class ChunkRun:
         # thread, up to the switch interval (5 ms): longer than the query itself.
         sys.setswitchinterval(SWITCH_INTERVAL)
         try:
-            while self.waiting or self.in_flight:
+            while self.waiting or self.in_flight or (self.drains and not self.source_dry):
                 self.start_jobs()
                 self.resume_answered()
                 self.keep_waiting_jobs_alive()
@@ -74,15 +103,33 @@ class ChunkRun:
     def start_jobs(self) -> None:
         """Lease as many jobs as there is room for, in one query, and run each up
         to its first provider call."""
+        self.start_from_source()
         while self.waiting and len(self.in_flight) < self.limit:
             room = self.limit - len(self.in_flight)
             ids = [self.waiting.popleft() for _ in range(min(room, len(self.waiting)))]
             leased = lease_many(ids)
             if len(leased) < len(ids):
                 self.outcome["skipped"] += len(ids) - len(leased)
-            for job in leased:
-                pipeline = leased_job_pipeline(job)
-                self.advance(pipeline, partial(next, pipeline))
+            with preloaded_rows(leased):  # their rows in bulk, not one query per job
+                for job in leased:
+                    pipeline = leased_job_pipeline(job)
+                    self.advance(pipeline, partial(next, pipeline))
+
+    def start_from_source(self) -> None:
+        room = self.limit - len(self.in_flight)
+        if self.source is None or room <= 0:
+            return
+        if self.source_stopped:
+            self.source_dry = True
+            return
+        if self.source_dry and time.monotonic() - self.source_looked < DRY_SOURCE_POLL:
+            return
+        leased = self.source(room)
+        self.source_looked = time.monotonic()
+        self.source_dry = not leased
+        for job in leased:
+            pipeline = leased_job_pipeline(job)
+            self.advance(pipeline, partial(next, pipeline))
 
     def resume_answered(self) -> None:
         if not self.in_flight:
@@ -136,12 +183,12 @@ class ChunkRun:
                 logger.exception("AI chunk: %s jobs left for the sweep", len(self.waiting))
 
 
-def start_call(call: ProviderCall) -> Future[object]:
+def start_call(call: ProviderCall) -> Future[CompletionResponse]:
     """A future for the call's answer. Streamed calls write their partial text to
     the database as it arrives, so they run here, in the worker's thread."""
     if not call.streams:
         return asyncio.run_coroutine_threadsafe(call.arun(), call_loop())
-    future: Future[object] = Future()
+    future: Future[CompletionResponse] = Future()
     try:
         future.set_result(call.run())
     except (Exception, JobTimeoutException) as exc:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from django.db import transaction
+from django.db import DataError, IntegrityError, transaction
 from rq.timeouts import JobTimeoutException
 
 from .. import signals
@@ -20,9 +20,11 @@ from ..calling.pipeline import Pipeline, Prepared, job_timeout_error, record_usa
 from ..conf import get_setting
 from ..declare.generation import FIELD_FUNCTION, FieldGeneration
 from ..functions import AIFunction, Cancelled, Superseded, get_function, json_safe
-from ..models import AIJob, ErrorCode, Phase, Status
+from ..models import AIJob, ErrorCode, Phase, Status, TenantPolicy
 from ..money.quotas import QuotaRefused
+from ..privacy import redaction
 from ..providers import CompletionRequest, CompletionResponse, ProviderError
+from ..providers.tools import normalize as normalize_tools
 from ..tenants import concurrency
 from ..tenants.credentials import resolve_credentials
 from ..tenants.policies import policy_for
@@ -43,7 +45,7 @@ from .lifecycle import (
     refused_by_policy,
     update_job,
 )
-from .steps import with_step
+from .steps import with_note, with_step
 
 logger = logging.getLogger("django_ai_fields")
 
@@ -92,18 +94,19 @@ def process(job: AIJob) -> Pipeline[str]:
     if cap and not concurrency.acquire(job.tenant, job.pk, cap):
         return postpone(job, float(get_setting("CONCURRENCY_RETRY_DELAY")))
     try:
-        return (yield from generate(job))
+        return (yield from generate(job, policy))
     finally:
         if cap:
             concurrency.release(job.tenant, job.pk)
 
 
-def generate(job: AIJob) -> Pipeline[str]:
+def generate(job: AIJob, policy: TenantPolicy | None) -> Pipeline[str]:
     job.steps = with_step(job, {"phase": Phase.PREP})  # written with the next update
     try:
-        prepared = prepare(job)
+        prepared = prepare(job, policy)
     except PREP_REFUSALS as exc:
         return end_at_prep(job, exc)
+    note_redaction(job, prepared)
     ttl = prepared.function.result_cache_ttl()
     key = result_cache.cache_key(job.tenant, prepared.provider, prepared.request) if ttl > 0 else ""
     record_request(job, prepared, key, phase=Phase.AI_CALL, progress=PROGRESS[Phase.AI_CALL])
@@ -129,25 +132,43 @@ def generate(job: AIJob) -> Pipeline[str]:
 
 def function_for(job: AIJob) -> AIFunction:
     if job.function == FIELD_FUNCTION:
-        if job.content_type_id is None:
+        if job.content_type is None:
             raise Cancelled("The job names no target row.")
         return FieldGeneration(job.content_type, job.object_id, job.field_name)
     return get_function(job.function)()
 
 
-def prepare(job: AIJob) -> Prepared:
-    """Load the data and build the request. Raises Cancelled, or ValueError to refuse."""
+# prepare()'s default: look the tenant's policy up.
+LOOK_UP: Any = object()
+
+
+def prepare(job: AIJob, policy: TenantPolicy | None = LOOK_UP) -> Prepared:
+    """Load the data and build the request, its prompt's PII masked (privacy/).
+    Raises Cancelled, or ValueError to refuse."""
     try:
         function = function_for(job)
     except LookupError as exc:
         raise ValueError(str(exc)) from exc
     data = function.prepare(job.payload, job.tenant)
+    return request_for(function, data, job.tenant, policy)
+
+
+def request_for(
+    function: AIFunction, data: Any, tenant: str, policy: TenantPolicy | None = LOOK_UP
+) -> Prepared:
+    """The request ``function`` sends for ``data`` (validated) of ``tenant``, its
+    prompt's PII masked as the field and the tenant's policy ask."""
     function.validate(data)
     provider = function.provider_name()
-    config = resolve_credentials(provider, job.tenant or None)
+    config = resolve_credentials(provider, tenant or None)
+    if policy is LOOK_UP:
+        policy = policy_for(tenant)
+    prompt, masking = redaction.redact(
+        function.build_prompt(data), redaction.types_for(function, policy)
+    )
     request = CompletionRequest(
         system=function.system_prompt(data),
-        prompt=function.build_prompt(data),
+        prompt=prompt,
         model=function.model_name(config),
         max_tokens=function.token_limit(),
         temperature=function.temperature,
@@ -155,8 +176,18 @@ def prepare(job: AIJob) -> Prepared:
         json_output=function.json_output or function.json_schema is not None,
         choices=function.choices(),
         options=dict(function.provider_options),
+        tools=normalize_tools(function.tools),
+        attachments=function.attachments(data),
+        api=function.api,
     )
-    return Prepared(function, data, request, provider, config)
+    return Prepared(function, data, request, provider, config, masking)
+
+
+def note_redaction(job: AIJob, prepared: Prepared) -> None:
+    """Add a step with the masked counts per type (written with the next update)."""
+    if prepared.masking is not None:
+        counts = dict(prepared.masking.counts)
+        job.steps = with_note(job, Phase.PREP, redaction.describe(counts), pii=counts)
 
 
 def write_back(
@@ -164,7 +195,8 @@ def write_back(
 ) -> str:
     """Save the output and finish the job in one transaction."""
     token = job.run_token
-    output = json_safe(parsed)
+    output = json_safe(parsed)  # placeholders kept: the job stores no masked value
+    parsed = prepared.restored(parsed)
     try:
         with transaction.atomic():
             prepared.function.save_output(parsed, prepared.data)
@@ -173,6 +205,16 @@ def write_back(
         job.run_token = token  # the rolled-back finish() had cleared it in memory
         finish(job, Status.SUPERSEDED, phase=Phase.SAVE, error=str(exc), response=response)
         return Status.SUPERSEDED
+    except Cancelled as exc:  # the row was deleted while the call ran
+        job.run_token = token
+        finish(job, Status.CANCELLED, phase=Phase.SAVE, error=str(exc), response=response)
+        return Status.CANCELLED
+    except (IntegrityError, DataError) as exc:
+        if prepared.masking is None:
+            raise
+        # The database's message may quote a restored value: keep it from the job and logs.
+        job.run_token = token
+        raise redaction.RestoredWriteFailed(type(exc).__name__) from None
     transaction.on_commit(lambda: _announce_success(job, prepared.function, parsed))
     return Status.SUCCEEDED
 

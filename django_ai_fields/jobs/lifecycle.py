@@ -26,14 +26,14 @@ from .. import observability, signals
 from ..calling.pipeline import Prepared, call_cost
 from ..calling.routing import Deferred
 from ..conf import get_setting
-from ..declare.outputs import without_nul
+from ..declare.outputs import clipped, without_nul
 from ..functions import Cancelled
 from ..intake.outbox import enqueue
 from ..models import OPEN_STATUSES, AIJob, ErrorCode, Phase, Status, TenantPolicy
 from ..money import quotas
 from ..money.quotas import QuotaRefused
 from ..providers import CompletionResponse, ProviderError
-from .steps import with_step
+from .steps import with_step, with_tool_calls
 
 PROGRESS = {Phase.INIT: 5, Phase.PREP: 15, Phase.AI_CALL: 30, Phase.PARSE: 70, Phase.SAVE: 85}
 
@@ -139,7 +139,9 @@ def requeue(job: AIJob, delay: float, *, use_attempt: bool, **values: Any) -> st
     wait (concurrency cap, open circuit, no batch API), not a retry."""
     if not use_attempt:
         values["attempts"] = F("attempts") - 1
-    update_job(job, status=Status.QUEUED, phase=Phase.INIT, progress=0, run_token="", **values)
+    # rq_job_id: the delayed RQ job names it next; no drain (drains.py) takes it now.
+    values.update(rq_job_id="", run_token="")
+    update_job(job, status=Status.QUEUED, phase=Phase.INIT, progress=0, **values)
     enqueue(job.pk, delay=delay)
     return Status.QUEUED
 
@@ -205,7 +207,7 @@ def end_unusable(job: AIJob, message: str, response: CompletionResponse) -> str:
         phase=Phase.PARSE,
         error_code=ErrorCode.INVALID_OUTPUT,
         error=message,
-        output=without_nul(response.text),  # jsonb takes no NUL
+        output=without_nul(clipped(response.text)),  # no NUL (jsonb); at most MAX_OUTPUT_CHARS
         response=response,
     )
     return Status.FAILED
@@ -237,7 +239,7 @@ def finish(
     if output is not None:
         values["output"] = output
     if response is not None:
-        cost = call_cost(job.model, response)
+        cost = call_cost(job.model, response, job.provider)
         values["input_tokens"] = F("input_tokens") + response.input_tokens
         values["output_tokens"] = F("output_tokens") + response.output_tokens
         values["cost_usd"] = F("cost_usd") + cost
@@ -248,6 +250,7 @@ def finish(
             output_tokens=response.output_tokens,
             cost_usd=str(cost),
         )
+        values["steps"] = with_tool_calls(job, values["steps"], response)
     update_job(job, **values)
     if send and status == Status.FAILED:
         signals.job_failed.send(sender=AIJob, job=job, error_code=error_code, error=error)

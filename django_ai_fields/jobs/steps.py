@@ -48,5 +48,26 @@ def with_step(job: AIJob, values: dict[str, Any], **extra: Any) -> list[dict[str
     return steps[-MAX_STEPS:]
 
 
+def with_note(job: AIJob, phase: str, message: str, **extra: Any) -> list[dict[str, Any]]:
+    """The job's steps plus one that changes no phase (what PREP found, say)."""
+    steps = list(job.steps or [])
+    steps.append(_step(job, phase, message, timezone.now().isoformat(), **extra))
+    return steps[-MAX_STEPS:]
+
+
 def _step(job: AIJob, phase: str, message: str, at: str, **extra: Any) -> dict[str, Any]:
     return {"phase": phase, "message": message, "at": at, "attempt": job.attempts, **extra}
+
+
+def with_tool_calls(job: AIJob, steps: list[dict[str, Any]], response: Any) -> list[dict[str, Any]]:
+    """``steps`` with one step listing the hosted tool calls the answer made (if any),
+    before the last step; each call: tool, status and its query or code (shortened)."""
+    calls = list(getattr(response, "tool_calls", None) or [])
+    if not calls:
+        return steps
+    counts: dict[str, int] = {}
+    for call in calls:
+        counts[call["type"]] = counts.get(call["type"], 0) + 1
+    message = "Tool calls: " + ", ".join(f"{tool} ({n})" for tool, n in counts.items())
+    step = _step(job, Phase.AI_CALL, message, timezone.now().isoformat(), tool_calls=calls)
+    return [*steps[:-1], step, *steps[-1:]][-MAX_STEPS:]

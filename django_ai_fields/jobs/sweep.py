@@ -6,6 +6,7 @@ RQ scheduler (``rqworker --with-scheduler``; the entry point is tasks.periodic_s
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from rq.job import Job
 
 from .. import queues
 from ..conf import get_setting
+from ..intake.drain_requests import forget_lost_waiting_drain
 from ..intake.outbox import enqueue_all
 from ..models import AIJob, ErrorCode, Phase, Status
 from ..queues import PERIODIC_SWEEP
@@ -72,6 +74,8 @@ def sweep(*, all_pending: bool = False, now: datetime | None = None) -> SweepRep
     job_ids += pending.order_by("pk").values_list("pk", flat=True)[:BATCH]
     job_ids += orphaned_queued_jobs(now)
     job_ids = list(dict.fromkeys(job_ids))  # recovered jobs are pending now: listed twice
+    with contextlib.suppress(Exception):  # Redis down: enqueue_all reports it
+        forget_lost_waiting_drain()
     report.enqueued = enqueue_all(job_ids)
     report.unreachable = len(job_ids) - report.enqueued
     keep_polling()

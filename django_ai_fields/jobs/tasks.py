@@ -15,9 +15,11 @@ from collections.abc import Callable, Sequence
 from typing import ParamSpec, TypeVar
 
 from django.db import close_old_connections, connection
+from rq import get_current_job
 
 from ..calling.pipeline import drive
-from . import batches, engine, sweep
+from ..intake.outbox import chunk_timeout
+from . import batches, drains, engine, sweep
 from .chunks import ChunkRun
 from .schedules import release_mark
 
@@ -49,9 +51,23 @@ def run_job(job_id: int) -> str:
 
 @entry_point
 def run_chunk(job_ids: Sequence[int]) -> dict[str, int]:
-    """Many AIJobs, their provider calls concurrent; returns how many ended in each status."""
+    """Many AIJobs, their provider calls concurrent; returns how many ended in each
+    status. On a worker, live jobs waiting for a drain come first while the chunk
+    has time to spare: a backfill occupying every worker must not make a live save
+    wait. Called in-process (``api.regenerate(sync=True)``), it runs only its own."""
+    source = drains.lease_waiting if get_current_job() is not None else None
+    spare = chunk_timeout(len(job_ids)) / 2
     try:
-        return ChunkRun(job_ids).run()
+        return ChunkRun(job_ids, source=source, source_seconds=spare).run()
+    finally:
+        sweep.schedule_sweep()
+
+
+@entry_point
+def run_drain() -> dict[str, int]:
+    """The live path: waiting AIJobs, many at once, until none is left (drains.py)."""
+    try:
+        return drains.drain()
     finally:
         sweep.schedule_sweep()
 

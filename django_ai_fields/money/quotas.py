@@ -10,14 +10,18 @@ from __future__ import annotations
 import datetime
 from dataclasses import dataclass
 from decimal import Decimal
+from functools import partial
 
 from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from .. import signals
+from ..conf import get_setting
 from ..models import ErrorCode, Quota, QuotaKind, QuotaPeriod, QuotaUsage
 from .pricing import ceil_micro, cost_micro, usd_to_micro
+from .tool_fees import fee_micro
 
 
 @dataclass(frozen=True)
@@ -26,17 +30,22 @@ class Demand:
 
     requests: int
     tokens: int
-    cost_micro: int
+    # None: the model has no known price (a cost limit then refuses the call).
+    cost_micro: int | None
+    # The priced model, named in a refusal when its price is unknown.
+    model: str = ""
 
     def units(self, kind: str) -> int:
         return {
             QuotaKind.REQUESTS: self.requests,
             QuotaKind.TOKENS: self.tokens,
-            QuotaKind.COST_USD: self.cost_micro,
+            QuotaKind.COST_USD: self.cost_micro or 0,
         }[kind]  # type: ignore[index]
 
 
 NOTHING = Demand(0, 0, 0)
+# [usage_row_id, kind, units], as AIJob.reservations (JSON) keeps it.
+Reservation = list[int | str]
 
 
 @dataclass(frozen=True)
@@ -54,14 +63,16 @@ class QuotaRefused(Exception):
         self.message = message
 
 
-def worst_case(model: str, prompt_bytes: int, max_tokens: int) -> Demand:
+def worst_case(model: str, prompt_bytes: int, max_tokens: int, provider: str = "") -> Demand:
     """Upper bound of a call: every prompt byte a token (true for byte-level BPE
     tokenizers), plus max_tokens of output, at the model's prices."""
-    cost = cost_micro(model, input_tokens=prompt_bytes, output_tokens=max_tokens)
-    return Demand(1, prompt_bytes + max_tokens, ceil_micro(cost))
+    cost = cost_micro(model, input_tokens=prompt_bytes, output_tokens=max_tokens, provider=provider)
+    return Demand(1, prompt_bytes + max_tokens, None if cost is None else ceil_micro(cost), model)
 
 
-def actual(model: str, response: object | None, *, batch: bool = False) -> Demand:
+def actual(
+    model: str, response: object | None, *, batch: bool = False, provider: str = ""
+) -> Demand:
     """Units a finished call really used; a call that failed uses nothing."""
     if response is None:
         return NOTHING
@@ -75,9 +86,15 @@ def actual(model: str, response: object | None, *, batch: bool = False) -> Deman
         output_tokens=tokens_out,
         cached_tokens=response.cached_tokens,  # type: ignore[attr-defined]
         cache_creation_tokens=response.cache_creation_tokens,  # type: ignore[attr-defined]
-        batch=batch,
+        cache_write_1h_tokens=response.cache_write_1h_tokens,  # type: ignore[attr-defined]
+        batch=batch or response.batch,  # type: ignore[attr-defined]
+        service_tier=response.service_tier,  # type: ignore[attr-defined]
+        provider=provider,
     )
-    return Demand(1, tokens_in + tokens_out, ceil_micro(cost))
+    if cost is None:
+        return Demand(1, tokens_in + tokens_out, 0, model)
+    tools = fee_micro(getattr(response, "tool_uses", None) or {})
+    return Demand(1, tokens_in + tokens_out, ceil_micro(cost + tools), model)
 
 
 def period_start(period: str, today: datetime.date | None = None) -> datetime.date:
@@ -122,13 +139,14 @@ def _take(row_id: int, units: int, limit: int) -> bool:
     )
 
 
-def reserve(tenant: str, demand: Demand, budget: Budget | None = None) -> list[list[object]]:
+def reserve(tenant: str, demand: Demand, budget: Budget | None = None) -> list[Reservation]:
     """Reserve ``demand`` against every applicable quota and the field budget,
     all or nothing. Returns the reservations: [[usage_row_id, kind, units], ...]."""
-    reservations: list[list[object]] = []
+    reservations: list[Reservation] = []
     quotas = applicable_quotas(tenant)
     if not quotas and budget is None:
         return reservations  # nothing to reserve: no transaction either
+    refuse_unpriced(tenant, demand, quotas, budget)
     with transaction.atomic():
         for quota in quotas:
             units = demand.units(quota.kind)
@@ -153,15 +171,84 @@ def reserve(tenant: str, demand: Demand, budget: Budget | None = None) -> list[l
     return reservations
 
 
-def settle(reservations: list[list[object]], used: Demand) -> None:
+def refuse_unpriced(
+    tenant: str, demand: Demand, quotas: list[Quota], budget: Budget | None
+) -> None:
+    """A cost limit cannot hold for a model without a price: refuse before the call."""
+    if demand.cost_micro is not None:
+        return
+    fix = _("add it to AI_FIELDS['PRICING'] or map it to a priced model with PRICE_AS")
+    if any(quota.kind == QuotaKind.COST_USD for quota in quotas):
+        raise QuotaRefused(
+            ErrorCode.QUOTA_EXCEEDED,
+            _(
+                "Model %(model)s has no known price, so the cost quota of tenant "
+                "%(tenant)s cannot be enforced: %(fix)s."
+            )
+            % {"model": demand.model or "-", "tenant": tenant or "-", "fix": fix},
+        )
+    if budget is not None:
+        raise QuotaRefused(
+            ErrorCode.BUDGET_EXCEEDED,
+            _(
+                "Model %(model)s has no known price, so the budget of %(scope)s "
+                "cannot be enforced: %(fix)s."
+            )
+            % {
+                "model": demand.model or "-",
+                "scope": budget.scope.removeprefix("budget:"),
+                "fix": fix,
+            },
+        )
+
+
+def settle(reservations: list[Reservation], used: Demand) -> None:
     """Replace each reservation by what the call really used."""
     for row_id, kind, units in reservations:
-        delta = used.units(str(kind)) - int(units)  # type: ignore[call-overload]
+        delta = used.units(str(kind)) - int(units)
         if delta:
             QuotaUsage.objects.filter(pk=row_id).update(used=F("used") + delta)
 
 
-def release(reservations: list[list[object]]) -> None:
+def alert_fractions() -> list[Decimal]:
+    """QUOTA_ALERT_AT as Decimals in (0, 1+], ascending."""
+    return sorted({Decimal(str(f)) for f in get_setting("QUOTA_ALERT_AT") or () if f and f > 0})
+
+
+def check_alerts(tenant: str, reservations: list[list[object]]) -> None:
+    """Fire ``quota_threshold_reached`` for each QUOTA_ALERT_AT fraction that a
+    tenant quota's use has crossed this period, exactly once per crossing: a
+    worker signals a fraction only if its conditional UPDATE moved the period
+    row's marker past it (the fractions are tried in ascending order)."""
+    fractions = alert_fractions()
+    row_ids = [int(row_id) for row_id, _kind, _units in reservations]  # type: ignore[call-overload]
+    if not fractions or not row_ids:
+        return
+    rows = QuotaUsage.objects.filter(pk__in=row_ids, scope="", tenant=tenant)
+    by_key = {(q.kind, q.period): q for q in applicable_quotas(tenant)}
+    for row in rows:
+        quota = by_key.get((row.kind, row.period))
+        if quota is None:
+            continue
+        limit = limit_units(quota.kind, quota.limit)
+        for fraction in fractions:
+            if limit <= 0 or row.used < fraction * limit:
+                break
+            permille = int(fraction * 1000)
+            moved = QuotaUsage.objects.filter(pk=row.pk, alerted_permille__lt=permille).update(
+                alerted_permille=permille
+            )
+            if moved:
+                transaction.on_commit(partial(_send_alert, tenant, quota, fraction))
+
+
+def _send_alert(tenant: str, quota: Quota, fraction: Decimal) -> None:
+    signals.quota_threshold_reached.send(
+        sender=Quota, tenant=tenant, quota=quota, fraction=float(fraction)
+    )
+
+
+def release(reservations: list[Reservation]) -> None:
     """Give back reservations of a run that never settled (its worker died)."""
     settle(reservations, NOTHING)
 

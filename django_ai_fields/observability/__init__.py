@@ -68,7 +68,7 @@ def call_fields(job: AIJob, prepared: Prepared, usage: AIUsage) -> dict[str, Any
         "output_tokens": usage.output_tokens,
         "cached_tokens": usage.cached_tokens,
         # A float for log pipelines; AIUsage keeps the exact Decimal.
-        "cost_usd": float(usage.cost_usd),
+        "cost_usd": float(usage.cost_usd or 0),
         "duration_ms": usage.duration_ms,
         "success": usage.success,
         "error_code": usage.error_code,
@@ -78,7 +78,7 @@ def call_fields(job: AIJob, prepared: Prepared, usage: AIUsage) -> dict[str, Any
 
 def target_of(job: AIJob) -> str:
     """``app_label.model:pk.field`` for field jobs, "" for other functions."""
-    if not job.content_type_id:
+    if job.content_type is None:
         return ""
     ct = job.content_type
     return f"{ct.app_label}.{ct.model}:{job.object_id}.{job.field_name}"

@@ -19,6 +19,7 @@ from django.db.models.functions import TruncDate
 from ..models import AIJob, AIUsage, Status
 
 GROUPS = ("tenant", "provider", "model", "day")
+MICRO = Decimal("0.000001")
 PERCENTILES = (50, 95)
 
 TOTALS = {
@@ -32,7 +33,16 @@ TOTALS = {
 
 def totals(usage: models.QuerySet[AIUsage]) -> dict[str, Any]:
     """Calls, tokens and cost of a set of usage rows."""
-    result = usage.order_by().aggregate(**TOTALS)
+    # Counted before the "cost_usd" total shadows the column's name.
+    unknown = usage.order_by().aggregate(n=Count("pk", filter=Q(cost_usd__isnull=True)))["n"]
+    result = usage.order_by().aggregate(
+        **TOTALS,
+        reasoning_tokens=Sum("reasoning_tokens", default=0),
+        gateway_cost_usd=Sum("gateway_cost_usd"),
+    )
+    result["unknown_cost_calls"] = unknown
+    # SQLite sums decimals as floats: back to micro-dollars.
+    result["cost_usd"] = Decimal(result["cost_usd"]).quantize(MICRO)
     result["tokens"] = result["input_tokens"] + result["output_tokens"]
     return result
 
@@ -70,12 +80,13 @@ def latency(usage: models.QuerySet[AIUsage]) -> list[dict[str, Any]]:
     groups = calls.values("provider", "model").annotate(
         calls=Count("pk"), max_ms=Max("duration_ms")
     )
-    result = []
+    result: list[dict[str, Any]] = []
     for group in groups.order_by("provider", "model"):
         subset = calls.filter(provider=group["provider"], model=group["model"])
+        row: dict[str, Any] = dict(group)
         for pct in PERCENTILES:
-            group[f"p{pct}_ms"] = percentile(subset, group["calls"], pct)
-        result.append(group)
+            row[f"p{pct}_ms"] = percentile(subset, group["calls"], pct)
+        result.append(row)
     return result
 
 

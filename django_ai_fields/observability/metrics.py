@@ -22,7 +22,7 @@ try:
     from prometheus_client.core import GaugeMetricFamily
     from prometheus_client.registry import Collector
 except ImportError:  # the optional "prometheus" extra is not installed
-    prometheus_client = None
+    prometheus_client = None  # type: ignore[assignment]
     Collector = object  # type: ignore[assignment,misc]
 
 PREFIX = "django_ai_fields"
@@ -93,7 +93,7 @@ def record_job_status(fields: dict[str, Any]) -> None:
 STATES = (("queued", "depth"), ("scheduled", "scheduled"), ("started", "started"))
 
 
-class QueueCollector(Collector):  # type: ignore[misc,valid-type]
+class QueueCollector(Collector):
     """Queue depth, read from Redis when scraped: jobs waiting, scheduled (retries
     and delays) and started on the AI queue."""
 

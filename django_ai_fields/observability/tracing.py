@@ -15,7 +15,7 @@ try:
     from opentelemetry import trace
     from opentelemetry.trace import SpanKind, StatusCode
 except ImportError:  # the optional dependency is not installed
-    trace = None
+    trace = None  # type: ignore[assignment]
 
 if TYPE_CHECKING:
     from ..calling.pipeline import Prepared
@@ -29,7 +29,7 @@ def start_call(job: AIJob, prepared: Prepared) -> Any:
     if trace is None:
         return None
     request = prepared.request
-    attributes = {
+    attributes: dict[str, Any] = {
         "gen_ai.operation.name": "chat",
         "gen_ai.system": prepared.provider,
         "gen_ai.request.model": request.model,

@@ -26,7 +26,7 @@ def provider_class(name: str) -> type[Provider]:
     cls = import_string(BUILTIN.get(name, name))
     if not (isinstance(cls, type) and issubclass(cls, Provider)):
         raise ValueError(f"{name!r} is not a django_ai_fields Provider subclass")
-    return cls  # type: ignore[no-any-return]
+    return cls
 
 
 def build_provider(name: str, config: dict[str, Any]) -> Provider:

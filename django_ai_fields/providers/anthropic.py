@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
@@ -10,6 +9,7 @@ import anthropic
 import httpx2
 
 from ..conf import get_setting
+from .attachments import anthropic_content
 from .base import (
     BatchState,
     CompletionRequest,
@@ -20,11 +20,23 @@ from .base import (
     clients,
     error_from_sdk,
     require_key,
+    warm_sdk_client,
 )
 from .batching import batched, not_run, request_body, typed_error, unreadable
 from .streams import StreamItem, read_anthropic, stream_error
+from .usage import response_from_message
 
 TOOL_NAME = "record_output"
+# A minimal valid message, parsed once by warm().
+WARM_MESSAGE = {
+    "id": "warm",
+    "type": "message",
+    "role": "assistant",
+    "model": "warm",
+    "content": [{"type": "text", "text": ""}],
+    "stop_reason": "end_turn",
+    "usage": {"input_tokens": 0, "output_tokens": 0},
+}
 
 
 class AnthropicProvider(Provider):
@@ -58,12 +70,19 @@ class AnthropicProvider(Provider):
             lambda: anthropic.AsyncAnthropic(**self.client_options()),
         )
 
+    def warm(self) -> None:
+        client = self.client()
+        client.messages  # noqa: B018  (imports the resource's modules)
+        warm_sdk_client(client, anthropic.types.Message, WARM_MESSAGE)
+
     def build_kwargs(self, request: CompletionRequest) -> dict[str, Any]:
         kwargs: dict[str, Any] = {
             "model": request.model,
             "max_tokens": request.max_tokens,
             "system": system_blocks(request.system),
-            "messages": [{"role": "user", "content": request.prompt}],
+            "messages": [
+                {"role": "user", "content": anthropic_content(request.prompt, request.attachments)}
+            ],
         }
         if request.temperature is not None:
             kwargs["extra_body"] = {"temperature": request.temperature}
@@ -183,30 +202,3 @@ def tool_schema(schema: dict[str, Any]) -> dict[str, Any]:
     if not needs_wrapping(schema):
         return schema
     return {"type": "object", "properties": {"value": schema}, "required": ["value"]}
-
-
-def response_from_message(message: Any, *, wrapped: bool) -> CompletionResponse:
-    text = ""
-    for block in message.content or []:
-        if block.type == "tool_use":
-            data = block.input["value"] if wrapped else block.input
-            text = json.dumps(data)
-            break
-        if block.type == "text":
-            text += block.text
-    usage = message.usage
-    cache_read = getattr(usage, "cache_read_input_tokens", 0) or 0
-    cache_write = getattr(usage, "cache_creation_input_tokens", 0) or 0
-    return CompletionResponse(
-        text=text,
-        # Anthropic's input_tokens exclude cache reads and writes: add them back
-        # so input_tokens means "all input tokens" for every provider.
-        input_tokens=usage.input_tokens + cache_read + cache_write,
-        output_tokens=usage.output_tokens,
-        cached_tokens=cache_read,
-        cache_creation_tokens=cache_write,
-        finish_reason="length"
-        if message.stop_reason == "max_tokens"
-        else message.stop_reason or "",
-        model=message.model or "",
-    )

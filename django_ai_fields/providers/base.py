@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import codecs
 import os
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from decimal import Decimal
+from typing import Any, TypeVar
 
 from ..codes import ErrorCode
 
@@ -28,6 +30,12 @@ class CompletionRequest:
     json_output: bool = False
     choices: list[str] | None = None
     options: dict[str, Any] = field(default_factory=dict)
+    # Hosted tools (OpenAI Responses API): [{"type": "web_search"}, ...]; providers/tools.py.
+    tools: list[dict[str, Any]] = field(default_factory=list)
+    # Files sent with the prompt (images, PDFs): file_inputs.Attachment objects.
+    attachments: list[Any] = field(default_factory=list)
+    # "responses" or "chat" (OpenAI); None: the provider entry's API setting.
+    api: str | None = None
 
 
 @dataclass
@@ -45,6 +53,18 @@ class CompletionResponse:
     billable: bool = True
     # Answered through a provider's batch API: priced at the batch discount.
     batch: bool = False
+    # The part of cache_creation_tokens written for 1 hour (Anthropic: 2x input).
+    cache_write_1h_tokens: int = 0
+    # Output tokens spent on reasoning (a part of output_tokens; OpenAI reports them).
+    reasoning_tokens: int = 0
+    # The service tier the provider says it used ("flex", "priority", ...).
+    service_tier: str = ""
+    # What a gateway (OpenRouter, LiteLLM) says it charged, in USD; None: not reported.
+    gateway_cost_usd: Decimal | None = None
+    # Hosted tool calls the answer made, for the step log: [{"type", "status", "detail"}].
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)
+    # Billable hosted tool uses by tool: {"web_search": 2}; priced by tool_fees.py.
+    tool_uses: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -126,6 +146,13 @@ class Provider(ABC):
     def timeout(self) -> float:
         return float(self.config.get("TIMEOUT") or 30)
 
+    def warm(self) -> None:
+        """Build, without any network, what a first call would build (the SDK client,
+        its TLS context, lazily imported SDK modules). The worker's parent process
+        calls it at start, so each forked work horse inherits the result instead of
+        paying for it again on every job (see docs/operations.md). Default: nothing."""
+        return None
+
     # -- batch APIs (batches.py, ``ai_regenerate --batch``) ---------------------------
     # Providers with a batch API set supports_batch and implement the three methods.
     supports_batch: bool = False
@@ -171,13 +198,16 @@ def error_from_sdk(sdk: Any, exc: Exception) -> ProviderError:
     return ProviderError(ErrorCode.INTERNAL, f"{type(exc).__name__}: {exc}")
 
 
+T = TypeVar("T")
+
+
 class SDKClientCache:
     """One SDK client per credential set and process: building one costs milliseconds."""
 
     def __init__(self) -> None:
         self._clients: dict[tuple[Any, ...], Any] = {}
 
-    def get(self, key: tuple[Any, ...], factory: Any) -> Any:
+    def get(self, key: tuple[Any, ...], factory: Callable[[], T]) -> T:
         client = self._clients.get(key)
         if client is None:
             client = self._clients[key] = factory()
@@ -198,8 +228,21 @@ def async_key(key: tuple[Any, ...]) -> tuple[Any, ...]:
     return ("async", os.getpid(), id(call_loop()), *key)
 
 
+def warm_sdk_client(client: Any, response_type: Any, sample: dict[str, Any]) -> None:
+    """What the openai and anthropic SDKs build lazily on a client's first request:
+    the platform headers (``platform.platform()`` starts a ``uname`` subprocess),
+    the response model's pydantic schema (the SDKs parse with ``construct``), and
+    the IDNA codec that resolving the host name imports."""
+    client.default_headers  # noqa: B018
+    response_type.construct(**sample)
+    codecs.lookup("idna")
+
+
 def require_key(provider: Provider) -> None:
-    """Fail with ``auth`` before any request when no API key is configured."""
+    """Fail with ``auth`` before any request when no API key is configured, or
+    when the tenant's credential may not be used (``CREDENTIAL_ERROR``)."""
+    if provider.config.get("CREDENTIAL_ERROR"):
+        raise ProviderError(ErrorCode.AUTH, str(provider.config["CREDENTIAL_ERROR"]))
     if not provider.config.get("API_KEY"):
         raise ProviderError(
             ErrorCode.AUTH, f"No API key configured for provider {provider.name!r}."

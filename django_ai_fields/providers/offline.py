@@ -23,13 +23,15 @@ class OfflineProvider(Provider):
         return True
 
     def complete(self, request: CompletionRequest) -> CompletionResponse:
-        digest = int(hashlib.sha256(request.prompt.encode()).hexdigest(), 16)
+        seen = request.prompt + "".join(item.digest for item in request.attachments)
+        digest = int(hashlib.sha256(seen.encode()).hexdigest(), 16)
         if request.choices:
             text = request.choices[digest % len(request.choices)]
         elif request.json_output:
             text = json.dumps(example_for_schema(request.json_schema or {"type": "object"}))
         else:
-            text = _summary(request.prompt)
+            text = _summary(request.prompt) + _files_note(request.attachments)
+            text += _tools_note(request.tools)
         return CompletionResponse(
             text=text,
             input_tokens=max(1, (len(request.system) + len(request.prompt)) // 4),
@@ -44,6 +46,21 @@ class OfflineProvider(Provider):
         response = self.complete(request)
         yield from chunked(response.text, STREAM_PIECES)
         yield response
+
+
+def _files_note(attachments: list[Any]) -> str:
+    """Which files came with the prompt, by type and a short digest (deterministic)."""
+    if not attachments:
+        return ""
+    names = ", ".join(f"{item.content_type} {item.digest[:8]}" for item in attachments)
+    return f" [files: {names}]"
+
+
+def _tools_note(tools: list[dict[str, Any]]) -> str:
+    """Hosted tools are accepted and never called offline: the answer says so."""
+    if not tools:
+        return ""
+    return f" [tools not called offline: {', '.join(str(t.get('type')) for t in tools)}]"
 
 
 def _summary(prompt: str) -> str:

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any
+from typing import Any, Final
 
 import httpx2
 import openai
 from openai.types.chat import ChatCompletion
 
 from ..codes import ErrorCode
+from . import openai_responses as responses_api
+from .attachments import chat_content
 from .base import (
     BatchState,
     CompletionRequest,
@@ -21,15 +23,28 @@ from .base import (
     clients,
     error_from_sdk,
     require_key,
+    warm_sdk_client,
 )
 from .batching import batched, not_run, request_body, status_error, typed_error, unreadable
 from .streams import StreamItem, read_openai, stream_error
+from .usage import response_from_completion
 
-BATCH_ENDPOINT = "/v1/chat/completions"
+BATCH_ENDPOINT: Final = "/v1/chat/completions"
 # A batch that ended: its output and error files are final.
 BATCH_ENDED = ("completed", "expired", "cancelled", "failed")
 # Seconds allowed for uploading a batch's request file (it may be large).
 UPLOAD_TIMEOUT = 300.0
+# A minimal valid completion, parsed once by warm().
+WARM_COMPLETION = {
+    "id": "warm",
+    "object": "chat.completion",
+    "created": 0,
+    "model": "warm",
+    "choices": [
+        {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": ""}}
+    ],
+    "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
+}
 
 
 class OpenAIProvider(Provider):
@@ -55,6 +70,11 @@ class OpenAIProvider(Provider):
             async_key(self.client_key()), lambda: openai.AsyncOpenAI(**self.client_options())
         )
 
+    def warm(self) -> None:
+        client = self.client()
+        client.chat.completions  # noqa: B018  (imports the resource's modules)
+        warm_sdk_client(client, ChatCompletion, WARM_COMPLETION)
+
     def probe(self) -> bool | None:
         require_key(self)
         try:
@@ -74,7 +94,7 @@ class OpenAIProvider(Provider):
             "model": request.model,
             "messages": [
                 {"role": "system", "content": request.system},
-                {"role": "user", "content": request.prompt},
+                {"role": "user", "content": chat_content(request.prompt, request.attachments)},
             ],
             self.max_tokens_param(): request.max_tokens,
         }
@@ -90,29 +110,68 @@ class OpenAIProvider(Provider):
         kwargs.update(request.options)
         return kwargs
 
+    def uses_responses(self, request: CompletionRequest) -> bool:
+        return responses_api.uses_responses(self.config, request)
+
     def complete(self, request: CompletionRequest) -> CompletionResponse:
         require_key(self)
+        if self.uses_responses(request):
+            return self.complete_responses(request)
         try:
-            completion = self.client().chat.completions.create(**self.build_kwargs(request))
+            create = self.client().chat.completions.with_raw_response.create
+            raw = create(**self.build_kwargs(request))
+            completion = raw.parse()
         except (openai.OpenAIError, ValueError) as exc:  # ValueError: a 200 with bad JSON
             raise error_from_sdk(openai, exc) from exc
-        return response_from_completion(completion)
+        return response_from_completion(completion, raw.headers)
 
     async def acomplete(self, request: CompletionRequest) -> CompletionResponse:
         require_key(self)
+        if self.uses_responses(request):
+            return await self.acomplete_responses(request)
         try:
-            create = self.async_client().chat.completions.create
-            completion = await create(**self.build_kwargs(request))
+            create = self.async_client().chat.completions.with_raw_response.create
+            raw = await create(**self.build_kwargs(request))
+            completion = raw.parse()
         except (openai.OpenAIError, ValueError) as exc:
             raise error_from_sdk(openai, exc) from exc
-        return response_from_completion(completion)
+        return response_from_completion(completion, raw.headers)
 
     def stream(self, request: CompletionRequest) -> Iterator[StreamItem]:
         require_key(self)
+        if self.uses_responses(request):
+            yield from self.stream_responses(request)
+            return
         kwargs = self.build_kwargs(request)
         kwargs.update(stream=True, stream_options={"include_usage": True})
         try:
             yield from read_openai(self.client().chat.completions.create(**kwargs))
+        except (openai.OpenAIError, ValueError, httpx2.HTTPError) as exc:
+            raise stream_error(openai, exc) from exc
+
+    # -- the Responses API (openai_responses.py) -------------------------------------
+
+    def complete_responses(self, request: CompletionRequest) -> CompletionResponse:
+        try:
+            response = self.client().responses.create(**responses_api.build_kwargs(request))
+        except (openai.OpenAIError, ValueError) as exc:
+            raise error_from_sdk(openai, exc) from exc
+        return responses_api.response_from_responses(response)
+
+    async def acomplete_responses(self, request: CompletionRequest) -> CompletionResponse:
+        try:
+            create = self.async_client().responses.create
+            response = await create(**responses_api.build_kwargs(request))
+        except (openai.OpenAIError, ValueError) as exc:
+            raise error_from_sdk(openai, exc) from exc
+        return responses_api.response_from_responses(response)
+
+    def stream_responses(self, request: CompletionRequest) -> Iterator[StreamItem]:
+        kwargs = responses_api.build_kwargs(request)
+        try:
+            yield from responses_api.read_stream(
+                self.client().responses.create(**kwargs, stream=True)
+            )
         except (openai.OpenAIError, ValueError, httpx2.HTTPError) as exc:
             raise stream_error(openai, exc) from exc
 
@@ -122,13 +181,17 @@ class OpenAIProvider(Provider):
 
     def submit_batch(self, items: Sequence[tuple[str, CompletionRequest]]) -> str:
         require_key(self)
+        # A batch has one endpoint: the Responses API's when any request needs it.
+        responses = any(self.uses_responses(request) for _id, request in items)
+        endpoint = responses_api.BATCH_ENDPOINT if responses else BATCH_ENDPOINT
+        build = responses_api.build_kwargs if responses else self.build_kwargs
         lines = [
             json.dumps(
                 {
                     "custom_id": custom_id,
                     "method": "POST",
-                    "url": BATCH_ENDPOINT,
-                    "body": request_body(self.build_kwargs(request)),
+                    "url": endpoint,
+                    "body": request_body(build(request)),
                 }
             )
             for custom_id, request in items
@@ -140,7 +203,7 @@ class OpenAIProvider(Provider):
                 purpose="batch",
             )
             batch = client.batches.create(
-                input_file_id=uploaded.id, endpoint=BATCH_ENDPOINT, completion_window="24h"
+                input_file_id=uploaded.id, endpoint=endpoint, completion_window="24h"
             )
         except (openai.OpenAIError, ValueError) as exc:
             raise error_from_sdk(openai, exc) from exc
@@ -193,8 +256,7 @@ def read_batch_line(line: str) -> tuple[str, CompletionResponse | ProviderError]
     status = response.get("status_code")
     if status == 200:
         try:
-            completion = ChatCompletion.construct(**response["body"])
-            return custom_id, batched(response_from_completion(completion))
+            return custom_id, batched(response_from_body(response["body"]))
         except ProviderError as error:
             return custom_id, error
         except (KeyError, TypeError, AttributeError, ValueError) as exc:
@@ -207,21 +269,11 @@ def read_batch_line(line: str) -> tuple[str, CompletionResponse | ProviderError]
     return custom_id, typed_error(error)
 
 
-def response_from_completion(completion: Any) -> CompletionResponse:
-    if not getattr(completion, "choices", None):
-        raise ProviderError("provider_unavailable", "The provider answered with no choices.")
-    choice = completion.choices[0]
-    usage = completion.usage
-    details = getattr(usage, "prompt_tokens_details", None) if usage else None
-    return CompletionResponse(
-        text=choice.message.content or "",
-        # prompt_tokens already includes the cached tokens.
-        input_tokens=usage.prompt_tokens if usage else 0,
-        output_tokens=usage.completion_tokens if usage else 0,
-        cached_tokens=(getattr(details, "cached_tokens", 0) or 0) if details else 0,
-        finish_reason=choice.finish_reason or "",
-        model=completion.model or "",
-    )
+def response_from_body(body: dict[str, Any]) -> CompletionResponse:
+    """A batch line's answer: a Response (``/v1/responses``) or a ChatCompletion."""
+    if body.get("object") == "response":
+        return responses_api.response_from_body(body)
+    return response_from_completion(ChatCompletion.construct(**body))
 
 
 class AzureOpenAIProvider(OpenAIProvider):

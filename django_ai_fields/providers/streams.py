@@ -4,6 +4,10 @@ final CompletionResponse, and classify errors that arrive in the middle of a str
 A provider's ``stream(request)`` yields ``str`` deltas as they arrive, then
 exactly one ``CompletionResponse`` holding the whole text and the usage the
 stream reported at its end.
+
+A gateway may answer a ``stream=True`` request with a plain JSON body (LiteLLM's
+proxy does in some modes); the SDKs would read that as an empty stream. Such a
+body is read as the normal, non-streamed response it is (``plain_json_body``).
 """
 
 from __future__ import annotations
@@ -16,6 +20,12 @@ import httpx2
 
 from ..codes import ErrorCode
 from .base import CompletionResponse, ProviderError, error_from_sdk
+from .usage import (
+    anthropic_cache_write_1h,
+    openai_extras,
+    response_from_completion,
+    response_from_message,
+)
 
 StreamItem = str | CompletionResponse
 
@@ -59,9 +69,37 @@ def error_event(body: Any) -> tuple[str, str]:
     """(type or code, message) of an error event body, either provider's shape."""
     if not isinstance(body, dict):
         return "", str(body or "")
-    error = body.get("error") if isinstance(body.get("error"), dict) else body
+    nested = body.get("error")
+    error = nested if isinstance(nested, dict) else body
     kind = error.get("code") if error.get("code") in STREAM_ERROR_TYPES else error.get("type")
     return str(kind or ""), str(error.get("message") or "")
+
+
+def plain_json_body(stream: Any) -> Any:
+    """The decoded body when the SDK stream's HTTP response is ``application/json``
+    instead of server-sent events; None for a real event stream."""
+    response = getattr(stream, "response", None)
+    content_type = str(getattr(response, "headers", {}).get("content-type", "")).lower()
+    if response is None or "json" not in content_type or "event-stream" in content_type:
+        return None
+    try:
+        body = json.loads(response.read() or b"null")
+    finally:
+        response.close()
+    if isinstance(body, dict) and isinstance(body.get("error"), dict):
+        kind, message = error_event(body)
+        code = STREAM_ERROR_TYPES.get(kind, ErrorCode.PROVIDER_UNAVAILABLE)
+        raise ProviderError(code, f"Error instead of a stream ({kind or 'unknown'}): {message}")
+    if not isinstance(body, dict):
+        raise ProviderError(ErrorCode.PROVIDER_UNAVAILABLE, "The answer is not a JSON object.")
+    return body
+
+
+def whole(response: CompletionResponse) -> Iterator[StreamItem]:
+    """A complete response as a stream: its text as one delta, then the response."""
+    if response.text:
+        yield response.text
+    yield response
 
 
 # -- OpenAI chat completion chunks -----------------------------------------------------
@@ -69,7 +107,14 @@ def error_event(body: Any) -> tuple[str, str]:
 
 def read_openai(chunks: Iterable[Any]) -> Iterator[StreamItem]:
     """Chunks of ``chat.completions.create(stream=True, stream_options=
-    {"include_usage": True})``: content deltas, then a usage-only chunk."""
+    {"include_usage": True})``: content deltas, then a usage-only chunk
+    (or a plain chat completion body, see ``plain_json_body``)."""
+    body = plain_json_body(chunks)
+    if body is not None:
+        from openai.types.chat import ChatCompletion
+
+        yield from whole(response_from_completion(ChatCompletion.model_validate(body)))
+        return
     parts: list[str] = []
     usage: Any = None
     finish_reason = model = ""
@@ -91,6 +136,7 @@ def read_openai(chunks: Iterable[Any]) -> Iterator[StreamItem]:
         cached_tokens=(getattr(details, "cached_tokens", 0) or 0) if details else 0,
         finish_reason=finish_reason,
         model=model,
+        **openai_extras(None, usage),
     )
 
 
@@ -142,6 +188,8 @@ class AnthropicStreamState:
             value = getattr(usage, name, None)
             if value is not None:
                 self.usage[name] = int(value)
+        if getattr(usage, "cache_creation", None) is not None:
+            self.usage["cache_write_1h"] = anthropic_cache_write_1h(usage)
 
     def response(self, *, wrapped: bool) -> CompletionResponse:
         text = "".join(self.text)
@@ -157,6 +205,7 @@ class AnthropicStreamState:
             output_tokens=self.usage.get("output_tokens", 0),
             cached_tokens=cache_read,
             cache_creation_tokens=cache_write,
+            cache_write_1h_tokens=self.usage.get("cache_write_1h", 0),
             finish_reason="length" if self.stop_reason == "max_tokens" else self.stop_reason,
             model=self.model,
         )
@@ -164,7 +213,13 @@ class AnthropicStreamState:
 
 def read_anthropic(events: Iterable[Any], *, wrapped: bool) -> Iterator[StreamItem]:
     """Events of ``messages.create(stream=True)``; a forced tool's JSON streams as
-    ``input_json_delta`` pieces."""
+    ``input_json_delta`` pieces (or a plain message body, see ``plain_json_body``)."""
+    body = plain_json_body(events)
+    if body is not None:
+        from anthropic.types import Message
+
+        yield from whole(response_from_message(Message.model_validate(body), wrapped=wrapped))
+        return
     state = AnthropicStreamState()
     for event in events:
         delta = state.read(event)

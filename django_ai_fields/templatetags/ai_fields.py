@@ -25,7 +25,7 @@ TEMPLATE = "django_ai_fields/status.html"
 
 def render_badge(obj: models.Model, field_name: str) -> SafeString:
     context = badge_context(obj, field_name, job_for(obj, field_name))
-    return render_to_string(TEMPLATE, context)  # type: ignore[return-value]
+    return render_to_string(TEMPLATE, context)
 
 
 @register.simple_tag

@@ -33,7 +33,7 @@ def _resolver() -> Callable[[Any], str | None] | None:
     path = get_setting("TENANT_FOR_USER")
     if not path:
         return None
-    return import_string(path) if isinstance(path, str) else path  # type: ignore[no-any-return]
+    return import_string(path) if isinstance(path, str) else path
 
 
 def is_scoped() -> bool:

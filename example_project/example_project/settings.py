@@ -69,6 +69,9 @@ USE_TZ = True
 TIME_ZONE = "UTC"
 LANGUAGE_CODE = "en-us"
 STATIC_URL = "static/"
+# Company logos (Lead.logo); served by runserver while DEBUG is on.
+MEDIA_URL = "media/"
+MEDIA_ROOT = env("MEDIA_ROOT", default=str(BASE_DIR / "media"))
 
 # The leads page needs a login; the admin's login page serves (user admin/admin from
 # `manage.py demo_user` or `manage.py demo` while DEBUG is on).

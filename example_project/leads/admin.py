@@ -9,8 +9,9 @@ from .models import Lead
 class LeadAdmin(AIFieldsAdminMixin, admin.ModelAdmin):
     """The mixin adds a status badge column per AI field and "Regenerate" actions."""
 
-    list_display = ["name", "company", "heat", "summary"]
+    list_display = ["name", "company", "heat", "headline"]
     list_filter = ["heat"]
     search_fields = ["name", "company", "email"]
-    # The worker writes these; a hand edit would be overwritten on the next change.
-    readonly_fields = ["summary", "heat", "profile"]
+    # The worker writes these. (Editable, a hand edit would be kept until someone
+    # regenerates: AI fields keep_manual_edits=True by default.)
+    readonly_fields = ["summary", "headline", "heat", "profile"]

@@ -8,5 +8,5 @@ class LeadForm(forms.ModelForm):
 
     class Meta:
         model = Lead
-        fields = ["name", "company", "email", "notes"]
+        fields = ["name", "company", "email", "notes", "logo"]
         widgets = {"notes": forms.Textarea(attrs={"rows": 3})}

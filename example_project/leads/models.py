@@ -22,13 +22,22 @@ class Lead(models.Model):
     company = models.CharField(_("company"), max_length=100)
     email = models.EmailField(_("email"), blank=True)
     notes = models.TextField(_("notes"), blank=True)
+    logo = models.ImageField(_("company logo"), upload_to="logos/", blank=True)
 
-    # {*} lists every field but the excluded email (and the AI fields themselves),
-    # so a change to name, company or notes regenerates the summary.
+    # {*} lists every field but the excluded email and logo (and the AI fields
+    # themselves), so a change to name, company or notes regenerates the summary.
     summary = AIGeneratedField(
         _("summary"),
         prompt="Summarize this sales lead in two sentences for a sales rep. Record: {*}",
-        excluded_fields=["email"],
+        excluded_fields=["email", "logo"],
+        blank=True,
+        null=True,
+    )
+    # A chained field: {summary} is itself an AI field, so the headline is written
+    # after the summary, and again whenever the summary's value changes.
+    headline = AIGeneratedField(
+        _("headline"),
+        prompt="Write a one-line headline for this lead summary: {summary}",
         blank=True,
         null=True,
     )
@@ -44,6 +53,17 @@ class Lead(models.Model):
         _("company profile"),
         prompt="Extract facts about the company {company} from these notes: {notes}",
         schema=PROFILE_SCHEMA,
+        blank=True,
+        null=True,
+    )
+    # The logo image goes to the provider with the prompt (docs/fields.md); only a
+    # new logo regenerates the alt text, a renamed company does not.
+    logo_alt_text = AIGeneratedField(
+        _("logo alt text"),
+        prompt="Write a one-sentence alt text for the logo of the company {company}.",
+        inputs=["logo"],
+        trigger_fields=["logo"],
+        max_length=200,
         blank=True,
         null=True,
     )

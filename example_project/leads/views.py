@@ -26,7 +26,7 @@ def lead_list(request: HttpRequest) -> HttpResponse:
     if request.method == "POST":
         if not can_add:
             raise PermissionDenied
-        form = LeadForm(request.POST)
+        form = LeadForm(request.POST, request.FILES)
         if form.is_valid():
             lead = form.save()  # its AI jobs are enqueued when the save commits
             messages.success(

@@ -123,7 +123,7 @@ def test_well_configured_fields_pass(provider: str | None) -> None:
     assert ai_errors(model) == []
     tracker = tracker_for(model)
     assert tracker is not None
-    assert tracker.attnames == ("name", "notes")
+    assert tracker.attnames == ("name", "notes", "out")  # triggers, then the AI column
 
 
 @isolate_apps("tests.testapp")
@@ -169,13 +169,117 @@ def test_django_rq_not_installed_is_e011() -> None:
     assert check_installation() == []
 
 
+# Django 6.1 runs the model checks against every database (JSONField support).
+@pytest.mark.django_db
 def test_check_command_passes_on_the_test_project() -> None:
     out = StringIO()
     call_command("check", stdout=out)
     assert "no issues" in out.getvalue()
 
 
+@pytest.mark.django_db
 def test_check_command_fails_on_a_misconfiguration(settings) -> None:  # type: ignore[no-untyped-def]
     settings.AI_FIELDS = {**settings.AI_FIELDS, "QUEUE": "ai"}
     with pytest.raises(SystemCheckError, match=r"django_ai_fields\.E010"):
         call_command("check", stdout=StringIO(), stderr=StringIO())
+
+
+# -- issue 13: relations, chains and settings typos --------------------------------------
+
+
+@isolate_apps("tests.testapp")
+def test_a_reverse_relation_or_generic_fk_placeholder_is_e013_with_a_hint() -> None:
+    from django.contrib.contenttypes.fields import GenericForeignKey
+    from django.contrib.contenttypes.models import ContentType
+
+    class Owner(models.Model):
+        name = models.CharField(max_length=10)
+        content_type = models.ForeignKey(ContentType, null=True, on_delete=models.CASCADE)
+        object_id = models.CharField(max_length=10, blank=True)
+        target = GenericForeignKey("content_type", "object_id")
+        out = AIGeneratedField(prompt="{name} owns {pets}, points at {target}", null=True)
+
+        class Meta:
+            app_label = "testapp"
+
+    class Pet(models.Model):
+        owner = models.ForeignKey(Owner, related_name="pets", on_delete=models.CASCADE)
+
+        class Meta:
+            app_label = "testapp"
+
+    errors = ai_errors(Owner)
+    assert ids(errors) == ["E013", "E013"]
+    assert "'pets', a reverse or generic relation" in errors[0].msg
+    assert "'target', a reverse or generic relation" in errors[1].msg
+    assert "callable prompt" in errors[0].hint
+    assert tracker_for(Owner) is None  # never a crash at save or job time
+
+
+@isolate_apps("tests.testapp")
+def test_a_cycle_among_ai_fields_is_e014_naming_the_fields() -> None:
+    class Loop(models.Model):
+        notes = models.TextField()
+        a = AIGeneratedField(prompt="From {notes} and {c}", null=True)
+        b = AIGeneratedField(prompt="From {a}", null=True)
+        c = AIGeneratedField(prompt="From {b}", null=True)
+        ok = AIGeneratedField(prompt="From {notes}", null=True)
+
+        class Meta:
+            app_label = "testapp"
+
+    errors = ai_errors(Loop)
+    assert ids(errors) == ["E014"]
+    assert errors[0].msg == "testapp.Loop.a is part of a cycle of AI fields: a -> c -> b -> a."
+    tracker = tracker_for(Loop)
+    assert tracker is not None and [f.name for f in tracker.fields] == ["ok"]
+
+
+@isolate_apps("tests.testapp")
+def test_a_self_referencing_prompt_is_a_cycle() -> None:
+    field = AIGeneratedField(prompt="Improve {out} for {name}", null=True)
+    assert ids(ai_errors(contact_model(field))) == ["E014"]
+
+
+def test_a_chain_of_ai_fields_passes_the_checks() -> None:
+    from tests.testapp.models import Pitch
+
+    assert ai_errors(Pitch) == []
+
+
+def setting_messages() -> list[checks.CheckMessage]:
+    return [
+        m
+        for m in check_installation()
+        if m.id in ("django_ai_fields.W013", "django_ai_fields.E015")
+    ]
+
+
+def test_unknown_top_level_setting_is_a_warning_with_did_you_mean(settings) -> None:  # type: ignore[no-untyped-def]
+    settings.AI_FIELDS = {**settings.AI_FIELDS, "DEFUALT_MODEL": "gpt-4o"}
+    (message,) = setting_messages()
+    assert isinstance(message, checks.Warning)
+    assert "'DEFUALT_MODEL'" in message.msg
+    assert message.hint == "Did you mean 'DEFAULT_MODEL'?"
+
+
+def test_unknown_key_in_a_providers_entry_is_an_error_with_did_you_mean(settings) -> None:  # type: ignore[no-untyped-def]
+    settings.AI_FIELDS = {
+        **settings.AI_FIELDS,
+        "PROVIDERS": {"openai": {"API_KEY": "sk-x", "BASEURL": "http://10.0.0.5/v1"}},
+    }
+    (message,) = setting_messages()
+    assert message.level == checks.ERROR and message.id == "django_ai_fields.E015"
+    assert "AI_FIELDS['PROVIDERS']['openai'] has an unknown key 'BASEURL'" in message.msg
+    assert message.hint == "Did you mean 'BASE_URL'?"
+    assert "sk-x" not in message.msg + message.hint  # no secret in the output
+    with pytest.raises(SystemCheckError, match="BASEURL"):
+        call_command("check", stdout=StringIO(), stderr=StringIO())
+
+
+def test_known_settings_keys_make_no_message(settings) -> None:  # type: ignore[no-untyped-def]
+    settings.AI_FIELDS = {
+        **settings.AI_FIELDS,
+        "PROVIDERS": {"azure": {"API_KEY": "k", "BASE_URL": "u", "API_VERSION": "v", "TIMEOUT": 3}},
+    }
+    assert setting_messages() == []

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import inspect
 import json
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import django
 import pytest
 from django.core.management import call_command
 from django.db import connection
@@ -14,7 +17,7 @@ from django.db.migrations.loader import MigrationLoader
 from django.test.utils import CaptureQueriesContext
 
 from django_ai_fields import signals
-from django_ai_fields.intake.tracking import SNAPSHOT_ATTR
+from django_ai_fields.intake.tracking import SNAPSHOT_ATTR, _from_db_hook
 from django_ai_fields.models import AIJob
 from tests.testapp.models import Article, Lead, PlainLead, Product, Survey
 
@@ -82,11 +85,14 @@ def test_save_without_trigger_change_costs_only_the_update(requested: Requested)
     assert not AIJob.objects.exists()
 
 
-def test_changing_an_excluded_or_ai_field_costs_only_the_update(requested: Requested) -> None:
+def test_changing_an_excluded_or_untracked_ai_field_costs_only_the_update(
+    requested: Requested,
+) -> None:
+    """profile is a JSON AI field: its hand edits are not followed by default."""
     lead = loaded(Lead, **ROW)
     plain = loaded(PlainLead, **ROW)
     for row in (lead, plain):
-        row.ssn, row.summary, row.heat, row.profile = "999-99-9999", "S", "hot", {"a": 1}
+        row.ssn, row.profile = "999-99-9999", {"a": 1}
     with CaptureQueriesContext(connection) as plain_queries:
         plain.save()
     with CaptureQueriesContext(connection) as lead_queries:
@@ -225,3 +231,40 @@ def test_historical_models_in_data_migrations_request_nothing(requested: Request
     assert Lead.objects.get(pk=lead.pk).notes == "Edited by a data migration"
     assert requested.take() == set()
     assert not AIJob.objects.exists()
+
+
+@pytest.mark.skipif(django.VERSION < (6, 1), reason="fetch modes are new in Django 6.1")
+def test_a_tracked_model_keeps_the_querysets_fetch_mode(requested: Requested) -> None:
+    """Django 6.1 hands from_db() the queryset's fetch mode; the tracker's wrapper passes
+    it on (and so raises no RemovedInDjango2028Warning about a from_db() without it)."""
+    from django.core.exceptions import FieldFetchBlocked
+    from django.db.models import FETCH_RAISE
+
+    loaded(Lead, **ROW)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        lead = Lead.objects.fetch_mode(FETCH_RAISE).defer("ssn").get()
+    with pytest.raises(FieldFetchBlocked):
+        lead.ssn  # noqa: B018
+    lead.name = "Ada L."
+    lead.save()
+    assert requested.take() == {"summary"}
+
+
+def test_a_from_db_written_before_fetch_modes_keeps_its_signature() -> None:
+    """A model's own from_db() without fetch_mode is wrapped without it too, so Django
+    6.1 warns about that override (and passes no fetch_mode) as it would without us."""
+
+    def legacy(cls: type, db: str, field_names: Any, values: Any) -> Any:
+        return cls()
+
+    def current(
+        cls: type, db: str, field_names: Any, values: Any, *, fetch_mode: Any = None
+    ) -> Any:
+        instance = cls()
+        instance.fetch_mode = fetch_mode
+        return instance
+
+    assert "fetch_mode" not in inspect.signature(_from_db_hook(legacy).__func__).parameters
+    wrapped = _from_db_hook(current).__func__
+    assert wrapped(PlainLead, "default", [], [], fetch_mode="peers").fetch_mode == "peers"

@@ -97,7 +97,7 @@ def test_anthropic_call_costs_the_hand_computed_price(tenants, settings, worker,
     assert row.cost_usd == expected
 
 
-def test_pricing_setting_overrides_and_unknown_models_cost_nothing(
+def test_pricing_setting_overrides_and_unknown_models_have_an_unknown_cost(
     tenants, settings, worker, caplog
 ):
     settings.AI_FIELDS = {
@@ -115,7 +115,7 @@ def test_pricing_setting_overrides_and_unknown_models_cost_nothing(
         worker.drain()
     unknown = AIUsage.objects.filter(model="no-such-model-x")
     assert unknown.count() == 2
-    assert {row.cost_usd for row in unknown} == {Decimal(0)}
+    assert {row.cost_usd for row in unknown} == {None}  # unknown, not "free"
     warnings = [r for r in caplog.records if "no-such-model-x" in r.getMessage()]
     assert len(warnings) <= 1  # once per model and process (0 if a worker process logged it)
 
@@ -234,7 +234,12 @@ def test_quota_reservation_is_one_conditional_update_per_quota(tenants):
 
 
 def test_tenant_key_is_encrypted_at_rest_and_used_for_the_tenants_calls(tenants, worker):
-    credential = ProviderCredential(tenant="acme", provider="openai", default_model="gpt-4.1")
+    credential = ProviderCredential(
+        tenant="acme",
+        provider="openai",
+        default_model="gpt-4.1",
+        base_url=tenants.openai_base_url,  # a tenant's row is used whole: its own URL
+    )
     credential.set_api_key("sk-acme-very-secret")
     credential.save()
     with connection.cursor() as cursor:

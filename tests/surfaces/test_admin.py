@@ -45,10 +45,12 @@ def root() -> Client:
     return client_for(make_user("root", superuser=True))
 
 
-def action(client: Client, path: str, name: str, objects: list) -> list[str]:  # type: ignore[type-arg]
+def action(client: Client, path: str, name: str, objects: list, **extra: str) -> list[str]:  # type: ignore[type-arg]
     """POST an admin action; returns the messages shown."""
     response = client.post(
-        path, {"action": name, "_selected_action": [obj.pk for obj in objects]}, follow=True
+        path,
+        {"action": name, "_selected_action": [obj.pk for obj in objects], **extra},
+        follow=True,
     )
     assert response.status_code == 200
     return [str(m) for m in get_messages(response.wsgi_request)]
@@ -253,8 +255,12 @@ def test_quotas_show_the_current_periods_usage(root):
     )
     with CaptureQueriesContext(connection) as queries:
         html = root.get(QUOTAS).content.decode()
-    cells = re.findall(r'<td class="field-used_now">([^<]*)</td>', html)
-    assert sorted(cells) == sorted(["42", "1.250000", "per tenant"])
+    cells = re.findall(r'<td class="field-used_now">(.*?)</td>', html)
+    texts = [re.sub(r"<[^>]+>", "", cell).strip() for cell in cells]
+    assert sorted(texts) == sorted(["42 / 100", "1.250000 / 5.000000", "per tenant"])
+    # Each limited quota's use as a bar: 42 of 100 requests, 1.25 of 5 USD.
+    assert 'class="ai-quota-fill" style="width:42.0%"' in html
+    assert 'class="ai-quota-fill" style="width:25.0%"' in html
     assert "(default for all tenants)" in html
     quota_queries = [q for q in queries.captured_queries if "quotausage" in q["sql"]]
     assert len(quota_queries) == 1  # a subquery, not one query per row
@@ -308,14 +314,17 @@ def test_a_credential_key_is_write_only_and_masked(root):
     )
     assert response.status_code == 302, response.content.decode()
     credential = ProviderCredential.objects.get()
-    assert "sk-secret-123" not in credential.api_key
+    with connection.cursor() as cursor:  # the column as stored, not decrypted by the field
+        cursor.execute("SELECT api_key FROM django_ai_fields_providercredential")
+        (stored,) = cursor.fetchone()
+    assert "sk-secret-123" not in stored
     assert credential.get_api_key() == "sk-secret-123"
 
     page = root.get(f"{CREDENTIALS}{credential.pk}/change/").content.decode()
     listing = root.get(CREDENTIALS).content.decode()
     for html in (page, listing):
         assert "sk-secret-123" not in html
-        assert credential.api_key not in html  # not even the ciphertext
+        assert stored not in html  # not even the ciphertext
     assert 'type="password"' in page
     assert "••••••••" in listing
 
@@ -355,7 +364,7 @@ def test_the_regenerate_actions_are_offered_to_users_who_may_change(root):
 def test_regenerate_all_fields_requests_fresh_jobs(root):
     leads = [Lead.objects.create(name=f"L{i}", notes="n") for i in range(2)]
     AIJob.objects.update(status="succeeded")
-    messages = action(root, LEADS, "regenerate_ai_fields", leads)
+    messages = action(root, LEADS, "regenerate_ai_fields", leads, confirm="yes")
     assert "6 AI jobs requested; the values update when they have run." in messages
     fresh = AIJob.objects.filter(triggered_by="admin")
     assert fresh.count() == 6
@@ -365,7 +374,7 @@ def test_regenerate_all_fields_requests_fresh_jobs(root):
 def test_regenerate_one_field(root):
     lead = Lead.objects.create(name="Ada", notes="n")
     AIJob.objects.update(status="succeeded")
-    action(root, LEADS, "regenerate_ai_field_heat", [lead])
+    action(root, LEADS, "regenerate_ai_field_heat", [lead], confirm="yes")
     assert list(AIJob.objects.filter(triggered_by="admin").values_list("field_name")) == [("heat",)]
 
 
@@ -374,7 +383,7 @@ def test_the_regenerate_action_ends_with_fresh_values(root, fake_provider, worke
     lead = Lead.objects.create(name="Ada", company="Acme")
     worker.drain()
     fake_provider.reply_text = "A fresh summary"
-    action(root, LEADS, "regenerate_ai_field_summary", [lead])
+    action(root, LEADS, "regenerate_ai_field_summary", [lead], confirm="yes")
     worker.drain()
     lead.refresh_from_db()
     assert lead.summary == "A fresh summary"
@@ -490,3 +499,45 @@ def test_tenant_policies_are_editable_by_operators_only(client, settings):
     assert (
         client.post(change_url, {"tenant": "acme", "max_concurrent_jobs": "50"}).status_code == 403
     )
+
+
+# -- the cost estimate before a regeneration (issue 15) ------------------------------------
+
+
+def test_regenerate_shows_the_cost_estimate_and_enqueues_nothing_until_confirmed(root, settings):
+    settings.AI_FIELDS = {
+        **settings.AI_FIELDS,
+        "PRICING": {"gpt-4o-mini": {"input": 0, "output": 1}},
+    }
+    leads = [Lead.objects.create(name=f"L{i}", notes="n") for i in range(2)]
+    AIJob.objects.update(status="succeeded")
+    jobs_before = AIJob.objects.count()
+    response = root.post(
+        LEADS,
+        {"action": "regenerate_ai_field_heat", "_selected_action": [lead.pk for lead in leads]},
+    )
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert "This requests 2 AI jobs for 2 row(s)" in html
+    assert "Worst-case cost: $" in html
+    assert "No quota or budget would refuse a job." in html
+    assert 'name="confirm" value="yes"' in html
+    assert AIJob.objects.count() == jobs_before  # nothing requested yet
+    messages = action(root, LEADS, "regenerate_ai_field_heat", leads, confirm="yes")
+    assert "2 AI jobs requested; the values update when they have run." in messages
+    assert AIJob.objects.filter(triggered_by="admin").count() == 2
+
+
+def test_the_job_admin_regenerates_the_jobs_rows_after_the_estimate(root):
+    lead = Lead.objects.create(name="Ada", notes="n")
+    AIJob.objects.update(status="succeeded")
+    job = AIJob.objects.get(object_id=str(lead.pk), field_name="heat")
+    jobs_before = AIJob.objects.count()
+    response = root.post(JOBS, {"action": "regenerate_ai_fields", "_selected_action": [job.pk]})
+    html = response.content.decode()
+    assert "This requests 1 AI job for 1 row(s)" in html and "Worst-case cost: $" in html
+    assert AIJob.objects.count() == jobs_before
+    messages = action(root, JOBS, "regenerate_ai_fields", [job], confirm="yes")
+    assert "1 AI job(s) requested; the values update when they have run." in messages
+    fresh = AIJob.objects.filter(triggered_by="admin")
+    assert list(fresh.values_list("object_id", "field_name")) == [(str(lead.pk), "heat")]

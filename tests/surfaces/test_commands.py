@@ -70,7 +70,7 @@ def test_ai_regenerate_dry_run_counts_and_changes_nothing():
     leads(3, notes="n")
     before = AIJob.objects.count()
     out = run("ai_regenerate", "testapp.Lead", "--dry-run")
-    assert out.strip() == "Dry run: would request 9 AI job(s) for 3 row(s) of testapp.Lead."
+    assert out.splitlines()[0] == "Dry run: would request 9 AI job(s) for 3 row(s) of testapp.Lead."
     out = run("ai_regenerate", "testapp.Lead", "--field", "heat", "--dry-run")
     assert "would request 3 AI job(s) for 3 row(s)" in out
     assert AIJob.objects.count() == before

@@ -143,3 +143,99 @@ class Story(models.Model):
     text = AIGeneratedField(
         prompt="Write a story about {title}.", stream=True, cache_ttl=0, blank=True, null=True
     )
+
+
+class Place(models.Model):
+    """Multi-table inheritance: the parent declares ``blurb``."""
+
+    name = models.CharField(max_length=100)
+    city = models.CharField(max_length=100, blank=True)
+
+    blurb = AIGeneratedField(prompt="Describe {name} in {city}.", blank=True, null=True)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Restaurant(Place):
+    """...and the child declares ``menu_idea`` from a parent field and its own."""
+
+    cuisine = models.CharField(max_length=50, blank=True)
+
+    menu_idea = AIGeneratedField(
+        prompt="A signature dish for {name}, a {cuisine} restaurant.", blank=True, null=True
+    )
+
+
+class Author(models.Model):
+    name = models.CharField(max_length=100)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Tag(models.Model):
+    label = models.CharField(max_length=50)
+
+    def __str__(self) -> str:
+        return self.label
+
+
+class Post(models.Model):
+    """Related fields in prompts: a foreign key and a many-to-many field."""
+
+    title = models.CharField(max_length=100)
+    author = models.ForeignKey(Author, null=True, blank=True, on_delete=models.SET_NULL)
+    tags = models.ManyToManyField(Tag, blank=True, related_name="posts")
+
+    teaser = AIGeneratedField(
+        prompt="Teaser for {title} by {author}, tagged {tags}.", blank=True, null=True
+    )
+    digest = AIGeneratedField(prompt="Digest of: {*}", auto_regenerate=False, blank=True, null=True)
+
+
+class Pitch(models.Model):
+    """Chained AI fields: notes -> summary -> headline -> tweet."""
+
+    notes = models.TextField(blank=True)
+
+    summary = AIGeneratedField(prompt="Summarize: {notes}", blank=True, null=True)
+    headline = AIGeneratedField(prompt="Headline for: {summary}", blank=True, null=True)
+    tweet = AIGeneratedField(
+        prompt="Tweet for: {headline}", keep_manual_edits=False, blank=True, null=True
+    )
+
+
+class Poster(models.Model):
+    """Files as inputs (an image, a PDF) and hosted tools (docs/fields.md, providers.md)."""
+
+    title = models.CharField(max_length=100)
+    image = models.ImageField(upload_to="posters/", blank=True)
+    leaflet = models.FileField(upload_to="leaflets/", blank=True)
+
+    alt_text = AIGeneratedField(
+        prompt="Write the alt text of the poster {title}.",
+        inputs=["image"],
+        cache_ttl=0,
+        blank=True,
+        null=True,
+    )
+    leaflet_summary = AIGeneratedField(
+        prompt="Summarize the leaflet of {title}.",
+        inputs=["leaflet"],
+        auto_regenerate=False,
+        cache_ttl=0,
+        blank=True,
+        null=True,
+    )
+    research = AIGeneratedField(
+        prompt="Find what is known about {title}.",
+        tools=["web_search", {"type": "file_search", "vector_store_ids": ["vs_posters"]}],
+        auto_regenerate=False,
+        cache_ttl=0,
+        blank=True,
+        null=True,
+    )
+
+
+from tests.testapp import alerts  # noqa: E402,F401  (connects the test receiver)

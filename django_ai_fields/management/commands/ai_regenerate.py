@@ -15,8 +15,9 @@ from django.db.models import Q
 
 from ...api import regenerate_many
 from ...conf import get_setting
-from ...fields import AIFieldMixin, AIGeneratedJSONField, ai_fields_of
+from ...fields import AIFieldMixin, AIGeneratedJSONField, ai_fields_of, with_m2m_triggers
 from ...jobs import batches as provider_batches
+from ...jobs.estimates import estimate_pairs
 from ...models import AIJob, Status
 
 
@@ -104,6 +105,7 @@ class Command(BaseCommand):
             self.stdout.write(
                 f"Dry run: would request {jobs} AI job(s) for {total} row(s) of {label}."
             )
+            self.write_estimate(rows, fields, options)
             return
         progress = Progress(self.stdout, total)
         outcome: Counter[str] = Counter()
@@ -115,6 +117,19 @@ class Command(BaseCommand):
         self.summarise(label, progress.done, outcome, sync=options["sync"])
         if options["batch"]:
             self.summarise_batches()
+
+    def write_estimate(
+        self, rows: models.QuerySet[Any], fields: list[AIFieldMixin], options: dict[str, Any]
+    ) -> None:
+        """The cost preview: worst case, expected cost, and quota refusals."""
+        pairs = (
+            (obj, field)
+            for obj in rows.iterator()
+            for field in fields
+            if not options["only_empty"] or is_empty(getattr(obj, field.attname))
+        )
+        for line in estimate_pairs(pairs).lines():
+            self.stdout.write(line)
 
     def request_batch(
         self, batch: list[models.Model], fields: list[AIFieldMixin], options: dict[str, Any]
@@ -240,7 +255,7 @@ def matching_rows(
         for field in fields:
             any_empty |= empty_q(field)
         rows = rows.filter(any_empty)
-    return rows.order_by("pk")
+    return with_m2m_triggers(rows, fields).order_by("pk")
 
 
 def count_rows(rows: models.QuerySet[Any]) -> int:

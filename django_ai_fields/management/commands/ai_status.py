@@ -6,11 +6,17 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from django.apps import apps
 from django.core.management.base import BaseCommand, CommandError
 
 from ...calling import breaker
+from ...conf import get_setting
+from ...declare import chains
+from ...fields import ai_fields_of
 from ...models import AIJob
+from ...money.pricing import price_data
 from ...observability import health
+from ...tenants.credential_audit import unreadable_credentials
 
 STUCK_LISTED = 20
 
@@ -28,6 +34,10 @@ def collect(check_providers: bool) -> dict[str, Any]:
         },
         "providers": health.provider_health() if check_providers else [],
         "circuits": breaker.states(),
+        # Reported, not counted as unhealthy: only that tenant's jobs fail (auth).
+        "unreadable_credentials": unreadable_credentials(),
+        "chains": field_chains(),
+        "prices": price_data(),
     }
     problems = []
     if not queue["ok"]:
@@ -39,6 +49,17 @@ def collect(check_providers: bool) -> dict[str, Any]:
     report["healthy"] = not problems
     report["problems"] = problems
     return report
+
+
+def field_chains() -> dict[str, list[str]]:
+    """Per model, its chained AI fields: one change of the first regenerates the rest."""
+    found = {}
+    for model in apps.get_models():
+        if ai_fields_of(model):
+            lines = chains.chains(model)
+            if lines:
+                found[model._meta.label] = lines
+    return found
 
 
 def describe(job: AIJob) -> dict[str, Any]:
@@ -102,7 +123,27 @@ def render(report: dict[str, Any]) -> list[str]:
             state = {True: "ok", False: "UNREACHABLE", None: "not checked"}[p["ok"]]
             lines.append(f"  {p['name']}: {state} ({p['detail']})")
     lines += render_circuits(report["circuits"])
+    lines += render_unreadable(report["unreadable_credentials"])
+    if report["chains"]:
+        lines.append("AI field chains (one change makes a call per field):")
+        lines += [
+            f"  {label}: {chain}" for label, found in report["chains"].items() for chain in found
+        ]
+    prices = report["prices"]
+    overrides = len(get_setting("PRICING") or {})
+    lines.append(
+        f"Prices: {prices['source']} {prices['version']} (latest price change {prices['as_of']})"
+        + (f", {overrides} AI_FIELDS['PRICING'] override(s)" if overrides else "")
+    )
     lines.append("Healthy." if report["healthy"] else "UNHEALTHY: " + "; ".join(report["problems"]))
+    return lines
+
+
+def render_unreadable(rows: list[dict[str, Any]]) -> list[str]:
+    if not rows:
+        return []
+    lines = [f"Credentials whose API key cannot be decrypted: {len(rows)}"]
+    lines += [f"  #{r['id']} tenant {r['tenant']!r} {r['provider']}: {r['cause']}" for r in rows]
     return lines
 
 

@@ -76,3 +76,14 @@ class Command(BaseCommand):
         rows.append(cells("Total", "", totals(usage)))
         for line in format_table(rows):
             self.stdout.write(line)
+        self.write_unknown_costs(usage)
+
+    def write_unknown_costs(self, usage: Any) -> None:
+        """Calls whose model had no price: their cost is not in the table."""
+        unknown = usage.filter(cost_usd__isnull=True)
+        models = sorted(set(unknown.values_list("model", flat=True)))
+        if models:
+            self.stdout.write(
+                f"Unknown cost: {unknown.count()} call(s) of {', '.join(models)} "
+                "(no price known; not in the totals). Add them to AI_FIELDS['PRICING']."
+            )

@@ -7,6 +7,7 @@ running), and prints what the fields now hold and how each job ended.
 
 from __future__ import annotations
 
+import io
 import json
 import time
 from typing import Any
@@ -14,9 +15,12 @@ from typing import Any
 import redis
 from django.conf import settings
 from django.contrib.contenttypes.models import ContentType
+from django.core.files.base import ContentFile
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
+from django.utils.text import slugify
+from PIL import Image, ImageDraw
 from rq import SimpleWorker
 
 from django_ai_fields.api import latest_job
@@ -51,8 +55,20 @@ DEMO_LEADS = [
     },
 ]
 
+# One logo colour per demo lead (a generated PNG: the logo alt text's input).
+LOGO_COLORS = ["#1f6feb", "#d29922", "#8250df"]
+
 # Retries are enqueued with a delay; give them this long before reporting.
 WAIT_SECONDS = 120
+
+
+def demo_logo(company: str, color: str) -> ContentFile[bytes]:
+    """A small PNG logo: a coloured square with a white bar (Pillow)."""
+    image = Image.new("RGB", (64, 64), color)
+    ImageDraw.Draw(image).rectangle((12, 26, 52, 38), fill="white")
+    out = io.BytesIO()
+    image.save(out, format="PNG")
+    return ContentFile(out.getvalue(), name=f"{slugify(company)}.png")
 
 
 class Command(BaseCommand):
@@ -108,7 +124,10 @@ class Command(BaseCommand):
         Lead.objects.filter(email__in=emails).delete()
         # One transaction: the jobs are enqueued when it commits.
         with transaction.atomic():
-            return [Lead.objects.create(**values) for values in DEMO_LEADS]
+            return [
+                Lead.objects.create(**values, logo=demo_logo(values["company"], color))
+                for values, color in zip(DEMO_LEADS, LOGO_COLORS, strict=True)
+            ]
 
     def open_jobs(self, leads: list[Lead]) -> int:
         return AIJob.objects.filter(
@@ -141,15 +160,23 @@ class Command(BaseCommand):
                 [
                     f"{lead.name}\n{lead.company}",
                     lead.heat or "-",
-                    lead.summary or "-",
+                    f"{lead.headline or '-'}\n{lead.summary or '-'}",
                     json.dumps(lead.profile) if lead.profile is not None else "-",
+                    lead.logo_alt_text or "-",
                     "\n".join(
                         f"{name}: {job.status if job else 'no job'}" for name, job in lead_jobs
                     ),
                 ]
             )
-        headers = ["Lead / company (tenant)", "Heat", "Summary", "Profile", "Jobs"]
-        self.stdout.write(format_table(headers, rows, widths=[22, 5, 38, 22, 20]))
+        headers = [
+            "Lead / company (tenant)",
+            "Heat",
+            "Headline / summary",
+            "Profile",
+            "Logo alt text",
+            "Jobs",
+        ]
+        self.stdout.write(format_table(headers, rows, widths=[22, 5, 30, 22, 20, 24]))
         self.stdout.write(
             f"Tokens: {sum(j.input_tokens for j in jobs)} in, "
             f"{sum(j.output_tokens for j in jobs)} out; "

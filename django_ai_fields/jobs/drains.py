@@ -1,0 +1,65 @@
+"""Drains: the live path's RQ jobs (``tasks.run_drain``). One work horse runs many
+live AIJobs at once.
+
+A drain leases the jobs handed to drains (intake/drain_requests.py) in batches
+(``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so drains on several machines never
+take the same job), runs them through the chunk runner (chunks.py: up to
+``CONCURRENCY`` provider calls in flight), refills its free slots from the jobs
+still waiting, and exits when none is left, or after ``DRAIN_SECONDS``, handing on
+to a fresh drain. Running chunks take waiting live jobs first too, so a backfill
+never makes a live save wait for a free worker.
+
+Every per-job guarantee is the engine's, unchanged: the run-token lease, the
+stale-input guard, quotas, breaker, rate limits, retries (a job waiting for a
+delayed retry is not a drain's to take) and the sweep, which hands jobs nobody
+took to a drain again.
+"""
+
+from __future__ import annotations
+
+from django.db import connection, transaction
+from django.db.models import QuerySet
+
+from ..conf import get_setting
+from ..intake.drain_requests import DRAIN_PREFIX, release_waiting_mark, request_drain
+from ..models import AIJob, Phase, Status
+from .chunks import ChunkRun
+from .lifecycle import lease_many
+
+
+def waiting_jobs() -> QuerySet[AIJob]:
+    """Jobs handed to any drain. Not a drain's: pending jobs (the outbox's, handed
+    over on commit or by the sweep), jobs waiting for a delayed retry (their own RQ
+    job), chunk jobs (their chunk runs them), jobs run in-process (``sync=True``)
+    and jobs inside a provider batch."""
+    return AIJob.objects.filter(
+        status=Status.QUEUED, rq_job_id__startswith=DRAIN_PREFIX, run_token=""
+    ).exclude(phase=Phase.BATCH)
+
+
+def lease_waiting(room: int) -> list[AIJob]:
+    """Lease up to ``room`` waiting jobs, oldest first."""
+    while True:
+        candidates = waiting_jobs().order_by("pk")
+        if connection.features.has_select_for_update_skip_locked:
+            with transaction.atomic():
+                locked = candidates.select_for_update(skip_locked=True)
+                ids = list(locked.values_list("pk", flat=True)[:room])
+                return lease_many(ids) if ids else []
+        ids = list(candidates.values_list("pk", flat=True)[:room])
+        if not ids:
+            return []
+        leased = lease_many(ids)
+        if leased:
+            return leased
+        # Another drain leased these between our SELECT and UPDATE: look again.
+
+
+def drain() -> dict[str, int]:
+    """Run waiting live jobs until none is left; returns how many ended in each status."""
+    release_waiting_mark()  # from now on a commit requests the next drain
+    run = ChunkRun([], source=lease_waiting, source_seconds=float(get_setting("DRAIN_SECONDS")))
+    outcome = run.run()
+    if run.source_stopped and waiting_jobs().exists():
+        request_drain()  # its time is up: a fresh work horse goes on
+    return outcome

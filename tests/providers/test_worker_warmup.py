@@ -1,0 +1,53 @@
+"""The worker's parent process warms the providers, so forked work horses inherit
+the SDK client and its lazily imported modules instead of building them per job."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.fake_provider import FakeProvider
+
+# Runs in a fresh interpreter started as ``manage.py rqworker``: after start-up, one
+# call to the fake provider must import no SDK module and build no SDK client.
+CHILD = """
+import sys, django
+sys.argv = ["manage.py", "rqworker"]
+django.setup()
+from django_ai_fields.providers import CompletionRequest
+from django_ai_fields.tenants.credentials import get_provider
+from django_ai_fields.providers.base import clients
+before_modules, before_clients = set(sys.modules), len(clients._clients)
+request = CompletionRequest(system="s", prompt="p", model="m", max_tokens=5)
+get_provider(PROVIDER).complete(request)
+sdk_prefixes = ("openai", "anthropic", "httpx", "httpcore", "pydantic")
+new = sorted(m for m in set(sys.modules) - before_modules if m.startswith(sdk_prefixes))
+print(json.dumps({"new_modules": new, "new_clients": len(clients._clients) - before_clients}))
+"""
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+def test_a_work_horse_inherits_a_warm_provider(fake_provider_server: FakeProvider, provider):
+    server = fake_provider_server
+    server.reset()
+    base_url = server.openai_base_url if provider == "openai" else server.anthropic_base_url
+    overrides = {
+        "DEFAULT_PROVIDER": provider,
+        "PROVIDERS": {provider: {"API_KEY": "sk-warm", "BASE_URL": base_url, "TIMEOUT": 5}},
+    }
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "tests.settings",
+        "AI_FIELDS_TEST_OVERRIDES": json.dumps(overrides),
+    }
+    code = f"import json\nPROVIDER = {provider!r}\n" + CHILD
+    result = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert server.calls == 1  # the call really went out
+    assert report == {"new_modules": [], "new_clients": 0}

@@ -1,0 +1,670 @@
+"""Security review (issue 10): tenant credentials are used whole, encrypted by every
+write path and limited to TENANT_BASE_URLS; the smaller findings of the same review.
+docs/security.md lists these attacks with their outcomes."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from cryptography.fernet import Fernet
+from django.core.management import call_command
+from django.db import connection
+from django.test import Client
+
+from django_ai_fields import crypto
+from django_ai_fields.models import AIJob, ProviderCredential
+from tests.surfaces import TENANT_FOR_USER, make_user
+from tests.testapp.models import Product
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+CREDENTIALS = "/admin/django_ai_fields/providercredential/"
+
+
+def raw_keys() -> list[str]:
+    """The api_key column as stored, around the ORM."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT api_key FROM django_ai_fields_providercredential ORDER BY id")
+        return [row[0] for row in cursor.fetchall()]
+
+
+def write_raw_key(pk: int, stored: str) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE django_ai_fields_providercredential SET api_key = %s WHERE id = %s",
+            [stored, pk],
+        )
+
+
+def tenant_client(username: str = "acme-ann") -> Client:
+    client = Client()
+    client.force_login(
+        make_user(
+            username,
+            "django_ai_fields.add_providercredential",
+            "django_ai_fields.change_providercredential",
+            "django_ai_fields.view_providercredential",
+        )
+    )
+    return client
+
+
+@pytest.fixture
+def two_tenants(fake_provider, settings):
+    """Products resolve to their shop; users to the prefix of their name."""
+    settings.AI_FIELDS = {
+        **settings.AI_FIELDS,
+        "TENANT_RESOLVER": "tests.testapp.tenancy.product_tenant",
+        "TENANT_FOR_USER": TENANT_FOR_USER,
+    }
+    return fake_provider
+
+
+def tenant_url(fake_provider) -> str:
+    """The fake server under another host name: requests to it are the tenant's."""
+    return f"http://localhost:{fake_provider.port}/v1"
+
+
+def requests_to_tenant_host(fake_provider) -> list:
+    return [r for r in fake_provider.requests if r.headers.get("host", "").startswith("localhost")]
+
+
+# -- 1. a credential is used whole ----------------------------------------------------------
+
+
+def test_a_tenant_admin_cannot_lure_the_operator_key_to_its_own_server(
+    two_tenants, settings, worker
+):
+    url = tenant_url(two_tenants)
+    settings.AI_FIELDS = {**settings.AI_FIELDS, "TENANT_BASE_URLS": [url]}
+    response = tenant_client().post(
+        f"{CREDENTIALS}add/", {"provider": "openai", "base_url": url, "new_api_key": ""}
+    )
+    assert response.status_code == 302, response.content.decode()
+    Product.objects.create(shop="acme", title="Anvil", price=10)
+    worker.drain()
+
+    leaked = [r for r in two_tenants.requests if "sk-test-openai" in str(r.headers)]
+    assert leaked == []
+    job = AIJob.objects.get()
+    assert (job.status, job.error_code) == ("failed", "auth")
+    assert "'acme'" in job.error and "'openai'" in job.error
+    assert "sk-test-openai" not in job.error
+
+
+def test_a_tenant_key_goes_to_the_tenant_url_and_the_operator_key_only_to_its_own(
+    two_tenants, worker
+):
+    ProviderCredential.objects.create(
+        tenant="acme", provider="openai", api_key="sk-acme", base_url=tenant_url(two_tenants)
+    )
+    Product.objects.create(shop="acme", title="Anvil", price=10)
+    Product.objects.create(shop="globex", title="Globe", price=20)
+    worker.drain()
+    seen = {
+        (r.headers["host"].split(":")[0], r.headers["authorization"])
+        for r in two_tenants.provider_requests
+    }
+    assert seen == {("localhost", "Bearer sk-acme"), ("127.0.0.1", "Bearer sk-test-openai")}
+
+
+def test_a_fallback_route_never_sends_the_operator_key_to_a_tenant_url(
+    two_tenants, settings, worker
+):
+    settings.AI_FIELDS = {**settings.AI_FIELDS, "MAX_ATTEMPTS": 1, "FALLBACK": ["anthropic"]}
+    ProviderCredential.objects.create(
+        tenant="acme", provider="anthropic", base_url=f"http://localhost:{two_tenants.port}"
+    )
+    two_tenants.enqueue_fault(status=500)  # the primary's only attempt fails
+    Product.objects.create(shop="acme", title="Anvil", price=10)
+    worker.drain()
+    assert requests_to_tenant_host(two_tenants) == []
+    job = AIJob.objects.get()
+    assert job.status == "failed"
+
+
+def test_a_chunked_backfill_never_sends_the_operator_key_to_a_tenant_url(two_tenants):
+    from django_ai_fields.api import regenerate
+
+    ProviderCredential.objects.create(
+        tenant="acme", provider="openai", base_url=tenant_url(two_tenants)
+    )
+    Product.objects.bulk_create([Product(shop="acme", title=f"P{i}") for i in range(3)])
+    jobs = regenerate(Product.objects.all(), "tagline", sync=True)
+    assert {(job.status, job.error_code) for job in jobs} == {("failed", "auth")}
+    assert requests_to_tenant_host(two_tenants) == []
+
+
+def test_a_batch_poll_never_sends_the_operator_key_to_a_tenant_url(two_tenants, settings):
+    import io
+
+    from django_ai_fields.jobs.batches import poll
+    from tests.reliability_support import make_lead
+
+    settings.AI_FIELDS = {
+        **settings.AI_FIELDS,
+        "TENANT_RESOLVER": "tests.testapp.tenancy.lead_tenant",
+    }
+    credential = ProviderCredential.objects.create(
+        tenant="acme", provider="openai", api_key="sk-acme", base_url=two_tenants.openai_base_url
+    )
+    make_lead(company="acme")
+    call_command(
+        "ai_regenerate", "testapp.Lead", "--batch", "--field", "summary", stdout=io.StringIO()
+    )
+    assert AIJob.objects.get().batch_id
+    # Afterwards a tenant admin clears the key and points the row at its own server.
+    credential.api_key, credential.base_url = "", tenant_url(two_tenants)
+    credential.save()
+    poll()
+    assert requests_to_tenant_host(two_tenants) == []
+    assert not [r for r in two_tenants.requests if "sk-test-openai" in str(r.headers)]
+
+
+# -- 2. api_key is encrypted by every write path ---------------------------------------------
+
+
+def _assert_stored_encrypted(*plaintexts: str) -> None:
+    stored = raw_keys()
+    assert len(stored) == len(plaintexts)
+    for token, plaintext in zip(stored, plaintexts, strict=True):
+        assert plaintext not in token
+        assert crypto.decrypt(token) == plaintext
+    values = sorted(str(c.api_key) for c in ProviderCredential.objects.all())
+    assert values == sorted(plaintexts)
+
+
+def test_assigning_and_saving_encrypts():
+    credential = ProviderCredential(tenant="acme", provider="openai")
+    credential.api_key = "sk-assigned"
+    credential.save()
+    _assert_stored_encrypted("sk-assigned")
+    assert credential.get_api_key() == "sk-assigned"
+
+
+def test_objects_create_encrypts():
+    ProviderCredential.objects.create(tenant="acme", provider="openai", api_key="sk-created")
+    _assert_stored_encrypted("sk-created")
+
+
+def test_bulk_create_encrypts():
+    ProviderCredential.objects.bulk_create(
+        [
+            ProviderCredential(tenant="acme", provider="openai", api_key="sk-bulk-1"),
+            ProviderCredential(tenant="globex", provider="openai", api_key="sk-bulk-2"),
+        ]
+    )
+    _assert_stored_encrypted("sk-bulk-1", "sk-bulk-2")
+
+
+def test_update_or_create_encrypts():
+    ProviderCredential.objects.update_or_create(
+        tenant="acme", provider="openai", defaults={"api_key": "sk-first"}
+    )
+    ProviderCredential.objects.update_or_create(
+        tenant="acme", provider="openai", defaults={"api_key": "sk-second"}
+    )
+    _assert_stored_encrypted("sk-second")
+
+
+def test_queryset_update_encrypts():
+    ProviderCredential.objects.create(tenant="acme", provider="openai", api_key="sk-old")
+    ProviderCredential.objects.filter(tenant="acme").update(api_key="sk-updated")
+    _assert_stored_encrypted("sk-updated")
+
+
+def test_set_api_key_still_works_and_does_not_encrypt_twice():
+    credential = ProviderCredential(tenant="acme", provider="openai")
+    credential.set_api_key("sk-compat")
+    credential.save()
+    old_style = ProviderCredential(tenant="globex", provider="openai")
+    old_style.api_key = crypto.encrypt("sk-already-a-token")  # what callers did before
+    old_style.save()
+    _assert_stored_encrypted("sk-compat", "sk-already-a-token")
+
+
+def test_the_admin_encrypts():
+    client = Client()
+    client.force_login(make_user("root", superuser=True))
+    response = client.post(
+        f"{CREDENTIALS}add/", {"tenant": "acme", "provider": "openai", "new_api_key": "sk-admin"}
+    )
+    assert response.status_code == 302
+    _assert_stored_encrypted("sk-admin")
+
+
+def test_loaddata_encrypts_plaintext_and_keeps_dumped_tokens(tmp_path):
+    fixture = tmp_path / "credentials.json"
+    fixture.write_text(
+        json.dumps(
+            [
+                {
+                    "model": "django_ai_fields.providercredential",
+                    "pk": 1,
+                    "fields": {
+                        "tenant": "acme",
+                        "provider": "openai",
+                        "api_key": "sk-fixture",
+                        "created_at": "2026-01-01T00:00:00Z",
+                        "updated_at": "2026-01-01T00:00:00Z",
+                    },
+                }
+            ]
+        )
+    )
+    call_command("loaddata", str(fixture), verbosity=0)
+    _assert_stored_encrypted("sk-fixture")
+
+    dumped = tmp_path / "dumped.json"
+    call_command("dumpdata", "django_ai_fields.providercredential", output=str(dumped))
+    assert "sk-fixture" not in dumped.read_text()  # dumpdata writes the token
+    ProviderCredential.objects.all().delete()
+    call_command("loaddata", str(dumped), verbosity=0)
+    _assert_stored_encrypted("sk-fixture")  # loaded back once, not encrypted twice
+
+
+def test_import_export_encrypts():
+    from import_export import resources
+    from tablib import Dataset
+
+    class CredentialResource(resources.ModelResource):
+        class Meta:
+            model = ProviderCredential
+            fields = ("id", "tenant", "provider", "api_key")
+
+    data = Dataset(headers=["id", "tenant", "provider", "api_key"])
+    data.append(["", "acme", "openai", "sk-imported"])
+    result = CredentialResource().import_data(data, raise_errors=True)
+    assert not result.has_errors()
+    _assert_stored_encrypted("sk-imported")
+
+
+def test_the_migration_encrypts_plaintext_rows_and_leaves_tokens():
+    import importlib
+
+    migration = importlib.import_module("django_ai_fields.migrations.0003_credential_encryption")
+    plain = ProviderCredential.objects.create(tenant="acme", provider="openai")
+    token = ProviderCredential.objects.create(tenant="globex", provider="openai", api_key="sk-t")
+    write_raw_key(plain.pk, "sk-legacy-plaintext")
+    stored_token = raw_keys()[1]
+
+    class Editor:
+        connection = connection
+
+    migration.encrypt_plaintext_keys(None, Editor())
+    stored = raw_keys()
+    assert crypto.decrypt(stored[0]) == "sk-legacy-plaintext"
+    assert stored[1] == stored_token
+    assert token.pk
+
+
+# -- undecryptable rows ------------------------------------------------------------------------
+
+
+def test_a_plaintext_row_fails_auth_naming_the_row_and_the_cause(two_tenants, worker):
+    credential = ProviderCredential.objects.create(tenant="acme", provider="openai")
+    write_raw_key(credential.pk, "sk-written-around-the-field")
+    Product.objects.create(shop="acme", title="Anvil", price=10)
+    worker.drain()
+    job = AIJob.objects.get()
+    assert (job.status, job.error_code) == ("failed", "auth")
+    assert f"#{credential.pk}" in job.error and "plaintext" in job.error
+    assert "sk-written-around-the-field" not in job.error
+    assert two_tenants.calls == 0
+
+
+def test_ai_status_lists_rows_that_cannot_be_decrypted(settings, capsys):
+    settings.AI_FIELDS = {**settings.AI_FIELDS, "ENCRYPTION_KEY": Fernet.generate_key().decode()}
+    lost = ProviderCredential.objects.create(tenant="acme", provider="openai", api_key="sk-a")
+    settings.AI_FIELDS = {**settings.AI_FIELDS, "ENCRYPTION_KEY": Fernet.generate_key().decode()}
+    fine = ProviderCredential.objects.create(tenant="globex", provider="openai", api_key="sk-b")
+    from django_ai_fields.management.commands.ai_status import collect, render
+
+    report = collect(check_providers=False)
+    assert [row["id"] for row in report["unreadable_credentials"]] == [lost.pk]
+    assert "ENCRYPTION_KEY" in report["unreadable_credentials"][0]["cause"]
+    text = "\n".join(render(report))
+    assert f"#{lost.pk} tenant 'acme'" in text and f"#{fine.pk}" not in text
+
+
+# -- rotation ------------------------------------------------------------------------------------
+
+
+def test_ai_rotate_keys_re_encrypts_with_the_newest_key(settings):
+    old, new = Fernet.generate_key().decode(), Fernet.generate_key().decode()
+    settings.AI_FIELDS = {**settings.AI_FIELDS, "ENCRYPTION_KEY": old}
+    ProviderCredential.objects.create(tenant="acme", provider="openai", api_key="sk-rotate")
+    settings.AI_FIELDS = {**settings.AI_FIELDS, "ENCRYPTION_KEY": [new, old]}
+    assert str(ProviderCredential.objects.get().api_key) == "sk-rotate"  # old key still reads
+    assert Fernet(old.encode()).decrypt(raw_keys()[0].encode()) == b"sk-rotate"
+
+    call_command("ai_rotate_keys", verbosity=0)
+    assert Fernet(new.encode()).decrypt(raw_keys()[0].encode()) == b"sk-rotate"
+    settings.AI_FIELDS = {**settings.AI_FIELDS, "ENCRYPTION_KEY": [new]}
+    assert str(ProviderCredential.objects.get().api_key) == "sk-rotate"
+
+
+def test_ai_rotate_keys_reports_rows_no_key_opens(settings):
+    from django.core.management.base import CommandError
+
+    settings.AI_FIELDS = {**settings.AI_FIELDS, "ENCRYPTION_KEY": Fernet.generate_key().decode()}
+    lost = ProviderCredential.objects.create(tenant="acme", provider="openai", api_key="sk-x")
+    before = raw_keys()
+    settings.AI_FIELDS = {**settings.AI_FIELDS, "ENCRYPTION_KEY": Fernet.generate_key().decode()}
+    with pytest.raises(CommandError, match="could not be decrypted"):
+        call_command("ai_rotate_keys", verbosity=0)
+    assert raw_keys() == before  # left untouched
+    assert lost.pk
+
+
+# -- 3. tenant base URLs only from the allowlist -------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://169.254.169.254/latest/",
+        "http://localhost:6379/",
+        "http://[::1]:6379/",
+        "http://10.0.0.5/v1",
+        "http://127.0.0.1:8000/v1",
+        "https://llm.example.com.evil.net/v1",
+    ],
+)
+def test_the_admin_refuses_internal_and_unlisted_urls_for_a_tenant_user(two_tenants, settings, url):
+    settings.AI_FIELDS = {**settings.AI_FIELDS, "TENANT_BASE_URLS": ["https://llm.example.com/v1"]}
+    response = tenant_client().post(
+        f"{CREDENTIALS}add/", {"provider": "openai", "base_url": url, "new_api_key": "sk-acme"}
+    )
+    assert response.status_code == 200
+    assert "This base URL is not allowed" in response.content.decode()
+    assert not ProviderCredential.objects.exists()
+
+
+def test_without_an_allowlist_a_tenant_user_may_not_set_a_base_url(two_tenants):
+    response = tenant_client().post(
+        f"{CREDENTIALS}add/",
+        {"provider": "openai", "base_url": "https://api.openai.com/v1", "new_api_key": "sk-a"},
+    )
+    assert "Only the operator may set a base URL" in response.content.decode()
+    assert not ProviderCredential.objects.exists()
+
+
+def test_the_admin_accepts_an_allowlisted_url_and_flags_it(two_tenants, settings):
+    settings.AI_FIELDS = {**settings.AI_FIELDS, "TENANT_BASE_URLS": ["https://llm.example.com/v1"]}
+    response = tenant_client().post(
+        f"{CREDENTIALS}add/",
+        {"provider": "openai", "base_url": "https://llm.example.com/v1/", "new_api_key": "sk-a"},
+    )
+    assert response.status_code == 302
+    credential = ProviderCredential.objects.get()
+    assert (credential.tenant, credential.base_url_from_tenant) == ("acme", True)
+
+
+def test_a_superuser_may_set_any_url(two_tenants):
+    client = Client()
+    client.force_login(make_user("root", superuser=True))
+    response = client.post(
+        f"{CREDENTIALS}add/",
+        {"tenant": "acme", "provider": "openai", "base_url": "http://10.0.0.5/v1"},
+    )
+    assert response.status_code == 302
+    assert ProviderCredential.objects.get().base_url_from_tenant is False
+
+
+def test_a_tenant_url_off_the_list_is_refused_at_call_time(two_tenants, settings, worker):
+    """The operator removed the prefix after the tenant saved the row: nothing is sent."""
+    ProviderCredential.objects.create(
+        tenant="acme",
+        provider="openai",
+        api_key="sk-acme",
+        base_url=tenant_url(two_tenants),
+        base_url_from_tenant=True,
+    )
+    Product.objects.create(shop="acme", title="Anvil", price=10)
+    worker.drain()
+    job = AIJob.objects.get()
+    assert (job.status, job.error_code) == ("failed", "auth")
+    assert "TENANT_BASE_URLS" in job.error
+    assert two_tenants.requests == []
+
+
+def test_a_system_check_warns_about_internal_tenant_urls(settings):
+    from django.core import checks
+
+    ProviderCredential.objects.create(
+        tenant="acme", provider="openai", api_key="k", base_url="http://169.254.169.254/latest/"
+    )
+    ProviderCredential.objects.create(
+        tenant="globex", provider="openai", api_key="k", base_url="https://api.openai.com/v1"
+    )
+    warnings = [
+        m for m in checks.run_checks(databases=["default"]) if m.id == "django_ai_fields.W020"
+    ]
+    assert len(warnings) == 1 and "'acme'" in warnings[0].msg
+    settings.AI_FIELDS = {**settings.AI_FIELDS, "TENANT_BASE_URLS": ["http://169.254.169.254/"]}
+    assert not [
+        m for m in checks.run_checks(databases=["default"]) if m.id == "django_ai_fields.W020"
+    ]
+
+
+# -- 4. smaller findings -----------------------------------------------------------------------
+
+
+def test_a_second_credential_for_the_same_provider_is_a_form_error(two_tenants):
+    client = tenant_client()
+    form = {"provider": "openai", "new_api_key": "sk-acme"}
+    assert client.post(f"{CREDENTIALS}add/", form).status_code == 302
+    response = client.post(f"{CREDENTIALS}add/", form)
+    assert response.status_code == 200
+    assert "already has a credential for this provider" in response.content.decode()
+    assert ProviderCredential.objects.count() == 1
+
+
+def test_a_usage_window_at_the_end_of_the_calendar_is_a_400_json_error():
+    client = Client()
+    client.force_login(make_user("root", superuser=True))
+    for query in ("until=9999-12-31", "since=0001-01-01&until=0001-01-02", "until=0001-01-05"):
+        response = client.get(f"/ai/analytics/usage/?{query}")
+        assert response.status_code == 400, query
+        assert response["Content-Type"] == "application/json"
+        assert response.json()["error"]["code"] == "invalid_parameter"
+
+
+def test_manual_retries_of_one_job_are_bounded_with_a_429(fake_provider, settings, worker):
+    settings.AI_FIELDS = {**settings.AI_FIELDS, "RETRY_COOLDOWN": 0, "MAX_RETRIES_PER_HOUR": 3}
+    fake_provider.fail_all_with = 401  # fails at once, every time
+    Product.objects.create(title="Lamp", price=5)
+    worker.drain()
+    job = AIJob.objects.get()
+    client = Client()
+    client.force_login(make_user("root", superuser=True))
+    statuses = []
+    for _ in range(5):
+        statuses.append(client.post(f"/ai/jobs/{job.pk}/retry/").status_code)
+        worker.drain()
+    assert statuses == [200, 200, 200, 429, 429]
+    response = client.post(f"/ai/jobs/{job.pk}/retry/")
+    assert response.json()["error"]["code"] == "retry_limited"
+    assert int(response["Retry-After"]) > 0
+    assert fake_provider.calls == 4  # the first run and three retries, no more
+
+
+def test_a_second_manual_retry_within_the_cooldown_is_refused(fake_provider, settings, worker):
+    settings.AI_FIELDS = {**settings.AI_FIELDS, "RETRY_COOLDOWN": 60}
+    fake_provider.fail_all_with = 401
+    Product.objects.create(title="Lamp", price=5)
+    worker.drain()
+    job = AIJob.objects.get()
+    client = Client()
+    client.force_login(make_user("root", superuser=True))
+    assert client.post(f"/ai/jobs/{job.pk}/retry/").status_code == 200
+    worker.drain()
+    response = client.post(f"/ai/jobs/{job.pk}/retry/")
+    assert (response.status_code, response.json()["error"]["code"]) == (429, "retry_limited")
+
+
+def test_a_huge_answer_ends_invalid_output_and_nothing_huge_is_stored(fake_provider, worker):
+    from tests.testapp.models import Lead
+
+    fake_provider.reply_text = "hot " * 1_250_000  # 5 MB, to a text, a choice and a JSON field
+    lead = Lead.objects.create(name="Ada", notes="big")
+    worker.drain()
+    jobs = list(AIJob.objects.order_by("field_name"))
+    assert [(j.field_name, j.status, j.error_code) for j in jobs] == [
+        ("heat", "failed", "invalid_output"),
+        ("profile", "failed", "invalid_output"),
+        ("summary", "failed", "invalid_output"),
+    ]
+    assert all("MAX_OUTPUT_CHARS" in j.error for j in jobs)
+    assert all(len(j.output or "") <= 100_000 for j in jobs)
+    assert fake_provider.calls == 3  # no repair call for an oversized answer
+    lead.refresh_from_db()
+    assert (lead.summary, lead.heat, lead.profile) == (None, None, None)
+
+
+def test_deeply_nested_json_is_invalid_output_not_a_crash(fake_provider, settings, worker):
+    from tests.testapp.models import Lead
+
+    settings.AI_FIELDS = {**settings.AI_FIELDS, "OUTPUT_REPAIR": False}
+    fake_provider.reply_text = "[" * 50_000
+    Lead.objects.create(name="Ada", notes="deep")
+    worker.drain()
+    job = AIJob.objects.get(field_name="profile")
+    assert (job.status, job.error_code) == ("failed", "invalid_output")
+    assert "MAX_OUTPUT_DEPTH" in job.error
+
+
+def test_a_long_choice_answer_is_not_fuzzy_matched():
+    import time
+
+    from django_ai_fields.declare.outputs import close_choice
+
+    choices = [("hot", "Hot"), ("warm", "Warm"), ("cold", "Cold")]
+    assert close_choice("hott", choices) == "hot"
+    started = time.monotonic()
+    assert close_choice("hot " * 100_000, choices) is None
+    assert time.monotonic() - started < 0.5  # difflib on it took about 2 s
+
+
+def test_regenerate_refuses_rows_of_another_tenant(settings):
+    from django.contrib.messages import get_messages
+
+    from tests.testapp.models import Lead
+
+    settings.AI_FIELDS = {
+        **settings.AI_FIELDS,
+        "TENANT_RESOLVER": "tests.testapp.tenancy.lead_tenant",
+        "TENANT_FOR_USER": TENANT_FOR_USER,
+    }
+    own = Lead.objects.create(name="Ada", company="acme", notes="n")
+    other = Lead.objects.create(name="Bob", company="globex", notes="n")
+    AIJob.objects.update(status="succeeded")
+    client = Client()
+    client.force_login(make_user("acme-ann", "testapp.change_lead", "testapp.view_lead"))
+
+    def regenerate(*leads):
+        response = client.post(
+            "/admin/testapp/lead/",
+            {
+                "action": "regenerate_ai_fields",
+                "_selected_action": [x.pk for x in leads],
+                "confirm": "yes",  # past the cost estimate (issue 15)
+            },
+            follow=True,
+        )
+        return [str(m) for m in get_messages(response.wsgi_request)]
+
+    messages = regenerate(own, other)
+    assert any("belongs to another tenant" in m for m in messages)
+    assert not AIJob.objects.filter(triggered_by="admin").exists()
+    regenerate(own)
+    assert set(AIJob.objects.filter(triggered_by="admin").values_list("tenant", flat=True)) == {
+        "acme"
+    }
+
+
+STATUS_JS_HARNESS = r"""
+const fs = require("fs");
+const fetched = [], inserted = [];
+const badge = (url) => ({
+  getAttribute: () => url, classList: { contains: () => false }, replaceWith() {},
+});
+const badges = [
+  "https://evil.test/steal", "//evil.test/protocol-relative", "javascript:alert(1)",
+  "/ai/status/testapp.lead/1/summary/", "/redirected/",
+].map(badge);
+global.window = {
+  location: { href: "https://app.test/admin/", origin: "https://app.test" },
+  setTimeout: (fn) => fn(),
+};
+global.document = {
+  readyState: "complete",
+  querySelectorAll: () => badges,
+  createElement: () => ({ set innerHTML(html) { inserted.push(html); }, firstElementChild: null }),
+};
+global.fetch = (url) => {
+  fetched.push(url);
+  const finalUrl = url.endsWith("/redirected/") ? "https://evil.test/landed" : url;
+  return Promise.resolve({ ok: true, url: finalUrl, json: () => Promise.resolve({ html: url }) });
+};
+eval(fs.readFileSync(process.argv[2], "utf8"));
+setTimeout(() => console.log(JSON.stringify({ fetched, inserted })), 50);
+"""
+
+
+@pytest.mark.django_db(transaction=False)
+@pytest.mark.skipif(not __import__("shutil").which("node"), reason="needs node")
+def test_status_js_fetches_same_origin_status_urls_only(tmp_path):
+    import subprocess
+    from pathlib import Path
+
+    import django_ai_fields
+
+    script = Path(django_ai_fields.__file__).parent / "static/django_ai_fields/status.js"
+    harness = tmp_path / "harness.js"
+    harness.write_text(STATUS_JS_HARNESS)
+    run = subprocess.run(
+        ["node", str(harness), str(script)], capture_output=True, text=True, timeout=30
+    )
+    assert run.returncode == 0, run.stderr
+    result = json.loads(run.stdout)
+    assert result["fetched"] == [
+        "https://app.test/ai/status/testapp.lead/1/summary/",
+        "https://app.test/redirected/",
+    ]
+    # The answer of a request redirected to another origin is never inserted.
+    assert result["inserted"] == ["https://app.test/ai/status/testapp.lead/1/summary/"]
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+def test_a_plain_json_body_to_a_stream_request_is_read_as_a_normal_answer(
+    fake_provider, settings, worker, provider
+):
+    from django_ai_fields.models import AIUsage
+    from tests.fake_provider import Usage, anthropic_message, openai_completion
+    from tests.testapp.models import Story
+
+    settings.AI_FIELDS = {**settings.AI_FIELDS, "DEFAULT_PROVIDER": provider}
+    build = anthropic_message if provider == "anthropic" else openai_completion
+    body = build({}, "Once upon a gateway.", Usage(input_tokens=40, output_tokens=9), "stop", 1)
+    fake_provider.enqueue_fault(raw_body=json.dumps(body).encode())  # application/json
+    story = Story.objects.create(title="LiteLLM")
+    worker.drain()
+    assert fake_provider.last_request.body["stream"] is True
+    story.refresh_from_db()
+    assert story.text == "Once upon a gateway."
+    usage = AIUsage.objects.get()
+    assert (usage.success, usage.input_tokens, usage.output_tokens) == (True, 40, 9)
+    assert AIJob.objects.get().output_tokens == 9
+
+
+def test_ai_rotate_keys_encrypts_plaintext_written_around_the_field(capsys):
+    credential = ProviderCredential.objects.create(tenant="acme", provider="openai")
+    write_raw_key(credential.pk, "sk-raw-sql")
+    call_command("ai_rotate_keys")
+    assert "1 plaintext key(s) encrypted" in capsys.readouterr().out
+    (stored,) = raw_keys()
+    assert "sk-raw-sql" not in stored and crypto.decrypt(stored) == "sk-raw-sql"
+    assert str(ProviderCredential.objects.get().api_key) == "sk-raw-sql"
