@@ -268,7 +268,7 @@ class QuotaUsage(models.Model):
 
 
 class ProviderCredential(models.Model):
-    """A tenant's own provider key and server, used whole (DESIGN §3): the key is
+    """A tenant's own provider key and server, used whole (docs/security.md): the key is
     plaintext in Python and a Fernet token in the database, on every write path."""
 
     tenant = models.CharField(_("tenant"), max_length=100)
