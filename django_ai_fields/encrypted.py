@@ -18,7 +18,7 @@ a message naming the row.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.db import models
 from django.utils.translation import gettext_lazy as _
@@ -61,9 +61,18 @@ class UnreadableSecret:
     __repr__ = __str__
 
 
-class EncryptedTextField(models.TextField):
-    """Plaintext in Python, a Fernet token in the database ("" stays "")."""
+if TYPE_CHECKING:
+    from django.db.models.expressions import Combinable
 
+    # What django-stubs types the model attribute as: a row read back may hold an
+    # UnreadableSecret (from_db_value), which is also written back as it is.
+    _TextField = models.TextField[str | UnreadableSecret | Combinable, str | UnreadableSecret]
+else:
+    _TextField = models.TextField  # not subscriptable at runtime
+
+
+class EncryptedTextField(_TextField):
+    """Plaintext in Python, a Fernet token in the database ("" stays "")."""
     def from_db_value(self, value: Any, expression: Any, connection: Any) -> Any:
         if not value:
             return value

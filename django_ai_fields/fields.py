@@ -293,7 +293,7 @@ def forward_field(opts: Any, name: str) -> models.Field:
     field = opts.get_field(name)
     if not field.concrete:
         raise FieldDoesNotExist(f"{opts.label}.{name} is a reverse or generic relation")
-    return field  # type: ignore[no-any-return]
+    return field
 
 
 def related_pks(instance: models.Model, name: str) -> list[Any]:

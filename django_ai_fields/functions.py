@@ -67,13 +67,14 @@ class AIFunction:
     # Stream the answer: its text so far shows on the job while it runs.
     stream: bool = False
     # Extra keyword arguments for the SDK call (tools, reasoning_effort, seed...).
-    provider_options: ClassVar[dict[str, Any]] = {}
+    # Class defaults, never mutated: an instance (FieldGeneration) sets its own copy.
+    provider_options: dict[str, Any] = {}
     # Mask personal data in the prompt before the call (True: every built-in type,
     # or a list of types), and put it back into the answer (redaction.py).
     redact_pii: bool | Sequence[str] = False
     restore_pii: bool = False
     # Hosted tools (OpenAI Responses API) and the OpenAI API to call (docs/providers.md).
-    tools: ClassVar[list[Any]] = []
+    tools: list[Any] = []
     api: str | None = None
 
     # -- the five steps ---------------------------------------------------------

@@ -59,7 +59,7 @@ def latest_jobs(
 def owner_of(model: type[models.Model], field_name: str) -> type[models.Model]:
     """The model whose jobs a field's are: the one declaring it."""
     try:
-        return model._meta.get_field(field_name).model  # type: ignore[no-any-return]
+        return model._meta.get_field(field_name).model
     except FieldDoesNotExist:
         return model
 

@@ -6,14 +6,14 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from django.contrib import admin, messages
 from django.contrib.admin.utils import quote
 from django.db import models
 from django.db.models import Case, OuterRef, Subquery, Value, When
 from django.forms import Media
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, QueryDict
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
@@ -43,6 +43,9 @@ from . import charts
 from .forms import ProviderCredentialForm
 from .mixins import STATUS_MEDIA, AIFieldsAdminMixin, TenantScopedAdminMixin, confirmation_page
 from .resources import USAGE_CALL_COLUMNS, AIUsageResource, QuotaResource
+
+if TYPE_CHECKING:
+    from django.http.request import _ImmutableQueryDict
 
 __all__ = [
     "AIFieldsAdminMixin",
@@ -301,8 +304,7 @@ class AIUsageAdmin(TenantScopedAdminMixin, ExportMixin, admin.ModelAdmin):
         if chart_by not in charts.CHART_GROUPS:
             chart_by = "model"
         if "chart_by" in request.GET:  # ours, not a filter: the changelist must not see it
-            request.GET = request.GET.copy()
-            del request.GET["chart_by"]
+            request.GET = without_param(request.GET, "chart_by")
         response = super().changelist_view(request, extra_context)
         context = getattr(response, "context_data", None)
         if context and "cl" in context:
@@ -449,3 +451,11 @@ class ProviderCredentialAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
         if tenant is not None:
             obj.tenant = tenant  # a tenant-bound user only ever writes its own tenant
         super().save_model(request, obj, form, change)
+
+
+def without_param(query: QueryDict, name: str) -> _ImmutableQueryDict:
+    """A copy of ``query`` without ``name``, to stand in for ``request.GET``."""
+    params = query.copy()
+    del params[name]
+    # The stubs type request.GET as immutable (read-only API): nothing mutates it later.
+    return cast("_ImmutableQueryDict", params)

@@ -27,7 +27,7 @@ STATUS_MEDIA = forms.Media(
 )
 
 
-def regenerate_action(field: AIFieldMixin | None) -> Callable[..., None]:
+def regenerate_action(field: AIFieldMixin | None) -> Callable[..., TemplateResponse | None]:
     """An admin action regenerating one AI field (or all, for ``None``) of the selected rows."""
 
     def action(
@@ -69,6 +69,7 @@ def regenerate_action(field: AIFieldMixin | None) -> Callable[..., None]:
             % {"jobs": jobs},
             messages.SUCCESS,
         )
+        return None  # back to the changelist
 
     if field is None:
         action.__name__ = "regenerate_ai_fields"

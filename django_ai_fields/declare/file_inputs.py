@@ -166,7 +166,8 @@ def _is_new(value: Any) -> bool:
     """A file Django writes to the storage in this save: one assigned (an upload from
     a form, a ContentFile), not yet committed; a name read from the row is not."""
     if isinstance(value, FieldFile):
-        return bool(value) and not value._committed
+        # _committed is Django's own flag (FieldFile.save/pre_save); the stubs omit it.
+        return bool(value) and not getattr(value, "_committed", True)
     return isinstance(value, File)
 
 

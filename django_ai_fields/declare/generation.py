@@ -186,7 +186,7 @@ def preloaded_rows(jobs: Iterable[Any]) -> Iterator[None]:
             ai_field = None
         if ai_field is None:
             continue
-        ids, fields = wanted.setdefault(model, (set(), []))  # type: ignore[arg-type]
+        ids, fields = wanted.setdefault(model, (set(), []))
         ids.add(job.object_id)
         fields.append(ai_field)
     rows: dict[tuple[type[models.Model], str], models.Model] = {}

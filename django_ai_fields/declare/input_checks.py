@@ -36,7 +36,7 @@ def check_hosted_options(field: Any) -> list[checks.CheckMessage]:
 
 def _check_inputs(field: Any) -> list[checks.CheckMessage]:
     opts = field.model._meta
-    errors = []
+    errors: list[checks.CheckMessage] = []
     for name in field.inputs:
         try:
             target = opts.get_field(name)

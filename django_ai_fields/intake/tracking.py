@@ -471,7 +471,10 @@ class _M2MReceiver:
         if not reverse:
             self._changed(instance, using)
             return
-        pks = pk_set if action != "post_clear" else instance.__dict__.pop(_PRE_CLEAR_ATTR, [])
+        if action == "post_clear":
+            pks: Iterable[Any] = instance.__dict__.pop(_PRE_CLEAR_ATTR, [])
+        else:
+            pks = pk_set or ()  # not empty: checked above
         for row in model._base_manager.using(using).filter(pk__in=list(pks)):
             self._changed(row, using)
 

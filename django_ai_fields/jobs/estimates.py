@@ -158,7 +158,7 @@ class Limits:
 
 def expected_per_call(field: AIFieldMixin) -> Decimal | None:
     """The field's average cost over its recent answered, priced calls."""
-    content_type = ContentType.objects.get_for_model(field.model)  # type: ignore[attr-defined]
+    content_type = ContentType.objects.get_for_model(field.model)
     recent = (
         AIUsage.objects.filter(
             job__content_type=content_type,
@@ -209,7 +209,7 @@ def add_expected(result: Estimate, jobs_per_field: Counter[AIFieldMixin]) -> Non
     for ai_field, jobs in jobs_per_field.items():
         per_call = expected_per_call(ai_field)
         if per_call is None:
-            result.no_history.append(f"{ai_field.model._meta.label}.{ai_field.name}")  # type: ignore[attr-defined]
+            result.no_history.append(f"{ai_field.model._meta.label}.{ai_field.name}")
             continue
         expected = (expected or Decimal(0)) + per_call * jobs
     if expected is not None:

@@ -33,9 +33,12 @@ def release_mark(key: str) -> None:
             connection.eval(_RELEASE, 1, key, rq_job.id)
 
 
-def schedule_once(key: str, interval: int, func: Callable[[], Any], **options: Any) -> bool:
-    """Schedule ``func`` in ``interval`` seconds unless the mark says a run is
-    scheduled already. True when this call scheduled it; raises on Redis errors."""
+def schedule_once(
+    key: str, interval: int, func: Callable[[], Any] | str, **options: Any
+) -> bool:
+    """Schedule ``func`` (a callable or its dotted path) in ``interval`` seconds
+    unless the mark says a run is scheduled already. True when this call scheduled
+    it; raises on Redis errors."""
     queue = queues.get_queue()
     connection = queue.connection
     if not connection.set(key, "-", nx=True, ex=interval * 3):

@@ -107,7 +107,7 @@ def _genai_model(provider: str, model: str) -> tuple[Any, Any] | None:
         provider_id, model = model.split(":", 1)
     for candidate in [provider_id, None] if provider_id else [None]:
         try:
-            return snapshot.find_provider_model(model, None, candidate, None)  # type: ignore[no-any-return]
+            return snapshot.find_provider_model(model, None, candidate, None)
         except LookupError:
             continue
     return None

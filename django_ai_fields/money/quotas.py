@@ -159,7 +159,7 @@ def reserve(tenant: str, demand: Demand, budget: Budget | None = None) -> list[R
                 )
             reservations.append([row_id, quota.kind, units])
         if budget is not None:
-            units = demand.cost_micro
+            units = demand.units(QuotaKind.COST_USD)  # priced: refuse_unpriced checked
             row_id = _usage_row_id(tenant, budget.scope, QuotaKind.COST_USD, QuotaPeriod.MONTH)
             if not _take(row_id, units, usd_to_micro(budget.limit_usd)):
                 raise QuotaRefused(
@@ -215,13 +215,13 @@ def alert_fractions() -> list[Decimal]:
     return sorted({Decimal(str(f)) for f in get_setting("QUOTA_ALERT_AT") or () if f and f > 0})
 
 
-def check_alerts(tenant: str, reservations: list[list[object]]) -> None:
+def check_alerts(tenant: str, reservations: list[Reservation]) -> None:
     """Fire ``quota_threshold_reached`` for each QUOTA_ALERT_AT fraction that a
     tenant quota's use has crossed this period, exactly once per crossing: a
     worker signals a fraction only if its conditional UPDATE moved the period
     row's marker past it (the fractions are tried in ascending order)."""
     fractions = alert_fractions()
-    row_ids = [int(row_id) for row_id, _kind, _units in reservations]  # type: ignore[call-overload]
+    row_ids = [int(row_id) for row_id, _kind, _units in reservations]
     if not fractions or not row_ids:
         return
     rows = QuotaUsage.objects.filter(pk__in=row_ids, scope="", tenant=tenant)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 import httpx2
 import openai
@@ -30,6 +30,8 @@ from .streams import StreamItem, read_openai, stream_error
 from .usage import response_from_completion
 
 BATCH_ENDPOINT: Final = "/v1/chat/completions"
+# The endpoints a batch of ours goes to (the SDK's batches.create takes a Literal).
+BatchEndpoint = Literal["/v1/chat/completions", "/v1/responses"]
 # A batch that ended: its output and error files are final.
 BATCH_ENDED = ("completed", "expired", "cancelled", "failed")
 # Seconds allowed for uploading a batch's request file (it may be large).
@@ -183,7 +185,7 @@ class OpenAIProvider(Provider):
         require_key(self)
         # A batch has one endpoint: the Responses API's when any request needs it.
         responses = any(self.uses_responses(request) for _id, request in items)
-        endpoint = responses_api.BATCH_ENDPOINT if responses else BATCH_ENDPOINT
+        endpoint: BatchEndpoint = responses_api.BATCH_ENDPOINT if responses else BATCH_ENDPOINT
         build = responses_api.build_kwargs if responses else self.build_kwargs
         lines = [
             json.dumps(
@@ -263,10 +265,10 @@ def read_batch_line(line: str) -> tuple[str, CompletionResponse | ProviderError]
             return custom_id, unreadable(exc)
     if status:
         return custom_id, status_error(int(status), response.get("body"))
-    error = entry.get("error") or {}
-    if error.get("code") in ("batch_expired", "batch_cancelled"):
-        return custom_id, not_run(str(error["code"]))
-    return custom_id, typed_error(error)
+    failure = entry.get("error") or {}
+    if failure.get("code") in ("batch_expired", "batch_cancelled"):
+        return custom_id, not_run(str(failure["code"]))
+    return custom_id, typed_error(failure)
 
 
 def response_from_body(body: dict[str, Any]) -> CompletionResponse:

@@ -8,7 +8,7 @@ Chat Completions stays the default: OpenAI-compatible servers rarely speak this 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from typing import Any
+from typing import Any, Final
 
 from openai.types.responses import Response
 
@@ -18,7 +18,7 @@ from .base import CompletionRequest, CompletionResponse, ProviderError
 from .streams import STREAM_ERROR_TYPES, StreamItem
 from .tools import CHAT, RESPONSES, billable_uses, call_summary
 
-BATCH_ENDPOINT = "/v1/responses"
+BATCH_ENDPOINT: Final = "/v1/responses"
 
 
 def uses_responses(config: dict[str, Any], request: CompletionRequest) -> bool:

@@ -11,6 +11,7 @@ from django.core import checks
 from django.db import DatabaseError
 
 from .. import crypto
+from ..encrypted import UnreadableSecret
 from ..models import ProviderCredential
 from .base_urls import is_internal, on_allowlist
 
@@ -23,7 +24,9 @@ def unreadable_credentials() -> list[dict[str, Any]]:
     """Rows whose stored key the configured keys cannot decrypt, with the likely cause."""
     rows = ProviderCredential.objects.exclude(api_key="").order_by("pk")
     return [
-        {**describe(c), "cause": c.api_key.cause} for c in rows.iterator() if c.key_is_unreadable
+        {**describe(c), "cause": c.api_key.cause}
+        for c in rows.iterator()
+        if isinstance(c.api_key, UnreadableSecret)  # c.key_is_unreadable, narrowed
     ]
 
 
@@ -41,10 +44,10 @@ def rotate_keys(dry_run: bool = False) -> RotationReport:
     report = RotationReport()
     for credential in ProviderCredential.objects.exclude(api_key="").order_by("pk").iterator():
         secret = credential.api_key
-        if credential.key_is_unreadable and not secret.holds_plaintext:
-            report.unreadable.append({**describe(credential), "cause": secret.cause})
-            continue
-        if credential.key_is_unreadable:
+        if isinstance(secret, UnreadableSecret):  # credential.key_is_unreadable
+            if not secret.holds_plaintext:
+                report.unreadable.append({**describe(credential), "cause": secret.cause})
+                continue
             report.encrypted_plaintext += 1
             token = crypto.encrypt(secret.stored)
         else:
