@@ -69,7 +69,7 @@ class AIFunction:
     # Extra keyword arguments for the SDK call (tools, reasoning_effort, seed...).
     provider_options: ClassVar[dict[str, Any]] = {}
     # Mask personal data in the prompt before the call (True: every built-in type,
-    # or a list of types), and put it back into the answer (redaction.py).
+    # or a list of types), and put it back into the answer (privacy/redaction.py).
     redact_pii: bool | Sequence[str] = False
     restore_pii: bool = False
     # Hosted tools (OpenAI Responses API) and the OpenAI API to call (docs/providers.md).
