@@ -131,7 +131,7 @@ DEFAULTS: dict[str, Any] = {
     "PII_PRESIDIO_LANGUAGE": "en",
     "PII_SCORE_THRESHOLD": 0.5,
     # -- hosted tools and file inputs (docs/providers.md, docs/fields.md) --
-    # USD per use of a hosted tool (OpenAI list prices); tool_fees.py.
+    # USD per use of a hosted tool (OpenAI list prices); money/tool_fees.py.
     "TOOL_PRICING": {"web_search": "0.01", "file_search": "0.0025", "code_interpreter": "0.03"},
     # A field's inputs=[...] file larger than this (bytes) fails the job with bad_request.
     "INPUT_MAX_BYTES": 20 * 1024 * 1024,
@@ -148,7 +148,7 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
-# The keys a PROVIDERS entry may hold; any other is a check error (checks.py).
+# The keys a PROVIDERS entry may hold; any other is a check error (declare/checks.py).
 PROVIDER_KEYS: frozenset[str] = frozenset(
     {
         "API_KEY",

@@ -88,10 +88,10 @@ class AIFieldMixin:
         # until an explicit regenerate (docs/fields.md, "Hand edits").
         self.keep_manual_edits = keep_manual_edits
         # Mask personal data in the rendered prompt (True: every built-in type, or a
-        # list of types) and put it back into the answer (redaction.py).
+        # list of types) and put it back into the answer (privacy/redaction.py).
         self.redact_pii = redact_pii if isinstance(redact_pii, bool | str) else tuple(redact_pii)
         self.restore_pii = restore_pii
-        # File/image fields of the model sent with the prompt (file_inputs.py).
+        # File/image fields of the model sent with the prompt (declare/file_inputs.py).
         self.inputs = tuple(inputs)
         # Hosted tools (OpenAI Responses API): "web_search", {"type": "file_search", ...}.
         self.tools = list(tools)
@@ -149,7 +149,7 @@ class AIFieldMixin:
 
     @cached_property
     def trigger_m2m_names(self) -> tuple[str, ...]:
-        """Many-to-many triggers: an add/remove/set/clear regenerates (tracking.py)."""
+        """Many-to-many triggers: an add/remove/set/clear regenerates (intake/tracking.py)."""
         return tuple(f.name for f in self.trigger_field_objects() if f.many_to_many)
 
     def rendered_fields(self) -> list[models.Field]:
@@ -301,8 +301,8 @@ def related_pks(instance: models.Model, name: str) -> list[Any]:
 
 
 # Called with (instance, field) when a job wrote a new value of the field, in the
-# write-back's transaction. tracking.py registers the chain trigger here, so the job
-# lifecycle (field_function.py) never imports the intake layer.
+# write-back's transaction. intake/tracking.py registers the chain trigger here, so the
+# write-back (declare/generation.py) never imports the intake layer.
 value_written_hooks: list[Callable[[models.Model, AIFieldMixin], None]] = []
 
 

@@ -70,7 +70,7 @@ class AIFunction:
     # Class defaults, never mutated: an instance (FieldGeneration) sets its own copy.
     provider_options: dict[str, Any] = {}
     # Mask personal data in the prompt before the call (True: every built-in type,
-    # or a list of types), and put it back into the answer (redaction.py).
+    # or a list of types), and put it back into the answer (privacy/redaction.py).
     redact_pii: bool | Sequence[str] = False
     restore_pii: bool = False
     # Hosted tools (OpenAI Responses API) and the OpenAI API to call (docs/providers.md).

@@ -1,6 +1,8 @@
-"""Admin pages for jobs, usage, quotas and tenant credentials.
+"""Admin pages for jobs, usage, quotas and tenant credentials (here).
 
-``AIFieldsAdminMixin`` (for your own ModelAdmins) is importable from here too.
+The submodules: ``mixins`` (``AIFieldsAdminMixin`` for your own ModelAdmins,
+importable from here too, and tenant scoping), ``forms`` (the credential form),
+``resources`` (import-export) and ``charts`` (the server-rendered SVG charts).
 """
 
 from __future__ import annotations

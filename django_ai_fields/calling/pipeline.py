@@ -71,7 +71,7 @@ class ProviderCall:
 
     Pipelines are generators that yield a ProviderCall and get its response back
     (or its exception thrown in). ``drive()`` makes the calls one by one in this
-    thread; a chunk job (chunks.py) makes many at once on an event loop while
+    thread; a chunk job (jobs/chunks.py) makes many at once on an event loop while
     every database query stays in its own thread."""
 
     job: AIJob

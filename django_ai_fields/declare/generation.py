@@ -121,7 +121,7 @@ class FieldGeneration(AIFunction):
             )
         if getattr(data.instance, attname) != parsed:
             setattr(data.instance, attname, parsed)
-            for hook in value_written_hooks:  # the chained fields (tracking.py)
+            for hook in value_written_hooks:  # the chained fields (intake/tracking.py)
                 hook(data.instance, self.field)
 
     def after_commit(self, job: Any, parsed: Any) -> None:

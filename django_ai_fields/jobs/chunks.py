@@ -1,14 +1,15 @@
 """Chunk jobs: one RQ job runs many AI jobs, their provider calls concurrently.
 
 Backfills (``ai_regenerate``, ``regenerate()`` on a queryset) enqueue their
-AIJobs in chunks of ``CHUNK_SIZE`` (the entry point is tasks.run_chunk). A chunk runs
-each job's pipeline (engine.py)
-in the worker's own thread, so every database query, quota reservation, circuit
-breaker and rate-limit check happens there, one at a time, exactly as for a
-single job. Only the provider calls leave that thread: they go to an asyncio
-event loop in a second thread and run through the SDKs' async clients, at most
-``CONCURRENCY`` in flight per chunk. When a call answers, its pipeline resumes
-in the worker's thread.
+AIJobs in chunks of ``CHUNK_SIZE`` (the entry point is tasks.run_chunk); the live
+path's drains (drains.py) are chunk runs without ids of their own, filled from the
+jobs waiting for a drain, which a running chunk also takes first while it has time
+to spare. A chunk runs each job's pipeline (engine.py) in the worker's own thread,
+so every database query, quota reservation, circuit breaker and rate-limit check
+happens there, one at a time, exactly as for a single job. Only the provider calls
+leave that thread: they go to an asyncio event loop in a second thread and run
+through the SDKs' async clients, at most ``CONCURRENCY`` in flight per chunk. When
+a call answers, its pipeline resumes in the worker's thread.
 """
 
 from __future__ import annotations

@@ -1,2 +1,3 @@
-"""Money: ``pricing`` (model prices, exact cost in integer micro-dollars) and
-``quotas`` (race-free reservations: reserve before the call, settle after)."""
+"""Money: ``pricing`` (model prices, exact cost in integer micro-dollars),
+``tool_fees`` (per-use fees of hosted tools) and ``quotas`` (race-free
+reservations: reserve before the call, settle after)."""

@@ -1,8 +1,14 @@
-"""Provider registry: built-in names or a dotted path to a Provider subclass.
+"""Provider registry: built-in names or a dotted path to a Provider subclass (here).
 
 The providers package is the layer just above the shared vocabulary: SDK adapters
 that know nothing of fields, tenants or jobs. Whose key a call uses is decided
-above it (tenants/credentials.py), and handed in as the provider's config."""
+above it (tenants/credentials.py), and handed in as the provider's config.
+
+``base`` (the interface), the adapters ``openai`` (with ``openai_responses``, its
+Responses API mode), ``anthropic`` and ``offline``; what they share: ``usage``
+(reading an SDK answer and its billing details), ``streams`` (streamed answers),
+``tools`` (hosted tools), ``attachments`` (files sent with a prompt), ``batching``
+(batch API bodies and results) and ``loop`` (the event loop of async calls)."""
 
 from __future__ import annotations
 

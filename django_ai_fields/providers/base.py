@@ -63,7 +63,7 @@ class CompletionResponse:
     gateway_cost_usd: Decimal | None = None
     # Hosted tool calls the answer made, for the step log: [{"type", "status", "detail"}].
     tool_calls: list[dict[str, Any]] = field(default_factory=list)
-    # Billable hosted tool uses by tool: {"web_search": 2}; priced by tool_fees.py.
+    # Billable hosted tool uses by tool: {"web_search": 2}; priced by money/tool_fees.py.
     tool_uses: dict[str, int] = field(default_factory=dict)
 
 
@@ -134,7 +134,7 @@ class Provider(ABC):
         """Make one call. Raise ProviderError on failure; never retry inside."""
 
     async def acomplete(self, request: CompletionRequest) -> CompletionResponse:
-        """``complete()`` for concurrent chunk jobs (chunks.py). Providers with an
+        """``complete()`` for concurrent chunk jobs (jobs/chunks.py). Providers with an
         async client override it; this default runs ``complete()`` in a thread."""
         return await asyncio.to_thread(self.complete, request)
 
@@ -153,7 +153,7 @@ class Provider(ABC):
         paying for it again on every job (see docs/operations.md). Default: nothing."""
         return None
 
-    # -- batch APIs (batches.py, ``ai_regenerate --batch``) ---------------------------
+    # -- batch APIs (jobs/batches.py, ``ai_regenerate --batch``) ---------------------------
     # Providers with a batch API set supports_batch and implement the three methods.
     supports_batch: bool = False
 

@@ -2,7 +2,10 @@
 
 The submodules hold the rest of a tenant's rules: ``policies`` (AI switched off,
 concurrency cap), ``permissions`` (who may see and steer jobs), ``concurrency`` (the
-cap as a Redis semaphore) and ``credentials`` (whose key a provider call uses)."""
+cap as a Redis semaphore), ``credentials`` (whose key a provider call uses),
+``base_urls`` (the base URLs a tenant may use, ``TENANT_BASE_URLS``) and
+``credential_audit`` (stored credentials as a whole: unreadable keys, rotation,
+internal addresses)."""
 
 from __future__ import annotations
 
