@@ -48,3 +48,8 @@ class ErrorCode(models.TextChoices):
     INVALID_OUTPUT = "invalid_output", _("Invalid output")
     CIRCUIT_OPEN = "circuit_open", _("Circuit open")
     INTERNAL = "internal", _("Internal error")
+
+
+# What the prompt renderer appends to a value cut at max_input_chars (the PII
+# redactor masks a value's cut remainder before it).
+TRUNCATION_MARKER = " …[truncated]"

@@ -24,8 +24,8 @@ from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
+from ..codes import TRUNCATION_MARKER
 from ..conf import get_setting
-from ..declare.prompts import TRUNCATION_MARKER
 from . import pii
 from . import presidio as pii_presidio
 
