@@ -20,6 +20,7 @@ from .declare.prompts import (
     DATA_GUARD,
     PromptTemplate,
     RenderedPrompt,
+    is_forward_field,
     related_rows,
     render_template,
 )
@@ -291,9 +292,10 @@ def forward_field(opts: Any, name: str) -> models.Field:
     """A field a prompt or trigger may name: concrete or many-to-many. A reverse
     relation or a GenericForeignKey raises FieldDoesNotExist (a check error)."""
     field = opts.get_field(name)
-    if not field.concrete:
+    if not is_forward_field(field):
         raise FieldDoesNotExist(f"{opts.label}.{name} is a reverse or generic relation")
     return field
+
 
 
 def related_pks(instance: models.Model, name: str) -> list[Any]:

@@ -11,6 +11,8 @@ import json
 import os
 from urllib.parse import urlsplit, urlunsplit
 
+import django
+
 SECRET_KEY = "tests-only"
 DEBUG = False
 USE_TZ = True
@@ -135,3 +137,8 @@ LOGGING = {
 if os.environ.get("AI_FIELDS_WORKER_PROCESS"):
     # A worker subprocess started by the tests works on the test database.
     DATABASES["default"]["NAME"] = DATABASES["default"]["TEST"]["NAME"]
+
+if django.VERSION >= (6, 1):
+    # Django 6.1 deprecates the implicit default mailer (EMAIL_BACKEND); the test
+    # runner swaps each configured mailer for locmem.
+    MAILERS = {"default": {"BACKEND": "django.core.mail.backends.locmem.EmailBackend"}}

@@ -18,7 +18,7 @@ from ..privacy import redaction
 from ..providers import BUILTIN, provider_class
 from .chains import find_cycle
 from .input_checks import check_hosted_options
-from .prompts import PromptSyntaxError
+from .prompts import PromptSyntaxError, is_forward_field
 
 
 @checks.register(checks.Tags.compatibility)
@@ -290,7 +290,7 @@ def _is_unusable_relation(opts: Any, name: str) -> bool:
         found = opts.get_field(name)
     except FieldDoesNotExist:
         return False
-    return not found.concrete and (found.is_relation or hasattr(found, "ct_field"))
+    return not is_forward_field(found) and (found.is_relation or hasattr(found, "ct_field"))
 
 
 def _has_field(opts: Any, name: str) -> bool:
@@ -298,7 +298,7 @@ def _has_field(opts: Any, name: str) -> bool:
         field = opts.get_field(name)
     except FieldDoesNotExist:
         return False
-    return bool(field.concrete)
+    return is_forward_field(field)
 
 
 def _error(field: Any, code: str, message: str, hint: str) -> checks.Error:

@@ -17,6 +17,8 @@ import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
+from django.db.models import ForeignObjectRel
+
 from ..codes import TRUNCATION_MARKER
 
 if TYPE_CHECKING:
@@ -187,3 +189,10 @@ def render_template(
 
 def _label(field: models.Field) -> str:
     return str(field.verbose_name).capitalize()
+
+def is_forward_field(field: Any) -> bool:
+    """A column of the model or a many-to-many field declared on it. (Django 6.1
+    no longer counts a many-to-many field as ``concrete``: it has no column.)"""
+    if isinstance(field, ForeignObjectRel):
+        return False
+    return bool(field.concrete or field.many_to_many)
