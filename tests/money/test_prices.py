@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime
 from decimal import Decimal
 
+import django
 import pytest
 
 from django_ai_fields.calling.pipeline import priced_cost
@@ -329,7 +330,9 @@ def test_the_documented_receiver_emails_the_site_admins(settings, mailoutbox):
             f"per {quota.period} (limit {quota.limit}).",
         )
 
-    settings.ADMINS = [("Ops", "ops@example.com")]
+    # Django 6.0 takes plain addresses and deprecates (name, address) pairs.
+    admin = "ops@example.com"
+    settings.ADMINS = [admin] if django.VERSION >= (6, 0) else [("Ops", admin)]
     Quota.objects.create(tenant="", kind="requests", period="day", limit=10)
     try:
         for _ in range(9):
