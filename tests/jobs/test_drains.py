@@ -266,3 +266,20 @@ def test_queries_per_job_in_a_drain_stay_constant(fake_provider, settings):
     ten, twenty = queries_for_a_drain_of(10), queries_for_a_drain_of(20)
 
     assert abs(twenty / 20 - ten / 10) <= 1, (ten, twenty)
+
+
+def test_a_drain_loads_the_rows_of_each_batch_it_leases_in_one_query(fake_provider, settings):
+    use_ai(settings, CONCURRENCY=5)
+    fake_provider.delay = 0.1
+    save_articles(10)
+    get_queue().empty()
+
+    with CaptureQueriesContext(connection) as queries:
+        drains.drain()
+
+    sql = [q["sql"] for q in queries.captured_queries]
+    leases = [s for s in sql if s.startswith('UPDATE "django_ai_fields_aijob" SET "status"')]
+    leases = [s for s in leases if "'running'" in s]
+    row_loads = [s for s in sql if s.startswith("SELECT") and 'FROM "testapp_article"' in s]
+    assert 2 <= len(leases) < 10  # batches: the first took 5 jobs at once
+    assert len(row_loads) == len(leases)  # not one SELECT per job
