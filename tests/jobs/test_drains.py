@@ -283,3 +283,22 @@ def test_a_drain_loads_the_rows_of_each_batch_it_leases_in_one_query(fake_provid
     row_loads = [s for s in sql if s.startswith("SELECT") and 'FROM "testapp_article"' in s]
     assert 2 <= len(leases) < 10  # batches: the first took 5 jobs at once
     assert len(row_loads) == len(leases)  # not one SELECT per job
+
+
+def test_a_job_put_back_for_a_delayed_retry_between_the_select_and_the_lease_is_left(
+    monkeypatch,
+):
+    """On SQLite the lease is a SELECT, then a conditional UPDATE: another drain may run
+    the job and put it back for a delayed retry in between. The UPDATE leaves it."""
+    [job] = save_articles(1)
+    real_lease_many = drains.lease_many
+
+    def retried_meanwhile(ids, **kwargs):  # type: ignore[no-untyped-def]
+        AIJob.objects.filter(pk=job.pk).update(rq_job_id="a-scheduled-rq-job", attempts=1)
+        return real_lease_many(ids, **kwargs)
+
+    monkeypatch.setattr(drains, "lease_many", retried_meanwhile)
+
+    assert drains.lease_waiting(4) == []
+    job.refresh_from_db()
+    assert (job.status, job.rq_job_id, job.run_token) == (Status.QUEUED, "a-scheduled-rq-job", "")
