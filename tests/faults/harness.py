@@ -261,6 +261,11 @@ class Workers:
                         self.processes[index] = self._spawn(index)
                         self.restarts += 1
 
+    def busy(self) -> list[int]:
+        """The workers running a work horse (forking workers in the middle of a job)."""
+        with self._lock:
+            return [i for i, process in enumerate(self.processes) if children(process.pid)]
+
     def kill(self, index: int) -> None:
         """SIGKILL the worker and its work horse (the worker's process group, and the
         forking worker's horse, which RQ puts in a group of its own)."""
