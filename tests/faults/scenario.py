@@ -239,9 +239,10 @@ SIMPLE_WORKER_SCENARIOS = [
     ),
     Scenario(
         "postgres_restart",
-        "PostgreSQL stopped (fast) 2 s in, started 1 s later",
+        "PostgreSQL stopped (fast) 2 s in, started 1 s later (250 ms calls)",
         jobs=300,
         action=restart_postgres,
+        latency=0.25,  # as redis_restart: jobs still running at 2 s
         needs_postgres=True,
     ),
     Scenario(
