@@ -128,9 +128,10 @@ class ChunkRun:
         leased = self.source(room)
         self.source_looked = time.monotonic()
         self.source_dry = not leased
-        for job in leased:
-            pipeline = leased_job_pipeline(job)
-            self.advance(pipeline, partial(next, pipeline))
+        with preloaded_rows(leased):
+            for job in leased:
+                pipeline = leased_job_pipeline(job)
+                self.advance(pipeline, partial(next, pipeline))
 
     def resume_answered(self) -> None:
         if not self.in_flight:

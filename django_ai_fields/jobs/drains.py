@@ -45,11 +45,13 @@ def lease_waiting(room: int) -> list[AIJob]:
             with transaction.atomic():
                 locked = candidates.select_for_update(skip_locked=True)
                 ids = list(locked.values_list("pk", flat=True)[:room])
-                return lease_many(ids) if ids else []
+                return lease_many(ids, among=waiting_jobs()) if ids else []
         ids = list(candidates.values_list("pk", flat=True)[:room])
         if not ids:
             return []
-        leased = lease_many(ids)
+        # Still waiting in the UPDATE: between the SELECT and it, another drain may
+        # have run a job and put it back for a delayed retry, no drain's to take.
+        leased = lease_many(ids, among=waiting_jobs())
         if leased:
             return leased
         # Another drain leased these between our SELECT and UPDATE: look again.

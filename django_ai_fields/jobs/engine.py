@@ -222,4 +222,3 @@ def write_back(
 def _announce_success(job: AIJob, function: AIFunction, parsed: Any) -> None:
     function.after_commit(job, parsed)
     signals.job_completed.send(sender=AIJob, job=job)
-

@@ -52,11 +52,15 @@ def lease(job_id: int, *, batch: bool = False) -> AIJob | None:
     return taken[0] if taken else None
 
 
-def lease_many(job_ids: Sequence[int], *, batch: bool = False) -> list[AIJob]:
-    """Take the jobs still open, in one UPDATE (a chunk starts several at once).
+def lease_many(
+    job_ids: Sequence[int], *, batch: bool = False, among: QuerySet[AIJob] | None = None
+) -> list[AIJob]:
+    """Take the jobs still open, in one UPDATE (a chunk starts several at once), and
+    only those still in ``among`` if given (a drain's: still waiting for a drain).
     They share the run's token: every later write names the job's pk as well."""
     token = uuid.uuid4().hex
-    open_jobs = AIJob.objects.filter(pk__in=job_ids, status__in=OPEN_STATUSES)
+    candidates = AIJob.objects.all() if among is None else among
+    open_jobs = candidates.filter(pk__in=job_ids, status__in=OPEN_STATUSES)
     open_jobs = (
         open_jobs.filter(phase=Phase.BATCH) if batch else open_jobs.exclude(phase=Phase.BATCH)
     )

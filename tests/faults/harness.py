@@ -202,17 +202,35 @@ def postgres_cluster() -> Iterator[PostgresCluster | None]:
 
 
 # rq.SimpleWorker runs jobs in the worker process: a SIGKILL is a worker dying mid-job.
-# The forking rq.Worker (FAULTS_WORKER_CLASS=rq.Worker) recovers the same way but
-# pays ~0.3 s per job for the fork on this 2-core machine: too slow for the time budget.
+# The forking rq.Worker, the one ``manage.py rqworker`` starts by default, runs each
+# RQ job (a drain of many AI jobs, a chunk) in a work horse of its own process group;
+# the scenarios' ``_forking`` variants run with it (FAULTS_WORKER_CLASS overrides both).
 WORKER_CLASS = "rq.SimpleWorker"
+FORKING_WORKER_CLASS = "rq.Worker"
+
+
+def children(pid: int) -> list[int]:
+    """Processes whose parent is ``pid`` (Linux /proc): a forking worker's work horse."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
 
 
 class Workers:
     """N ``manage.py rqworker --with-scheduler`` processes, restarted when they die
     (as systemd or supervisord would), each in its own process group."""
 
-    def __init__(self, env: dict[str, str], count: int, log_dir: Path):
+    def __init__(
+        self, env: dict[str, str], count: int, log_dir: Path, worker_class: str = WORKER_CLASS
+    ):
         self.env = env
+        self.worker_class = env.get("FAULTS_WORKER_CLASS", worker_class)
         self.count = count
         self.log_dir = log_dir
         self.processes: list[subprocess.Popen[bytes]] = []
@@ -225,7 +243,7 @@ class Workers:
     def _spawn(self, index: int) -> subprocess.Popen[bytes]:
         log = open(self.log_dir / f"worker-{index}.log", "ab")  # noqa: SIM115
         command = [sys.executable, "-m", "django", "rqworker", "default", "--with-scheduler"]
-        command += ["--worker-class", self.env.get("FAULTS_WORKER_CLASS", WORKER_CLASS)]
+        command += ["--worker-class", self.worker_class]
         return subprocess.Popen(
             command, env=self.env, cwd=ROOT, stdout=log, stderr=log, start_new_session=True
         )
@@ -243,12 +261,17 @@ class Workers:
                         self.processes[index] = self._spawn(index)
                         self.restarts += 1
 
+    def busy(self) -> list[int]:
+        """The workers running a work horse (forking workers in the middle of a job)."""
+        with self._lock:
+            return [i for i, process in enumerate(self.processes) if children(process.pid)]
+
     def kill(self, index: int) -> None:
-        """SIGKILL the worker and its work horse (the whole process group)."""
+        """SIGKILL the worker and its work horse (the worker's process group, and the
+        forking worker's horse, which RQ puts in a group of its own)."""
         with self._lock:
             process = self.processes[index]
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
+            signal_tree(process, signal.SIGKILL)
             process.wait(timeout=10)
             self.kills += 1
 
@@ -263,6 +286,14 @@ class Workers:
             try:
                 process.wait(timeout=5)
             except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGKILL)
+                signal_tree(process, signal.SIGKILL)
                 process.wait(timeout=5)
+
+
+def signal_tree(process: subprocess.Popen[bytes], signum: int) -> None:
+    """Signal the worker's work horses (their own process groups), then its group."""
+    for horse in children(process.pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(horse, signum)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signum)

@@ -17,12 +17,18 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from tests.fake_provider import FakeProvider, Fault, RecordedRequest
-from tests.faults.harness import PostgresCluster, RedisServer, Workers
+from tests.faults.harness import (
+    FORKING_WORKER_CLASS,
+    WORKER_CLASS,
+    PostgresCluster,
+    RedisServer,
+    Workers,
+)
 
 Injector = Callable[[RecordedRequest, float], Fault | None]
 
@@ -113,6 +119,28 @@ class Scenario:
     # Saves per row while the workers run (racing rows).
     updates: int = 0
     needs_postgres: bool = False
+    worker_class: str = WORKER_CLASS
+    # Seconds the fake provider takes per call.
+    latency: float = LATENCY
+    # The scenario this one repeats with another worker class (its evidence is the same).
+    variant_of: str = ""
+
+    @property
+    def kind(self) -> str:
+        return self.variant_of or self.name
+
+
+def forking(scenario: Scenario, **changes: Any) -> Scenario:
+    """The scenario with the default forking ``rq.Worker``: each drain or chunk in a
+    work horse of its own, killed with its worker."""
+    return replace(
+        scenario,
+        name=f"{scenario.name}_forking",
+        fault=f"{scenario.fault} (forking rq.Worker)",
+        worker_class=FORKING_WORKER_CLASS,
+        variant_of=scenario.name,
+        **changes,
+    )
 
 
 def window(start: float, end: float, fault: Fault) -> Injector:
@@ -159,66 +187,80 @@ def kill_loop(ctx: Context) -> None:
     rng = random.Random(5)
     ctx.after(0)
     while not ctx.done.wait(2.0):
-        index = rng.randrange(ctx.workers.count)
+        # A forking worker with a work horse is running a drain or chunk: kill that
+        # one (a SimpleWorker shows nothing from outside: any of them).
+        busy = ctx.workers.busy()
+        index = rng.choice(busy) if busy else rng.randrange(ctx.workers.count)
         ctx.workers.kill(index)
         ctx.log(f"worker {index} SIGKILLed")
 
 
-SCENARIOS: dict[str, Scenario] = {
-    s.name: s
-    for s in [
-        Scenario(
-            "429_storm",
-            "every call gets 429 + Retry-After: 1 for 4 s",
-            jobs=200,
-            injector=window(0.5, 4.5, Fault(status=429, headers={"Retry-After": "1"})),
-        ),
-        Scenario(
-            "500_bursts",
-            "three 1.5 s bursts of HTTP 500 on every call",
-            jobs=200,
-            injector=bursts([(0.5, 2.0), (3.5, 5.0), (6.5, 8.0)], Fault(status=500)),
-        ),
-        Scenario(
-            "timeouts",
-            "20% of calls stall 1.5 s (client TIMEOUT 0.5 s)",
-            jobs=200,
-            settings={"PROVIDER_TIMEOUT": 0.5},
-            injector=sometimes(0.2, Fault(delay=1.5), until=60, seed=1),
-        ),
-        Scenario(
-            "connection_resets",
-            "20% of calls: TCP reset, no response",
-            jobs=200,
-            injector=sometimes(0.2, Fault(drop=True), until=60, seed=2),
-        ),
-        Scenario(
-            "redis_restart",
-            "redis-server SIGKILLed 2 s in, back empty 2 s later",
-            jobs=300,
-            action=restart_redis,
-        ),
-        Scenario(
-            "worker_kill_loop",
-            "a random worker SIGKILLed (mid-job) every 2 s, restarted",
-            jobs=500,
-            action=kill_loop,
-        ),
-        Scenario(
-            "postgres_restart",
-            "PostgreSQL stopped (fast) 2 s in, started 1 s later",
-            jobs=300,
-            action=restart_postgres,
-            needs_postgres=True,
-        ),
-        Scenario(
-            "racing_rows",
-            "50 rows each saved 10 times while 4 workers run them",
-            jobs=50,
-            updates=10,
-        ),
-    ]
-}
+SIMPLE_WORKER_SCENARIOS = [
+    Scenario(
+        "429_storm",
+        "every call gets 429 + Retry-After: 1 for 4 s",
+        jobs=200,
+        injector=window(0.5, 4.5, Fault(status=429, headers={"Retry-After": "1"})),
+    ),
+    Scenario(
+        "500_bursts",
+        "three 1.5 s bursts of HTTP 500 on every call",
+        jobs=200,
+        injector=bursts([(0.5, 2.0), (3.5, 5.0), (6.5, 8.0)], Fault(status=500)),
+    ),
+    Scenario(
+        "timeouts",
+        "20% of calls stall 1.5 s (client TIMEOUT 0.5 s)",
+        jobs=200,
+        settings={"PROVIDER_TIMEOUT": 0.5},
+        injector=sometimes(0.2, Fault(delay=1.5), until=60, seed=1),
+    ),
+    Scenario(
+        "connection_resets",
+        "20% of calls: TCP reset, no response",
+        jobs=200,
+        injector=sometimes(0.2, Fault(drop=True), until=60, seed=2),
+    ),
+    Scenario(
+        "redis_restart",
+        "redis-server SIGKILLed 2 s in, back empty 2 s later (250 ms calls)",
+        jobs=300,
+        action=restart_redis,
+        # Long enough calls that the jobs are still running when Redis goes.
+        latency=0.25,
+    ),
+    Scenario(
+        "worker_kill_loop",
+        "a random worker SIGKILLed (mid-job) every 2 s, restarted (250 ms calls)",
+        jobs=500,
+        action=kill_loop,
+        # Drains run 500 jobs of 20 ms in about 3 s: too short for kills every 2 s.
+        latency=0.25,
+    ),
+    Scenario(
+        "postgres_restart",
+        "PostgreSQL stopped (fast) 2 s in, started 1 s later (250 ms calls)",
+        jobs=300,
+        action=restart_postgres,
+        latency=0.25,  # as redis_restart: jobs still running at 2 s
+        needs_postgres=True,
+    ),
+    Scenario(
+        "racing_rows",
+        "50 rows each saved 10 times while 4 workers run them",
+        jobs=50,
+        updates=10,
+    ),
+]
+# The scenarios where the work horse matters, again with the forking worker.
+BY_NAME = {s.name: s for s in SIMPLE_WORKER_SCENARIOS}
+FORKING_SCENARIOS = [
+    forking(BY_NAME["429_storm"]),
+    forking(BY_NAME["redis_restart"]),
+    forking(BY_NAME["worker_kill_loop"]),
+    forking(BY_NAME["racing_rows"]),
+]
+SCENARIOS: dict[str, Scenario] = {s.name: s for s in SIMPLE_WORKER_SCENARIOS + FORKING_SCENARIOS}
 
 
 # --------------------------------------------------------------------------- the run
@@ -250,7 +292,7 @@ def run(name: str) -> dict[str, Any]:
     workdir = Path(os.environ["FAULTS_WORKDIR"])
     provider = FaultyProvider(scenario.injector)
     provider.responder = answer_for
-    provider.delay = LATENCY
+    provider.delay = scenario.latency
     provider.start()
     redis = RedisServer(workdir)
     redis.start()
@@ -272,7 +314,7 @@ def run(name: str) -> dict[str, Any]:
     if os.environ.get("FAULTS_PG_WORKDIR"):
         postgres = PostgresCluster(Path(os.environ["FAULTS_PG_WORKDIR"]))
         postgres.port = int(os.environ["FAULTS_PG_PORT"])
-    workers = Workers(dict(os.environ), scenario.workers, workdir)
+    workers = Workers(dict(os.environ), scenario.workers, workdir, scenario.worker_class)
     ctx = Context(provider, redis, workers, postgres, threading.Event())
     try:
         return execute(scenario, ctx, write_log)

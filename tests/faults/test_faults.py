@@ -41,4 +41,4 @@ def test_scenario(name: str, cluster: Any, fault_results: list[dict[str, Any]]) 
     finished = result["succeeded"] + result["superseded"] + sum(result["failed"].values())
     assert finished == result["jobs"]
     assert result["writes_logged"] <= result["succeeded"]  # one write per succeeded job
-    assert EVIDENCE[name](result), f"the fault left no trace: {result}"
+    assert EVIDENCE[SCENARIOS[name].kind](result), f"the fault left no trace: {result}"
