@@ -183,12 +183,16 @@ def statuses() -> dict[str, int]:
 
 def reset() -> None:
     from benchmarks.workers import get_queue
+    from django_ai_fields.intake.drain_requests import WAITING_DRAIN_KEY
     from django_ai_fields.models import AIJob, AIUsage
     from tests.testapp.models import Article
 
     for model in (AIUsage, AIJob, Article):
         model._base_manager.all().delete()
-    get_queue().empty()
+    queue = get_queue()
+    queue.empty()
+    # A drain the last run left waiting is gone with the queue: so is its mark.
+    queue.connection.delete(WAITING_DRAIN_KEY)
 
 
 def save(title: str) -> float:

@@ -30,6 +30,10 @@ logger = logging.getLogger("django_ai_fields")
 DRAIN_PREFIX = "ai-fields-drain-"
 # Redis key naming the drain that is queued and not yet started (at most one).
 WAITING_DRAIN_KEY = "django_ai_fields:drain:waiting"
+# Seconds the mark lives: a drain still waiting then (every worker busy) gets a
+# companion on the next commit; a drain deleted from the queue (``rq empty``, a
+# flushed Redis) holds back new drains no longer than this.
+WAITING_MARK_SECONDS = 5
 # Deletes the key only if it still names this drain.
 _RELEASE = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end"
 
@@ -66,8 +70,7 @@ def request_drain() -> str:
     waiting one's RQ id (raises on Redis errors)."""
     queue = queues.get_queue()
     drain_id = f"{DRAIN_PREFIX}{uuid.uuid4().hex}"
-    grace = max(1, int(get_setting("PENDING_GRACE")))
-    if not queue.connection.set(WAITING_DRAIN_KEY, drain_id, nx=True, ex=grace):
+    if not queue.connection.set(WAITING_DRAIN_KEY, drain_id, nx=True, ex=WAITING_MARK_SECONDS):
         return waiting_drain() or request_drain()
     try:
         queue.enqueue(

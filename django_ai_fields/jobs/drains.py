@@ -57,10 +57,21 @@ def lease_waiting(room: int) -> list[AIJob]:
         # Another drain leased these between our SELECT and UPDATE: look again.
 
 
+def lease_and_share(room: int) -> list[AIJob]:
+    """A drain's source: ``lease_waiting``, and when the jobs fill its free slots
+    with more still waiting, request another drain, so an idle worker joins in
+    rather than one work horse taking a whole burst (one drain waits at most)."""
+    leased = lease_waiting(room)
+    if len(leased) == room and waiting_jobs().exists():
+        request_drain()
+    return leased
+
+
 def drain() -> dict[str, int]:
     """Run waiting live jobs until none is left; returns how many ended in each status."""
     release_waiting_mark()  # from now on a commit requests the next drain
-    run = ChunkRun([], source=lease_waiting, source_seconds=float(get_setting("DRAIN_SECONDS")))
+    seconds = float(get_setting("DRAIN_SECONDS"))
+    run = ChunkRun([], source=lease_and_share, source_seconds=seconds)
     outcome = run.run()
     if run.source_stopped and waiting_jobs().exists():
         request_drain()  # its time is up: a fresh work horse goes on

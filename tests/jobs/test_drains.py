@@ -19,7 +19,12 @@ from rq import SimpleWorker
 from rq.registry import FinishedJobRegistry, ScheduledJobRegistry
 
 from django_ai_fields.api import regenerate
-from django_ai_fields.intake.drain_requests import DRAIN_PREFIX, waiting_drain
+from django_ai_fields.intake.drain_requests import (
+    DRAIN_PREFIX,
+    WAITING_DRAIN_KEY,
+    WAITING_MARK_SECONDS,
+    waiting_drain,
+)
 from django_ai_fields.jobs import drains, sweep, tasks
 from django_ai_fields.models import AIJob, AIUsage, Status
 from django_ai_fields.queues import get_queue
@@ -106,6 +111,29 @@ def test_a_drain_refills_its_free_slots_until_none_is_left(fake_provider, settin
     assert fake_provider.calls == 6
     assert fake_provider.max_in_flight == 2
     assert set(AIJob.objects.values_list("rq_job_id", flat=True)) == {drain_id}
+
+
+def test_a_drain_with_more_waiting_than_it_can_take_requests_a_companion(fake_provider, settings):
+    """A burst committed before any drain started must not be one work horse's alone:
+    a drain whose free slots fill up, with jobs still waiting, asks for another."""
+    use_ai(settings, CONCURRENCY=2)
+    jobs = save_articles(6)
+    get_queue().empty()  # the burst's drain, taken by "this worker":
+    get_queue().connection.delete(WAITING_DRAIN_KEY)
+
+    outcome = drains.drain()
+
+    assert outcome == {Status.SUCCEEDED: 6}
+    assert statuses(jobs) == [Status.SUCCEEDED] * 6
+    assert len(drain_ids()) == 1  # the companion, for an idle worker to join in
+    assert waiting_drain() == drain_ids()[0]
+
+
+def test_the_waiting_mark_expires_within_seconds(settings):
+    """A drain deleted from the queue (``rq empty``) holds back new drains only briefly."""
+    save_articles(1)
+    ttl = get_queue().connection.ttl(WAITING_DRAIN_KEY)
+    assert 0 < ttl <= WAITING_MARK_SECONDS <= 10
 
 
 def run_drain_in_thread() -> dict[str, int]:
