@@ -208,7 +208,9 @@ def save(title: str) -> float:
     return committed[0]
 
 
-def throughput(saves: int, latency: float, workers: int, worker_class: str) -> dict[str, Any]:
+def throughput(
+    saves: int, latency: float, workers: int, worker_class: str, savers: int = 1
+) -> dict[str, Any]:
     from django_ai_fields.models import AIJob, Status
 
     reset()
@@ -216,8 +218,7 @@ def throughput(saves: int, latency: float, workers: int, worker_class: str) -> d
         pool = Workers(workers, worker_class, overrides)
         try:
             started = time.time()
-            for i in range(saves):
-                save(f"row {i}")
+            save_all([f"row {i}" for i in range(saves)], savers)
             finished = wait_until_done(saves)
             cpu = pool.cpu_seconds() - pool.start_cpu
         finally:
@@ -232,6 +233,31 @@ def throughput(saves: int, latency: float, workers: int, worker_class: str) -> d
         "x_serial": round(saves * latency / wall, 2) if latency else None,
         "cpu_ms_per_job": round(cpu * 1000 / saves, 1),
     }
+
+
+def save_all(titles: list[str], savers: int) -> None:
+    """The saves, from ``savers`` threads at once (as several web processes would:
+    one thread alone makes about 60 saves/s here, below what the workers take)."""
+    from django.db import connection
+
+    def save_share(share: list[str]) -> None:
+        try:
+            for title in share:
+                save(title)
+        finally:
+            connection.close()
+
+    if savers <= 1:
+        for title in titles:
+            save(title)
+        return
+    threads = [
+        threading.Thread(target=save_share, args=(titles[n::savers],)) for n in range(savers)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
 
 
 def noop_throughput(jobs: int, worker_class: str) -> dict[str, Any]:
@@ -334,6 +360,7 @@ def main() -> int:
     parser.add_argument("--worker-class", default="fork,simple")
     parser.add_argument("--only", default="throughput,noop,latency,fairness")
     parser.add_argument("--saves", type=int, default=None)
+    parser.add_argument("--savers", type=int, default=1, help="threads making the saves")
     parser.add_argument("--fair-rows", type=int, default=None)
     parser.add_argument("--reps", type=int, default=None)
     parser.add_argument("--output", type=Path, default=HERE / "live-results.json")
@@ -348,7 +375,12 @@ def main() -> int:
     counts = [int(v) for v in args.workers.split(",")]
     classes = args.worker_class.split(",")
     only = set(args.only.split(","))
-    results: dict[str, Any] = {"saves": saves, "reps": reps, "database": db_label()}
+    results: dict[str, Any] = {
+        "saves": saves,
+        "savers": args.savers,
+        "reps": reps,
+        "database": db_label(),
+    }
     with run_database():
         for worker_class in classes:
             out = results.setdefault(worker_class, {})
@@ -356,7 +388,9 @@ def main() -> int:
                 for latency in latencies:
                     for count in counts:
                         key = f"{int(latency * 1000)}ms x {count} workers"
-                        out[key] = median_of(reps, throughput, saves, latency, count, worker_class)
+                        out[key] = median_of(
+                            reps, throughput, saves, latency, count, worker_class, args.savers
+                        )
                         print(worker_class, key, out[key], flush=True)
             if "noop" in only:
                 out["rq_noop_1_worker"] = median_of(reps, noop_throughput, 300, worker_class)

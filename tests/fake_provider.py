@@ -450,6 +450,9 @@ def stream_error_event(route: str, status: int, message: str) -> bytes:
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    # Workers open up to CONCURRENCY connections each at once: the stdlib's backlog
+    # of 5 drops SYNs under that, and clients see a 1 s stall, then a connect error.
+    request_queue_size = 128
 
     def __init__(self, address: tuple[str, int], provider: FakeProvider) -> None:
         self.provider = provider
