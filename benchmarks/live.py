@@ -110,15 +110,10 @@ class Workers:
     def __init__(self, count: int, worker_class: str, overrides: dict[str, Any]) -> None:
         from django.conf import settings
 
+        from benchmarks.workers import worker_env
+
         self.errors = tempfile.TemporaryFile()  # noqa: SIM115  (closed by stop())
-        env = dict(os.environ)
-        env.update(
-            DJANGO_SETTINGS_MODULE="benchmarks.settings",
-            AI_FIELDS_BENCH_WORKER="1",
-            AI_FIELDS_BENCH_RUN=settings.RUN_ID,
-            AI_FIELDS_BENCH_OVERRIDES=json.dumps(overrides),
-            PYTHONPATH=str(ROOT),
-        )
+        env = worker_env(overrides)
         command = [sys.executable, "-m", "django", "rqworker", settings.QUEUE_NAME]
         command += ["--with-scheduler", "--worker-class", WORKER_CLASSES[worker_class]]
         self.processes = [

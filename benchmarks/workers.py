@@ -75,6 +75,22 @@ def _start_worker_process(
 ) -> subprocess.Popen[bytes]:
     from django.conf import settings
 
+    command = [sys.executable, "-m", "django", "rqworker", settings.QUEUE_NAME, "--burst"]
+    command += ["--worker-class", "rq.SimpleWorker"]
+    return subprocess.Popen(
+        command,
+        env=worker_env(settings_overrides),
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=errors,
+    )
+
+
+def worker_env(settings_overrides: dict[str, Any]) -> dict[str, str]:
+    """The environment of an ``rqworker`` process of this run: its settings, its
+    database and queue, the run's AI_FIELDS."""
+    from django.conf import settings
+
     env = dict(os.environ)
     env.update(
         DJANGO_SETTINGS_MODULE="benchmarks.settings",
@@ -83,6 +99,4 @@ def _start_worker_process(
         AI_FIELDS_BENCH_OVERRIDES=json.dumps(settings_overrides),
         PYTHONPATH=str(ROOT),
     )
-    command = [sys.executable, "-m", "django", "rqworker", settings.QUEUE_NAME, "--burst"]
-    command += ["--worker-class", "rq.SimpleWorker"]
-    return subprocess.Popen(command, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=errors)
+    return env
