@@ -263,6 +263,7 @@ def test_unknown_top_level_setting_is_a_warning_with_did_you_mean(settings) -> N
     assert message.hint == "Did you mean 'DEFAULT_MODEL'?"
 
 
+@pytest.mark.django_db  # Django 6.1's `check` command runs the database checks too
 def test_unknown_key_in_a_providers_entry_is_an_error_with_did_you_mean(settings) -> None:  # type: ignore[no-untyped-def]
     settings.AI_FIELDS = {
         **settings.AI_FIELDS,
