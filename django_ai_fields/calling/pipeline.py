@@ -19,8 +19,8 @@ from ..declare.file_inputs import reserve_bytes
 from ..functions import AIFunction
 from ..models import AIJob, AIUsage, ErrorCode
 from ..money import quotas
-from ..money.pricing import cost_micro, micro_to_usd, price_as
-from ..money.tool_fees import fee_micro, fee_usd
+from ..money.pricing import micro_to_usd, price_as
+from ..money.tool_fees import fee_usd
 from ..privacy.redaction import Masking
 from ..providers import (
     CompletionRequest,
@@ -162,18 +162,8 @@ def priced_cost(model: str, response: CompletionResponse, provider: str = "") ->
     its PRICE_AS); a batch API's answer at the batch rate. None: no known price."""
     if not response.billable:
         return Decimal(0)
-    micro = cost_micro(
-        model,
-        input_tokens=response.input_tokens,
-        output_tokens=response.output_tokens,
-        cached_tokens=response.cached_tokens,
-        cache_creation_tokens=response.cache_creation_tokens,
-        cache_write_1h_tokens=response.cache_write_1h_tokens,
-        batch=response.batch,
-        service_tier=response.service_tier,
-        provider=provider,
-    )
-    return None if micro is None else micro_to_usd(micro + fee_micro(response.tool_uses))
+    micro = quotas.answer_cost_micro(model, response, provider=provider)
+    return None if micro is None else micro_to_usd(micro)
 
 
 def call_cost(model: str, response: CompletionResponse, provider: str = "") -> Decimal:

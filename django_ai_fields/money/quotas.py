@@ -11,6 +11,7 @@ import datetime
 from dataclasses import dataclass
 from decimal import Decimal
 from functools import partial
+from typing import Any
 
 from django.db import IntegrityError, transaction
 from django.db.models import F
@@ -80,21 +81,32 @@ def actual(
     tokens_out = response.output_tokens  # type: ignore[attr-defined]
     if not response.billable:  # type: ignore[attr-defined]
         return Demand(1, tokens_in + tokens_out, 0)
+    cost = answer_cost_micro(model, response, provider=provider, batch=batch)
+    if cost is None:
+        return Demand(1, tokens_in + tokens_out, 0, model)
+    return Demand(1, tokens_in + tokens_out, ceil_micro(cost), model)
+
+
+def answer_cost_micro(
+    model: str, response: Any, *, provider: str = "", batch: bool = False
+) -> Decimal | None:
+    """Exact cost of a billable answer in micro-dollars: its tokens at the model's
+    prices (cache reads and writes, batch rate, service tier) plus its hosted tool
+    fees. None when the model has no known price."""
     cost = cost_micro(
         model,
-        input_tokens=tokens_in,
-        output_tokens=tokens_out,
-        cached_tokens=response.cached_tokens,  # type: ignore[attr-defined]
-        cache_creation_tokens=response.cache_creation_tokens,  # type: ignore[attr-defined]
-        cache_write_1h_tokens=response.cache_write_1h_tokens,  # type: ignore[attr-defined]
-        batch=batch or response.batch,  # type: ignore[attr-defined]
-        service_tier=response.service_tier,  # type: ignore[attr-defined]
+        input_tokens=response.input_tokens,
+        output_tokens=response.output_tokens,
+        cached_tokens=response.cached_tokens,
+        cache_creation_tokens=response.cache_creation_tokens,
+        cache_write_1h_tokens=response.cache_write_1h_tokens,
+        batch=batch or response.batch,
+        service_tier=response.service_tier,
         provider=provider,
     )
     if cost is None:
-        return Demand(1, tokens_in + tokens_out, 0, model)
-    tools = fee_micro(getattr(response, "tool_uses", None) or {})
-    return Demand(1, tokens_in + tokens_out, ceil_micro(cost + tools), model)
+        return None
+    return cost + fee_micro(getattr(response, "tool_uses", None) or {})
 
 
 def period_start(period: str, today: datetime.date | None = None) -> datetime.date:
