@@ -9,10 +9,10 @@ from typing import Any
 from django.contrib.contenttypes.models import ContentType
 from django.db import models, transaction
 
-from . import signals
+from .dispatch import handover, transitions
 from .fields import AIFieldMixin, ai_fields_of, get_ai_field, with_m2m_triggers
 from .functions import get_function, json_safe
-from .intake.outbox import enqueue, enqueue_chunks, request_jobs, request_rows
+from .intake.outbox import request_jobs, request_rows
 from .jobs.estimates import Estimate, estimate_pairs
 from .jobs.tasks import run_chunk, run_job
 from .models import AIJob, Status
@@ -74,7 +74,7 @@ def regenerate_many(
         ]
         if not sync:  # reused jobs still waiting on the queue keep their place
             new_ids = [job.pk for job in jobs if job.status == Status.PENDING]
-            transaction.on_commit(partial(enqueue_chunks, new_ids), using=using, robust=True)
+            transaction.on_commit(partial(handover.to_chunks, new_ids), using=using, robust=True)
     if sync:
         run_chunk([job.pk for job in jobs])
         for job in jobs:
@@ -129,10 +129,10 @@ def run_ai_task(
     job = AIJob.objects.create(
         function=name, payload=json_safe(payload), tenant=tenant or "", triggered_by=triggered_by
     )
+    transitions.opened([job])
     if sync:
         run_job(job.pk)
         job.refresh_from_db()
     else:
-        transaction.on_commit(partial(enqueue, job.pk), robust=True)
-    signals.job_requested.send(sender=AIJob, job=job)
+        transaction.on_commit(partial(handover.to_drain, [job.pk]), robust=True)
     return job

@@ -28,8 +28,9 @@ class AIFieldsConfig(AppConfig):
         # Each installed app's ai_functions.py registers its AI functions.
         autodiscover_modules("ai_functions")
         from .observability import metrics
+        from .observability.health import queue_health
 
-        metrics.install()  # the queue depth gauge, when prometheus_client is installed
+        metrics.install(queue_health)  # the queue depth gauge, with prometheus_client
         if _is_worker_process():
             from .jobs.sweep import schedule_sweep
 

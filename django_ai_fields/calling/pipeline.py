@@ -13,7 +13,6 @@ from typing import Any, Protocol, TypeVar
 from django.db import transaction
 from rq.timeouts import JobTimeoutException
 
-from .. import observability
 from ..conf import get_setting
 from ..declare.file_inputs import reserve_bytes
 from ..functions import AIFunction
@@ -21,6 +20,7 @@ from ..models import AIJob, AIUsage, ErrorCode
 from ..money import quotas
 from ..money.pricing import micro_to_usd, price_as
 from ..money.tool_fees import fee_usd
+from ..observability.calls import call_finished, call_started
 from ..privacy.redaction import Masking
 from ..providers import (
     CompletionRequest,
@@ -117,7 +117,9 @@ def call_provider(
     if reservations:
         save_job(reservations=reservations)
     started = time.monotonic()
-    observed = observability.call_started(job, prepared)
+    observed = call_started(
+        job, prepared.request, prepared.provider, streamed=prepared.function.stream
+    )
     error: ProviderError | None = None
     response = CompletionResponse(text="")
     try:
@@ -138,7 +140,7 @@ def call_provider(
             quotas.settle(reservations, used)
             save_job(reservations=[])
             quotas.check_alerts(job.tenant, reservations)
-    observability.call_finished(observed, job, usage, error)
+    call_finished(observed, job, usage, error)
     if error is not None:
         raise error
     return response

@@ -17,8 +17,8 @@ from django.utils import timezone
 
 from ..calling import breaker
 from ..conf import get_setting
+from ..dispatch import handover
 from ..fields import get_ai_field
-from ..intake.outbox import enqueue
 from ..jobs import actions as job_actions
 from ..jobs.sweep import BATCH, sweep
 from ..models import AIJob, AIUsage, ErrorCode, Status
@@ -143,13 +143,9 @@ def queue_pending(request: HttpRequest) -> JsonResponse:
         report = sweep(all_pending=True)
         return json_response(vars(report))
     pending = AIJob.objects.filter(status=Status.PENDING, tenant=tenant).order_by("pk")
-    enqueued = unreachable = 0
-    for job_id in pending.values_list("pk", flat=True)[:BATCH]:
-        if enqueue(job_id):
-            enqueued += 1
-        else:
-            unreachable += 1
-    return json_response({"enqueued": enqueued, "unreachable": unreachable})
+    job_ids = list(pending.values_list("pk", flat=True)[:BATCH])
+    enqueued = handover.to_drain(job_ids)
+    return json_response({"enqueued": enqueued, "unreachable": len(job_ids) - enqueued})
 
 
 # -- one row's status (the badge) --------------------------------------------------------

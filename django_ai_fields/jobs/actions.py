@@ -11,19 +11,20 @@ from dataclasses import dataclass, field
 from functools import partial
 
 from django.db import IntegrityError, transaction
-from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
-from ..intake.outbox import enqueue
-from ..models import OPEN_STATUSES, AIJob, Phase, Status
+from ..dispatch import handover, transitions
+from ..models import OPEN_STATUSES, AIJob, Phase
 from . import retry_limits
 
-RETRYABLE_STATUSES = (Status.FAILED, Status.CANCELLED)
+RETRYABLE_STATUSES = transitions.RESTARTABLE_STATUSES
 CANCELLABLE_STATUSES = OPEN_STATUSES
 
 # Reasons an action skips a job (also the JSON API's error codes).
 INVALID_STATE = "invalid_state"
 OPEN_JOB_EXISTS = "open_job_exists"
 RETRY_LIMITED = "retry_limited"  # RETRY_COOLDOWN / MAX_RETRIES_PER_HOUR (retry_limits.py)
+CANCELLED_BY_USER = _("Cancelled by a user.")
 
 
 @dataclass
@@ -46,24 +47,12 @@ def retry(job: AIJob) -> str:
         return RETRY_LIMITED
     try:
         with transaction.atomic():
-            updated = AIJob.objects.filter(pk=job.pk, status__in=RETRYABLE_STATUSES).update(
-                status=Status.PENDING,
-                phase=Phase.INIT,
-                progress=0,
-                attempts=0,
-                error_code="",
-                error="",
-                run_token="",
-                enqueued_at=None,
-                started_at=None,
-                finished_at=None,
-                updated_at=timezone.now(),
-            )
+            restarted = transitions.restart(job)
     except IntegrityError:  # the one-open-job-per-field constraint
         return OPEN_JOB_EXISTS
-    if not updated:
+    if not restarted:
         return INVALID_STATE
-    transaction.on_commit(partial(enqueue, job.pk), robust=True)
+    transaction.on_commit(partial(handover.to_drain, [job.pk]), robust=True)
     return ""
 
 
@@ -75,15 +64,7 @@ def cancel(job: AIJob) -> str:
     """
     if job.status not in CANCELLABLE_STATUSES:
         return INVALID_STATE
-    now = timezone.now()
-    updated = AIJob.objects.filter(pk=job.pk, status__in=CANCELLABLE_STATUSES).update(
-        status=Status.CANCELLED,
-        run_token="",
-        error="Cancelled by a user.",
-        finished_at=now,
-        updated_at=now,
-    )
-    if not updated:
+    if not transitions.cancel(AIJob.objects.filter(pk=job.pk), str(CANCELLED_BY_USER)):
         return INVALID_STATE
     if job.phase == Phase.BATCH:  # waiting in a provider batch: free its quota now
         from .batches import release_cancelled

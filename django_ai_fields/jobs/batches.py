@@ -28,14 +28,14 @@ from dataclasses import dataclass, field
 
 from django.contrib.contenttypes.models import ContentType
 from django.db import models, transaction
-from django.db.models import F
-from django.utils import timezone
 
 from ..calling import answer as repair
 from ..calling import moderation, result_cache
 from ..calling.pipeline import Prepared, record_usage, reserve_quota
 from ..conf import get_setting
 from ..declare.outputs import InvalidOutput
+from ..dispatch import backend, transitions
+from ..dispatch.transitions import PROGRESS, LeaseLost
 from ..fields import AIFieldMixin
 from ..functions import AIFunction, Cancelled
 from ..intake.outbox import request_jobs
@@ -53,8 +53,7 @@ from ..queues import PERIODIC_POLL
 from ..tenants.credentials import resolve_credentials
 from ..tenants.policies import policy_for
 from . import engine, lifecycle
-from .lifecycle import PROGRESS, LeaseLost, finish, update_job
-from .schedules import schedule_once
+from .lifecycle import finish, update_job
 
 logger = logging.getLogger("django_ai_fields")
 
@@ -213,17 +212,7 @@ def send(entries: list[tuple[AIJob, Prepared]], report: SubmitReport) -> None:
     report.batches.append(batch_id)
     for job, _prepared in entries:
         try:
-            update_job(
-                job,
-                status=Status.QUEUED,
-                phase=Phase.BATCH,
-                progress=PROGRESS[Phase.AI_CALL],
-                batch_id=batch_id,
-                run_token="",
-                rq_job_id="",
-                attempts=F("attempts") - 1,  # the attempt is the result's handling
-                enqueued_at=timezone.now(),
-            )
+            transitions.wait_in_batch(job, batch_id, PROGRESS[Phase.AI_CALL])
         except LeaseLost:  # the sweep took it back: its result is only accounted for
             AIJob.objects.filter(pk=job.pk).update(batch_id=batch_id)
             continue
@@ -442,7 +431,7 @@ def schedule_poll() -> None:
     if interval <= 0:
         return
     try:
-        schedule_once(POLL_KEY, interval, PERIODIC_POLL, job_timeout=POLL_TIMEOUT)
+        backend.schedule_once(POLL_KEY, interval, PERIODIC_POLL, timeout=POLL_TIMEOUT)
     except Exception as exc:
         logger.warning("Could not schedule the provider batch poll: %s", exc)
 

@@ -1,7 +1,7 @@
 """Drains: the live path's RQ jobs (``tasks.run_drain``). One work horse runs many
 live AIJobs at once.
 
-A drain leases the jobs handed to drains (intake/drain_requests.py) in batches
+A drain leases the jobs handed to drains (dispatch/handover.py) in batches
 (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so drains on several machines never
 take the same job), runs them through the chunk runner (chunks.py: up to
 ``CONCURRENCY`` provider calls in flight), refills its free slots from the jobs
@@ -21,10 +21,10 @@ from django.db import connection, transaction
 from django.db.models import QuerySet
 
 from ..conf import get_setting
-from ..intake.drain_requests import DRAIN_PREFIX, release_waiting_mark, request_drain
+from ..dispatch import backend, handover, transitions
+from ..dispatch.handover import DRAIN_PREFIX
 from ..models import AIJob, Phase, Status
 from .chunks import ChunkRun
-from .lifecycle import lease_many
 
 
 def waiting_jobs() -> QuerySet[AIJob]:
@@ -45,16 +45,21 @@ def lease_waiting(room: int) -> list[AIJob]:
             with transaction.atomic():
                 locked = candidates.select_for_update(skip_locked=True)
                 ids = list(locked.values_list("pk", flat=True)[:room])
-                return lease_many(ids, among=waiting_jobs()) if ids else []
+                return lease_still_waiting(ids) if ids else []
         ids = list(candidates.values_list("pk", flat=True)[:room])
         if not ids:
             return []
         # Still waiting in the UPDATE: between the SELECT and it, another drain may
         # have run a job and put it back for a delayed retry, no drain's to take.
-        leased = lease_many(ids, among=waiting_jobs())
+        leased = lease_still_waiting(ids)
         if leased:
             return leased
         # Another drain leased these between our SELECT and UPDATE: look again.
+
+
+def lease_still_waiting(ids: list[int]) -> list[AIJob]:
+    """Lease these jobs if they still wait for a drain."""
+    return transitions.lease(ids, task_id=backend.current_task_id(), among=waiting_jobs())
 
 
 def lease_and_share(room: int) -> list[AIJob]:
@@ -63,16 +68,16 @@ def lease_and_share(room: int) -> list[AIJob]:
     rather than one work horse taking a whole burst (one drain waits at most)."""
     leased = lease_waiting(room)
     if len(leased) == room and waiting_jobs().exists():
-        request_drain()
+        handover.request_drain()
     return leased
 
 
 def drain() -> dict[str, int]:
     """Run waiting live jobs until none is left; returns how many ended in each status."""
-    release_waiting_mark()  # from now on a commit requests the next drain
+    handover.drain_started()  # from now on a commit requests the next drain
     seconds = float(get_setting("DRAIN_SECONDS"))
     run = ChunkRun([], source=lease_and_share, source_seconds=seconds)
     outcome = run.run()
     if run.source_stopped and waiting_jobs().exists():
-        request_drain()  # its time is up: a fresh work horse goes on
+        handover.request_drain()  # its time is up: a fresh work horse goes on
     return outcome

@@ -2,7 +2,7 @@
 
 A generator (``calling.pipeline.Pipeline``) that yields its provider calls, so one
 job (``tasks.run_job``) and a chunk of jobs (chunks.py) drive the same code. Every
-state change it makes goes through lifecycle.py.
+status change it makes goes through dispatch.transitions (via lifecycle.py).
 """
 
 from __future__ import annotations
@@ -13,12 +13,13 @@ from typing import Any
 from django.db import DataError, IntegrityError, transaction
 from rq.timeouts import JobTimeoutException
 
-from .. import signals
 from ..calling import answer as repair
 from ..calling import result_cache, routing
 from ..calling.pipeline import Pipeline, Prepared, job_timeout_error, record_usage
 from ..conf import get_setting
 from ..declare.generation import FIELD_FUNCTION, FieldGeneration
+from ..dispatch.steps import with_note, with_step
+from ..dispatch.transitions import PROGRESS, LeaseLost
 from ..functions import AIFunction, Cancelled, Superseded, get_function, json_safe
 from ..models import AIJob, ErrorCode, Phase, Status, TenantPolicy
 from ..money.quotas import QuotaRefused
@@ -31,8 +32,6 @@ from ..tenants.policies import policy_for
 from . import recovery
 from .lifecycle import (
     PREP_REFUSALS,
-    PROGRESS,
-    LeaseLost,
     defer,
     end_at_prep,
     end_unusable,
@@ -45,7 +44,6 @@ from .lifecycle import (
     refused_by_policy,
     update_job,
 )
-from .steps import with_note, with_step
 
 logger = logging.getLogger("django_ai_fields")
 
@@ -197,10 +195,13 @@ def write_back(
     token = job.run_token
     output = json_safe(parsed)  # placeholders kept: the job stores no masked value
     parsed = prepared.restored(parsed)
+    function = prepared.function
     try:
         with transaction.atomic():
-            prepared.function.save_output(parsed, prepared.data)
-            finish(job, Status.SUCCEEDED, output=output, response=response, send=False)
+            function.save_output(parsed, prepared.data)
+            # Before finish(), whose job_completed signal also waits for the commit.
+            transaction.on_commit(lambda: function.after_commit(job, parsed), robust=True)
+            finish(job, Status.SUCCEEDED, output=output, response=response)
     except Superseded as exc:
         job.run_token = token  # the rolled-back finish() had cleared it in memory
         finish(job, Status.SUPERSEDED, phase=Phase.SAVE, error=str(exc), response=response)
@@ -215,10 +216,4 @@ def write_back(
         # The database's message may quote a restored value: keep it from the job and logs.
         job.run_token = token
         raise redaction.RestoredWriteFailed(type(exc).__name__) from None
-    transaction.on_commit(lambda: _announce_success(job, prepared.function, parsed))
     return Status.SUCCEEDED
-
-
-def _announce_success(job: AIJob, function: AIFunction, parsed: Any) -> None:
-    function.after_commit(job, parsed)
-    signals.job_completed.send(sender=AIJob, job=job)

@@ -16,12 +16,12 @@ import logging
 from django.db import connection, transaction
 from django.db.utils import InterfaceError, OperationalError
 
-from .. import queues
 from ..conf import get_setting
+from ..dispatch import backend
+from ..dispatch.transitions import recover_lost
 from ..models import AIJob, ErrorCode, Status
 from ..money import quotas
 from ..providers import ProviderError
-from .lifecycle import recover_lost
 
 logger = logging.getLogger("django_ai_fields")
 
@@ -64,12 +64,10 @@ def recover_failed_runs() -> tuple[list[int], int]:
     """AIJobs whose current RQ job is in RQ's failed registry: back to pending
     (returned, to be enqueued) or failed when no attempts are left (counted)."""
     try:
-        registry = queues.get_queue().failed_job_registry
-        failed = registry.connection.zrevrange(registry.key, 0, RECENT_FAILURES - 1)
+        rq_ids = backend.recently_failed(RECENT_FAILURES)
     except Exception as exc:
         logger.warning("Sweep could not read RQ's failed registry: %s", exc)
         return [], 0
-    rq_ids = [i.decode() if isinstance(i, bytes) else str(i) for i in failed]
     if not rq_ids:
         return [], 0
     stranded = AIJob.objects.filter(

@@ -14,18 +14,15 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.utils import timezone
-from rq.job import Job
 
 from .. import queues
 from ..conf import get_setting
-from ..intake.drain_requests import forget_lost_waiting_drain
-from ..intake.outbox import enqueue_all
+from ..dispatch import backend, handover, transitions
+from ..dispatch.transitions import recover_lost
 from ..models import AIJob, ErrorCode, Phase, Status
 from ..queues import PERIODIC_SWEEP
 from . import recovery
 from .batches import keep_polling
-from .lifecycle import recover_lost
-from .schedules import schedule_once
 
 logger = logging.getLogger("django_ai_fields")
 
@@ -35,8 +32,6 @@ SCHEDULED_KEY = "django_ai_fields:sweep-scheduled"
 DUE_KEY = "django_ai_fields:sweep-due"
 KICKED_KEY = "django_ai_fields:sweep-kicked"
 BATCH = 1000
-# RQ job statuses of a job that will still run (others, or none: it never will).
-WAITING_RQ_STATUSES = (b"queued", b"scheduled", b"deferred", "queued", "scheduled", "deferred")
 
 
 @dataclass
@@ -74,9 +69,9 @@ def sweep(*, all_pending: bool = False, now: datetime | None = None) -> SweepRep
     job_ids += pending.order_by("pk").values_list("pk", flat=True)[:BATCH]
     job_ids += orphaned_queued_jobs(now)
     job_ids = list(dict.fromkeys(job_ids))  # recovered jobs are pending now: listed twice
-    with contextlib.suppress(Exception):  # Redis down: enqueue_all reports it
-        forget_lost_waiting_drain()
-    report.enqueued = enqueue_all(job_ids)
+    with contextlib.suppress(Exception):  # Redis down: to_drain reports it
+        handover.forget_lost_drain()
+    report.enqueued = handover.to_drain(job_ids)
     report.unreachable = len(job_ids) - report.enqueued
     keep_polling()
     return report
@@ -122,23 +117,13 @@ def orphaned_queued_jobs(now: datetime) -> list[int]:
     if not candidates:
         return []
     try:
-        queue = queues.get_queue()
-        connection = queue.connection
-        key = getattr(queue, "intermediate_queue_key", None)  # rq >= 2
-        taken = {i.decode() for i in connection.lrange(key, 0, -1)} if key else set()
-        pipe = connection.pipeline()
-        for _pk, rq_id in candidates:
-            pipe.hget(Job.key_for(rq_id), "status")
-        statuses = pipe.execute()
+        waiting = backend.waiting_tasks([task_id for _pk, task_id in candidates])
     except Exception as exc:
         logger.warning("Sweep could not reach Redis: %s", exc)
         return []
-    orphans = [
-        pk
-        for (pk, rq_id), status in zip(candidates, statuses, strict=True)
-        if status not in WAITING_RQ_STATUSES or rq_id in taken
-    ]
-    AIJob.objects.filter(pk__in=orphans, status=Status.QUEUED).update(status=Status.PENDING)
+    orphans = [pk for pk, task_id in candidates if task_id not in waiting]
+    if orphans:
+        transitions.not_handed_over(orphans, "the queue no longer holds their task")
     return orphans
 
 
@@ -153,12 +138,11 @@ def schedule_sweep() -> None:
     if interval <= 0:
         return
     try:
-        queue = queues.get_queue()
-        connection = queue.connection
-        if schedule_once(SCHEDULED_KEY, interval, PERIODIC_SWEEP, at_front=True):
+        connection = queues.redis()
+        if backend.schedule_once(SCHEDULED_KEY, interval, PERIODIC_SWEEP, at_front=True):
             connection.set(DUE_KEY, repr(time.time() + interval), ex=interval * 10)
-        elif _late(connection, interval) and connection.set(KICKED_KEY, 1, nx=True, ex=interval):
-            queue.enqueue(PERIODIC_SWEEP, result_ttl=interval, at_front=True)
+        elif _late(connection, interval) and backend.set_mark(KICKED_KEY, "1", interval):
+            backend.send(PERIODIC_SWEEP, result_ttl=interval, at_front=True)
     except Exception as exc:
         logger.debug("Could not schedule the AI fields sweep: %s", exc)
 
