@@ -132,6 +132,14 @@ class AIJob(models.Model):
     def is_finished(self) -> bool:
         return self.status in FINISHED_STATUSES
 
+    @property
+    def target_label(self) -> str:
+        """``app_label.model:pk.field`` for field jobs (logs, metrics), "" for others."""
+        if self.content_type_id is None:
+            return ""
+        ct = ContentType.objects.get_for_id(self.content_type_id)
+        return f"{ct.app_label}.{ct.model}:{self.object_id}.{self.field_name}"
+
     def get_target(self) -> models.Model | None:
         """The row this job writes to, or None if it was deleted."""
         if self.content_type is None:

@@ -24,7 +24,6 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from django.contrib.contenttypes.models import ContentType
 from django.db import transaction
 from django.db.models import F, QuerySet
 from django.utils import timezone
@@ -300,14 +299,6 @@ def _signal(job: AIJob) -> None:
         )
 
 
-def target_of(job: AIJob) -> str:
-    """``app_label.model:pk.field`` for field jobs, "" for other functions."""
-    if job.content_type_id is None:
-        return ""
-    ct = ContentType.objects.get_for_id(job.content_type_id)
-    return f"{ct.app_label}.{ct.model}:{job.object_id}.{job.field_name}"
-
-
 def _announce(job: AIJob, level: int | None = None) -> None:
     """Log (after the commit) and count one job's new status."""
     fields = {
@@ -315,7 +306,7 @@ def _announce(job: AIJob, level: int | None = None) -> None:
         "job_id": job.pk,
         "tenant": job.tenant,
         "function": job.function,
-        "target": target_of(job),
+        "target": job.target_label,
         "status": job.status,
         "phase": job.phase,
         "attempt": job.attempts,

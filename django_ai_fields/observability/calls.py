@@ -7,7 +7,6 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from ..dispatch.transitions import target_of
 from ..models import AIJob, AIUsage
 from ..providers import CompletionRequest, ProviderError
 from . import metrics, tracing
@@ -50,7 +49,7 @@ def call_fields(job: AIJob, usage: AIUsage, *, streamed: bool) -> dict[str, Any]
         "job_id": job.pk,
         "tenant": job.tenant,
         "function": job.function,
-        "target": target_of(job),
+        "target": job.target_label,
         "attempt": job.attempts,
         "provider": usage.provider,
         "model": usage.model,
