@@ -29,20 +29,19 @@ from dataclasses import dataclass, field
 from django.contrib.contenttypes.models import ContentType
 from django.db import models, transaction
 
-from ..calling import answer as repair
-from ..calling import moderation, result_cache
-from ..calling.pipeline import Prepared, record_usage, reserve_quota
+from ..calling import moderation
+from ..calling.answer import checked_answer
+from ..calling.pipeline import Prepared, bill_for, book, record_usage, reserve_quota
 from ..conf import get_setting
 from ..declare.outputs import InvalidOutput
 from ..dispatch import backend, transitions
 from ..dispatch.transitions import PROGRESS, LeaseLost
 from ..fields import AIFieldMixin
-from ..functions import AIFunction, Cancelled
+from ..functions import Cancelled
 from ..intake.outbox import request_jobs
 from ..models import AIJob, ErrorCode, Phase, Status
 from ..money import quotas
 from ..providers import (
-    CompletionRequest,
     CompletionResponse,
     ProviderError,
     build_provider,
@@ -182,7 +181,6 @@ def prepare(job: AIJob) -> Prepared | str:
         return refused
     try:
         prepared = engine.prepare(job, policy)
-        engine.note_redaction(job, prepared)
         moderation.check(prepared.request.prompt, moderation.INPUT)
         if not supports_batch(prepared.provider):
             return lifecycle.postpone(job, 0)  # a normal run instead
@@ -191,20 +189,19 @@ def prepare(job: AIJob) -> Prepared | str:
         return lifecycle.end_at_prep(job, exc)
     except ProviderError as error:  # moderation
         return lifecycle.handle_provider_error(job, error)
-    ttl = prepared.function.result_cache_ttl()
-    key = result_cache.cache_key(job.tenant, prepared.provider, prepared.request) if ttl > 0 else ""
+    key = engine.cache_key(prepared, job.tenant)
     lifecycle.record_request(job, prepared, key, reservations=reservations)
     return prepared
 
 
 def send(entries: list[tuple[AIJob, Prepared]], report: SubmitReport) -> None:
     """Submit one batch; its jobs then wait for it, or fail when it was refused."""
-    route = entries[0][1]
-    provider = build_provider(route.provider, route.config)
+    first = entries[0][1]
+    provider = build_provider(first.provider, first.config)
     try:
         batch_id = provider.submit_batch([(str(job.pk), p.request) for job, p in entries])
     except ProviderError as error:
-        report.errors.append(f"{route.provider}/{route.model}: {error.message}")
+        report.errors.append(f"{first.provider}/{first.model}: {error.message}")
         for job, _prepared in entries:
             refused(job, error)
         report.others[Status.FAILED] += len(entries)
@@ -279,8 +276,8 @@ def poll_batch(batch_id: str, report: PollReport) -> None:
     if not state.ended:
         report.running += 1
         return
-    routes = {job.pk: route_for(job) for job in waiting}
-    requests = {str(pk): r.request for pk, r in routes.items() if isinstance(r, Prepared)}
+    prepared = {job.pk: prepared_again(job) for job in waiting}
+    requests = {str(pk): p.request for pk, p in prepared.items() if isinstance(p, Prepared)}
     results: dict[str, Outcome] = {}
     if state.error is None:
         try:
@@ -293,7 +290,7 @@ def poll_batch(batch_id: str, report: PollReport) -> None:
     missing = state.error or ProviderError(ErrorCode.PROVIDER_UNAVAILABLE, NO_RESULT)
     for job in waiting:
         outcome = results.get(str(job.pk), missing)
-        report.jobs[handle(job.pk, routes[job.pk], outcome)] += 1
+        report.jobs[handle(job.pk, prepared[job.pk], outcome)] += 1
     waiting_ids = {job.pk for job in waiting}
     for job in jobs:
         if job.pk not in waiting_ids:
@@ -310,7 +307,7 @@ def batch_state(provider: Provider, batch_id: str) -> BatchState:
         return BatchState(ended=True, error=error)  # the batch is gone, or the key refused
 
 
-def route_for(job: AIJob) -> Prepared | Exception:
+def prepared_again(job: AIJob) -> Prepared | Exception:
     """The job's request as prepared now (not leased: only reads), or why there is none."""
     try:
         return engine.prepare(job)
@@ -318,13 +315,13 @@ def route_for(job: AIJob) -> Prepared | Exception:
         return exc
 
 
-def handle(job_id: int, route: Prepared | Exception, outcome: Outcome) -> str:
+def handle(job_id: int, prepared: Prepared | Exception, outcome: Outcome) -> str:
     """Lease a waiting job and finish it with its result; returns its status."""
     job = lifecycle.lease(job_id, batch=True)
     if job is None:
         return "skipped"  # cancelled meanwhile (accounted for at the next poll)
     try:
-        return settle_job(job, route, outcome)
+        return settle_job(job, prepared, outcome)
     except LeaseLost:
         return "lease-lost"
     except Exception as exc:
@@ -333,45 +330,35 @@ def handle(job_id: int, route: Prepared | Exception, outcome: Outcome) -> str:
         return Status.FAILED
 
 
-def settle_job(job: AIJob, route: Prepared | Exception, outcome: Outcome) -> str:
+def settle_job(job: AIJob, prepared: Prepared | Exception, outcome: Outcome) -> str:
+    """Book the request's result (usage, quota, the job's tokens and cost: priced at
+    the model it was submitted with), then finish the job with it."""
     response, error = split(outcome)
-    billed = route if isinstance(route, Prepared) else billing_route(job)
-    with transaction.atomic():
-        record_usage(job, billed, response, error=error)
-        reservations = list(job.reservations)
-        quotas.settle(reservations, used(job, response, error))
-        update_job(job, reservations=[], batch_id="")
-        quotas.check_alerts(job.tenant, reservations)
-    answered = None if error else response  # its tokens and cost go on the job
-    if isinstance(route, Exception):  # the row was deleted or its data refused meanwhile
-        return lifecycle.end_at_prep(job, route, response=answered)
+    reservations = list(job.reservations)
+    book(job, job.provider, job.model, response, error=error, reservations=reservations,
+         batch_id="")
+    if isinstance(prepared, Exception):  # the row was deleted or its data refused meanwhile
+        return lifecycle.end_at_prep(job, prepared)
     if error is not None:
         return lifecycle.handle_provider_error(job, error)
-    return write_answer(job, route, response)
+    return write_answer(job, prepared, response)
 
 
-def write_answer(job: AIJob, route: Prepared, response: CompletionResponse) -> str:
+def write_answer(job: AIJob, prepared: Prepared, response: CompletionResponse) -> str:
     """Parse the answer and write it back, unless the row's inputs changed since submit."""
-    if route.function.input_hash(route.data) != job.input_hash:
+    if prepared.function.input_hash(prepared.data) != job.input_hash:
         message = "The row's inputs changed while the batch ran; a newer job handles them."
-        finish(job, Status.SUPERSEDED, phase=Phase.SAVE, error=message, response=response)
+        finish(job, Status.SUPERSEDED, phase=Phase.SAVE, error=message)
         return Status.SUPERSEDED
-    update_job(job, phase=Phase.PARSE, progress=PROGRESS[Phase.PARSE])
     try:
-        parsed = repair.accept(route, response)
+        parsed = checked_answer(prepared, response)
     except InvalidOutput as exc:
         return lifecycle.end_unusable(job, str(exc), response)
     except ProviderError as refusal:  # output moderation
-        finish(
-            job,
-            Status.FAILED,
-            phase=Phase.PARSE,
-            error_code=refusal.code,
-            error=refusal.message,
-            response=response,
-        )
+        finish(job, Status.FAILED, phase=Phase.PARSE, error_code=refusal.code,
+               error=refusal.message)
         return Status.FAILED
-    return engine.write_back(job, route, parsed, response)
+    return engine.write_back(job, prepared, parsed)
 
 
 def account(job: AIJob, batch_id: str, outcome: Outcome | None) -> None:
@@ -384,9 +371,10 @@ def account(job: AIJob, batch_id: str, outcome: Outcome | None) -> None:
         if not mine.update(batch_id="", reservations=[]) or outcome is None:
             return
         response, error = split(outcome)
-        record_usage(job, billing_route(job), response, error=error)
+        bill = bill_for(job.provider, job.model, response, error)
+        record_usage(job, job.provider, job.model, response, bill, error=error)
         # The zero-unit reservations release_cancelled() left:
-        quotas.settle(job.reservations, used(job, response, error))
+        quotas.settle(job.reservations, bill.demand())
 
 
 def split(outcome: Outcome) -> tuple[CompletionResponse, ProviderError | None]:
@@ -394,17 +382,6 @@ def split(outcome: Outcome) -> tuple[CompletionResponse, ProviderError | None]:
     if isinstance(outcome, ProviderError):
         return CompletionResponse(text=""), outcome
     return outcome, None
-
-
-def used(job: AIJob, response: CompletionResponse, error: ProviderError | None) -> quotas.Demand:
-    """What the request really used, at batch prices (nothing when it failed)."""
-    return quotas.actual(job.model, None if error else response, batch=True, provider=job.provider)
-
-
-def billing_route(job: AIJob) -> Prepared:
-    """What a usage row needs when the job's request cannot be rebuilt."""
-    request = CompletionRequest(system="", prompt="", model=job.model, max_tokens=0)
-    return Prepared(AIFunction(), None, request, job.provider, {})
 
 
 def release_cancelled(job_id: int) -> None:
@@ -417,7 +394,7 @@ def release_cancelled(job_id: int) -> None:
         )
         reservations = row.values_list("reservations", flat=True).first()
         if reservations:
-            row.update(reservations=[[row_id, kind, 0] for row_id, kind, _units in reservations])
+            row.update(reservations=quotas.released(reservations))
             quotas.release(reservations)
 
 

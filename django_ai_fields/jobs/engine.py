@@ -13,8 +13,8 @@ from typing import Any
 from django.db import DataError, IntegrityError, transaction
 from rq.timeouts import JobTimeoutException
 
-from ..calling import answer as repair
 from ..calling import result_cache, routing
+from ..calling.answer import Unusable, usable_answer
 from ..calling.pipeline import Pipeline, Prepared, job_timeout_error, record_usage
 from ..conf import get_setting
 from ..declare.generation import FIELD_FUNCTION, FieldGeneration
@@ -42,7 +42,6 @@ from .lifecycle import (
     postpone,
     record_request,
     refused_by_policy,
-    update_job,
 )
 
 logger = logging.getLogger("django_ai_fields")
@@ -104,28 +103,33 @@ def generate(job: AIJob, policy: TenantPolicy | None) -> Pipeline[str]:
         prepared = prepare(job, policy)
     except PREP_REFUSALS as exc:
         return end_at_prep(job, exc)
-    note_redaction(job, prepared)
-    ttl = prepared.function.result_cache_ttl()
-    key = result_cache.cache_key(job.tenant, prepared.provider, prepared.request) if ttl > 0 else ""
+    key = cache_key(prepared, job.tenant)
     record_request(job, prepared, key, phase=Phase.AI_CALL, progress=PROGRESS[Phase.AI_CALL])
     if key and not job.force:
-        cached = result_cache.lookup(key, ttl)
+        cached = result_cache.lookup(key, prepared.function.result_cache_ttl())
         if cached is not result_cache.MISS:
-            record_usage(job, prepared, CompletionResponse(text=""), cache_hit=True)
-            return write_back(job, prepared, cached, None)
-    save_job = lambda **columns: update_job(job, **columns)  # noqa: E731
+            empty = CompletionResponse(text="")
+            record_usage(job, prepared.provider, prepared.model, empty, cache_hit=True)
+            return write_back(job, prepared, cached)
     try:
         # Routes (circuits, rate limits, fallbacks), moderation, one repair call.
-        prepared, response, parsed = yield from repair.answer(job, prepared, save_job)
+        prepared, _response, parsed = yield from usable_answer(job, prepared)
     except routing.Deferred as deferral:
         return defer(job, deferral)
     except QuotaRefused as refusal:
         return end_at_prep(job, refusal)
     except ProviderError as error:
         return handle_provider_error(job, error)
-    except repair.Unusable as exc:
+    except Unusable as exc:
         return end_unusable(job, str(exc), exc.response)
-    return write_back(job, prepared, parsed, response)
+    return write_back(job, prepared, parsed)
+
+
+def cache_key(prepared: Prepared, tenant: str) -> str:
+    """The result cache's key of this request ("" when the function caches nothing)."""
+    if prepared.function.result_cache_ttl() <= 0:
+        return ""
+    return result_cache.cache_key(tenant, prepared.provider, prepared.request)
 
 
 def function_for(job: AIJob) -> AIFunction:
@@ -148,7 +152,9 @@ def prepare(job: AIJob, policy: TenantPolicy | None = LOOK_UP) -> Prepared:
     except LookupError as exc:
         raise ValueError(str(exc)) from exc
     data = function.prepare(job.payload, job.tenant)
-    return request_for(function, data, job.tenant, policy)
+    prepared = request_for(function, data, job.tenant, policy)
+    note_redaction(job, prepared)
+    return prepared
 
 
 def request_for(
@@ -188,9 +194,7 @@ def note_redaction(job: AIJob, prepared: Prepared) -> None:
         job.steps = with_note(job, Phase.PREP, redaction.describe(counts), pii=counts)
 
 
-def write_back(
-    job: AIJob, prepared: Prepared, parsed: Any, response: CompletionResponse | None
-) -> str:
+def write_back(job: AIJob, prepared: Prepared, parsed: Any) -> str:
     """Save the output and finish the job in one transaction."""
     token = job.run_token
     output = json_safe(parsed)  # placeholders kept: the job stores no masked value
@@ -201,14 +205,14 @@ def write_back(
             function.save_output(parsed, prepared.data)
             # Before finish(), whose job_completed signal also waits for the commit.
             transaction.on_commit(lambda: function.after_commit(job, parsed), robust=True)
-            finish(job, Status.SUCCEEDED, output=output, response=response)
+            finish(job, Status.SUCCEEDED, output=output)
     except Superseded as exc:
         job.run_token = token  # the rolled-back finish() had cleared it in memory
-        finish(job, Status.SUPERSEDED, phase=Phase.SAVE, error=str(exc), response=response)
+        finish(job, Status.SUPERSEDED, phase=Phase.SAVE, error=str(exc))
         return Status.SUPERSEDED
     except Cancelled as exc:  # the row was deleted while the call ran
         job.run_token = token
-        finish(job, Status.CANCELLED, phase=Phase.SAVE, error=str(exc), response=response)
+        finish(job, Status.CANCELLED, phase=Phase.SAVE, error=str(exc))
         return Status.CANCELLED
     except (IntegrityError, DataError) as exc:
         if prepared.masking is None:

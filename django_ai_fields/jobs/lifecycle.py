@@ -12,14 +12,11 @@ import contextlib
 import random
 from typing import Any
 
-from django.db.models import F
-
-from ..calling.pipeline import Prepared, call_cost
+from ..calling.pipeline import Prepared
 from ..calling.routing import Deferred
 from ..conf import get_setting
 from ..declare.outputs import clipped, without_nul
 from ..dispatch import backend, handover, transitions
-from ..dispatch.steps import with_step, with_tool_calls
 from ..dispatch.transitions import LeaseLost
 from ..functions import Cancelled
 from ..models import AIJob, ErrorCode, Phase, Status, TenantPolicy
@@ -117,17 +114,16 @@ def retry_delay(attempt: int, retry_after: float | None) -> float:
 PREP_REFUSALS = (Cancelled, ValueError, QuotaRefused)
 
 
-def end_at_prep(job: AIJob, exc: Exception, response: CompletionResponse | None = None) -> str:
-    """Finish a job that PREP refused (one of PREP_REFUSALS); returns its status.
-    ``response``: an answer already billed for it (a provider batch's), charged to the job."""
+def end_at_prep(job: AIJob, exc: Exception) -> str:
+    """Finish a job that PREP refused (one of PREP_REFUSALS); returns its status."""
     if isinstance(exc, Cancelled):
-        finish(job, Status.CANCELLED, phase=Phase.PREP, error=str(exc), response=response)
+        finish(job, Status.CANCELLED, phase=Phase.PREP, error=str(exc))
         return Status.CANCELLED
     if isinstance(exc, QuotaRefused):
         code, message = exc.code, exc.message
     else:
         code, message = ErrorCode.BAD_REQUEST, str(exc)
-    finish(job, Status.FAILED, phase=Phase.PREP, error_code=code, error=message, response=response)
+    finish(job, Status.FAILED, phase=Phase.PREP, error_code=code, error=message)
     return Status.FAILED
 
 
@@ -140,7 +136,6 @@ def end_unusable(job: AIJob, message: str, response: CompletionResponse) -> str:
         error_code=ErrorCode.INVALID_OUTPUT,
         error=message,
         output=without_nul(clipped(response.text)),  # no NUL (jsonb); at most MAX_OUTPUT_CHARS
-        response=response,
     )
     return Status.FAILED
 
@@ -153,34 +148,11 @@ def finish(
     error_code: str = "",
     error: str = "",
     output: Any = None,
-    response: CompletionResponse | None = None,
 ) -> None:
-    """Move the job to a final status (guarded by the run token), charging it the
-    answered call's tokens and cost when ``response`` is given."""
+    """Move the job to a final status (guarded by the run token). Its calls were
+    charged to it as they were booked (calling.pipeline.book)."""
     columns: dict[str, Any] = {} if output is None else {"output": output}
-    if response is not None:
-        columns.update(charge(job, response, status=status, phase=phase, error=error))
     transitions.finish(job, status, phase=phase, error_code=error_code, error=error, **columns)
-
-
-def charge(job: AIJob, response: CompletionResponse, **step: Any) -> dict[str, Any]:
-    """The columns that add an answered call's tokens and cost to the job, with the
-    step that records them."""
-    cost = call_cost(job.model, response, job.provider)
-    columns: dict[str, Any] = {
-        "input_tokens": F("input_tokens") + response.input_tokens,
-        "output_tokens": F("output_tokens") + response.output_tokens,
-        "cost_usd": F("cost_usd") + cost,
-    }
-    steps = with_step(
-        job,
-        step,
-        input_tokens=response.input_tokens,
-        output_tokens=response.output_tokens,
-        cost_usd=str(cost),
-    )
-    columns["steps"] = with_tool_calls(job, steps, response)
-    return columns
 
 
 def fail(job: AIJob, code: str, message: str) -> None:

@@ -11,7 +11,6 @@ import datetime
 from dataclasses import dataclass
 from decimal import Decimal
 from functools import partial
-from typing import Any
 
 from django.db import IntegrityError, transaction
 from django.db.models import F
@@ -22,7 +21,6 @@ from .. import signals
 from ..conf import get_setting
 from ..models import ErrorCode, Quota, QuotaKind, QuotaPeriod, QuotaUsage
 from .pricing import ceil_micro, cost_micro, usd_to_micro
-from .tool_fees import fee_micro
 
 
 @dataclass(frozen=True)
@@ -69,44 +67,6 @@ def worst_case(model: str, prompt_bytes: int, max_tokens: int, provider: str = "
     tokenizers), plus max_tokens of output, at the model's prices."""
     cost = cost_micro(model, input_tokens=prompt_bytes, output_tokens=max_tokens, provider=provider)
     return Demand(1, prompt_bytes + max_tokens, None if cost is None else ceil_micro(cost), model)
-
-
-def actual(
-    model: str, response: object | None, *, batch: bool = False, provider: str = ""
-) -> Demand:
-    """Units a finished call really used; a call that failed uses nothing."""
-    if response is None:
-        return NOTHING
-    tokens_in = response.input_tokens  # type: ignore[attr-defined]
-    tokens_out = response.output_tokens  # type: ignore[attr-defined]
-    if not response.billable:  # type: ignore[attr-defined]
-        return Demand(1, tokens_in + tokens_out, 0)
-    cost = answer_cost_micro(model, response, provider=provider, batch=batch)
-    if cost is None:
-        return Demand(1, tokens_in + tokens_out, 0, model)
-    return Demand(1, tokens_in + tokens_out, ceil_micro(cost), model)
-
-
-def answer_cost_micro(
-    model: str, response: Any, *, provider: str = "", batch: bool = False
-) -> Decimal | None:
-    """Exact cost of a billable answer in micro-dollars: its tokens at the model's
-    prices (cache reads and writes, batch rate, service tier) plus its hosted tool
-    fees. None when the model has no known price."""
-    cost = cost_micro(
-        model,
-        input_tokens=response.input_tokens,
-        output_tokens=response.output_tokens,
-        cached_tokens=response.cached_tokens,
-        cache_creation_tokens=response.cache_creation_tokens,
-        cache_write_1h_tokens=response.cache_write_1h_tokens,
-        batch=batch or response.batch,
-        service_tier=response.service_tier,
-        provider=provider,
-    )
-    if cost is None:
-        return None
-    return cost + fee_micro(getattr(response, "tool_uses", None) or {})
 
 
 def period_start(period: str, today: datetime.date | None = None) -> datetime.date:
@@ -258,6 +218,11 @@ def _send_alert(tenant: str, quota: Quota, fraction: Decimal) -> None:
     signals.quota_threshold_reached.send(
         sender=Quota, tenant=tenant, quota=quota, fraction=float(fraction)
     )
+
+
+def released(reservations: list[Reservation]) -> list[Reservation]:
+    """The same reservations holding nothing (their units were given back already)."""
+    return [[row_id, kind, 0] for row_id, kind, _units in reservations]
 
 
 def release(reservations: list[Reservation]) -> None:
