@@ -20,7 +20,7 @@ from ..conf import get_setting
 from ..dispatch import handover
 from ..fields import get_ai_field
 from ..jobs import actions as job_actions
-from ..jobs.sweep import BATCH, sweep
+from ..jobs.sweep import JOBS_PER_SWEEP, sweep
 from ..models import AIJob, AIUsage, ErrorCode, Status
 from ..observability import analytics, health
 from ..status import job_for
@@ -143,7 +143,7 @@ def queue_pending(request: HttpRequest) -> JsonResponse:
         report = sweep(all_pending=True)
         return json_response(vars(report))
     pending = AIJob.objects.filter(status=Status.PENDING, tenant=tenant).order_by("pk")
-    job_ids = list(pending.values_list("pk", flat=True)[:BATCH])
+    job_ids = list(pending.values_list("pk", flat=True)[:JOBS_PER_SWEEP])
     enqueued = handover.to_drain(job_ids)
     return json_response({"enqueued": enqueued, "unreachable": len(job_ids) - enqueued})
 

@@ -31,7 +31,8 @@ SCHEDULED_KEY = "django_ai_fields:sweep-scheduled"
 # When the scheduled sweep is due, and whether a late one was run directly.
 DUE_KEY = "django_ai_fields:sweep-due"
 KICKED_KEY = "django_ai_fields:sweep-kicked"
-BATCH = 1000
+# The most jobs each part of one sweep takes on (the next sweep takes the rest).
+JOBS_PER_SWEEP = 1000
 
 
 @dataclass
@@ -66,7 +67,7 @@ def sweep(*, all_pending: bool = False, now: datetime | None = None) -> SweepRep
         pending = pending.filter(
             updated_at__lt=now - timedelta(seconds=get_setting("PENDING_GRACE"))
         )
-    job_ids += pending.order_by("pk").values_list("pk", flat=True)[:BATCH]
+    job_ids += pending.order_by("pk").values_list("pk", flat=True)[:JOBS_PER_SWEEP]
     job_ids += orphaned_queued_jobs(now)
     job_ids = list(dict.fromkeys(job_ids))  # recovered jobs are pending now: listed twice
     with contextlib.suppress(Exception):  # Redis down: to_drain reports it
@@ -83,7 +84,7 @@ def recover_lost_jobs(now: datetime, report: SweepReport) -> list[int]:
     requeue: list[int] = []
     deadline = now - timedelta(seconds=get_setting("JOB_TIMEOUT"))
     lost = AIJob.objects.filter(status=Status.RUNNING, started_at__lt=deadline)
-    for job in lost.only("pk", "run_token", "attempts", "reservations")[:BATCH]:
+    for job in lost.only("pk", "run_token", "attempts", "reservations")[:JOBS_PER_SWEEP]:
         guarded = AIJob.objects.filter(pk=job.pk, status=Status.RUNNING, run_token=job.run_token)
         outcome = recover_lost(
             job,
@@ -112,7 +113,7 @@ def orphaned_queued_jobs(now: datetime) -> list[int]:
         AIJob.objects.filter(status=Status.QUEUED, updated_at__lt=grace)
         .exclude(rq_job_id="")
         .exclude(phase=Phase.BATCH)  # waits for a provider batch, not for RQ
-        .values_list("pk", "rq_job_id")[:BATCH]
+        .values_list("pk", "rq_job_id")[:JOBS_PER_SWEEP]
     )
     if not candidates:
         return []

@@ -36,10 +36,6 @@ def _resolver() -> Callable[[Any], str | None] | None:
     return import_string(path) if isinstance(path, str) else path
 
 
-def is_scoped() -> bool:
-    return _resolver() is not None
-
-
 def tenant_for_user(user: Any) -> str | None:
     """The tenant the user is confined to; None: all tenants. Raises NoTenant."""
     resolver = _resolver()
