@@ -68,13 +68,14 @@ def test_manage_py_check_database_warns_about_internal_tenant_urls(tmp_path: Pat
     """W020 is a database check: ``check --database default`` (and ``migrate``)."""
     project = FreshProject(tmp_path)
     assert project.manage("migrate", "--verbosity", "0").returncode == 0
-    urls = ["http://169.254.169.254/latest/", "http://2130706433:8000/v1", "https://api.openai.com/v1"]
-    script = (
-        "from django_ai_fields.models import ProviderCredential as C\n"
-        + "".join(
-            f"C.objects.create(tenant='t{n}', provider='openai', api_key='k', base_url={url!r})\n"
-            for n, url in enumerate(urls)
-        )
+    urls = [
+        "http://169.254.169.254/latest/",
+        "http://2130706433:8000/v1",
+        "https://api.openai.com/v1",
+    ]
+    script = "from django_ai_fields.models import ProviderCredential as C\n" + "".join(
+        f"C.objects.create(tenant='t{n}', provider='openai', api_key='k', base_url={url!r})\n"
+        for n, url in enumerate(urls)
     )
     created = project.manage("shell", "--command", script)
     assert created.returncode == 0, created.stderr
