@@ -5,6 +5,7 @@ docs/security.md lists these attacks with their outcomes."""
 from __future__ import annotations
 
 import json
+import threading
 
 import pytest
 from cryptography.fernet import Fernet
@@ -764,3 +765,63 @@ def test_the_system_check_sees_non_canonical_loopback_addresses(settings, url):
         allowed = "http://0.0.0.0:8000/"
     settings.AI_FIELDS = {**settings.AI_FIELDS, "TENANT_BASE_URLS": [allowed]}
     assert w020() == []
+
+
+# -- issue 23, finding 5: provider probes in diagnostics/ ---------------------------------------
+
+DIAGNOSTICS = "/ai/diagnostics/"
+
+
+def operator_client() -> Client:
+    client = Client()
+    client.force_login(make_user("root", superuser=True))
+    return client
+
+
+def model_list_requests(fake_provider) -> int:
+    return sum(1 for r in fake_provider.requests if r.path == "/v1/models")
+
+
+@pytest.fixture
+def slow_model_lists(fake_provider, settings, monkeypatch):
+    """openai and anthropic (TIMEOUT 30 s) answer their model list after 5 s; a
+    probe may take 1 s."""
+    from django_ai_fields.observability import health
+
+    monkeypatch.setattr(health, "PROBE_TIMEOUT", 1.0)
+    fake_provider.models_delay = 5.0
+    providers = settings.AI_FIELDS["PROVIDERS"]
+    slow = {name: {**providers[name], "TIMEOUT": 30} for name in ("openai", "anthropic")}
+    settings.AI_FIELDS = {**settings.AI_FIELDS, "PROVIDERS": slow}
+    yield fake_provider
+    for thread in threading.enumerate():  # a probe left running must not reach the next test
+        if thread.name.startswith("ai-probe"):
+            thread.join()
+
+
+def test_diagnostics_probes_every_provider_at_once_within_the_probe_timeout(slow_model_lists):
+    body = operator_client().get(DIAGNOSTICS).json()
+    outcome = {p["name"]: (p["ok"], p["detail"].partition(":")[0]) for p in body["providers"]}
+    assert outcome == {"openai": (False, "timeout"), "anthropic": (False, "timeout")}
+    assert slow_model_lists.max_models_in_flight == 2  # side by side, not one after the other
+
+
+def test_a_tenant_user_gets_the_last_probes_and_never_starts_one(fake_provider, settings):
+    settings.AI_FIELDS = {**settings.AI_FIELDS, "TENANT_FOR_USER": TENANT_FOR_USER}
+    tenant = Client()
+    tenant.force_login(make_user("acme-ann", "django_ai_fields.view_aijob"))
+    assert tenant.get(DIAGNOSTICS).json()["providers"] is None  # nothing probed yet
+    assert model_list_requests(fake_provider) == 0
+    live = operator_client().get(DIAGNOSTICS).json()
+    assert model_list_requests(fake_provider) == 2  # openai and anthropic (azure has no probe)
+    cached = tenant.get(DIAGNOSTICS).json()
+    assert cached["providers"] == live["providers"]
+    assert cached["providers_checked_at"] == live["providers_checked_at"] is not None
+    assert model_list_requests(fake_provider) == 2
+
+
+def test_probe_results_are_reused_for_a_while(fake_provider):
+    operator = operator_client()
+    first = operator.get(DIAGNOSTICS).json()["providers"]
+    assert operator.get(DIAGNOSTICS).json()["providers"] == first
+    assert model_list_requests(fake_provider) == 2
