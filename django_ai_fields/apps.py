@@ -5,6 +5,7 @@ import logging
 import sys
 
 from django.apps import AppConfig, apps
+from django.core import checks
 from django.db.models.signals import class_prepared
 from django.utils.translation import gettext_lazy as _
 
@@ -20,8 +21,8 @@ class AIFieldsConfig(AppConfig):
         from django.utils.module_loading import autodiscover_modules
 
         from .intake.tracking import install
-        from .tenants import credential_audit as credentials  # noqa: F401  (register the system checks)
 
+        register_checks()
         for model in apps.get_models():
             install(model)
         class_prepared.connect(_install_late_model, dispatch_uid="django_ai_fields.late")
@@ -38,6 +39,20 @@ class AIFieldsConfig(AppConfig):
             # A (re)started worker arms the periodic sweep: after Redis lost its data
             # (restart without persistence) nothing else would, with the queue empty.
             schedule_sweep()
+
+
+def register_checks() -> None:
+    """Every system check of the app, registered here and nowhere else. Django copies
+    the registry before it runs the checks, so one registered on import (say, by a
+    field's check() during the model checks) would miss that run, and one in a module
+    nothing imports would never run."""
+    from .declare.checks import check_installation
+    from .declare.input_checks import check_provider_apis
+    from .tenants.credential_audit import check_tenant_base_urls
+
+    checks.register(check_installation, checks.Tags.compatibility)
+    checks.register(check_provider_apis, checks.Tags.compatibility)
+    checks.register(check_tenant_base_urls, checks.Tags.database)
 
 
 def _is_worker_process() -> bool:

@@ -11,8 +11,7 @@ DEFAULTS: dict[str, Any] = {
     # "offline" or a dotted path to a Provider subclass.
     "DEFAULT_PROVIDER": "openai",
     "DEFAULT_MODEL": "gpt-4o-mini",
-    # Per provider: API_KEY, BASE_URL (OpenAI-compatible servers), TIMEOUT (seconds),
-    # and for "azure" also API_VERSION.
+    # Per provider name, a dict of PROVIDER_KEYS (below): {"openai": {"API_KEY": ...}}.
     "PROVIDERS": {},
     # Queue name from RQ_QUEUES that jobs go to.
     "QUEUE": "default",
@@ -149,6 +148,7 @@ DEFAULTS: dict[str, Any] = {
 
 
 # The keys a PROVIDERS entry may hold; any other is a check error (declare/checks.py).
+# docs/settings.md#providers-entries documents each (a test keeps the two equal).
 PROVIDER_KEYS: frozenset[str] = frozenset(
     {
         "API_KEY",
@@ -156,6 +156,7 @@ PROVIDER_KEYS: frozenset[str] = frozenset(
         "TIMEOUT",
         "DEFAULT_MODEL",
         "API_VERSION",  # azure
+        "API",  # openai: "chat" (the default) or "responses"
         "MAX_TOKENS_PARAM",  # OpenAI-compatible servers that want "max_tokens"
         "IDEMPOTENCY_HEADER",
         "MODERATION_MODEL",  # openai, for MODERATION = "openai"

@@ -1,11 +1,13 @@
-"""System checks: configuration mistakes fail ``manage.py check``, not a worker."""
+"""System checks: configuration mistakes fail ``manage.py check``, not a worker.
+
+``check_installation`` is registered by ``AIFieldsConfig.ready()`` (apps.py), with
+every other check of the app; ``check_field`` runs from each AI field's check()."""
 
 from __future__ import annotations
 
 import difflib
 from typing import Any
 
-import jsonschema
 import phonenumbers
 from django.apps import apps
 from django.conf import settings
@@ -21,7 +23,6 @@ from .input_checks import check_hosted_options
 from .prompts import PromptSyntaxError, is_forward_field
 
 
-@checks.register(checks.Tags.compatibility)
 def check_installation(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
     errors: list[checks.CheckMessage] = []
     if not apps.is_installed("django_rq"):
@@ -159,6 +160,8 @@ def check_field(field: Any) -> list[checks.CheckMessage]:
     errors.extend(check_hosted_options(field))
     schema = field.json_schema()
     if schema is not None:
+        import jsonschema  # here, not at the top: ready() imports this module in every process
+
         try:
             jsonschema.validators.validator_for(schema).check_schema(schema)
         except jsonschema.SchemaError as exc:

@@ -1,5 +1,6 @@
 """System checks of a field's ``inputs``, ``tools`` and ``api`` options and of
-``PROVIDERS[...]["API"]`` (ids django_ai_fields.E141-E146)."""
+``PROVIDERS[...]["API"]`` (ids django_ai_fields.E141-E146); apps.py registers
+``check_provider_apis``."""
 
 from __future__ import annotations
 
@@ -13,7 +14,6 @@ from ..providers.tools import APIS, RESPONSES, problems, speaks_responses
 from .file_inputs import is_file_field
 
 
-@checks.register(checks.Tags.compatibility)
 def check_provider_apis(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
     return [
         checks.Error(

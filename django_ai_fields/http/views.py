@@ -26,7 +26,7 @@ from ..observability import analytics, health
 from ..status import job_for
 from ..templatetags.ai_fields import render_badge
 from ..tenants import resolve_tenant
-from ..tenants.permissions import has_model_perm, scope, tenant_for_user
+from ..tenants.permissions import has_model_perm, is_operator, scope, tenant_for_user
 from .jsonapi import (
     ApiError,
     date_param,
@@ -200,14 +200,19 @@ def worker_health(request: HttpRequest) -> JsonResponse:
 
 @endpoint()
 def diagnostics(request: HttpRequest) -> JsonResponse:
-    """Stuck jobs (in the caller's tenant) and provider reachability (?providers=0 skips)."""
+    """Stuck jobs (in the caller's tenant) and provider reachability (?providers=0 skips):
+    the last probes, or new ones when they are stale and the caller is an operator."""
     stuck = health.stuck_jobs(scoped_jobs(request)).defer("prompt", "output", "payload")
+    probes = None
+    if request.GET.get("providers") != "0":
+        probes = health.recent_provider_health(probe=is_operator(request.user))
     data: dict[str, Any] = {
         "stuck_jobs": {
             "count": stuck.count(),
             "jobs": [job_to_dict(job) for job in stuck[:STUCK_LISTED]],
         },
-        "providers": health.provider_health() if request.GET.get("providers") != "0" else None,
+        "providers": probes["providers"] if probes else None,
+        "providers_checked_at": probes["checked_at"] if probes else None,
         # Circuit breakers shared by the workers (docs/reliability.md).
         "circuits": breaker.states(),
     }

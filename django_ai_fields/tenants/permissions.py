@@ -49,6 +49,15 @@ def tenant_for_user(user: Any) -> str | None:
     raise NoTenant("This user belongs to no tenant.")
 
 
+def is_operator(user: Any) -> bool:
+    """A superuser or staff member bound to no tenant: trusted with what costs the
+    whole deployment, such as live provider probes (docs/security.md)."""
+    if not (user.is_authenticated and user.is_active and (user.is_superuser or user.is_staff)):
+        return False
+    resolver = _resolver()
+    return resolver is None or resolver(user) is None
+
+
 def scope(queryset: models.QuerySet[Any], user: Any, field: str = "tenant") -> models.QuerySet[Any]:
     """Filter a queryset to the user's tenant (raises NoTenant)."""
     tenant = tenant_for_user(user)

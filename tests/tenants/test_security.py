@@ -5,6 +5,7 @@ docs/security.md lists these attacks with their outcomes."""
 from __future__ import annotations
 
 import json
+import threading
 
 import pytest
 from cryptography.fernet import Fernet
@@ -679,3 +680,148 @@ def test_ai_rotate_keys_encrypts_plaintext_written_around_the_field(capsys):
     (stored,) = raw_keys()
     assert "sk-raw-sql" not in stored and crypto.decrypt(stored) == "sk-raw-sql"
     assert str(ProviderCredential.objects.get().api_key) == "sk-raw-sql"
+
+
+# -- issue 23: low findings 6 (dot segments) and 7 (non-canonical IPv4) -------------------------
+
+DOT_SEGMENT_PATHS = [
+    "/v1/../internal",
+    "/v1/./../internal",
+    "/v1/%2e%2e/internal",
+    "/v1/%2E./internal",
+    "/v1/%252e%252e/internal",  # encoded twice
+    "/v1/..%2finternal",
+    "/v1/..;/internal",
+]
+
+
+@pytest.mark.parametrize("path", DOT_SEGMENT_PATHS)
+def test_the_admin_refuses_a_tenant_url_with_dot_segments(two_tenants, settings, path):
+    settings.AI_FIELDS = {**settings.AI_FIELDS, "TENANT_BASE_URLS": ["https://llm.example.com/v1"]}
+    response = tenant_client().post(
+        f"{CREDENTIALS}add/",
+        {"provider": "openai", "base_url": f"https://llm.example.com{path}", "new_api_key": "sk-a"},
+    )
+    assert response.status_code == 200
+    assert "This base URL is not allowed" in response.content.decode()
+    assert not ProviderCredential.objects.exists()
+
+
+def test_a_stored_tenant_url_with_dot_segments_is_refused_at_call_time(
+    two_tenants, settings, worker
+):
+    """Saved before the fix: the SDK resolved the ``..`` and called /internal/...;
+    now the job fails ``auth`` and nothing is sent."""
+    allowed = tenant_url(two_tenants)  # http://localhost:<port>/v1
+    settings.AI_FIELDS = {**settings.AI_FIELDS, "TENANT_BASE_URLS": [allowed]}
+    ProviderCredential.objects.create(
+        tenant="acme",
+        provider="openai",
+        api_key="sk-acme",
+        base_url=f"{allowed}/../internal",
+        base_url_from_tenant=True,
+    )
+    Product.objects.create(shop="acme", title="Anvil", price=10)
+    worker.drain()
+    assert [r.path for r in two_tenants.requests] == []  # was ["/internal/chat/completions"]
+    job = AIJob.objects.get()
+    assert (job.status, job.error_code) == ("failed", "auth")
+
+
+def test_a_dot_inside_a_segment_is_not_a_dot_segment():
+    from django_ai_fields.tenants.base_urls import on_allowlist
+
+    prefix = ["https://llm.example.com/v1"]
+    assert on_allowlist("https://llm.example.com/v1/models..v2/", prefix)
+    assert on_allowlist("https://llm.example.com/v1/.well-known", prefix)
+    assert on_allowlist("https://llm.example.com/%76%31/chat", prefix)  # %76%31 is "v1"
+
+
+NON_CANONICAL_LOOPBACK = [
+    "http://2130706433:8000/v1",  # 127.0.0.1 as one number
+    "http://127.1:8000/v1",
+    "http://0:8000/v1",  # 0.0.0.0, which connects to this host
+    "http://0x7f.0.0.1:8000/v1",
+    "http://0177.0.0.1:8000/v1",  # octal
+    "http://localhost.:8000/v1",
+]
+
+
+@pytest.mark.parametrize("url", NON_CANONICAL_LOOPBACK)
+def test_the_system_check_sees_non_canonical_loopback_addresses(settings, url):
+    from django.core import checks
+
+    ProviderCredential.objects.create(tenant="acme", provider="openai", api_key="k", base_url=url)
+
+    def w020() -> list[str]:
+        messages = checks.run_checks(databases=["default"])
+        return [m.msg for m in messages if m.id == "django_ai_fields.W020"]
+
+    (warning,) = w020()
+    assert "'acme'" in warning
+    # The allowlist reads hosts the same way: the canonical prefix silences it.
+    allowed = "http://localhost:8000/" if "localhost" in url else "http://127.0.0.1:8000/"
+    if url.startswith("http://0:"):
+        allowed = "http://0.0.0.0:8000/"
+    settings.AI_FIELDS = {**settings.AI_FIELDS, "TENANT_BASE_URLS": [allowed]}
+    assert w020() == []
+
+
+# -- issue 23, finding 5: provider probes in diagnostics/ ---------------------------------------
+
+DIAGNOSTICS = "/ai/diagnostics/"
+
+
+def operator_client() -> Client:
+    client = Client()
+    client.force_login(make_user("root", superuser=True))
+    return client
+
+
+def model_list_requests(fake_provider) -> int:
+    return sum(1 for r in fake_provider.requests if r.path == "/v1/models")
+
+
+@pytest.fixture
+def slow_model_lists(fake_provider, settings, monkeypatch):
+    """openai and anthropic (TIMEOUT 30 s) answer their model list after 5 s; a
+    probe may take 1 s."""
+    from django_ai_fields.observability import health
+
+    monkeypatch.setattr(health, "PROBE_TIMEOUT", 1.0)
+    fake_provider.models_delay = 5.0
+    providers = settings.AI_FIELDS["PROVIDERS"]
+    slow = {name: {**providers[name], "TIMEOUT": 30} for name in ("openai", "anthropic")}
+    settings.AI_FIELDS = {**settings.AI_FIELDS, "PROVIDERS": slow}
+    yield fake_provider
+    for thread in threading.enumerate():  # a probe left running must not reach the next test
+        if thread.name.startswith("ai-probe"):
+            thread.join()
+
+
+def test_diagnostics_probes_every_provider_at_once_within_the_probe_timeout(slow_model_lists):
+    body = operator_client().get(DIAGNOSTICS).json()
+    outcome = {p["name"]: (p["ok"], p["detail"].partition(":")[0]) for p in body["providers"]}
+    assert outcome == {"openai": (False, "timeout"), "anthropic": (False, "timeout")}
+    assert slow_model_lists.max_models_in_flight == 2  # side by side, not one after the other
+
+
+def test_a_tenant_user_gets_the_last_probes_and_never_starts_one(fake_provider, settings):
+    settings.AI_FIELDS = {**settings.AI_FIELDS, "TENANT_FOR_USER": TENANT_FOR_USER}
+    tenant = Client()
+    tenant.force_login(make_user("acme-ann", "django_ai_fields.view_aijob"))
+    assert tenant.get(DIAGNOSTICS).json()["providers"] is None  # nothing probed yet
+    assert model_list_requests(fake_provider) == 0
+    live = operator_client().get(DIAGNOSTICS).json()
+    assert model_list_requests(fake_provider) == 2  # openai and anthropic (azure has no probe)
+    cached = tenant.get(DIAGNOSTICS).json()
+    assert cached["providers"] == live["providers"]
+    assert cached["providers_checked_at"] == live["providers_checked_at"] is not None
+    assert model_list_requests(fake_provider) == 2
+
+
+def test_probe_results_are_reused_for_a_while(fake_provider):
+    operator = operator_client()
+    first = operator.get(DIAGNOSTICS).json()["providers"]
+    assert operator.get(DIAGNOSTICS).json()["providers"] == first
+    assert model_list_requests(fake_provider) == 2
