@@ -136,3 +136,13 @@ def run_ai_task(
     else:
         transaction.on_commit(partial(handover.to_drain, [job.pk]), robust=True)
     return job
+
+
+__all__ = [
+    "estimate",
+    "latest_job",
+    "regenerate",
+    "regenerate_many",
+    "regenerate_rows",
+    "run_ai_task",
+]

@@ -53,3 +53,13 @@ class ErrorCode(models.TextChoices):
 # What the prompt renderer appends to a value cut at max_input_chars (the PII
 # redactor masks a value's cut remainder before it).
 TRUNCATION_MARKER = " …[truncated]"
+
+
+__all__ = [
+    "FINISHED_STATUSES",
+    "OPEN_STATUSES",
+    "UNFINISHED_STATUSES",
+    "ErrorCode",
+    "Phase",
+    "Status",
+]

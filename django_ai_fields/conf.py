@@ -177,3 +177,8 @@ def get_setting(name: str) -> Any:
 
 def provider_settings(provider: str) -> dict[str, Any]:
     return dict(get_setting("PROVIDERS").get(provider) or {})
+
+
+__all__ = [
+    "get_setting",
+]

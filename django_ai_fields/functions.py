@@ -176,3 +176,14 @@ def get_function(name: str) -> type[AIFunction]:
 
 def registered() -> dict[str, type[AIFunction]]:
     return dict(_registry)
+
+
+__all__ = [
+    "AIFunction",
+    "Cancelled",
+    "Superseded",
+    "get_function",
+    "json_safe",
+    "register",
+    "registered",
+]

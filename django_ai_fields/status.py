@@ -126,3 +126,12 @@ def badge_context(obj: models.Model, field_name: str, job: AIJob | None) -> dict
         "error": job.error if job is not None and state == Status.FAILED else "",
         "status_url": status_url(obj, field_name) if unfinished else "",
     }
+
+
+__all__ = [
+    "badge_context",
+    "job_for",
+    "latest_jobs",
+    "status_url",
+    "with_ai_status",
+]

@@ -158,3 +158,8 @@ def metrics_view(request: HttpRequest) -> HttpResponse:
         return HttpResponse("Metrics are off or prometheus_client is missing.", status=404)
     body = prometheus_client.generate_latest(registry())
     return HttpResponse(body, content_type=prometheus_client.CONTENT_TYPE_LATEST)
+
+
+__all__ = [
+    "metrics_view",
+]

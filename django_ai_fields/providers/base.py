@@ -248,3 +248,15 @@ def require_key(provider: Provider) -> None:
         raise ProviderError(
             ErrorCode.AUTH, f"No API key configured for provider {provider.name!r}."
         )
+
+
+__all__ = [
+    "BatchState",
+    "CompletionRequest",
+    "CompletionResponse",
+    "Provider",
+    "ProviderError",
+    "clients",
+    "code_for_status",
+    "require_key",
+]
