@@ -35,6 +35,7 @@ __all__ = [
     "AIUsage",
     "ErrorCode",
     "Phase",
+    "ProviderBatch",
     "ProviderCredential",
     "Quota",
     "QuotaKind",
@@ -371,3 +372,27 @@ class TenantPolicy(models.Model):
                 "known": ", ".join(ENTITY_TYPES),
             }
             raise ValidationError({"pii_entity_types": message})
+
+
+class ProviderBatch(models.Model):
+    """A provider batch the app submitted (``ai_regenerate --batch``), with the
+    credential it was submitted with: it is polled and read with exactly that one,
+    never with whichever credential a tenant has now (docs/batches.md)."""
+
+    batch_id = models.CharField(_("provider batch"), max_length=100, unique=True)
+    provider = models.CharField(_("provider"), max_length=64)
+    # True: the operator's settings (PROVIDERS); False: ``credential``, a tenant's row.
+    uses_settings = models.BooleanField(_("operator's settings"))
+    credential = models.ForeignKey(
+        ProviderCredential, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    # The base URL the batch went to; a tenant row pointing elsewhere now is refused.
+    base_url = models.CharField(_("base URL"), max_length=500, blank=True, default="")
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("provider batch")
+        verbose_name_plural = _("provider batches")
+
+    def __str__(self) -> str:
+        return f"{self.provider} batch {self.batch_id}"

@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from django.db import transaction
-from django.db.models import F
 from rq.timeouts import JobTimeoutException
 
 from ..conf import get_setting
@@ -49,6 +48,8 @@ class Prepared:
     config: dict[str, Any]
     # The prompt's PII placeholders and their values: in this worker's memory only.
     masking: Masking | None = field(default=None, repr=False, compare=False)
+    # The pk of the tenant's ProviderCredential ``config`` came from; None: settings.
+    credential_id: int | None = None
 
     @property
     def model(self) -> str:
@@ -152,13 +153,14 @@ def book(
     **columns: Any,
 ) -> AIUsage:
     """After a call, in one transaction: its usage row, the reservation settled to
-    what it used, and an answer's tokens and cost charged to the job, which moves on
-    to PARSE (with ``columns``, in the same write). The bill is computed once."""
+    what it used (the job's reservations cleared, with ``columns``, in the same
+    write). An answer's tokens and cost are charged to the job, which moves on to
+    PARSE, with its next write (transitions.write_later). The bill is computed once."""
     bill = bill_for(provider, model, response, error)
+    if bill.answered:
+        charge(job, bill, response)
     if reservations:
         columns["reservations"] = []
-    if bill.answered:
-        columns.update(charge(job, bill, response))
     with transaction.atomic():
         usage = record_usage(
             job, provider, model, response, bill, error=error, duration_ms=duration_ms
@@ -192,9 +194,9 @@ def bill_for(
     return NO_ANSWER if error else Bill.for_answer(model, response, provider=provider)
 
 
-def charge(job: AIJob, bill: Bill, response: CompletionResponse) -> dict[str, Any]:
-    """The columns that add an answered call to the job: tokens, cost, and its step
-    (into PARSE, with the tokens, cost and hosted tool calls)."""
+def charge(job: AIJob, bill: Bill, response: CompletionResponse) -> None:
+    """Add an answered call to the job: tokens, cost, and its step into PARSE (with
+    the tokens, cost and hosted tool calls), written with the job's next write."""
     parse = {"phase": Phase.PARSE, "progress": transitions.PROGRESS[Phase.PARSE]}
     step = with_step(
         job,
@@ -203,13 +205,14 @@ def charge(job: AIJob, bill: Bill, response: CompletionResponse) -> dict[str, An
         output_tokens=bill.output_tokens,
         cost_usd=str(bill.charged_usd),
     )
-    return {
+    transitions.write_later(
+        job,
         **parse,
-        "input_tokens": F("input_tokens") + bill.input_tokens,
-        "output_tokens": F("output_tokens") + bill.output_tokens,
-        "cost_usd": F("cost_usd") + bill.charged_usd,
-        "steps": with_tool_calls(job, step, response),
-    }
+        input_tokens=job.input_tokens + bill.input_tokens,
+        output_tokens=job.output_tokens + bill.output_tokens,
+        cost_usd=job.cost_usd + bill.charged_usd,
+        steps=with_tool_calls(job, step, response),
+    )
 
 
 def reserve_quota(job: AIJob, prepared: Prepared) -> list[quotas.Reservation]:

@@ -219,11 +219,15 @@ def recover_lost(
 # -- a person's actions ------------------------------------------------------------------
 
 
-def restart(job: AIJob) -> bool:
-    """A failed or cancelled job starts afresh (pending, its attempts reset). False
-    when it is in another state now; raises IntegrityError when another open job
-    exists for its row and field (one open job per row and field)."""
+def restart(job: AIJob, *, tenant: str | None = None) -> bool:
+    """A failed or cancelled job starts afresh (pending, its attempts reset; as
+    ``tenant`` when given: the one its row belongs to now). False when it is in
+    another state now; raises IntegrityError when another open job exists for its
+    row and field (one open job per row and field)."""
+    if tenant is not None:
+        job.tenant = tenant
     updated = AIJob.objects.filter(pk=job.pk, status__in=RESTARTABLE_STATUSES).update(
+        tenant=job.tenant,
         status=Status.PENDING,
         phase=Phase.INIT,
         progress=0,
@@ -274,14 +278,30 @@ def record_succeeded(records: Sequence[dict[str, Any]], using: str) -> list[AIJo
 # -- internals ----------------------------------------------------------------------------
 
 
+def write_later(job: AIJob, **columns: Any) -> None:
+    """Set columns of a held job now and write them with its next write or
+    transition, which follows anyway (one query fewer per answered call). Plain
+    values only: only the run holding the job writes these columns."""
+    for name, value in columns.items():
+        setattr(job, name, value)
+    setattr(job, UNWRITTEN, {*getattr(job, UNWRITTEN, ()), *columns})
+
+
+# The attribute naming a job's columns set by write_later() and not yet written.
+UNWRITTEN = "_ai_unwritten_columns"
+
+
 def _guarded_update(job: AIJob, values: dict[str, Any]) -> None:
     if ("phase" in values or "status" in values) and "steps" not in values:
         values["steps"] = with_step(job, values)
+    pending = {name: getattr(job, name) for name in getattr(job, UNWRITTEN, ())}
+    values = {**pending, **values}
     # An empty token is not a lease: it would match every finished job.
     if not job.run_token or not AIJob.objects.filter(pk=job.pk, run_token=job.run_token).update(
         **values, updated_at=timezone.now()
     ):
         raise LeaseLost
+    setattr(job, UNWRITTEN, set())
     for name, value in values.items():
         if not hasattr(value, "resolve_expression"):
             setattr(job, name, value)

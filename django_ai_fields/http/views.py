@@ -25,7 +25,7 @@ from ..models import AIJob, AIUsage, ErrorCode, Status
 from ..observability import analytics, health
 from ..status import job_for
 from ..templatetags.ai_fields import render_badge
-from ..tenants import resolve_tenant
+from ..tenants import moved_away, resolve_tenant
 from ..tenants.permissions import has_model_perm, is_operator, scope, tenant_for_user
 from .jsonapi import (
     ApiError,
@@ -81,12 +81,19 @@ def job_list(request: HttpRequest) -> JsonResponse:
 
 @endpoint()
 def job_detail(request: HttpRequest, job_id: int) -> JsonResponse:
-    return json_response(job_to_dict(get_job(request, job_id), detail=True))
+    """One job, with what it read from its row (prompt, answer) unless the row went to
+    another tenant since: that is the row's current tenant's to see."""
+    job = get_job(request, job_id)
+    hidden = moved_away(job, tenant_for_user(request.user))
+    return json_response(job_to_dict(job, detail=True, row_content=not hidden))
 
 
 def _single_action(request: HttpRequest, job_id: int, action: str) -> JsonResponse:
     job = get_job(request, job_id)
-    reason = getattr(job_actions, action)(job)
+    tenant = tenant_for_user(request.user)
+    reason = job_actions.retry(job, tenant) if action == "retry" else job_actions.cancel(job)
+    if reason == job_actions.ROW_MOVED:
+        raise ApiError(403, reason, "The job's row belongs to another tenant now.")
     if reason == job_actions.INVALID_STATE:
         raise ApiError(400, reason, f"Cannot {action} a job that is {job.status}.")
     if reason == job_actions.OPEN_JOB_EXISTS:
@@ -128,7 +135,7 @@ def job_bulk_retry(request: HttpRequest) -> JsonResponse:
     """POST {"ids": [...]}: retry each job; ids not visible to the caller are not_found."""
     ids = _ids(json_body(request))
     jobs = scoped_jobs(request).filter(pk__in=ids)
-    result = job_actions.apply("retry", jobs)
+    result = job_actions.apply("retry", jobs, tenant_for_user(request.user))
     for missing in set(ids) - {job.pk for job in jobs}:
         result.skipped[missing] = "not_found"
     skipped = [{"id": pk, "reason": reason} for pk, reason in sorted(result.skipped.items())]

@@ -15,6 +15,7 @@ from django.utils.translation import gettext_lazy as _
 
 from ..dispatch import handover, transitions
 from ..models import OPEN_STATUSES, AIJob, Phase
+from ..tenants import tenant_now
 from . import retry_limits
 
 RETRYABLE_STATUSES = transitions.RESTARTABLE_STATUSES
@@ -24,6 +25,7 @@ CANCELLABLE_STATUSES = OPEN_STATUSES
 INVALID_STATE = "invalid_state"
 OPEN_JOB_EXISTS = "open_job_exists"
 RETRY_LIMITED = "retry_limited"  # RETRY_COOLDOWN / MAX_RETRIES_PER_HOUR (retry_limits.py)
+ROW_MOVED = "row_moved"  # the job's row belongs to another tenant now
 CANCELLED_BY_USER = _("Cancelled by a user.")
 
 
@@ -33,21 +35,26 @@ class ActionResult:
     skipped: dict[int, str] = field(default_factory=dict)  # job id -> reason
 
 
-def retry(job: AIJob) -> str:
+def retry(job: AIJob, tenant: str | None = None) -> str:
     """Start a failed or cancelled job afresh; "" on success, else the reason.
 
     The job goes back to pending with its attempts reset (so it gets MAX_ATTEMPTS
-    again) and is enqueued on commit. A row's field has at most one open job:
-    if a newer one is open already, the retry is skipped rather than duplicated.
-    Manual retries of one job are bounded (``RETRY_LIMITED``, retry_limits.py).
+    again) and is enqueued on commit, as the tenant its row belongs to now. A user
+    confined to ``tenant`` (None: an operator) may not retry a job whose row went to
+    another tenant (``ROW_MOVED``). A row's field has at most one open job: if a
+    newer one is open already, the retry is skipped rather than duplicated. Manual
+    retries of one job are bounded (``RETRY_LIMITED``, retry_limits.py).
     """
     if job.status not in RETRYABLE_STATUSES:
         return INVALID_STATE
+    owner = tenant_now(job)
+    if owner is not None and tenant is not None and owner != tenant:
+        return ROW_MOVED
     if retry_limits.take(job.pk) > 0:
         return RETRY_LIMITED
     try:
         with transaction.atomic():
-            restarted = transitions.restart(job)
+            restarted = transitions.restart(job, tenant=owner)
     except IntegrityError:  # the one-open-job-per-field constraint
         return OPEN_JOB_EXISTS
     if not restarted:
@@ -73,12 +80,12 @@ def cancel(job: AIJob) -> str:
     return ""
 
 
-def apply(action: str, jobs: Iterable[AIJob]) -> ActionResult:
-    """Run ``retry`` or ``cancel`` on each job and collect the outcome."""
-    func = {"retry": retry, "cancel": cancel}[action]
+def apply(action: str, jobs: Iterable[AIJob], tenant: str | None = None) -> ActionResult:
+    """Run ``retry`` or ``cancel`` on each job, for a user confined to ``tenant``
+    (None: an operator), and collect the outcome."""
     result = ActionResult()
     for job in jobs:
-        reason = func(job)
+        reason = retry(job, tenant) if action == "retry" else cancel(job)
         if reason:
             result.skipped[job.pk] = reason
         else:

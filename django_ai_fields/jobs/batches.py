@@ -37,9 +37,9 @@ from ..declare.outputs import InvalidOutput
 from ..dispatch import backend, transitions
 from ..dispatch.transitions import PROGRESS, LeaseLost
 from ..fields import AIFieldMixin
-from ..functions import Cancelled
+from ..functions import Cancelled, Superseded
 from ..intake.outbox import request_jobs
-from ..models import AIJob, ErrorCode, Phase, Status
+from ..models import AIJob, ErrorCode, Phase, ProviderBatch, Status
 from ..money import quotas
 from ..providers import (
     CompletionResponse,
@@ -49,7 +49,7 @@ from ..providers import (
 )
 from ..providers.base import BatchState, Provider
 from ..queues import PERIODIC_POLL
-from ..tenants.credentials import resolve_credentials
+from ..tenants.credentials import batch_credentials
 from ..tenants.policies import policy_for
 from . import engine, lifecycle
 from .lifecycle import finish, update_job
@@ -137,7 +137,8 @@ def submit(job_ids: Iterable[int]) -> SubmitReport:
     """Lease, prepare and send these jobs in provider batches."""
     report = SubmitReport()
     size = max(1, int(get_setting("BATCH_MAX_REQUESTS")))
-    groups: dict[tuple[str, str, str], list[tuple[AIJob, Prepared]]] = {}
+    # One batch per provider, model and credential: a batch never mixes credentials.
+    groups: dict[tuple[str, str, int | None, str], list[tuple[AIJob, Prepared]]] = {}
     for job_id in job_ids:
         job = lifecycle.lease(job_id)
         if job is None:
@@ -148,7 +149,8 @@ def submit(job_ids: Iterable[int]) -> SubmitReport:
             report.others[prepared] += 1
             continue
         config = json.dumps(prepared.config, sort_keys=True, default=str)
-        group = groups.setdefault((prepared.provider, prepared.model, config), [])
+        key = (prepared.provider, prepared.model, prepared.credential_id, config)
+        group = groups.setdefault(key, [])
         group.append((job, prepared))
         if len(group) >= size:  # send a full batch now: its jobs are leased meanwhile
             send(group, report)
@@ -207,6 +209,13 @@ def send(entries: list[tuple[AIJob, Prepared]], report: SubmitReport) -> None:
         report.others[Status.FAILED] += len(entries)
         return
     report.batches.append(batch_id)
+    ProviderBatch.objects.create(
+        batch_id=batch_id,
+        provider=first.provider,
+        uses_settings=first.credential_id is None,
+        credential_id=first.credential_id,
+        base_url=first.config.get("BASE_URL") or "",
+    )
     for job, _prepared in entries:
         try:
             transitions.wait_in_batch(job, batch_id, PROGRESS[Phase.AI_CALL])
@@ -269,9 +278,7 @@ def poll_batch(batch_id: str, report: PollReport) -> None:
     if not jobs:
         return
     waiting = [job for job in jobs if job.status == Status.QUEUED and job.phase == Phase.BATCH]
-    sample = waiting[0] if waiting else jobs[0]
-    config = resolve_credentials(sample.provider, sample.tenant or None)
-    provider = build_provider(sample.provider, config)
+    provider = submitted_with(batch_id, jobs[0].provider)
     state = batch_state(provider, batch_id)
     if not state.ended:
         report.running += 1
@@ -298,6 +305,17 @@ def poll_batch(batch_id: str, report: PollReport) -> None:
     report.ended += 1
 
 
+def submitted_with(batch_id: str, provider_name: str) -> Provider:
+    """The provider with the credential the batch was submitted with (its record);
+    one it cannot be read with fails its jobs ``auth``, sending nothing anywhere."""
+    record = ProviderBatch.objects.select_related("credential").filter(batch_id=batch_id).first()
+    if record is None:
+        problem = f"No record of the credential provider batch {batch_id} was submitted with."
+        config = {"API_KEY": "", "BASE_URL": "", "CREDENTIAL_ERROR": problem}
+        return build_provider(provider_name, config)
+    return build_provider(record.provider, batch_credentials(record))
+
+
 def batch_state(provider: Provider, batch_id: str) -> BatchState:
     try:
         return provider.batch_state(batch_id)
@@ -311,7 +329,7 @@ def prepared_again(job: AIJob) -> Prepared | Exception:
     """The job's request as prepared now (not leased: only reads), or why there is none."""
     try:
         return engine.prepare(job)
-    except (Cancelled, ValueError) as exc:
+    except (Cancelled, Superseded, ValueError) as exc:
         return exc
 
 

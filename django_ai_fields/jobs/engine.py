@@ -11,13 +11,14 @@ import logging
 from typing import Any
 
 from django.db import DataError, IntegrityError, transaction
+from django.utils.translation import gettext_lazy as _
 from rq.timeouts import JobTimeoutException
 
 from ..calling import result_cache, routing
 from ..calling.answer import Unusable, usable_answer
 from ..calling.pipeline import Pipeline, Prepared, job_timeout_error, record_usage
 from ..conf import get_setting
-from ..declare.generation import FIELD_FUNCTION, FieldGeneration
+from ..declare.generation import FIELD_FUNCTION, FieldGeneration, RowData
 from ..dispatch.steps import with_note, with_step
 from ..dispatch.transitions import PROGRESS, LeaseLost
 from ..functions import AIFunction, Cancelled, Superseded, get_function, json_safe
@@ -26,8 +27,8 @@ from ..money.quotas import QuotaRefused
 from ..privacy import redaction
 from ..providers import CompletionRequest, CompletionResponse, ProviderError
 from ..providers.tools import normalize as normalize_tools
-from ..tenants import concurrency
-from ..tenants.credentials import resolve_credentials
+from ..tenants import concurrency, resolve_tenant
+from ..tenants.credentials import resolve
 from ..tenants.policies import policy_for
 from . import recovery
 from .lifecycle import (
@@ -140,6 +141,10 @@ def function_for(job: AIJob) -> AIFunction:
     return get_function(job.function)()
 
 
+# A job never runs as a tenant its row no longer belongs to (TENANT_RESOLVER).
+ROW_MOVED = _(
+    "The row no longer belongs to tenant %(tenant)s: this job is not run as that tenant."
+)
 # prepare()'s default: look the tenant's policy up.
 LOOK_UP: Any = object()
 
@@ -152,6 +157,8 @@ def prepare(job: AIJob, policy: TenantPolicy | None = LOOK_UP) -> Prepared:
     except LookupError as exc:
         raise ValueError(str(exc)) from exc
     data = function.prepare(job.payload, job.tenant)
+    if isinstance(data, RowData) and resolve_tenant(data.instance) != job.tenant:
+        raise Superseded(str(ROW_MOVED) % {"tenant": job.tenant or "-"})
     prepared = request_for(function, data, job.tenant, policy)
     note_redaction(job, prepared)
     return prepared
@@ -164,7 +171,7 @@ def request_for(
     prompt's PII masked as the field and the tenant's policy ask."""
     function.validate(data)
     provider = function.provider_name()
-    config = resolve_credentials(provider, tenant or None)
+    config, credential = resolve(provider, tenant or None)
     if policy is LOOK_UP:
         policy = policy_for(tenant)
     prompt, masking = redaction.redact(
@@ -184,7 +191,8 @@ def request_for(
         attachments=function.attachments(data),
         api=function.api,
     )
-    return Prepared(function, data, request, provider, config, masking)
+    credential_id = None if credential is None else credential.pk
+    return Prepared(function, data, request, provider, config, masking, credential_id)
 
 
 def note_redaction(job: AIJob, prepared: Prepared) -> None:

@@ -18,7 +18,7 @@ from ..conf import get_setting
 from ..declare.outputs import clipped, without_nul
 from ..dispatch import backend, handover, transitions
 from ..dispatch.transitions import LeaseLost
-from ..functions import Cancelled
+from ..functions import Cancelled, Superseded
 from ..models import AIJob, ErrorCode, Phase, Status, TenantPolicy
 from ..money.quotas import QuotaRefused
 from ..providers import CompletionResponse, ProviderError
@@ -110,8 +110,9 @@ def retry_delay(attempt: int, retry_after: float | None) -> float:
 # -- the end -------------------------------------------------------------------
 
 
-# What ends a job before its call: the row is gone, the data refused, no quota.
-PREP_REFUSALS = (Cancelled, ValueError, QuotaRefused)
+# What ends a job before its call: the row is gone or moved to another tenant, the
+# data refused, no quota.
+PREP_REFUSALS = (Cancelled, Superseded, ValueError, QuotaRefused)
 
 
 def end_at_prep(job: AIJob, exc: Exception) -> str:
@@ -119,6 +120,9 @@ def end_at_prep(job: AIJob, exc: Exception) -> str:
     if isinstance(exc, Cancelled):
         finish(job, Status.CANCELLED, phase=Phase.PREP, error=str(exc))
         return Status.CANCELLED
+    if isinstance(exc, Superseded):
+        finish(job, Status.SUPERSEDED, phase=Phase.PREP, error=str(exc))
+        return Status.SUPERSEDED
     if isinstance(exc, QuotaRefused):
         code, message = exc.code, exc.message
     else:
