@@ -37,21 +37,23 @@ DEMO_LEADS = [
         "name": "Ada Lovelace",
         "company": "Analytical Engines Ltd",
         "email": "ada@analytical.example",
-        "notes": "Wants 40 seats before the end of the quarter; budget approved, asked for a "
-        "contract draft. Interested in analytics and automation.",
+        "notes": "Insurance industry analytics team of 300 staff. Wants 40 seats before the "
+        "end of the quarter; budget approved, asked for a contract draft. Interested in "
+        "analytics and automation.",
     },
     {
         "name": "Grace Hopper",
         "company": "Compiler Works",
         "email": "grace@compilerworks.example",
-        "notes": "Evaluating us against two competitors. Team of 120 engineers; follow up "
-        "after their planning meeting next month.",
+        "notes": "Evaluating us against two competitors. Team of 120 engineers in the "
+        "automotive industry; follow up after their planning meeting next month.",
     },
     {
         "name": "Alan Turing",
         "company": "Bletchley Ciphers",
         "email": "alan@bletchley.example",
-        "notes": "Downloaded the whitepaper once. No reply to the last two emails.",
+        "notes": "Small consultancy in the security sector, 12 people. Downloaded the "
+        "whitepaper once. No reply to the last two emails.",
     },
 ]
 
@@ -160,7 +162,7 @@ class Command(BaseCommand):
                 [
                     f"{lead.name}\n{lead.company}",
                     lead.heat or "-",
-                    f"{lead.headline or '-'}\n{lead.summary or '-'}",
+                    f"{lead.headline or '-'}\n\n{lead.summary or '-'}",
                     json.dumps(lead.profile) if lead.profile is not None else "-",
                     lead.logo_alt_text or "-",
                     "\n".join(
