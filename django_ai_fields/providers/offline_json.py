@@ -44,15 +44,18 @@ _GREETING = re.compile(r"^(?:(?:Hi|Hello|Hey|Dear|Thanks|Regards|Best|Cheers)\b\
 # "industry: insurance", "industry is insurance" (a dot inside a word is kept).
 _STATED = re.compile(r"\s*(?::|=|\bis\b|\bwas\b)\s*((?:[^.,;!?\n]|\.(?=\w))+)")
 NEAR = 3  # words between a number and the name it belongs to
+LOOK_AHEAD = 200  # characters read after (or before) a name for its value
 MAX_DEPTH = 8  # nesting filled from the text (a recursive schema stops there)
 
 
 def fill(schema: dict[str, Any], record: Record) -> Any:
     """A value for ``schema`` taken from ``record``, valid against the schema."""
     value = _Filler(record, schema).value(schema, "", required=True)
-    if jsonschema.validators.validator_for(schema)(schema).is_valid(value):
-        return value
-    return example_for_schema(schema)
+    try:
+        valid = jsonschema.validators.validator_for(schema)(schema).is_valid(value)
+    except Exception:  # a schema no validator can apply ($ref cycle): parsing will say why
+        valid = False
+    return value if valid else example_for_schema(schema)
 
 
 class _Filler:
@@ -63,6 +66,7 @@ class _Filler:
         self.text = record.text
         self.spans = [(m.end(), m.group(0)) for m in WORD.finditer(self.text)]
         self.tokens = [token for _end, token in self.spans]
+        self.stems = [stem(token) for token in self.tokens]
         self.used: list[str] = []  # proper names already given to a property
 
     def value(self, schema: dict[str, Any], name: str, *, required: bool) -> Any:
@@ -105,7 +109,7 @@ class _Filler:
 
     def array(self, schema: dict[str, Any], name: str) -> list[str] | None:
         """Strings listed after the name: "interested in analytics and automation"."""
-        if schema.get("items", {}).get("type") != "string" or not name:
+        if items_of(schema).get("type") != "string" or not name:
             return None
         found = list(dict.fromkeys(self.after_name(name)))
         return found[: schema.get("maxItems")] or None
@@ -118,7 +122,7 @@ class _Filler:
             if not _NUMBER.fullmatch(token):
                 continue
             around = range(max(0, i - NEAR), min(len(self.tokens), i + NEAR + 1))
-            distances = [abs(j - i) for j in around if stem(self.tokens[j]) in names]
+            distances = [abs(j - i) for j in around if self.stems[j] in names]
             if distances and (best is None or min(distances) < best[0]):
                 best = (min(distances), float(token.replace(",", "")))
         if best is None:
@@ -128,7 +132,7 @@ class _Filler:
     def flag(self, name: str) -> bool | None:
         """True when the name's words are in the text, not after "no" or "not"."""
         wanted = [stem(w) for w in split_name(name)]
-        stems = [stem(w) for w in self.tokens]
+        stems = self.stems
         for i in range(len(stems) - len(wanted) + 1) if wanted else ():
             if stems[i : i + len(wanted)] == wanted:
                 return not (i and stems[i - 1] in ("no", "not", "never", "without"))
@@ -150,19 +154,22 @@ class _Filler:
 
     def stated(self, name: str) -> str | None:
         """The value in "industry: insurance" or "industry is insurance"."""
-        for end, token in self.spans:
-            if stem(token) in name_stems(name):
-                said = _STATED.match(self.text[end:])
+        names = name_stems(name)
+        for (end, _token), token_stem in zip(self.spans, self.stems, strict=True):
+            if token_stem in names:
+                said = _STATED.match(self.text[end : end + LOOK_AHEAD])
                 if said and said.group(1).strip():
                     return without_article(said.group(1))
         return None
 
     def after_name(self, name: str) -> list[str]:
         """The items after the name, to the end of its clause."""
-        for end, token in self.spans:
-            if stem(token) not in name_stems(name):
+        names = name_stems(name)
+        for (end, _token), token_stem in zip(self.spans, self.stems, strict=True):
+            if token_stem not in names:
                 continue
-            tail = re.split(r"[.;!?\n]", self.text[end:], maxsplit=1)[0].lstrip(" :=").split()
+            clause = re.split(r"[.;!?\n]", self.text[end : end + LOOK_AHEAD], maxsplit=1)[0]
+            tail = clause.lstrip(" :=").split()
             while tail and tail[0].lower() in _CONNECTORS:
                 tail.pop(0)
             items = [without_article(part) for part in _ITEM_SPLIT.split(" ".join(tail))]
@@ -174,10 +181,10 @@ class _Filler:
     def before_name(self, name: str) -> str | None:
         """The word just before the name ("the insurance industry" -> "insurance")."""
         names = name_stems(name)
-        for i, token in enumerate(self.tokens[1:], start=1):
+        for i, token_stem in enumerate(self.stems[1:], start=1):
             previous = self.tokens[i - 1]
             is_word = previous.lower() not in STOPWORDS and not previous[0].isdigit()
-            if stem(token) in names and is_word:
+            if token_stem in names and is_word:
                 return previous.lower()
         return None
 
@@ -187,7 +194,7 @@ class _Filler:
         found = []
         for match in _CAPITALISED.finditer(self.text):
             name = _GREETING.sub("", match.group(0))
-            before = self.text[: match.start()]
+            before = self.text[max(0, match.start() - LOOK_AHEAD) : match.start()]
             sentence_start = not before.strip() or re.search(r"[.!?:\n]\s*$", before)
             if name and name not in self.used and not (sentence_start and " " not in name):
                 found.append((bool(re.search(r"\b(?:from|at|of)\s+$", before)) != company, name))
@@ -214,6 +221,12 @@ def resolved(schema: dict[str, Any], root: dict[str, Any]) -> dict[str, Any]:
         else:
             break
     return schema
+
+
+def items_of(schema: dict[str, Any]) -> dict[str, Any]:
+    """An array's item schema ({} for a tuple of item schemas, draft 4's form)."""
+    items = schema.get("items", {})
+    return items if isinstance(items, dict) else {}
 
 
 def kind_of(schema: dict[str, Any]) -> str:
@@ -285,7 +298,7 @@ def example_for_schema(
         return {name: example_for_schema(props.get(name, {}), root, depth + 1) for name in required}
     if kind == "array":
         count = schema.get("minItems", 0)
-        return [example_for_schema(schema.get("items", {}), root, depth + 1) for _ in range(count)]
+        return [example_for_schema(items_of(schema), root, depth + 1) for _ in range(count)]
     minimum = schema.get("minimum", 0)
     return {
         "string": UNKNOWN[: schema.get("maxLength")].ljust(schema.get("minLength", 0), "?"),

@@ -213,9 +213,8 @@ def cue_count(choice: str, text: str) -> int:
     """How often the choice or its cues occur in ``text``, not after "no" or "not"."""
     key = choice.lower().replace("_", " ").replace("-", " ").strip()
     cues = [key, *(CUES[key].split(", ") if key in CUES else ())]
-    return sum(
-        len(re.findall(rf"(?<!\bno )(?<!\bnot )\b{re.escape(cue)}", text)) for cue in cues if cue
-    )
+    either = "|".join(re.escape(cue) for cue in cues if cue)
+    return len(re.findall(rf"(?<!\bno )(?<!\bnot )\b(?:{either})", text)) if either else 0
 
 
 # --------------------------------------------------------------------------- the request
