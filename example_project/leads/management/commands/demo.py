@@ -64,6 +64,15 @@ LOGO_COLORS = ["#1f6feb", "#d29922", "#8250df"]
 WAIT_SECONDS = 120
 
 
+class BurstWorker(SimpleWorker):
+    """A SimpleWorker without rq's command channel, which an in-process burst never
+    uses: stopping its pubsub thread races with the unsubscribe reply and can then
+    wait out redis-py's 60-second subscription wait (seen on a real Redis)."""
+
+    def subscribe(self) -> None:
+        pass
+
+
 def demo_logo(company: str, color: str) -> ContentFile[bytes]:
     """A small PNG logo: a coloured square with a white bar (Pillow)."""
     image = Image.new("RGB", (64, 64), color)
@@ -141,7 +150,7 @@ class Command(BaseCommand):
     def run_worker(self, leads: list[Lead]) -> None:
         """Burst-run the queue until the demo's jobs are done (or WAIT_SECONDS pass)."""
         queue = get_queue()
-        worker = SimpleWorker([queue], connection=queue.connection)
+        worker = BurstWorker([queue], connection=queue.connection)
         # The scheduler (delayed retries) reopens the connection: not possible on fakeredis.
         with_scheduler = not type(queue.connection).__module__.startswith("fakeredis")
         deadline = time.monotonic() + WAIT_SECONDS
