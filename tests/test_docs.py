@@ -408,7 +408,7 @@ def test_quickstart_session(worker) -> None:
     worker.drain()
     exec_block(refresh, namespace)
     lead = namespace["lead"]
-    assert lead.summary.startswith("[offline]")
+    assert lead.summary == "Wants 40 seats"  # the notes: the record's only prose
     assert lead.heat in {"hot", "warm", "cold"}
     assert set(lead.profile) == {"industry", "employees"}
     exec_block(follow, namespace)
@@ -446,7 +446,7 @@ def test_stale_instance_full_save_and_update_fields(worker) -> None:
     stale = Lead.objects.get()
     worker.drain()
     written = Lead.objects.values_list("summary", flat=True).get()
-    assert stale.summary is None and written.startswith("[offline]")
+    assert stale.summary is None and written == "Ada (Analytical Engines, 40 seats)"
     jobs = AIJob.objects.count()
 
     stale.ssn = "078-05-1120"
