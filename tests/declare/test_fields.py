@@ -140,7 +140,7 @@ def test_abstract_parent_gets_no_tracking_and_the_subclass_does() -> None:
     assert tracker.attnames == ("title", "blurb")  # the trigger, then the AI column
     blurb = get_ai_field(Article, "blurb")
     assert blurb.model is Article
-    assert blurb.prompt == "Write a blurb for {title}."
+    assert blurb.ai.prompt == "Write a blurb for {title}."
 
 
 @pytest.mark.django_db

@@ -3,6 +3,7 @@ receives over real HTTP, what is written back, what the job keeps."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from collections.abc import Callable, Iterator
@@ -95,8 +96,7 @@ def field_options(monkeypatch: pytest.MonkeyPatch) -> Callable[..., None]:
 
     def set_options(field_name: str = "summary", **options: Any) -> None:
         field = Lead._meta.get_field(field_name)
-        for name, value in options.items():
-            monkeypatch.setattr(field, name, value)
+        monkeypatch.setattr(field, "ai", dataclasses.replace(field.ai, **options))
 
     return set_options
 
