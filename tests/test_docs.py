@@ -41,7 +41,7 @@ from django.test.utils import isolate_apps
 from django_ai_fields import functions
 from django_ai_fields.api import run_ai_task
 from django_ai_fields.conf import DEFAULTS
-from django_ai_fields.declare.options import FieldOptions
+from django_ai_fields.declare.options import AIOptions, FieldOptions
 from django_ai_fields.declare.prompts import PromptTemplate
 from django_ai_fields.fields import AIGeneratedJSONField
 from django_ai_fields.jobs.tasks import run_job
@@ -385,6 +385,15 @@ def test_fields_page_documents_every_field_option_and_no_other() -> None:
     options = field_options()
     assert sorted(options - documented) == [], "field options missing from docs/fields.md"
     assert sorted(documented - options) == [], "docs/fields.md names unknown field options"
+
+
+def test_functions_page_documents_every_attribute_and_option_and_no_other() -> None:
+    text = (DOCS / "functions.md").read_text(encoding="utf-8")
+    section = text.split("### Attributes", 1)[1].split("\n## ", 1)[0]
+    first_cells = [line.split("|")[1] for line in section.splitlines() if line.startswith("| `")]
+    documented = {name for cell in first_cells for name in re.findall(r"`([a-z_]+)`", cell)}
+    attributes = {"name", "json_output", "json_schema", "max_items"}
+    assert sorted(documented) == sorted(AIOptions.names() | attributes)
 
 
 def test_fields_page_lists_every_system_check_and_no_other() -> None:
