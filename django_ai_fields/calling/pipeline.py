@@ -112,7 +112,7 @@ def call_provider(job: AIJob, prepared: Prepared) -> Pipeline[CompletionResponse
         transitions.write(job, reservations=reservations)
     started = time.monotonic()
     observed = call_started(
-        job, prepared.request, prepared.provider, streamed=prepared.function.stream
+        job, prepared.request, prepared.provider, streamed=prepared.function.options.stream
     )
     error: ProviderError | None = None
     response = CompletionResponse(text="")
