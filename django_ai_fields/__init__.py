@@ -10,9 +10,10 @@ The package in layers, each importing only the ones below it (no import cycles):
   concurrency caps, credentials) and ``observability.metrics``;
 - ``dispatch/``: the one writer of ``AIJob.status`` (``transitions``) and the one
   way onto the task queue (``handover``, ``backend``);
-- declaration: ``fields``, ``functions`` and ``declare/`` (prompts, tokens, outputs,
-  checks, field generation);
+- declaration: ``fields``, ``functions`` and ``declare/`` (options, prompts, tokens,
+  outputs, checks);
 - ``intake/``: change tracking and the outbox;
+- ``generation``: field generation, the built-in AI function that writes a field;
 - ``calling/``: the call pipeline, routing, breaker, rate limits, moderation,
   streaming, the result cache, getting a usable answer (``observability.calls``
   logs each call);

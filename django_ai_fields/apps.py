@@ -71,7 +71,7 @@ def _preload_providers() -> None:
 
     names = {get_setting("DEFAULT_PROVIDER")}
     for model in apps.get_models():
-        names |= {field.provider for field in ai_fields_of(model) if field.provider}
+        names |= {field.ai.provider for field in ai_fields_of(model) if field.ai.provider}
     for name in names:
         try:
             cls = provider_class(name)

@@ -13,6 +13,7 @@ from django.utils.translation import gettext_lazy as _
 
 # The vocabulary lives at the bottom of the package (codes.py); re-exported here.
 from .codes import (
+    FIELD_FUNCTION,
     FINISHED_STATUSES,
     OPEN_STATUSES,
     UNFINISHED_STATUSES,
@@ -54,7 +55,7 @@ class AIJob(models.Model):
     )
     object_id = models.CharField(_("object id"), max_length=64, blank=True, default="")
     field_name = models.CharField(_("field"), max_length=100, blank=True, default="")
-    function = models.CharField(_("AI function"), max_length=100, default="field")
+    function = models.CharField(_("AI function"), max_length=100, default=FIELD_FUNCTION)
     payload = models.JSONField(_("payload"), null=True, blank=True)
     tenant = models.CharField(_("tenant"), max_length=100, blank=True, default="")
 
@@ -120,7 +121,8 @@ class AIJob(models.Model):
             # runs starts a new job, and the batch's answer ends superseded.
             models.UniqueConstraint(
                 fields=["content_type", "object_id", "field_name"],
-                condition=Q(status__in=["pending", "queued"], function="field") & ~Q(phase="BATCH"),
+                condition=Q(status__in=["pending", "queued"], function=FIELD_FUNCTION)
+                & ~Q(phase="BATCH"),
                 name="aijob_one_open_per_field",
             ),
         ]

@@ -27,8 +27,10 @@ LAYERS: list[tuple[str, ...]] = [
         "observability.analytics",
     ),
     ("dispatch",),
-    ("declare", "fields", "functions"),
+    ("declare",),  # below the public entry points built on it
+    ("fields", "functions"),
     ("intake",),
+    ("generation",),  # field generation: calls the change tracker
     ("calling",),
     ("jobs",),
     (

@@ -23,10 +23,10 @@ from django.utils.timesince import timesince
 from django.utils.translation import gettext_lazy as _
 from import_export.admin import ExportMixin, ImportExportMixin
 
-from ..declare.generation import FIELD_FUNCTION
 from ..fields import get_ai_field
 from ..jobs import actions as job_actions
 from ..models import (
+    FIELD_FUNCTION,
     UNFINISHED_STATUSES,
     AIJob,
     AIUsage,

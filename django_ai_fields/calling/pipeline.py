@@ -58,7 +58,7 @@ class Prepared:
     def restored(self, parsed: Any) -> Any:
         """The answer as it is written: masked values put back where the function
         asks for it (``restore_pii``); AIJob.output keeps the placeholders."""
-        if self.masking is None or not self.function.restore_pii:
+        if self.masking is None or not self.function.options.restore_pii:
             return parsed
         return self.function.restore_output(parsed, self.masking)
 
@@ -78,7 +78,7 @@ class ProviderCall:
 
     @property
     def streams(self) -> bool:
-        return bool(getattr(self.prepared.function, "stream", False))
+        return self.prepared.function.options.stream
 
     def run(self) -> CompletionResponse:
         return streaming.complete(self.job, self.prepared, self.provider)
@@ -113,7 +113,7 @@ def call_provider(job: AIJob, prepared: Prepared) -> Pipeline[CompletionResponse
         transitions.write(job, reservations=reservations)
     started = time.monotonic()
     observed = call_started(
-        job, prepared.request, prepared.provider, streamed=prepared.function.stream
+        job, prepared.request, prepared.provider, streamed=prepared.function.options.stream
     )
     error: ProviderError | None = None
     response = CompletionResponse(text="")

@@ -140,7 +140,7 @@ def provider_error(name: str) -> str | None:
 
 def check_field(field: Any) -> list[checks.CheckMessage]:
     """Run by the field's own check(): errors name the model and the field."""
-    if field.prompt is None:
+    if field.ai.prompt is None:
         return [_error(field, "E001", "has no prompt.", "Pass prompt='...' or a callable.")]
     try:
         template = field.template
@@ -148,12 +148,13 @@ def check_field(field: Any) -> list[checks.CheckMessage]:
         return [_error(field, "E002", f"has a malformed prompt: {exc}", "Fix the template.")]
     errors = _check_names(field, template)
     errors += _check_cycle(field)
-    if field.provider and provider_error(field.provider):
+    if field.ai.provider and provider_error(field.ai.provider):
         errors.append(
             _error(
                 field,
                 "E008",
-                f"names an unknown provider {field.provider!r}: {provider_error(field.provider)}",
+                f"names an unknown provider {field.ai.provider!r}: "
+                f"{provider_error(field.ai.provider)}",
                 'Use "openai", "anthropic", "azure", "offline" or a dotted path.',
             )
         )
@@ -172,7 +173,7 @@ def check_field(field: Any) -> list[checks.CheckMessage]:
 
 def _check_redaction(field: Any) -> list[checks.CheckMessage]:
     """redact_pii names known entity types, and Presidio's only where it is installed."""
-    unknown = redaction.unknown_types(field.redact_pii)
+    unknown = redaction.unknown_types(field.ai.redact_pii)
     if unknown:
         known = ", ".join(redaction.ENTITY_TYPES)
         return [
@@ -183,7 +184,7 @@ def _check_redaction(field: Any) -> list[checks.CheckMessage]:
                 f"Use True or a list of: {known}.",
             )
         ]
-    types = redaction.option_types(field.redact_pii)
+    types = redaction.option_types(field.ai.redact_pii)
     presidio = [entity for entity in types if entity in redaction.PRESIDIO_TYPES]
     if presidio and not pii_presidio.available():
         return [
@@ -200,7 +201,7 @@ def _check_redaction(field: Any) -> list[checks.CheckMessage]:
 
 def _check_names(field: Any, template: Any) -> list[checks.CheckMessage]:
     opts = field.model._meta
-    excluded = set(field.excluded_fields)
+    excluded = set(field.ai.excluded_fields)
     errors: list[checks.CheckMessage] = [
         _error(
             field,
@@ -208,11 +209,11 @@ def _check_names(field: Any, template: Any) -> list[checks.CheckMessage]:
             f"excludes {name!r}, which is not a field of {opts.label}.",
             "Remove it from excluded_fields.",
         )
-        for name in field.excluded_fields
+        for name in field.ai.excluded_fields
         if not _has_field(opts, name)
     ]
     placeholders = sorted(template.field_names) if template else []
-    for name in [*placeholders, *(field.trigger_fields or ())]:
+    for name in [*placeholders, *(field.ai.trigger_fields or ())]:
         if _is_unusable_relation(opts, name):
             errors.append(
                 _error(
@@ -246,7 +247,7 @@ def _check_names(field: Any, template: Any) -> list[checks.CheckMessage]:
                     "An excluded field is never sent to a provider.",
                 )
             )
-    for name in field.trigger_fields or ():
+    for name in field.ai.trigger_fields or ():
         if _is_unusable_relation(opts, name):
             continue
         if not _has_field(opts, name):
@@ -274,7 +275,7 @@ def _check_cycle(field: Any) -> list[checks.CheckMessage]:
     cycle = find_cycle(field)
     if cycle is None or field.name != min(cycle):  # reported once, on its first field
         return []
-    if len(cycle) == 2 and field.name in (field.trigger_fields or ()):
+    if len(cycle) == 2 and field.name in (field.ai.trigger_fields or ()):
         return []  # trigger_fields names the field itself: E007 says so
     return [
         _error(

@@ -18,7 +18,7 @@ from django.utils.translation import gettext_lazy as _
 from ..dispatch import handover, transitions
 from ..fields import AIFieldMixin
 from ..functions import json_safe
-from ..models import HAND_EDIT, OPEN_STATUSES, AIJob, Phase
+from ..models import FIELD_FUNCTION, HAND_EDIT, OPEN_STATUSES, AIJob, Phase
 from ..tenants import resolve_tenant
 
 
@@ -79,7 +79,7 @@ def request_rows(
         .filter(
             content_type=content_type,
             field_name=field.name,
-            function="field",
+            function=FIELD_FUNCTION,
             status__in=OPEN_STATUSES,
             object_id__in=[str(obj.pk) for obj in instances],
         )
@@ -130,7 +130,7 @@ def without_hand_edits(
     keeping = [
         f
         for f in fields
-        if f.keep_manual_edits and getattr(instance, f.attname) not in (None, "", [], {})
+        if f.ai.keep_manual_edits and getattr(instance, f.attname) not in (None, "", [], {})
     ]
     if not keeping:
         return list(fields)
@@ -139,7 +139,7 @@ def without_hand_edits(
         targets |= models.Q(content_type=job_content_type(field, using), field_name=field.name)
     newest = (
         AIJob.objects.using(using)
-        .filter(targets, object_id=str(instance.pk), function="field")
+        .filter(targets, object_id=str(instance.pk), function=FIELD_FUNCTION)
         .values("content_type", "field_name")
         .annotate(last=models.Max("pk"))
         .values("last")
@@ -166,7 +166,7 @@ def record_hand_edits(
             "content_type": job_content_type(field, using),
             "object_id": str(instance.pk),
             "field_name": field.name,
-            "function": "field",
+            "function": FIELD_FUNCTION,
         }
         transitions.cancel(AIJob.objects.using(using).filter(**target), str(HAND_EDIT_CANCELLED))
         records.append(
@@ -196,7 +196,7 @@ def _reuse_or_create(
     target = {"content_type": content_type, "object_id": object_id, "field_name": field.name}
     open_jobs = (
         AIJob.objects.using(using)
-        .filter(**target, function="field", status__in=OPEN_STATUSES)
+        .filter(**target, function=FIELD_FUNCTION, status__in=OPEN_STATUSES)
         .exclude(phase=Phase.BATCH)  # its request is with the provider already
     )
     updates = dict(values)

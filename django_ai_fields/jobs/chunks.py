@@ -29,8 +29,8 @@ from rq.timeouts import JobTimeoutException
 
 from ..calling.pipeline import Pipeline, ProviderCall
 from ..conf import get_setting
-from ..declare.generation import preloaded_rows
 from ..dispatch import backend, handover, transitions
+from ..generation import preloaded_rows
 from ..models import AIJob, Status
 from ..providers.loop import call_loop
 from .engine import leased_job_pipeline

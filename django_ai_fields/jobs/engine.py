@@ -18,11 +18,11 @@ from ..calling import result_cache, routing
 from ..calling.answer import Unusable, usable_answer
 from ..calling.pipeline import Pipeline, Prepared, job_timeout_error, record_usage
 from ..conf import get_setting
-from ..declare.generation import FIELD_FUNCTION, FieldGeneration, RowData
 from ..dispatch.steps import with_note, with_step
 from ..dispatch.transitions import PROGRESS, LeaseLost
 from ..functions import AIFunction, Cancelled, Superseded, get_function, json_safe
-from ..models import AIJob, ErrorCode, Phase, Status, TenantPolicy
+from ..generation import FieldGeneration, RowData
+from ..models import FIELD_FUNCTION, AIJob, ErrorCode, Phase, Status, TenantPolicy
 from ..money.quotas import QuotaRefused
 from ..privacy import redaction
 from ..providers import CompletionRequest, CompletionResponse, ProviderError
@@ -182,14 +182,14 @@ def request_for(
         prompt=prompt,
         model=function.model_name(config),
         max_tokens=function.token_limit(),
-        temperature=function.temperature,
+        temperature=function.options.temperature,
         json_schema=function.json_schema,
         json_output=function.json_output or function.json_schema is not None,
         choices=function.choices(),
-        options=dict(function.provider_options),
-        tools=normalize_tools(function.tools),
+        options=dict(function.options.provider_options),
+        tools=normalize_tools(function.options.tools),
         attachments=function.attachments(data),
-        api=function.api,
+        api=function.options.api,
     )
     credential_id = None if credential is None else credential.pk
     return Prepared(function, data, request, provider, config, masking, credential_id)

@@ -97,7 +97,7 @@ def configured_providers() -> list[str]:
 
     names = [get_setting("DEFAULT_PROVIDER"), *get_setting("PROVIDERS")]
     for model in apps.get_models():
-        names += [f.provider for f in ai_fields_of(model) if f.provider]
+        names += [f.ai.provider for f in ai_fields_of(model) if f.ai.provider]
     return list(dict.fromkeys(str(n) for n in names if n))
 
 

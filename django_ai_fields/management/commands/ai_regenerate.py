@@ -186,7 +186,7 @@ def check_batchable(
     if options["sync"]:
         raise CommandError("--batch and --sync cannot be combined: a batch answers later.")
     for field in fields:
-        provider = field.provider or get_setting("DEFAULT_PROVIDER")
+        provider = field.ai.provider or get_setting("DEFAULT_PROVIDER")
         if not provider_batches.supports_batch(provider):
             raise CommandError(
                 f"{model._meta.label}.{field.name} uses provider {provider!r}, which has no "
