@@ -200,9 +200,20 @@ def _check_redaction(field: Any) -> list[checks.CheckMessage]:
 
 
 def _check_names(field: Any, template: Any) -> list[checks.CheckMessage]:
+    """Every name the field's options and prompt give must be one it may use."""
+    placeholders = sorted(template.field_names) if template else []
+    triggers = list(field.ai.trigger_fields or ())
+    return [
+        *_unknown_exclusions(field),
+        *_unusable_relations(field, [*placeholders, *triggers]),
+        *_placeholder_errors(field, placeholders),
+        *_trigger_errors(field, triggers),
+    ]
+
+
+def _unknown_exclusions(field: Any) -> list[checks.CheckMessage]:
     opts = field.model._meta
-    excluded = set(field.ai.excluded_fields)
-    errors: list[checks.CheckMessage] = [
+    return [
         _error(
             field,
             "E005",
@@ -212,19 +223,27 @@ def _check_names(field: Any, template: Any) -> list[checks.CheckMessage]:
         for name in field.ai.excluded_fields
         if not _has_field(opts, name)
     ]
-    placeholders = sorted(template.field_names) if template else []
-    for name in [*placeholders, *(field.ai.trigger_fields or ())]:
-        if _is_unusable_relation(opts, name):
-            errors.append(
-                _error(
-                    field,
-                    "E013",
-                    f"names {name!r}, a reverse or generic relation of {opts.label}, "
-                    "which cannot be rendered or followed.",
-                    "Name a concrete field, a foreign key or a many-to-many field of the "
-                    "model, or use a callable prompt (instance) -> str for other data.",
-                )
-            )
+
+
+def _unusable_relations(field: Any, names: list[str]) -> list[checks.CheckMessage]:
+    opts = field.model._meta
+    return [
+        _error(
+            field,
+            "E013",
+            f"names {name!r}, a reverse or generic relation of {opts.label}, "
+            "which cannot be rendered or followed.",
+            "Name a concrete field, a foreign key or a many-to-many field of the "
+            "model, or use a callable prompt (instance) -> str for other data.",
+        )
+        for name in names
+        if _is_unusable_relation(opts, name)
+    ]
+
+
+def _placeholder_errors(field: Any, placeholders: list[str]) -> list[checks.CheckMessage]:
+    opts = field.model._meta
+    errors = []
     for name in placeholders:
         if _is_unusable_relation(opts, name):
             continue
@@ -238,7 +257,7 @@ def _check_names(field: Any, template: Any) -> list[checks.CheckMessage]:
                     "write {{ and }} for literal braces.",
                 )
             )
-        elif name in excluded:
+        elif name in field.ai.excluded_fields:
             errors.append(
                 _error(
                     field,
@@ -247,7 +266,13 @@ def _check_names(field: Any, template: Any) -> list[checks.CheckMessage]:
                     "An excluded field is never sent to a provider.",
                 )
             )
-    for name in field.ai.trigger_fields or ():
+    return errors
+
+
+def _trigger_errors(field: Any, triggers: list[str]) -> list[checks.CheckMessage]:
+    opts = field.model._meta
+    errors = []
+    for name in triggers:
         if _is_unusable_relation(opts, name):
             continue
         if not _has_field(opts, name):
@@ -259,7 +284,7 @@ def _check_names(field: Any, template: Any) -> list[checks.CheckMessage]:
                     "Remove it from trigger_fields.",
                 )
             )
-        elif name in excluded or name == field.name:
+        elif name in field.ai.excluded_fields or name == field.name:
             errors.append(
                 _error(
                     field,
