@@ -243,7 +243,7 @@ def _unusable_relations(field: Any, names: list[str]) -> list[checks.CheckMessag
 
 def _placeholder_errors(field: Any, placeholders: list[str]) -> list[checks.CheckMessage]:
     opts = field.model._meta
-    errors = []
+    errors: list[checks.CheckMessage] = []
     for name in placeholders:
         if _is_unusable_relation(opts, name):
             continue
@@ -271,7 +271,7 @@ def _placeholder_errors(field: Any, placeholders: list[str]) -> list[checks.Chec
 
 def _trigger_errors(field: Any, triggers: list[str]) -> list[checks.CheckMessage]:
     opts = field.model._meta
-    errors = []
+    errors: list[checks.CheckMessage] = []
     for name in triggers:
         if _is_unusable_relation(opts, name):
             continue
