@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import logging
 
-from django.db import connection, transaction
+from django.db import connections
 from django.db.utils import InterfaceError, OperationalError
 
+from .. import databases
 from ..conf import get_setting
 from ..dispatch import backend
 from ..dispatch.transitions import recover_lost
@@ -47,11 +48,12 @@ def database_lost(job: AIJob, exc: Exception) -> TransientError:
     run's quota reservation if one was left unsettled, and describe the error.
     Raises when that cannot be done (inside a transaction, or the database is
     still down: then RQ fails the run and the sweep recovers the job)."""
+    connection = connections[databases.for_decisions(AIJob)]
     if connection.in_atomic_block:
         raise exc
     logger.warning("AI job %s: database connection lost (%s): reconnecting", job.pk, exc)
     connection.close()
-    with transaction.atomic():
+    with databases.atomic(AIJob):
         row = AIJob.objects.select_for_update().filter(pk=job.pk, run_token=job.run_token)
         reservations = row.values_list("reservations", flat=True).first()
         if reservations:
