@@ -62,14 +62,21 @@ def database_lost(job: AIJob, exc: Exception) -> TransientError:
     return TransientError(f"Database connection lost: {type(exc).__name__}: {exc}")
 
 
-def recover_failed_runs() -> tuple[list[int], int]:
-    """AIJobs whose current RQ job is in RQ's failed registry: back to pending
-    (returned, to be enqueued) or failed when no attempts are left (counted)."""
+def failed_runs() -> list[str]:
+    """The ids of the runs RQ most recently marked failed ([] when Redis is down)."""
     try:
-        rq_ids = backend.recently_failed(RECENT_FAILURES)
+        return backend.recently_failed(RECENT_FAILURES)
     except Exception as exc:
         logger.warning("Sweep could not read RQ's failed registry: %s", exc)
-        return [], 0
+        return []
+
+
+def recover_failed_runs(rq_ids: list[str] | None = None) -> tuple[list[int], int]:
+    """AIJobs whose current RQ job is in RQ's failed registry (``rq_ids``, read from
+    it by default): back to pending (returned, to be enqueued) or failed when no
+    attempts are left (counted)."""
+    if rq_ids is None:
+        rq_ids = failed_runs()
     if not rq_ids:
         return [], 0
     stranded = AIJob.objects.filter(
