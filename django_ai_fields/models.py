@@ -147,7 +147,8 @@ class AIJob(models.Model):
         """``app_label.model:pk.field`` for field jobs (logs, metrics), "" for others."""
         if self.content_type_id is None:
             return ""
-        ct = ContentType.objects.get_for_id(self.content_type_id)
+        # Content type ids are the job's database's own (a job saved with using()).
+        ct = ContentType.objects.db_manager(self._state.db).get_for_id(self.content_type_id)
         return f"{ct.app_label}.{ct.model}:{self.object_id}.{self.field_name}"
 
     def get_target(self) -> models.Model | None:

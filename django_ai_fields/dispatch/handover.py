@@ -36,7 +36,7 @@ logger = logging.getLogger("django_ai_fields")
 # or none yet: the transition clears the id, so no drain takes it early.) Drains of
 # another context than the default one: DRAIN_PREFIX_IN + the context's key + "-".
 DRAIN_PREFIX = "ai-fields-drain-"
-DRAIN_PREFIX_IN = "ai-fields-drain@"
+DRAIN_PREFIX_IN = "ai-fields-drain_"
 # Names the drain that is queued and not yet started (at most one per context).
 WAITING_DRAIN_KEY = "django_ai_fields:drain:waiting"
 # Seconds the mark lives: a drain still waiting then (every worker busy) gets a
