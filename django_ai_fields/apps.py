@@ -47,10 +47,12 @@ def register_checks() -> None:
     field's check() during the model checks) would miss that run, and one in a module
     nothing imports would never run."""
     from .declare.checks import check_installation
+    from .declare.deployment_checks import check_deployment
     from .declare.input_checks import check_provider_apis
     from .tenants.credential_audit import check_tenant_base_urls
 
     checks.register(check_installation, checks.Tags.compatibility)
+    checks.register(check_deployment, checks.Tags.compatibility)
     checks.register(check_provider_apis, checks.Tags.compatibility)
     checks.register(check_tenant_base_urls, checks.Tags.database)
 
