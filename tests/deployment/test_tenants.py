@@ -248,7 +248,8 @@ def run_scenario(project: TenantsProject, fp: FakeProvider, release: threading.E
         project.manage("tenant_command", "ai_regenerate", "crm.Lead", f"--schema={schema}")
     state = project.wait_for(lambda s: all_finished(s) and len(jobs_by_schema(s)["acme"]) == 2)
     for schema in ("acme", "globex"):
-        assert [job["triggered_by"] for job in jobs_by_schema(state)[schema]] == ["create", "command"]
+        triggers = [job["triggered_by"] for job in jobs_by_schema(state)[schema]]
+        assert triggers == ["create", "command"]
 
     # A worker killed in the middle of a provider call for acme's new lead.
     calls_before = fp.calls
