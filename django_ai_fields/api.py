@@ -52,7 +52,7 @@ def regenerate_rows(
     pairs = [(row, field) for row in with_m2m_triggers(rows, fields) for field in fields]
     # Jobs go where the rows are written: the database named with using(), else the
     # router's write database (rows read from a replica are written to the primary).
-    using = rows._db or router.db_for_write(rows.model)
+    using = getattr(rows, "_db", None) or router.db_for_write(rows.model)
     return regenerate_many(pairs, sync=sync, triggered_by=triggered_by, using=using)
 
 

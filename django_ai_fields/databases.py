@@ -53,7 +53,8 @@ def pinned_alias() -> str | None:
 def atomic(model: type[models.Model] | None = None) -> transaction.Atomic:
     """A transaction on the pinned database; outside a pin, on ``model``'s write
     database (the default database without a model)."""
-    return transaction.atomic(using=_pinned.get() or (model and router.db_for_write(model)))
+    using = _pinned.get() or (router.db_for_write(model) if model is not None else None)
+    return transaction.atomic(using=using)
 
 
 def on_commit(func: Callable[[], object], *, robust: bool = False) -> None:
@@ -116,9 +117,9 @@ class AppManager(models.Manager[M]):
     Django's routing outside it."""
 
     def get_queryset(self) -> QuerySet[M]:
-        return self._queryset_class(
-            model=self.model, using=self._db or _pinned.get(), hints=self._hints
-        )
+        queryset = super().get_queryset()
+        alias = _pinned.get()
+        return queryset.using(alias) if alias is not None and self._db is None else queryset
 
 
 class JobManager(AppManager[M]):
@@ -127,5 +128,5 @@ class JobManager(AppManager[M]):
 
     def get_queryset(self) -> QuerySet[M]:
         queryset = super().get_queryset()
-        schema = scoped_schema(queryset._db)
+        schema = scoped_schema(self._db or _pinned.get())
         return queryset.filter(schema=schema) if schema else queryset

@@ -26,7 +26,7 @@ def collect(check_providers: bool) -> dict[str, Any]:
     """Everything ai_status reports, with the reasons it is unhealthy."""
     queue = health.queue_health()
     counts: dict[str, int] = {}
-    stuck_count, stuck_listed = 0, []
+    stuck_count, stuck_listed = 0, list[dict[str, Any]]()
     for visit in context.visits():  # every job database and schema (docs/deployment.md)
         with context.restore(visit):
             for status, count in health.status_counts(AIJob.objects.all()).items():
