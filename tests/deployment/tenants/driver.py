@@ -6,12 +6,16 @@ with DJANGO_SETTINGS_MODULE=tests.deployment.tenants.settings. Prints JSON.
 - ``save SCHEMA NAME COMPANY``: a live save of one Lead in that schema
 - ``saves COUNT``: one live save in each of the first COUNT tenants
 - ``state``: per schema, its leads and its jobs (and those of a shared job table)
+- ``wait COUNT SECONDS``: seconds until COUNT jobs (all schemas) succeeded, and how
+  many tasks ran them
+- ``sweep``: one sweep over every schema: seconds, queries, its report
 """
 
 from __future__ import annotations
 
 import json
 import sys
+import time
 from typing import Any
 
 import django
@@ -37,13 +41,58 @@ def main(argv: list[str]) -> Any:
         return {"schema": schema, "lead": lead.pk}
     if command == "saves":
         names = tenant_schemas()[: int(args[0])]
+        start = time.perf_counter()
         for schema in names:
             with schema_context(schema):
                 Lead.objects.create(name=f"Lead of {schema}", company=schema.title())
-        return {"saved": len(names)}
+        return {"saved": len(names), "seconds": round(time.perf_counter() - start, 3)}
+    if command == "wait":
+        return wait_for_jobs(int(args[0]), float(args[1]))
+    if command == "sweep":
+        return timed_sweep()
     if command == "state":
         return {schema: schema_state(schema) for schema in ["public", *tenant_schemas()]}
     raise SystemExit(f"unknown command {command!r} ({connection.vendor})")
+
+
+def finished_jobs() -> list[tuple[str, str]]:
+    """(status, task id) of every finished job, in every schema."""
+    from django_ai_fields.dispatch import context
+    from django_ai_fields.models import FINISHED_STATUSES, AIJob
+
+    found = []
+    for visit in context.visits():
+        with context.restore(visit):
+            jobs = AIJob.objects.filter(status__in=FINISHED_STATUSES)
+            found += list(jobs.values_list("status", "rq_job_id"))
+    return found
+
+
+def wait_for_jobs(count: int, seconds: float) -> dict[str, Any]:
+    start = time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        finished = finished_jobs()
+        if len(finished) >= count:
+            return {
+                "seconds": round(time.perf_counter() - start, 2),
+                "succeeded": sum(status == "succeeded" for status, _task in finished),
+                "tasks": len({task for _status, task in finished}),
+            }
+        time.sleep(0.2)
+    return {"seconds": None, "finished": len(finished_jobs())}
+
+
+def timed_sweep() -> dict[str, Any]:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from django_ai_fields.jobs.sweep import sweep
+
+    start = time.perf_counter()
+    with CaptureQueriesContext(connection) as queries:
+        report = sweep()
+    seconds = time.perf_counter() - start
+    return {"seconds": round(seconds, 3), "queries": len(queries), "report": str(report)}
 
 
 def tenant_schemas() -> list[str]:
