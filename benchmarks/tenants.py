@@ -8,8 +8,10 @@ database and Redis database) and the fake provider answering at once. Figures:
 
 - ``create``: seconds to create the tenants (each creates and migrates its schema);
 - ``saves``: one live save in each schema (one process), seconds;
-- ``drained``: from the last save to every job succeeded, seconds, and how many
-  tasks (drains: one per schema) ran them;
+- ``drained``: from the first job's creation to the last job's end, seconds, and
+  how many tasks (drains: one per schema) ran them;
+- ``saves_in_one_schema`` / ``drained_in_one_schema``: the same number of saves in
+  one schema (one drain at a time): what a drain per schema costs;
 - ``sweep``: one sweep over every schema with nothing to do (``sweep.sweep()``
   in-process): seconds and queries.
 
@@ -65,6 +67,9 @@ def run(project: TenantsProject, options: argparse.Namespace) -> dict[str, objec
     saves = project.drive("saves", str(options.schemas))
     drained = project.drive("wait", str(options.schemas), "300")
     after_sweep = project.drive("sweep")
+    # The same number of saves in one schema: what one drain per schema costs.
+    one_schema = project.drive("saves", str(options.schemas), names[0])
+    one_drained = project.drive("wait", str(2 * options.schemas), "300", str(options.schemas))
     return {
         "schemas": options.schemas,
         "workers": options.workers,
@@ -74,6 +79,8 @@ def run(project: TenantsProject, options: argparse.Namespace) -> dict[str, objec
         "drained": drained,
         "sweep_nothing_to_do": empty_sweep,
         "sweep_after_the_saves": after_sweep,
+        "saves_in_one_schema": one_schema,
+        "drained_in_one_schema": one_drained,
     }
 
 
