@@ -28,8 +28,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.deployment.test_tenants import TenantsProject, summary_of  # noqa: E402
-from tests.fake_provider import running_fake_provider  # noqa: E402
+from tests.deployment.test_tenants import TenantsProject, summary_of
+from tests.fake_provider import running_fake_provider
 
 
 def main() -> None:
