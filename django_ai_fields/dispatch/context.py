@@ -184,9 +184,9 @@ def split(visit: Context, job_ids: Sequence[int]) -> list[tuple[Context, list[in
         return [(visit, list(job_ids))]
     recorded = {
         pk: of_job(visit, schema, extra)
-        for pk, schema, extra in AIJob.objects.filter(pk__in=job_ids).values_list(
-            "pk", "schema", "context"
-        )
+        for pk, schema, extra in AIJob.objects.db_manager(visit["db"])
+        .filter(pk__in=job_ids)
+        .values_list("pk", "schema", "context")
     }
     groups: dict[str, tuple[Context, list[int]]] = {}
     for pk in job_ids:

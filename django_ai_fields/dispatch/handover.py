@@ -47,14 +47,16 @@ QUEUE_DOWN = "the task queue is unreachable"
 
 
 def to_drain(job_ids: Sequence[int], job_context: Context | None = None) -> int:
-    """Queue these open jobs (of ``job_context``, by default the one here) for a
-    drain and make sure one is coming. Returns how many were handed over (0: the
-    queue is down, they stay pending).
+    """Queue these open jobs (of ``job_context``; by default each in the one it
+    recorded) for a drain and make sure one is coming. Returns how many were handed
+    over (0: the queue is down, they stay pending).
 
     If the waiting drain's mark is gone once the jobs are marked, that drain has
     started and may have looked for jobs already, so another is requested."""
     if not job_ids:
         return 0
+    if job_context is None:
+        return sum(to_drain(ids, own) for own, ids in context.split(context.current(), job_ids))
     with context.restore(job_context) as here:
         try:
             drain_id = waiting_drain(here) or request_drain(here)
@@ -131,9 +133,12 @@ def forget_lost_drain(job_context: Context | None = None) -> None:
 
 
 def to_chunks(job_ids: Sequence[int], job_context: Context | None = None) -> int:
-    """Enqueue jobs as chunk tasks of CHUNK_SIZE (their provider calls run
-    concurrently). Returns how many reached the queue; after the first failure the
-    rest stay pending for the sweep."""
+    """Enqueue jobs (of ``job_context``; by default each in the one it recorded) as
+    chunk tasks of CHUNK_SIZE (their provider calls run concurrently). Returns how
+    many reached the queue; after the first failure the rest stay pending for the
+    sweep."""
+    if job_context is None:
+        return sum(to_chunks(ids, own) for own, ids in context.split(context.current(), job_ids))
     size = max(1, int(get_setting("CHUNK_SIZE")))
     with context.restore(job_context) as here:
         for start in range(0, len(job_ids), size):

@@ -19,7 +19,7 @@ from django.test.utils import CaptureQueriesContext
 
 from django_ai_fields import signals
 from django_ai_fields.api import regenerate
-from django_ai_fields.dispatch import context
+from django_ai_fields.dispatch import context, handover
 from django_ai_fields.jobs import sweep
 from django_ai_fields.models import AIJob, AIUsage, Status
 from tests.deployment.hooks import current_org
@@ -191,6 +191,26 @@ def test_the_sweep_hands_each_job_over_in_the_context_it_recorded(
     assert sorted(organisation_hook) == ["acme", "globex"]  # type: ignore[type-var]
 
 
+@pytest.mark.django_db(transaction=True)
+def test_a_hand_over_without_a_context_uses_each_jobs_own(
+    organisation_hook: list[str | None], fake_provider: FakeProvider
+) -> None:
+    """A person's retry (admin, JSON API) hands jobs over from anywhere: each still
+    runs in the context it recorded at its save."""
+    with override_settings(RQ_QUEUES=REDIS_DOWN):
+        token = current_org.set("acme")
+        try:
+            Article.objects.create(title="Launch")
+        finally:
+            current_org.reset(token)
+    job_ids = list(AIJob.objects.values_list("pk", flat=True))
+
+    assert handover.to_drain(job_ids) == 1  # outside any organisation
+    run_queue()
+
+    assert organisation_hook == ["acme"]
+
+
 # -- the default shape costs what it did -----------------------------------------------
 
 
@@ -199,6 +219,8 @@ def test_one_database_without_tenancy_costs_no_extra_query(fake_provider: FakePr
     """Job context and primary reads add no query to the default path: a live save
     (its jobs and their hand-over) and the drain running its job cost what they did
     before them (counted on main before the change: 9 and 17, on SQLite)."""
+    if connection.vendor != "sqlite":
+        pytest.skip("the counts are SQLite's; CI's first step counts them")
     with CaptureQueriesContext(connection) as saving, transaction.atomic():
         Article.objects.create(title="Launch")
     with CaptureQueriesContext(connection) as running:
