@@ -147,8 +147,9 @@ class AIJob(models.Model):
         """``app_label.model:pk.field`` for field jobs (logs, metrics), "" for others."""
         if self.content_type_id is None:
             return ""
-        if "content_type" in self._state.fields_cache:  # loaded with the job (a lease)
-            ct = self.content_type
+        loaded = self._state.fields_cache.get("content_type")  # with the job (a lease)
+        if loaded is not None:
+            ct = loaded
         else:  # content type ids are the job's database's own (a job saved with using())
             ct = ContentType.objects.db_manager(self._state.db).get_for_id(self.content_type_id)
         return f"{ct.app_label}.{ct.model}:{self.object_id}.{self.field_name}"
