@@ -48,9 +48,11 @@ def register_checks() -> None:
     nothing imports would never run."""
     from .declare.checks import check_installation
     from .declare.input_checks import check_provider_apis
+    from .deployment_checks import check_deployment
     from .tenants.credential_audit import check_tenant_base_urls
 
     checks.register(check_installation, checks.Tags.compatibility)
+    checks.register(check_deployment, checks.Tags.compatibility)
     checks.register(check_provider_apis, checks.Tags.compatibility)
     checks.register(check_tenant_base_urls, checks.Tags.database)
 

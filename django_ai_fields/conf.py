@@ -34,6 +34,14 @@ DEFAULTS: dict[str, Any] = {
     "BATCH_MAX_REQUESTS": 10_000,
     # Dotted path: callable(instance) -> str | None.
     "TENANT_RESOLVER": None,
+    # -- where it runs (docs/deployment.md) --
+    # Dotted path to a dispatch.context.ContextHook subclass: what a worker must restore
+    # to see a job's data in multi-tenancy schemes the app does not detect itself
+    # (django-tenants and the database alias are carried without it).
+    "JOB_CONTEXT": None,
+    # Database aliases holding AIJob tables, which the sweep, the batch poll and
+    # ai_status visit. None: every alias the router writes AIJob rows to.
+    "JOB_DATABASES": None,
     # Prices come from genai-prices; these override or add models, USD per 1M tokens:
     # {"model": {"input": ..., "output": ..., "cached_input": ..., "cache_write": ...,
     # "cache_write_1h": ...}}. A gateway's served names: PROVIDERS[name]["PRICE_AS"].

@@ -23,6 +23,7 @@ from django.db import models
 from . import signals
 from .codes import FIELD_FUNCTION
 from .conf import get_setting
+from .databases import for_decisions
 from .declare import tokens
 from .declare.file_inputs import load_attachments
 from .declare.options import FieldOptions
@@ -62,7 +63,7 @@ class FieldGeneration(AIFunction):
     def prepare(self, payload: Any, tenant: str) -> RowData:
         instance = _preloaded.get().get((self.model_class, self.object_id))
         if instance is None:
-            rows = with_related(self.model_class._base_manager.all(), [self.field])
+            rows = with_related(_deciding(self.model_class), [self.field])
             instance = rows.filter(pk=self.object_id).first()
         if instance is None:
             raise Cancelled("The target row was deleted.")
@@ -117,7 +118,7 @@ class FieldGeneration(AIFunction):
         guard = dict(data.trigger_values)
         if self.options.keep_manual_edits and not self.json_output:
             guard[attname] = getattr(data.instance, attname)
-        rows = self.model_class._base_manager.filter(pk=data.instance.pk)
+        rows = _deciding(self.model_class).filter(pk=data.instance.pk)
         if not rows.filter(**unchanged_filter(guard)).update(**{attname: parsed}):
             if not rows.exists():
                 raise Cancelled("The row was deleted.")
@@ -145,6 +146,12 @@ class FieldGeneration(AIFunction):
 
     def input_hash(self, data: RowData) -> str:
         return self.field.input_hash(data.trigger_values)
+
+
+def _deciding(model: type[models.Model]) -> models.QuerySet[Any]:
+    """The target rows as the job's run must see them: on the job's database (the
+    primary, or the one the row was saved to with ``using()``), never a replica."""
+    return model._base_manager.db_manager(for_decisions(model)).all()
 
 
 def unchanged_filter(values: dict[str, Any]) -> dict[str, Any]:
@@ -195,7 +202,7 @@ def preloaded_rows(jobs: Iterable[Any]) -> Iterator[None]:
         fields.append(ai_field)
     rows: dict[tuple[type[models.Model], str], models.Model] = {}
     for model, (ids, fields) in wanted.items():
-        for row in with_related(model._base_manager.filter(pk__in=sorted(ids)), fields):
+        for row in with_related(_deciding(model).filter(pk__in=sorted(ids)), fields):
             rows[(model, str(row.pk))] = row
     token = _preloaded.set(rows)
     try:

@@ -21,6 +21,7 @@ from .codes import (
     Phase,
     Status,
 )
+from .databases import AppManager, JobManager, current_schema
 from .encrypted import EncryptedTextField, UnreadableSecret
 from .privacy.redaction import ENTITY_TYPES, unknown_types
 
@@ -95,12 +96,20 @@ class AIJob(models.Model):
     rq_job_id = models.CharField(max_length=64, blank=True, default="", editable=False)
     # The provider batch this job's request went into; "" once its result is handled.
     batch_id = models.CharField(_("provider batch"), max_length=100, blank=True, default="")
+    # Where the job runs (docs/deployment.md): its row's django-tenants schema ("" without
+    # django-tenants), and what AI_FIELDS["JOB_CONTEXT"] captured at the save.
+    schema = models.CharField(
+        _("schema"), max_length=63, blank=True, default=current_schema, editable=False
+    )
+    context = models.JSONField(_("job context"), default=dict, blank=True, editable=False)
 
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
     updated_at = models.DateTimeField(_("updated"), auto_now=True)
     enqueued_at = models.DateTimeField(_("enqueued"), null=True, blank=True)
     started_at = models.DateTimeField(_("started"), null=True, blank=True)
     finished_at = models.DateTimeField(_("finished"), null=True, blank=True)
+
+    objects = JobManager()
 
     class Meta:
         verbose_name = _("AI job")
@@ -119,8 +128,9 @@ class AIJob(models.Model):
             # At most one open job per row and field: later saves reuse it (coalescing).
             # A job waiting in a provider batch is not reused: a save while the batch
             # runs starts a new job, and the batch's answer ends superseded.
+            # The schema is part of a row's identity in a job table shared by schemas.
             models.UniqueConstraint(
-                fields=["content_type", "object_id", "field_name"],
+                fields=["content_type", "object_id", "field_name", "schema"],
                 condition=Q(status__in=["pending", "queued"], function=FIELD_FUNCTION)
                 & ~Q(phase="BATCH"),
                 name="aijob_one_open_per_field",
@@ -140,7 +150,11 @@ class AIJob(models.Model):
         """``app_label.model:pk.field`` for field jobs (logs, metrics), "" for others."""
         if self.content_type_id is None:
             return ""
-        ct = ContentType.objects.get_for_id(self.content_type_id)
+        loaded = self._state.fields_cache.get("content_type")  # with the job (a lease)
+        if loaded is not None:
+            ct = loaded
+        else:  # content type ids are the job's database's own (a job saved with using())
+            ct = ContentType.objects.db_manager(self._state.db).get_for_id(self.content_type_id)
         return f"{ct.app_label}.{ct.model}:{self.object_id}.{self.field_name}"
 
     def get_target(self) -> models.Model | None:
@@ -192,6 +206,8 @@ class AIUsage(models.Model):
     )
     created_at = models.DateTimeField(_("created"), auto_now_add=True, db_index=True)
 
+    objects = AppManager()
+
     class Meta:
         verbose_name = _("AI usage")
         verbose_name_plural = _("AI usage")
@@ -234,6 +250,8 @@ class Quota(models.Model):
     )
     is_unlimited = models.BooleanField(_("unlimited"), default=False)
 
+    objects = AppManager()
+
     class Meta:
         verbose_name = _("quota")
         verbose_name_plural = _("quotas")
@@ -262,6 +280,8 @@ class QuotaUsage(models.Model):
     # Highest QUOTA_ALERT_AT fraction (in per-mille) signalled this period: moved
     # up by a conditional UPDATE, so each crossing fires exactly once.
     alerted_permille = models.PositiveIntegerField(_("alerted at (per mille)"), default=0)
+
+    objects = AppManager()
 
     class Meta:
         verbose_name = _("quota usage")
@@ -294,6 +314,8 @@ class ProviderCredential(models.Model):
     default_model = models.CharField(_("default model"), max_length=100, blank=True, default="")
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
     updated_at = models.DateTimeField(_("updated"), auto_now=True)
+
+    objects = AppManager()
 
     class Meta:
         verbose_name = _("provider credential")
@@ -354,6 +376,8 @@ class TenantPolicy(models.Model):
             "(email, phone, card, iban, ssn, ip)."
         ),
     )
+
+    objects = AppManager()
 
     class Meta:
         verbose_name = _("tenant policy")

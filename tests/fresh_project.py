@@ -52,6 +52,9 @@ class FreshProject:
     ai_fields: dict[str, Any] = field(default_factory=dict)
     installed_apps: list[str] = field(default_factory=lambda: list(BASE_APPS))
     with_ai_field: bool = False
+    # More settings (they override the ones above), and more files: {path: text}.
+    extra_settings: dict[str, Any] = field(default_factory=dict)
+    files: dict[str, str] = field(default_factory=dict)
 
     def write(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -70,9 +73,12 @@ class FreshProject:
             },
             "RQ_QUEUES": {"default": {"URL": "redis://127.0.0.1:1/0"}},  # never connected
             "AI_FIELDS": self.ai_fields,
+            **self.extra_settings,
         }
         lines = [f"{name} = {value!r}\n" for name, value in settings.items()]
         (self.directory / "fresh_settings.py").write_text("".join(lines))
+        for path, text in self.files.items():
+            (self.directory / path).write_text(text)
         if self.with_ai_field:
             shop = self.directory / "shop"
             shop.mkdir(exist_ok=True)

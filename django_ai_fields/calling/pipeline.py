@@ -10,9 +10,9 @@ from collections.abc import Generator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from django.db import transaction
 from rq.timeouts import JobTimeoutException
 
+from .. import databases
 from ..conf import get_setting
 from ..declare.file_inputs import reserve_bytes
 from ..dispatch import transitions
@@ -161,7 +161,7 @@ def book(
         charge(job, bill, response)
     if reservations:
         columns["reservations"] = []
-    with transaction.atomic():
+    with databases.atomic(AIJob):
         usage = record_usage(
             job, provider, model, response, bill, error=error, duration_ms=duration_ms
         )
@@ -180,7 +180,7 @@ def write_if_held(job: AIJob, columns: dict[str, Any]) -> bool:
     if not columns:
         return True
     try:
-        with transaction.atomic():  # a savepoint: the usage row stays
+        with databases.atomic(AIJob):  # a savepoint: the usage row stays
             transitions.write(job, **columns)
     except transitions.LeaseLost:
         return False

@@ -1,7 +1,8 @@
 """The task backend (RQ, through django-rq): the one place that puts a task on the
 queue, schedules a periodic task once, and reads what the queue knows of a task.
 
-A task is named by its dotted path (``queues.RUN_DRAIN`` ...) and carries only ids:
+A task is named by its dotted path (``queues.RUN_DRAIN`` ...) and carries only ids,
+and its job context (plain JSON, dispatch/context.py) as the keyword ``context``:
 the ``AIJob`` table is the durable outbox, the queue only wakes a worker up. Every
 function here raises when the queue is unreachable; the callers decide what stays
 pending.
@@ -25,20 +26,23 @@ WAITING_STATES = frozenset({"queued", "scheduled", "deferred"})
 def send(
     task: str,
     *args: Any,
+    context: dict[str, Any] | None = None,
     delay: float = 0,
     task_id: str | None = None,
     at_front: bool = False,
     timeout: int | None = None,
     result_ttl: int | None = None,
 ) -> str:
-    """Put ``task(*args)`` on the queue, now or in ``delay`` seconds; returns its id."""
+    """Put ``task(*args, context=context)`` on the queue, now or in ``delay`` seconds;
+    returns its id. Without a context the task runs in the worker's own."""
     queue = queues.get_queue()
     options: dict[str, Any] = {"job_id": task_id, "job_timeout": timeout, "at_front": at_front}
     if result_ttl is not None:
         options["result_ttl"] = result_ttl
+    call = {"args": args, "kwargs": {"context": context} if context else {}}
     if delay > 0:  # at_front then applies when the scheduler moves it onto the queue
-        return str(queue.enqueue_in(timedelta(seconds=delay), task, *args, **options).id)
-    return str(queue.enqueue(task, *args, **options).id)
+        return str(queue.enqueue_in(timedelta(seconds=delay), task, **call, **options).id)
+    return str(queue.enqueue(task, **call, **options).id)
 
 
 def current_task_id() -> str | None:

@@ -24,11 +24,10 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from django.db import transaction
 from django.db.models import F, QuerySet
 from django.utils import timezone
 
-from .. import signals
+from .. import databases, signals
 from ..codes import FINISHED_STATUSES, OPEN_STATUSES, Phase, Status
 from ..models import AIJob
 from ..money import quotas
@@ -204,7 +203,7 @@ def recover_lost(
         )
     else:
         values["status"] = Status.PENDING
-    with transaction.atomic():
+    with databases.atomic():
         if not guarded.update(**values):
             return None
         if job.reservations:
@@ -314,9 +313,7 @@ def _signal(job: AIJob) -> None:
     if job.status == Status.FAILED:
         signals.job_failed.send(sender=AIJob, job=job, error_code=job.error_code, error=job.error)
     elif job.status == Status.SUCCEEDED:
-        transaction.on_commit(
-            lambda: signals.job_completed.send(sender=AIJob, job=job), robust=True
-        )
+        databases.on_commit(lambda: signals.job_completed.send(sender=AIJob, job=job), robust=True)
 
 
 def _announce(job: AIJob, level: int | None = None) -> None:
@@ -338,7 +335,7 @@ def _announce(job: AIJob, level: int | None = None) -> None:
     message = "AI job %(job_id)s %(status)s (%(phase)s, attempt %(attempt)s)"
     if job.error_code or job.error:
         message += ": %(error_code)s %(error)s"
-    transaction.on_commit(lambda: _emit(level, message, fields), robust=True)
+    databases.on_commit(lambda: _emit(level, message, fields), robust=True)
 
 
 def _announce_many(
@@ -351,7 +348,7 @@ def _announce_many(
     fields.update(extra)
     detail = ", ".join(f"{key} %({key})s" for key in extra)
     message = "%(count)s AI job(s) %(status)s" + (f" ({detail})" if detail else "")
-    transaction.on_commit(lambda: _emit(level, message, fields), robust=True)
+    databases.on_commit(lambda: _emit(level, message, fields), robust=True)
 
 
 def _emit(level: int, message: str, fields: dict[str, Any]) -> None:

@@ -3,6 +3,11 @@ commit (dispatch.handover).
 
 If the queue is unreachable at commit the job simply stays ``pending``; the sweep
 (``ai_requeue`` or the worker's periodic run) hands it over later.
+
+Jobs are written beside their row: in the database the row was saved to (the
+router's write database for it, or the one named with ``using()``), in its
+django-tenants schema, and they record the job context captured there
+(dispatch/context.py), which the hand-over carries to the worker.
 """
 
 from __future__ import annotations
@@ -11,11 +16,11 @@ from collections.abc import Sequence
 from functools import partial
 
 from django.contrib.contenttypes.models import ContentType
-from django.db import IntegrityError, models, transaction
+from django.db import IntegrityError, models, router, transaction
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from ..dispatch import handover, transitions
+from ..dispatch import context, handover, transitions
 from ..fields import AIFieldMixin
 from ..functions import json_safe
 from ..models import FIELD_FUNCTION, HAND_EDIT, OPEN_STATUSES, AIJob, Phase
@@ -34,12 +39,13 @@ def request_jobs(
     """Create (or reuse) one open job per field and enqueue new ones on commit
     (``enqueue_new=False``: the caller enqueues them, e.g. in chunks). Without
     ``force`` a field whose value a person edited (``keep_manual_edits``) is left out."""
-    using = using or instance._state.db or "default"
+    using = using or database_of(instance)
     if not force:
         fields = without_hand_edits(instance, fields, using)
     if not fields:
         return []
     tenant = resolve_tenant(instance)
+    here = context.capture(using)
     jobs, created_ids = [], []
     for field in fields:
         job, created = _reuse_or_create(
@@ -51,14 +57,28 @@ def request_jobs(
             triggered_by=triggered_by,
             force=force,
             using=using,
+            **recorded(here),
         )
         if created:
             created_ids.append(job.pk)
         jobs.append(job)
     transitions.opened(jobs)
     if created_ids and enqueue_new:
-        transaction.on_commit(partial(handover.to_drain, created_ids), using=using, robust=True)
+        transaction.on_commit(
+            partial(handover.to_drain, created_ids, here), using=using, robust=True
+        )
     return jobs
+
+
+def database_of(instance: models.Model) -> str:
+    """Where a row's jobs go: the database its save went (or would go) to. A row read
+    from a replica is written to the primary, and so are its jobs."""
+    return router.db_for_write(type(instance), instance=instance)
+
+
+def recorded(job_context: context.Context) -> dict[str, object]:
+    """The job columns recording where it runs (the database is where the job is)."""
+    return {"schema": job_context.get("schema", ""), "context": job_context.get("extra", {})}
 
 
 def request_rows(
@@ -66,13 +86,15 @@ def request_rows(
     field: AIFieldMixin,
     *,
     triggered_by: str,
-    using: str = "default",
+    using: str | None = None,
     force: bool = True,
 ) -> list[AIJob]:
     """``request_jobs`` for one field of many rows (a backfill), not enqueued: rows
     without an open job get theirs in one INSERT; the others coalesce one by one."""
     if not instances:
         return []
+    using = using or database_of(instances[0])
+    here = recorded(context.capture(using))
     content_type = job_content_type(field, using)
     busy = set(
         AIJob.objects.using(using)
@@ -95,6 +117,7 @@ def request_rows(
             input_hash=field.current_input_hash(obj),
             triggered_by=triggered_by,
             force=force,
+            **here,
         )
         for obj in free
     ]
@@ -158,7 +181,7 @@ def record_hand_edits(
     """A person gave these AI fields their values: open jobs for them are cancelled
     (they would overwrite the edit) and a finished job records the edit, so badges,
     ``latest_job`` and the admin show it and later saves keep it."""
-    using = using or instance._state.db or "default"
+    using = using or database_of(instance)
     tenant = resolve_tenant(instance)
     records = []
     for field in fields:

@@ -15,6 +15,8 @@ the workers poll the batches until they end (docs/batches.md).
   written back only if the row's inputs did not change (else ``superseded``). A
   failed or expired request retries as a normal job, or fails, like any
   provider error. Batch answers get no repair call: an invalid one fails the job.
+  The poll visits every database and schema holding jobs, and handles each batch
+  in its jobs' context (dispatch/context.py).
 """
 
 from __future__ import annotations
@@ -27,14 +29,17 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from django.contrib.contenttypes.models import ContentType
-from django.db import models, transaction
+from django.db import models
+from django.db.models import Min
 
+from .. import databases
 from ..calling import moderation
 from ..calling.answer import checked_answer
 from ..calling.pipeline import Prepared, bill_for, book, record_usage, reserve_quota
 from ..conf import get_setting
 from ..declare.outputs import InvalidOutput
-from ..dispatch import backend, transitions
+from ..dispatch import backend, context, transitions
+from ..dispatch.context import Context
 from ..dispatch.transitions import PROGRESS, LeaseLost
 from ..fields import AIFieldMixin
 from ..functions import Cancelled, Superseded
@@ -97,7 +102,7 @@ def request(
     the job ids and what was sent. A field that already waits in a batch for its
     row is left out: it would be paid for twice."""
     batched = already_batched(pairs)
-    with transaction.atomic():
+    with databases.atomic(AIJob):
         jobs = [
             job
             for row, ai_field in pairs
@@ -228,7 +233,7 @@ def send(entries: list[tuple[AIJob, Prepared]], report: SubmitReport) -> None:
 def refused(job: AIJob, error: ProviderError) -> None:
     """The provider refused the batch: give the reservation back and fail the job
     (running ai_regenerate --batch again makes new jobs)."""
-    with contextlib.suppress(LeaseLost), transaction.atomic():
+    with contextlib.suppress(LeaseLost), databases.atomic(AIJob):
         reservations = job.reservations
         update_job(job, reservations=[])
         quotas.release(reservations)
@@ -253,21 +258,30 @@ class PollReport:
         )
 
 
-def open_batches() -> list[str]:
-    """Batches some job still waits for (or still has to be accounted for)."""
-    rows = AIJob.objects.exclude(batch_id="").order_by("batch_id")
-    return list(rows.values_list("batch_id", flat=True).distinct())
+def open_batches(visit: Context | None = None) -> list[tuple[str, Context]]:
+    """Batches some job seen from ``visit`` (here, by default) still waits for (or
+    still has to be accounted for), each with the context its jobs run in."""
+    visit = visit or context.current()
+    rows = AIJob.objects.exclude(batch_id="").values("batch_id").annotate(first=Min("pk"))
+    first = {row["batch_id"]: row["first"] for row in rows.order_by("batch_id")}
+    contexts = {pk: ctx for ctx, pks in context.split(visit, list(first.values())) for pk in pks}
+    return [(batch_id, contexts[pk]) for batch_id, pk in first.items()]
 
 
 def poll() -> PollReport:
-    """Look at every open batch once; handle the results of those that ended."""
+    """Look at every open batch once, in every database and schema; handle the
+    results of those that ended."""
     report = PollReport()
-    for batch_id in open_batches():
-        try:
-            poll_batch(batch_id, report)
-        except Exception:  # one broken batch must not hold up the others
-            logger.exception("Polling provider batch %s failed", batch_id)
-            report.running += 1
+    for visit in context.visits():
+        with context.restore(visit):
+            batches = open_batches(visit)
+        for batch_id, job_context in batches:
+            try:
+                with context.restore(job_context):
+                    poll_batch(batch_id, report)
+            except Exception:  # one broken batch must not hold up the others
+                logger.exception("Polling provider batch %s failed", batch_id)
+                report.running += 1
     return report
 
 
@@ -353,8 +367,9 @@ def settle_job(job: AIJob, prepared: Prepared | Exception, outcome: Outcome) -> 
     the model it was submitted with), then finish the job with it."""
     response, error = split(outcome)
     reservations = list(job.reservations)
-    book(job, job.provider, job.model, response, error=error, reservations=reservations,
-         batch_id="")
+    book(
+        job, job.provider, job.model, response, error=error, reservations=reservations, batch_id=""
+    )
     if isinstance(prepared, Exception):  # the row was deleted or its data refused meanwhile
         return lifecycle.end_at_prep(job, prepared)
     if error is not None:
@@ -373,8 +388,9 @@ def write_answer(job: AIJob, prepared: Prepared, response: CompletionResponse) -
     except InvalidOutput as exc:
         return lifecycle.end_unusable(job, str(exc), response)
     except ProviderError as refusal:  # output moderation
-        finish(job, Status.FAILED, phase=Phase.PARSE, error_code=refusal.code,
-               error=refusal.message)
+        finish(
+            job, Status.FAILED, phase=Phase.PARSE, error_code=refusal.code, error=refusal.message
+        )
         return Status.FAILED
     return engine.write_back(job, prepared, parsed)
 
@@ -384,7 +400,7 @@ def account(job: AIJob, batch_id: str, outcome: Outcome | None) -> None:
     normal job): log its request's usage and charge it to the quotas, once."""
     if job.status == Status.RUNNING:
         return  # being handled right now (or a normal run): the next poll looks again
-    with transaction.atomic():
+    with databases.atomic(AIJob):
         mine = AIJob.objects.filter(pk=job.pk, batch_id=batch_id).exclude(status=Status.RUNNING)
         if not mine.update(batch_id="", reservations=[]) or outcome is None:
             return
@@ -406,7 +422,7 @@ def release_cancelled(job_id: int) -> None:
     """A waiting job was cancelled: give its reserved units back now. The provider
     may still answer (and bill) its request: account() charges that when the batch
     ends, against the same quota rows (kept with zero units)."""
-    with transaction.atomic():
+    with databases.atomic(AIJob):
         row = AIJob.objects.select_for_update().filter(
             pk=job_id, status=Status.CANCELLED, phase=Phase.BATCH
         )

@@ -13,36 +13,43 @@ Every per-job guarantee is the engine's, unchanged: the run-token lease, the
 stale-input guard, quotas, breaker, rate limits, retries (a job waiting for a
 delayed retry is not a drain's to take) and the sweep, which hands jobs nobody
 took to a drain again.
+
+A drain runs inside its job context (database, schema: dispatch/context.py) and
+takes only the jobs handed to drains of that context; it looks for them on the
+database decisions are made on (the primary), never on a replica that may lag.
 """
 
 from __future__ import annotations
 
-from django.db import connection, transaction
+from django.db import connections, transaction
 from django.db.models import QuerySet
 
 from ..conf import get_setting
-from ..dispatch import backend, handover, transitions
-from ..dispatch.handover import DRAIN_PREFIX
+from ..databases import for_decisions
+from ..dispatch import backend, context, handover, transitions
 from ..models import AIJob, Phase, Status
 from .chunks import ChunkRun
 
 
 def waiting_jobs() -> QuerySet[AIJob]:
-    """Jobs handed to any drain. Not a drain's: pending jobs (the outbox's, handed
-    over on commit or by the sweep), jobs waiting for a delayed retry (their own RQ
-    job), chunk jobs (their chunk runs them), jobs run in-process (``sync=True``)
-    and jobs inside a provider batch."""
-    return AIJob.objects.filter(
-        status=Status.QUEUED, rq_job_id__startswith=DRAIN_PREFIX, run_token=""
-    ).exclude(phase=Phase.BATCH)
+    """Jobs handed to a drain of this context. Not a drain's: pending jobs (the
+    outbox's, handed over on commit or by the sweep), jobs waiting for a delayed
+    retry (their own RQ job), chunk jobs (their chunk runs them), jobs run
+    in-process (``sync=True``) and jobs inside a provider batch."""
+    prefix = handover.drain_prefix(context.current())
+    return (
+        AIJob.objects.db_manager(for_decisions(AIJob))
+        .filter(status=Status.QUEUED, rq_job_id__startswith=prefix, run_token="")
+        .exclude(phase=Phase.BATCH)
+    )
 
 
 def lease_waiting(room: int) -> list[AIJob]:
     """Lease up to ``room`` waiting jobs, oldest first."""
     while True:
         candidates = waiting_jobs().order_by("pk")
-        if connection.features.has_select_for_update_skip_locked:
-            with transaction.atomic():
+        if connections[candidates.db].features.has_select_for_update_skip_locked:
+            with transaction.atomic(using=candidates.db):
                 locked = candidates.select_for_update(skip_locked=True)
                 ids = list(locked.values_list("pk", flat=True)[:room])
                 return lease_still_waiting(ids) if ids else []

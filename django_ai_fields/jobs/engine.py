@@ -10,10 +10,11 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from django.db import DataError, IntegrityError, transaction
+from django.db import DataError, IntegrityError
 from django.utils.translation import gettext_lazy as _
 from rq.timeouts import JobTimeoutException
 
+from .. import databases
 from ..calling import result_cache, routing
 from ..calling.answer import Unusable, usable_answer
 from ..calling.pipeline import Pipeline, Prepared, job_timeout_error, record_usage
@@ -209,10 +210,10 @@ def write_back(job: AIJob, prepared: Prepared, parsed: Any) -> str:
     parsed = prepared.restored(parsed)
     function = prepared.function
     try:
-        with transaction.atomic():
+        with databases.atomic(AIJob):
             function.save_output(parsed, prepared.data)
             # Before finish(), whose job_completed signal also waits for the commit.
-            transaction.on_commit(lambda: function.after_commit(job, parsed), robust=True)
+            databases.on_commit(lambda: function.after_commit(job, parsed), robust=True)
             finish(job, Status.SUCCEEDED, output=output)
     except Superseded as exc:
         job.run_token = token  # the rolled-back finish() had cleared it in memory

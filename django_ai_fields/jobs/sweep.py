@@ -2,6 +2,10 @@
 
 Run by ``ai_requeue`` and periodically by the workers themselves through the
 RQ scheduler (``rqworker --with-scheduler``; the entry point is tasks.periodic_sweep).
+
+One sweep visits every database and schema holding jobs (dispatch.context.visits:
+each tenant schema with django-tenants), inside each in turn; the jobs it hands over
+go to the queue with their own context, so each runs where its row is.
 """
 
 from __future__ import annotations
@@ -13,11 +17,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from django.db import DatabaseError
 from django.utils import timezone
 
 from .. import queues
 from ..conf import get_setting
-from ..dispatch import backend, handover, transitions
+from ..dispatch import backend, context, handover, transitions
+from ..dispatch.context import Context
 from ..dispatch.transitions import recover_lost
 from ..models import AIJob, ErrorCode, Phase, Status
 from ..queues import PERIODIC_SWEEP
@@ -50,15 +56,40 @@ class SweepReport:
 
 
 def sweep(*, all_pending: bool = False, now: datetime | None = None) -> SweepReport:
-    """Enqueue stale pending jobs, orphaned queued jobs, and recover lost running jobs.
+    """Enqueue stale pending jobs, orphaned queued jobs, and recover lost running jobs,
+    in every database and schema holding jobs.
 
     ``all_pending`` enqueues every pending job, not only those older than PENDING_GRACE.
     """
     now = now or timezone.now()
     report = SweepReport()
+    failed_runs = recovery.failed_runs()  # read once from the queue, for every visit
+    errors: list[DatabaseError] = []
+    visits = list(context.visits())
+    for visit in visits:
+        try:
+            with context.restore(visit):
+                sweep_here(visit, report, failed_runs, all_pending=all_pending, now=now)
+        except DatabaseError as exc:  # one schema's broken table must not stop the rest
+            logger.warning("Sweep skipped %s: %s", describe(visit), exc)
+            errors.append(exc)
+    if errors and len(errors) == len(visits):
+        raise errors[0]  # the database is down: the caller reports it
+    return report
+
+
+def sweep_here(
+    visit: Context,
+    report: SweepReport,
+    failed_runs: list[str],
+    *,
+    all_pending: bool,
+    now: datetime,
+) -> None:
+    """One visit's part of the sweep: the jobs of one database (and schema)."""
     job_ids = recover_lost_jobs(now, report)
     # Runs RQ itself saw die (killed work horse...): recovered now, not after JOB_TIMEOUT.
-    dead_runs, failed = recovery.recover_failed_runs()
+    dead_runs, failed = recovery.recover_failed_runs(failed_runs)
     job_ids += dead_runs
     report.recovered += len(dead_runs)
     report.failed += failed
@@ -70,12 +101,21 @@ def sweep(*, all_pending: bool = False, now: datetime | None = None) -> SweepRep
     job_ids += pending.order_by("pk").values_list("pk", flat=True)[:JOBS_PER_SWEEP]
     job_ids += orphaned_queued_jobs(now)
     job_ids = list(dict.fromkeys(job_ids))  # recovered jobs are pending now: listed twice
-    with contextlib.suppress(Exception):  # Redis down: to_drain reports it
-        handover.forget_lost_drain()
-    report.enqueued = handover.to_drain(job_ids)
-    report.unreachable = len(job_ids) - report.enqueued
+    groups = context.split(visit, job_ids)
+    for job_context in [visit, *(c for c, _ids in groups if c != visit)]:
+        with contextlib.suppress(Exception):  # Redis down: to_drain reports it
+            handover.forget_lost_drain(job_context)
+    for job_context, ids in groups:
+        enqueued = handover.to_drain(ids, job_context)
+        report.enqueued += enqueued
+        report.unreachable += len(ids) - enqueued
     keep_polling()
-    return report
+
+
+def describe(visit: Context) -> str:
+    """A visit for a log line: ``database 'default', schema 'acme'``."""
+    where = f"database {visit['db']!r}"
+    return f"{where}, schema {visit['schema']!r}" if visit.get("schema") else where
 
 
 def recover_lost_jobs(now: datetime, report: SweepReport) -> list[int]:

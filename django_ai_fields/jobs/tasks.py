@@ -4,7 +4,8 @@ The queue stores a task as its dotted path (``django_ai_fields.jobs.tasks.run_jo
 the layers below send these by that path (``queues.RUN_JOB`` ..., through
 dispatch.backend), never by importing this module, so the jobs layer stays on top
 of the ones it uses. ``entry_point`` is the one place where a task starts in the
-worker: what a task needs restored before it touches the database happens there.
+worker: what a task needs restored before it touches the database happens there
+(its job context: database, schema, dispatch/context.py).
 """
 
 from __future__ import annotations
@@ -12,29 +13,33 @@ from __future__ import annotations
 import contextlib
 import functools
 from collections.abc import Callable, Sequence
-from typing import ParamSpec, TypeVar
+from typing import Any, TypeVar
 
 from django.db import close_old_connections, connection
 
 from ..calling.pipeline import drive
 from ..dispatch import backend
+from ..dispatch import context as job_context
+from ..dispatch.context import Context
 from ..dispatch.handover import chunk_timeout
 from . import batches, drains, engine, sweep
 from .chunks import ChunkRun
 
-P = ParamSpec("P")
 R = TypeVar("R")
 
 
-def entry_point(func: Callable[P, R]) -> Callable[P, R]:
+def entry_point(func: Callable[..., R]) -> Callable[..., R]:
     """An RQ entry point: drop the worker's dead database connection first (a
-    long-lived worker may hold one from before a database restart)."""
+    long-lived worker may hold one from before a database restart), then run the
+    task inside the job context it carries (keyword ``context``; without one, the
+    context here: an in-process call runs where its caller is)."""
 
     @functools.wraps(func)
-    def run(*args: P.args, **kwargs: P.kwargs) -> R:
+    def run(*args: Any, context: Context | None = None, **kwargs: Any) -> R:
         if not connection.in_atomic_block:
             close_old_connections()
-        return func(*args, **kwargs)
+        with job_context.restore(context):
+            return func(*args, **kwargs)
 
     return run
 

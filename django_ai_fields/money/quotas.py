@@ -2,7 +2,9 @@
 
 A reservation is one conditional ``UPDATE ... SET used = used + n WHERE
 used + n <= limit`` per usage row, so any number of workers never overshoot a
-limit, on PostgreSQL or SQLite. Units: requests, tokens, micro-dollars.
+limit, on PostgreSQL or SQLite. Units: requests, tokens, micro-dollars. Every read
+here decides (may this call go ahead?): it goes to the database of the job (the
+pinned one) or the router's write database, never to a replica that may lag.
 """
 
 from __future__ import annotations
@@ -11,16 +13,25 @@ import datetime
 from dataclasses import dataclass
 from decimal import Decimal
 from functools import partial
+from typing import TypeVar
 
-from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db import IntegrityError
+from django.db.models import F, Manager
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from .. import signals
+from .. import databases, signals
 from ..conf import get_setting
+from ..databases import for_decisions
 from ..models import ErrorCode, Quota, QuotaKind, QuotaPeriod, QuotaUsage
 from .pricing import ceil_micro, cost_micro, usd_to_micro
+
+M = TypeVar("M", Quota, QuotaUsage)
+
+
+def _decided(model: type[M]) -> Manager[M]:
+    """``model``'s rows as decisions must see them (databases.for_decisions)."""
+    return model.objects.db_manager(for_decisions(model))
 
 
 @dataclass(frozen=True)
@@ -76,7 +87,7 @@ def period_start(period: str, today: datetime.date | None = None) -> datetime.da
 
 def applicable_quotas(tenant: str) -> list[Quota]:
     """The tenant's own quotas, and the defaults (blank tenant) it has none for."""
-    quotas = Quota.objects.filter(tenant__in={tenant, ""}).order_by("tenant")
+    quotas = _decided(Quota).filter(tenant__in={tenant, ""}).order_by("tenant")
     chosen: dict[tuple[str, str], Quota] = {}
     for quota in quotas:  # blank tenant sorts first; the tenant's own row overrides it
         chosen[(quota.kind, quota.period)] = quota
@@ -95,19 +106,21 @@ def _usage_row_id(tenant: str, scope: str, kind: str, period: str) -> int:
         "period": period,
         "period_start": period_start(period),
     }
-    row_id = QuotaUsage.objects.filter(**key).values_list("pk", flat=True).first()
+    row_id = _decided(QuotaUsage).filter(**key).values_list("pk", flat=True).first()
     if row_id is not None:
         return row_id
     try:
-        with transaction.atomic():
-            return QuotaUsage.objects.create(**key).pk
+        with databases.atomic(QuotaUsage):
+            return _decided(QuotaUsage).create(**key).pk
     except IntegrityError:  # created concurrently
-        return QuotaUsage.objects.filter(**key).values_list("pk", flat=True).get()
+        return _decided(QuotaUsage).filter(**key).values_list("pk", flat=True).get()
 
 
 def _take(row_id: int, units: int, limit: int) -> bool:
     return bool(
-        QuotaUsage.objects.filter(pk=row_id, used__lte=limit - units).update(used=F("used") + units)
+        _decided(QuotaUsage)
+        .filter(pk=row_id, used__lte=limit - units)
+        .update(used=F("used") + units)
     )
 
 
@@ -119,7 +132,7 @@ def reserve(tenant: str, demand: Demand, budget: Budget | None = None) -> list[R
     if not quotas and budget is None:
         return reservations  # nothing to reserve: no transaction either
     refuse_unpriced(tenant, demand, quotas, budget)
-    with transaction.atomic():
+    with databases.atomic(QuotaUsage):
         for quota in quotas:
             units = demand.units(quota.kind)
             row_id = _usage_row_id(tenant, "", quota.kind, quota.period)
@@ -179,7 +192,7 @@ def settle(reservations: list[Reservation], used: Demand) -> None:
     for row_id, kind, units in reservations:
         delta = used.units(str(kind)) - int(units)
         if delta:
-            QuotaUsage.objects.filter(pk=row_id).update(used=F("used") + delta)
+            _decided(QuotaUsage).filter(pk=row_id).update(used=F("used") + delta)
 
 
 def alert_fractions() -> list[Decimal]:
@@ -196,7 +209,7 @@ def check_alerts(tenant: str, reservations: list[Reservation]) -> None:
     row_ids = [int(row_id) for row_id, _kind, _units in reservations]
     if not fractions or not row_ids:
         return
-    rows = QuotaUsage.objects.filter(pk__in=row_ids, scope="", tenant=tenant)
+    rows = _decided(QuotaUsage).filter(pk__in=row_ids, scope="", tenant=tenant)
     by_key = {(q.kind, q.period): q for q in applicable_quotas(tenant)}
     for row in rows:
         quota = by_key.get((row.kind, row.period))
@@ -207,11 +220,13 @@ def check_alerts(tenant: str, reservations: list[Reservation]) -> None:
             if limit <= 0 or row.used < fraction * limit:
                 break
             permille = int(fraction * 1000)
-            moved = QuotaUsage.objects.filter(pk=row.pk, alerted_permille__lt=permille).update(
-                alerted_permille=permille
+            moved = (
+                _decided(QuotaUsage)
+                .filter(pk=row.pk, alerted_permille__lt=permille)
+                .update(alerted_permille=permille)
             )
             if moved:
-                transaction.on_commit(partial(_send_alert, tenant, quota, fraction))
+                databases.on_commit(partial(_send_alert, tenant, quota, fraction))
 
 
 def _send_alert(tenant: str, quota: Quota, fraction: Decimal) -> None:
@@ -232,7 +247,8 @@ def release(reservations: list[Reservation]) -> None:
 
 def usage_for(tenant: str, kind: str, period: str) -> int:
     return (
-        QuotaUsage.objects.filter(
+        _decided(QuotaUsage)
+        .filter(
             tenant=tenant, scope="", kind=kind, period=period, period_start=period_start(period)
         )
         .values_list("used", flat=True)
