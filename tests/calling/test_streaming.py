@@ -151,7 +151,10 @@ def test_streamed_field_saves_partial_text_at_most_every_half_second(fake_provid
     assert body["stream_options"] == {"include_usage": True}
 
 
-def test_a_short_stream_costs_no_partial_write(fake_provider):
+def test_a_short_stream_costs_no_partial_write(fake_provider, settings):
+    """No write before STREAM_SAVE_INTERVAL has passed (a long interval, so a loaded
+    machine's slow stream cannot pass it: the first deltas alone never write)."""
+    settings.AI_FIELDS = {**settings.AI_FIELDS, "STREAM_SAVE_INTERVAL": 30}
     fake_provider.reply_text = "Quick answer."
     story = Story.objects.create(title="Ada")
     with partial_writes() as writes:
