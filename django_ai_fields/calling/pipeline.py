@@ -18,7 +18,7 @@ from ..conf import get_setting
 from ..declare.file_inputs import reserve_bytes
 from ..functions import AIFunction
 from ..models import AIJob, AIUsage, ErrorCode
-from ..money import quotas
+from ..money import quotas, usage_rollup
 from ..money.pricing import micro_to_usd, price_as
 from ..money.tool_fees import fee_usd
 from ..privacy.redaction import Masking
@@ -185,7 +185,7 @@ def record_usage(
     if error is None and not cache_hit:
         cost = priced_cost(prepared.model, response, prepared.provider)
     priced = price_as(prepared.provider, prepared.model)
-    return AIUsage.objects.create(
+    return usage_rollup.log_call(
         tenant=job.tenant,
         job=job,
         provider=prepared.provider,

@@ -14,7 +14,7 @@ from rq import Worker
 
 from ..conf import get_setting, provider_settings
 from ..fields import ai_fields_of
-from ..models import AIJob, Status
+from ..models import FINISHED_STATUSES, AIJob, Status
 from ..queues import get_queue
 
 PROBE_TIMEOUT = 3.0  # seconds; a reachability check must not hang a probe
@@ -55,9 +55,18 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
 
 
-def status_counts(jobs: models.QuerySet[AIJob]) -> dict[str, int]:
-    """Jobs per status (every status present, zeros included)."""
+def status_counts(
+    jobs: models.QuerySet[AIJob], finished_since: datetime | None = None
+) -> dict[str, int]:
+    """Jobs per status (every status present, zeros included). With ``finished_since``,
+    finished jobs count only if they last changed since then: one range of the
+    (status, updated_at) index each, instead of a count of every job ever run."""
     counts = dict.fromkeys(Status.values, 0)
+    if finished_since is not None:
+        jobs = jobs.filter(
+            Q(status__in=[s for s in Status.values if s not in FINISHED_STATUSES])
+            | Q(status__in=FINISHED_STATUSES, updated_at__gte=finished_since)
+        )
     for row in jobs.order_by().values("status").annotate(n=Count("pk")):
         counts[row["status"]] = row["n"]
     return counts

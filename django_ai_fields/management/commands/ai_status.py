@@ -4,30 +4,37 @@ non-zero when unhealthy."""
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from typing import Any
 
 from django.apps import apps
 from django.core.management.base import BaseCommand, CommandError
+from django.utils import timezone
 
 from ...calling import breaker
 from ...conf import get_setting
 from ...declare import chains
 from ...fields import ai_fields_of
-from ...models import AIJob
+from ...models import FINISHED_STATUSES, AIJob
 from ...money.pricing import price_data
 from ...observability import health
 from ...tenants.credential_audit import unreadable_credentials
 
 STUCK_LISTED = 20
+# Finished jobs are counted over this window: a count of every job ever run would
+# grow with the table (open jobs are always counted in full).
+FINISHED_WINDOW = timedelta(hours=24)
 
 
 def collect(check_providers: bool) -> dict[str, Any]:
     """Everything ai_status reports, with the reasons it is unhealthy."""
     queue = health.queue_health()
     stuck = health.stuck_jobs(AIJob.objects.select_related("content_type"))
+    finished_since = timezone.now() - FINISHED_WINDOW
     report: dict[str, Any] = {
         "queue": queue,
-        "jobs": health.status_counts(AIJob.objects.all()),
+        "jobs": health.status_counts(AIJob.objects.all(), finished_since=finished_since),
+        "finished_since": finished_since.isoformat(timespec="seconds"),
         "stuck_jobs": {
             "count": stuck.count(),
             "jobs": [describe(job) for job in stuck[:STUCK_LISTED]],
@@ -110,8 +117,10 @@ def render(report: dict[str, Any]) -> list[str]:
         ]
     else:
         lines = [f"Queue {queue['name']}: Redis unreachable: {queue['error']}"]
-    counts = ", ".join(f"{status} {n}" for status, n in report["jobs"].items())
-    lines.append(f"Jobs: {counts}")
+    jobs = report["jobs"]
+    open_counts = ", ".join(f"{s} {n}" for s, n in jobs.items() if s not in FINISHED_STATUSES)
+    finished = ", ".join(f"{s} {n}" for s, n in jobs.items() if s in FINISHED_STATUSES)
+    lines.append(f"Jobs: {open_counts}; finished in the last 24 h: {finished}")
     stuck = report["stuck_jobs"]
     lines.append(f"Stuck jobs: {stuck['count']}")
     lines += [

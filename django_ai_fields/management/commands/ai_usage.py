@@ -9,7 +9,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
 from ...models import AIUsage
-from ...observability.analytics import totals, usage_by
+from ...observability.analytics import totals, unknown_cost_models, usage_by
 
 COLUMNS = ("Tenant", "Model", "Calls", "Input tokens", "Output tokens", "Cost (USD)")
 
@@ -80,10 +80,9 @@ class Command(BaseCommand):
 
     def write_unknown_costs(self, usage: Any) -> None:
         """Calls whose model had no price: their cost is not in the table."""
-        unknown = usage.filter(cost_usd__isnull=True)
-        models = sorted(set(unknown.values_list("model", flat=True)))
-        if models:
+        unknown = unknown_cost_models(usage)
+        if unknown:
             self.stdout.write(
-                f"Unknown cost: {unknown.count()} call(s) of {', '.join(models)} "
+                f"Unknown cost: {sum(unknown.values())} call(s) of {', '.join(sorted(unknown))} "
                 "(no price known; not in the totals). Add them to AI_FIELDS['PRICING']."
             )
