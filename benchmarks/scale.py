@@ -19,6 +19,7 @@ rows are rolled up in SQL as the migration does. Figures: docs/performance.md.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import json
 import os
@@ -33,17 +34,21 @@ from urllib.parse import urlsplit
 # The checkout whose code is measured: run from its root (an older checkout measures
 # the "before" with this same script).
 ROOT = Path.cwd()
-DB_NAME = "scale_bench"
+DB_NAME = "scale_bench"  # --database to change
 DAYS = 90  # usage and jobs spread over the last 90 days
 TENANTS = 20
-MODELS = (("openai", "gpt-4o-mini"), ("openai", "gpt-4.1"), ("anthropic", "claude-haiku-4-5"),
-          ("anthropic", "claude-sonnet-4-5"))
+MODELS = (
+    ("openai", "gpt-4o-mini"),
+    ("openai", "gpt-4.1"),
+    ("anthropic", "claude-haiku-4-5"),
+    ("anthropic", "claude-sonnet-4-5"),
+)
 FILL_CHUNK = 1_000_000
 OPEN_JOBS = 200  # pending/queued/running jobs among the newest, the rest finished
 BADGE_ROWS = 50
 
 
-def configure(database_url: str, redis_url: str | None) -> None:
+def configure(database_url: str, redis_url: str | None, name: str) -> None:
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
     from django.conf import settings
@@ -55,8 +60,9 @@ def configure(database_url: str, redis_url: str | None) -> None:
         import fakeredis
 
         pool = fakeredis.FakeRedis().connection_pool
-        queues = {"default": {"HOST": "fake", "PORT": 0,
-                              "REDIS_CLIENT_KWARGS": {"connection_pool": pool}}}
+        queues = {
+            "default": {"HOST": "fake", "PORT": 0, "REDIS_CLIENT_KWARGS": {"connection_pool": pool}}
+        }
     settings.configure(
         SECRET_KEY="scale-benchmark",
         DEBUG=False,
@@ -65,9 +71,15 @@ def configure(database_url: str, redis_url: str | None) -> None:
         DEFAULT_AUTO_FIELD="django.db.models.BigAutoField",
         ALLOWED_HOSTS=["testserver"],
         INSTALLED_APPS=[
-            "django.contrib.admin", "django.contrib.auth", "django.contrib.contenttypes",
-            "django.contrib.sessions", "django.contrib.messages", "django_rq",
-            "import_export", "django_ai_fields", "tests.testapp",
+            "django.contrib.admin",
+            "django.contrib.auth",
+            "django.contrib.contenttypes",
+            "django.contrib.sessions",
+            "django.contrib.messages",
+            "django_rq",
+            "import_export",
+            "django_ai_fields",
+            "tests.testapp",
         ],
         MIDDLEWARE=[
             "django.contrib.sessions.middleware.SessionMiddleware",
@@ -75,40 +87,54 @@ def configure(database_url: str, redis_url: str | None) -> None:
             "django.contrib.auth.middleware.AuthenticationMiddleware",
             "django.contrib.messages.middleware.MessageMiddleware",
         ],
-        TEMPLATES=[{
-            "BACKEND": "django.template.backends.django.DjangoTemplates",
-            "APP_DIRS": True,
-            "OPTIONS": {"context_processors": [
-                "django.template.context_processors.request",
-                "django.contrib.auth.context_processors.auth",
-                "django.contrib.messages.context_processors.messages",
-            ]},
-        }],
+        TEMPLATES=[
+            {
+                "BACKEND": "django.template.backends.django.DjangoTemplates",
+                "APP_DIRS": True,
+                "OPTIONS": {
+                    "context_processors": [
+                        "django.template.context_processors.request",
+                        "django.contrib.auth.context_processors.auth",
+                        "django.contrib.messages.context_processors.messages",
+                    ]
+                },
+            }
+        ],
         ROOT_URLCONF="tests.urls",
-        DATABASES={"default": {
-            "ENGINE": "django.db.backends.postgresql",
-            "NAME": DB_NAME,
-            "USER": url.username or "postgres",
-            "PASSWORD": url.password or "",
-            "HOST": url.hostname or "127.0.0.1",
-            "PORT": str(url.port or 5432),
-        }},
+        DATABASES={
+            "default": {
+                "ENGINE": "django.db.backends.postgresql",
+                "NAME": name,
+                "USER": url.username or "postgres",
+                "PASSWORD": url.password or "",
+                "HOST": url.hostname or "127.0.0.1",
+                "PORT": str(url.port or 5432),
+            }
+        },
         RQ_QUEUES=queues,
         AI_FIELDS={"DEFAULT_PROVIDER": "offline"},
-        LOGGING={"version": 1, "disable_existing_loggers": False,
-                 "root": {"handlers": [], "level": "CRITICAL"}},
+        LOGGING={
+            "version": 1,
+            "disable_existing_loggers": False,
+            "root": {"handlers": [], "level": "CRITICAL"},
+        },
     )
 
 
-def recreate_database(database_url: str) -> None:
+def recreate_database(database_url: str, name: str) -> None:
     import psycopg
 
     url = urlsplit(database_url)
-    with psycopg.connect(host=url.hostname or "127.0.0.1", port=url.port or 5432,
-                         user=url.username or "postgres", password=url.password or "",
-                         dbname=url.path.lstrip("/") or "postgres", autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {DB_NAME}")
-        conn.execute(f"CREATE DATABASE {DB_NAME}")
+    with psycopg.connect(
+        host=url.hostname or "127.0.0.1",
+        port=url.port or 5432,
+        user=url.username or "postgres",
+        password=url.password or "",
+        dbname=url.path.lstrip("/") or "postgres",
+        autocommit=True,
+    ) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {name}")
+        conn.execute(f"CREATE DATABASE {name}")
 
 
 # -- filling -------------------------------------------------------------------------
@@ -143,7 +169,7 @@ def usage_sql(first: int, last: int, present: set[str]) -> str:
         "cache_write_tokens": "0",
         "reasoning_tokens": "CASE WHEN i % 7 = 0 THEN 40 ELSE 0 END",
         "cost_usd": "CASE WHEN i % 50 = 7 THEN NULL WHEN i % 33 = 0 OR i % 10 = 3 THEN 0 "
-                    "ELSE ((200 + i % 800) * 0.15 + (50 + i % 300) * 0.6) / 1000000 END",
+        "ELSE ((200 + i % 800) * 0.15 + (50 + i % 300) * 0.6) / 1000000 END",
         "gateway_cost_usd": "NULL",
         "priced_as": "''",
         "tool_calls": "'{}'::jsonb",
@@ -152,7 +178,7 @@ def usage_sql(first: int, last: int, present: set[str]) -> str:
         "success": "i % 33 <> 0",
         "cache_hit": "i % 33 <> 0 AND i % 10 = 3",
         "error_code": "CASE WHEN i % 33 = 0 THEN (ARRAY['rate_limited', 'timeout', "
-                      "'provider_unavailable'])[1 + i % 3] ELSE '' END",
+        "'provider_unavailable'])[1 + i % 3] ELSE '' END",
         "created_at": f"now() - ((i::bigint * 7919) % ({DAYS} * 86400)) * interval '1 second'",
         "rolled_up": "true",  # rolled up below, in SQL, as the migration does
     }
@@ -173,7 +199,7 @@ def jobs_sql(first: int, last: int, content_type: int, present: set[str]) -> str
         "payload": "NULL",
         "tenant": f"'tenant-' || (i % {TENANTS})",
         "status": "CASE WHEN i % 40 = 0 THEN 'failed' WHEN i % 97 = 0 THEN 'superseded' "
-                  "WHEN i % 211 = 0 THEN 'cancelled' ELSE 'succeeded' END",
+        "WHEN i % 211 = 0 THEN 'cancelled' ELSE 'succeeded' END",
         "phase": "'DONE'",
         "progress": "100",
         "attempts": "1",
@@ -330,10 +356,9 @@ def surfaces() -> dict[str, Callable[[], Any]]:
 
     def command(*args: str) -> Callable[[], Any]:
         def run() -> None:
-            try:
+            # ai_status is "unhealthy" without a worker: it still reports.
+            with contextlib.suppress(CommandError):
                 call_command(*args, stdout=io.StringIO(), stderr=io.StringIO())
-            except CommandError:
-                pass  # ai_status is "unhealthy" without a worker: it still reports
 
         return run
 
@@ -371,7 +396,8 @@ def month_url() -> str:
     from django.utils import timezone
 
     today = timezone.localdate()
-    return f"/admin/django_ai_fields/aiusage/?created_at__year={today.year}&created_at__month={today.month}"
+    query = f"created_at__year={today.year}&created_at__month={today.month}"
+    return f"/admin/django_ai_fields/aiusage/?{query}"
 
 
 def prepare_site() -> None:
@@ -446,6 +472,7 @@ def main() -> None:
     parser.add_argument("--label", default="run", help="Name of this run in the results file.")
     parser.add_argument("--output", default="benchmarks/scale-results.json")
     parser.add_argument("--only", help="Comma-separated surface names (default: all).")
+    parser.add_argument("--database", default=DB_NAME, help="Database to (re)create and fill.")
     args = parser.parse_args()
     database_url = os.environ.get("DATABASE_URL", "")
     if not database_url.startswith("postgres"):
@@ -455,8 +482,8 @@ def main() -> None:
     def log(text: str) -> None:
         print(text, file=sys.stderr, flush=True)
 
-    recreate_database(database_url)
-    configure(database_url, os.environ.get("REDIS_URL"))
+    recreate_database(database_url, args.database)
+    configure(database_url, os.environ.get("REDIS_URL"), args.database)
     import django
 
     django.setup()
@@ -490,15 +517,23 @@ def main() -> None:
         for plan in plans:
             print(plan, "\n")
     stored = json.loads(Path(args.output).read_text()) if Path(args.output).exists() else {}
-    stored[args.label] = {"sizes": sizes, "reps": args.reps, "results": results,
-                          "fill_seconds": fills, "explain": explains}
+    stored[args.label] = {
+        "sizes": sizes,
+        "reps": args.reps,
+        "results": results,
+        "fill_seconds": fills,
+        "explain": explains,
+    }
     Path(args.output).write_text(json.dumps(stored, indent=2) + "\n")
 
 
 def print_table(results: dict[str, dict[str, Any]], sizes: list[int]) -> None:
     heads = [f"{size:,}" for size in sizes]
-    print("| surface | " + " | ".join(f"{h} ms (queries)" for h in heads)
-          + f" | {heads[-1]} / {heads[0]} |")
+    print(
+        "| surface | "
+        + " | ".join(f"{h} ms (queries)" for h in heads)
+        + f" | {heads[-1]} / {heads[0]} |"
+    )
     print("| --- |" + " --- |" * (len(sizes) + 1))
     for name, by_size in results.items():
         cells = [f"{by_size[str(s)]['ms']:.1f} ({by_size[str(s)]['queries']})" for s in sizes]

@@ -10,16 +10,18 @@ every matching row.
 from __future__ import annotations
 
 import datetime
-from typing import Any
+from typing import Any, cast
 
 from django.contrib import admin
 from django.contrib.admin.views.main import ChangeList
 from django.core.paginator import Paginator
+from django.db import models
 from django.utils import formats
 from django.utils.functional import cached_property
 from django.utils.text import capfirst
 from django.utils.translation import gettext as _
 
+from ..models import AIUsage
 from ..observability import rollup_reads
 
 COUNT_CAP = 10_000
@@ -30,7 +32,7 @@ class UsagePaginator(Paginator):
 
     @cached_property
     def count(self) -> int:
-        usage = self.object_list
+        usage = cast("models.QuerySet[AIUsage]", self.object_list)
         if rollup_reads.daily_for(usage) is not None:
             (counters,) = rollup_reads.grouped(usage, [])
             return int(counters["calls"])
@@ -53,7 +55,7 @@ class RolledUpValuesFilter(admin.AllValuesFieldListFilter):
         super().__init__(field, request, params, model, model_admin, field_path)
         values = rollup_reads.distinct_values(model_admin.get_queryset(request), field.name)
         if values is not None:
-            self.lookup_choices = values
+            self.lookup_choices = values  # type: ignore[assignment]  # any iterable serves
 
 
 def date_hierarchy(cl: ChangeList) -> dict[str, Any] | None:

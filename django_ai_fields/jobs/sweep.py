@@ -21,6 +21,7 @@ from ..conf import get_setting
 from ..intake.drain_requests import forget_lost_waiting_drain
 from ..intake.outbox import enqueue_all
 from ..models import AIJob, ErrorCode, Phase, Status
+from ..money import usage_rollup
 from ..queues import PERIODIC_SWEEP
 from . import recovery
 from .batches import keep_polling
@@ -79,6 +80,7 @@ def sweep(*, all_pending: bool = False, now: datetime | None = None) -> SweepRep
     report.enqueued = enqueue_all(job_ids)
     report.unreachable = len(job_ids) - report.enqueued
     keep_polling()
+    usage_rollup.catch_up(batches=1)  # usage rows logged past the app (docs/performance.md)
     return report
 
 

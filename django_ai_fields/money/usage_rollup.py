@@ -112,14 +112,19 @@ def add(key: Mapping[str, Any], counters: Mapping[str, int], *, using: str) -> N
             raise
 
 
-def catch_up(*, using: str | None = None, batch: int = CATCH_UP_BATCH) -> int:
-    """Roll up the rows written past ``log_call``; returns how many. Each batch is one
-    transaction that locks its rows, counts them and marks them, so two sweeps at once,
-    or a crash halfway, never count a row twice or lose one."""
+def catch_up(
+    *, using: str | None = None, batch: int = CATCH_UP_BATCH, batches: int | None = None
+) -> int:
+    """Roll up the rows written past ``log_call`` (at most ``batches`` batches); returns
+    how many. Each batch is one transaction that locks its rows, counts them and marks
+    them, so two sweeps at once, or a crash halfway, never count a row twice or lose one."""
     db = using or router.db_for_write(AIUsage)
-    done = 0
-    while moved := _catch_up_batch(db, batch):
-        done += moved
+    done = runs = 0
+    while batches is None or runs < batches:
+        moved = _catch_up_batch(db, batch)
+        if not moved:
+            break
+        done, runs = done + moved, runs + 1
     return done
 
 

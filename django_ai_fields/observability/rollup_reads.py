@@ -43,15 +43,17 @@ def days_match() -> bool:
 def daily_for(usage: models.QuerySet[AIUsage]) -> models.QuerySet[AIUsageDaily] | None:
     """The roll-up rows counting exactly the calls ``usage`` selects, or None."""
     query = usage.query
+    # The log's own alias (not query.base_table: reading that caches it on the query).
+    table = AIUsage._meta.db_table
     if (
         query.model is not AIUsage
         or query.combinator
         or query.is_sliced
         or query.distinct
-        or any(count for alias, count in query.alias_refcount.items() if alias != query.base_table)
+        or any(count for alias, count in query.alias_refcount.items() if alias != table)
     ):
         return None
-    condition = _condition(query.where, query.base_table)
+    condition = _condition(query.where, table)
     if condition is None:
         return None
     return AIUsageDaily.objects.using(usage.db).filter(condition)

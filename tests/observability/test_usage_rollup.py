@@ -109,6 +109,17 @@ def test_rows_written_past_the_app_are_counted_and_caught_up_once():
 
 
 @pytest.mark.django_db
+def test_the_sweep_rolls_up_rows_written_past_the_app():
+    from django_ai_fields.jobs.sweep import sweep
+
+    log(tenant="acme", cost_usd=Decimal("0.25"))
+    assert AIUsageDaily.objects.count() == 0
+    sweep()
+    assert AIUsageDaily.objects.get().cost_micro == 250_000
+    assert not AIUsage.objects.filter(rolled_up=False).exists()
+
+
+@pytest.mark.django_db
 def test_a_failed_transaction_counts_neither_the_row_nor_its_roll_up():
     from django.db import transaction
 
@@ -136,7 +147,10 @@ def test_concurrent_writers_lose_no_call():
             barrier.wait()
             for _ in range(25):
                 usage_rollup.log_call(
-                    tenant="acme", provider="openai", model="m", input_tokens=3,
+                    tenant="acme",
+                    provider="openai",
+                    model="m",
+                    input_tokens=3,
                     cost_usd=Decimal("0.000001"),
                 )
         except BaseException as exc:  # reported below
