@@ -130,6 +130,18 @@ def test_changelist_totals_from_the_roll_up_equal_the_raw_rows(root, params):
     assert aggregates_over_the_log(queries) == []
 
 
+def test_a_tenant_bound_user_sees_only_its_tenants_totals_and_choices(settings):
+    settings.AI_FIELDS = {**settings.AI_FIELDS, "TENANT_FOR_USER": "tests.surfaces.tenant_of"}
+    usage_rollup.log_call(tenant="acme", provider="openai", model="m-acme", input_tokens=7)
+    usage_rollup.log_call(tenant="globex", provider="openai", model="m-globex", input_tokens=900)
+    client = Client()
+    client.force_login(make_user("acme-ann", "django_ai_fields.view_aiusage"))
+    html = client.get(USAGE).content.decode()
+    assert "1 call, 7 tokens (7 in, 0 out)" in totals_text(html)
+    assert 'href="?model=m-acme"' in html and "m-globex" not in html
+    assert "globex" not in html
+
+
 def test_a_search_reads_the_log_and_stays_exact(root):
     fill_log(30)
     job = AIJob.objects.create(status="succeeded")
