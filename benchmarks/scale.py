@@ -544,7 +544,15 @@ def main() -> None:
         help="Measure the databases an earlier run filled, migrated to this code first "
         "(the migration's time is recorded): the 'after' of a 'before' run.",
     )
+    parser.add_argument(
+        "--compare",
+        metavar="BEFORE,AFTER",
+        help="Print a before/after table of two labels of --output and exit.",
+    )
     args = parser.parse_args()
+    if args.compare:
+        print_comparison(json.loads(Path(args.output).read_text()), *args.compare.split(","))
+        return
     database_url = os.environ.get("DATABASE_URL", "")
     if not database_url.startswith("postgres"):
         raise SystemExit("benchmarks/scale.py needs DATABASE_URL=postgres://... (PostgreSQL).")
@@ -619,6 +627,22 @@ def print_table(results: dict[str, dict[str, Any]], sizes: list[int]) -> None:
         cells = [f"{by_size[str(s)]['ms']:.1f} ({by_size[str(s)]['queries']})" for s in sizes]
         ratio = by_size[str(sizes[-1])]["ms"] / max(by_size[str(sizes[0])]["ms"], 0.1)
         print(f"| {name} | " + " | ".join(cells) + f" | {ratio:.1f}x |")
+
+
+def print_comparison(stored: dict[str, Any], before: str, after: str) -> None:
+    """Milliseconds (queries) per size, before and after, and the largest/smallest ratio."""
+    sizes = [str(size) for size in stored[after]["sizes"]]
+    heads = " | ".join(f"{int(size):,}" for size in sizes)
+    print(f"| surface | | {heads} | {int(sizes[-1]):,} / {int(sizes[0]):,} |")
+    print("| --- | --- |" + " --- |" * (len(sizes) + 1))
+    for name in stored[after]["results"]:
+        for label in (before, after):
+            row = stored[label]["results"].get(name)
+            if row is None or not all(size in row for size in sizes):
+                continue
+            cells = " | ".join(f"{row[s]['ms']:,.0f} ms ({row[s]['queries']})" for s in sizes)
+            ratio = row[sizes[-1]]["ms"] / max(row[sizes[0]]["ms"], 0.1)
+            print(f"| {name if label == before else ''} | {label} | {cells} | {ratio:.1f}x |")
 
 
 if __name__ == "__main__":
