@@ -1,19 +1,26 @@
 """How the read surfaces cost at 1 thousand, 1 million and 10 million rows.
 
-Fills a PostgreSQL database of its own (``scale_bench`` on the server of
+Fills one PostgreSQL database per size (``scale_bench_<size>`` on the server of
 ``DATABASE_URL``) with usage rows and jobs by ``generate_series`` (minutes, not
-hours), then times each surface a person or a probe meets: the admin pages, the
-analytics API, ``ai_usage``, ``ai_status``, a worker's lease and the status
-badges of a list page. Prints the medians per size, their ratios to the smallest
-size, and ``EXPLAIN (ANALYZE, BUFFERS)`` of the slowest queries of any surface that
-still grows.
+hours: the secondary indexes are built after the insert), then times each surface
+a person or a probe meets: the admin pages, the analytics API, ``ai_usage``,
+``ai_status``, a worker's lease and the status badges of a list page. Prints the
+medians per size, their ratios to the smallest size, and ``EXPLAIN (ANALYZE,
+BUFFERS)`` of the two slowest statements of any surface that still grows.
 
-    DATABASE_URL=postgres://postgres@127.0.0.1:5432/test \\
-        .venv/bin/python benchmarks/scale.py --sizes 1000,1000000,10000000 --reps 5
+Run it from the root of the checkout to measure. Before and after a change:
 
-It runs against whatever code is installed: with the usage roll-up absent (an older
-checkout) the same script measures the "before"; when the roll-up exists the filled
-rows are rolled up in SQL as the migration does. Figures: docs/performance.md.
+    # in a checkout of the older code (its own venv):
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/test REDIS_URL=redis://127.0.0.1:6379/7 \
+        python /path/to/benchmarks/scale.py --label before --output /path/to/results.json
+    # in this checkout: the same databases, migrated to this code, measured again
+    DATABASE_URL=... REDIS_URL=... .venv/bin/python benchmarks/scale.py --reuse \
+        --label after --output /path/to/results.json
+    .venv/bin/python benchmarks/scale.py --compare before,after --output /path/to/results.json
+
+Without ``--reuse`` each database is created anew; when the usage roll-up exists
+the filled rows are rolled up in SQL as the migration does. Figures:
+docs/performance.md.
 """
 
 from __future__ import annotations
