@@ -515,6 +515,38 @@ def measure(run: Callable[[], Any], reps: int) -> tuple[float, int]:
     return statistics.median(times), len(statements.seen)
 
 
+def measure_interleaved(
+    runs: dict[int, Callable[[], Any]], args: argparse.Namespace
+) -> dict[str, dict[str, Any]]:
+    """One surface on every size in turn, ``--reps`` rounds: load on a shared machine
+    then weighs on every size alike. Median milliseconds and queries per size."""
+    from django.db import connection
+
+    times: dict[int, list[float]] = {size: [] for size in runs}
+    queries: dict[int, int] = {}
+    slow = False
+    for size, run in runs.items():  # warm-up, and the queries of one run
+        use_database(f"{args.database}_{size}")
+        connection.ensure_connection()
+        statements = Statements()
+        started = time.perf_counter()
+        with connection.execute_wrapper(statements):
+            run()
+        slow = slow or time.perf_counter() - started > SLOW
+        queries[size] = len(statements.seen)
+    for _ in range(min(args.reps, 3) if slow else args.reps):
+        for size, run in runs.items():
+            use_database(f"{args.database}_{size}")
+            connection.ensure_connection()
+            started = time.perf_counter()
+            run()
+            times[size].append((time.perf_counter() - started) * 1000)
+    return {
+        str(size): {"ms": round(statistics.median(times[size]), 1), "queries": queries[size]}
+        for size in runs
+    }
+
+
 def slowest_queries(run: Callable[[], Any], count: int = 2) -> list[tuple[float, str, Any]]:
     """The ``count`` slowest statements of one run of a surface."""
     from django.db import connection
@@ -552,6 +584,11 @@ def main() -> None:
         "(the migration's time is recorded): the 'after' of a 'before' run.",
     )
     parser.add_argument(
+        "--interleave",
+        action="store_true",
+        help="Time each surface on every size in turn (fairer on a shared machine).",
+    )
+    parser.add_argument(
         "--compare",
         metavar="BEFORE,AFTER",
         help="Print a before/after table of two labels of --output and exit.",
@@ -577,6 +614,7 @@ def main() -> None:
     results: dict[str, dict[str, Any]] = {}
     setup: dict[int, dict[str, float]] = {}
     explains: dict[str, list[str]] = {}
+    runs: dict[int, dict[str, Callable[[], Any]]] = {}
     for size in sizes:
         name = f"{args.database}_{size}"
         if args.reuse and database_exists(database_url, name):
@@ -592,15 +630,26 @@ def main() -> None:
             log(f"{name}: filling {size:,} usage rows and jobs")
             setup[size] = fill(size, log)
         log(f"  roll-up table present: {has_rollup()}; {setup[size]}")
-        chosen = surfaces()
+        chosen = surfaces()  # a logged-in client of this database's site
         if args.only:
             chosen = {n: run for n, run in chosen.items() if n in args.only.split(",")}
-        for surface, run in chosen.items():
-            ms, queries = measure(run, args.reps)
-            results.setdefault(surface, {})[str(size)] = {"ms": round(ms, 1), "queries": queries}
-            log(f"  {surface}: {ms:.1f} ms, {queries} queries")
+        runs[size] = chosen
+        if not args.interleave:
+            for surface, run in chosen.items():
+                ms, queries = measure(run, args.reps)
+                results.setdefault(surface, {})[str(size)] = {
+                    "ms": round(ms, 1),
+                    "queries": queries,
+                }
+                log(f"  {surface}: {ms:.1f} ms, {queries} queries")
+    if args.interleave:
+        for surface in runs[sizes[-1]]:
+            by_size = measure_interleaved({size: runs[size][surface] for size in sizes}, args)
+            results[surface] = by_size
+            log(f"  {surface}: {by_size}")
     first, last = str(sizes[0]), str(sizes[-1])
-    for surface, run in chosen.items():  # the largest size's database is still in use
+    use_database(f"{args.database}_{sizes[-1]}")
+    for surface, run in runs[sizes[-1]].items():
         if results[surface][last]["ms"] > 1.5 * max(results[surface][first]["ms"], 5.0):
             explains[surface] = [
                 f"-- {ms:.1f} ms\n{sql} -- {params}\n{explain(sql, params)}"

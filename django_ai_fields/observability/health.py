@@ -59,16 +59,20 @@ def status_counts(
     jobs: models.QuerySet[AIJob], finished_since: datetime | None = None
 ) -> dict[str, int]:
     """Jobs per status (every status present, zeros included). With ``finished_since``,
-    finished jobs count only if they last changed since then: one range of the
-    (status, updated_at) index each, instead of a count of every job ever run."""
+    finished jobs count only if they last changed since then: two ranges of the
+    (status, updated_at) index, each counted from the index alone, instead of a count
+    of every job ever run."""
     counts = dict.fromkeys(Status.values, 0)
+    selections = [jobs]
     if finished_since is not None:
-        jobs = jobs.filter(
-            Q(status__in=[s for s in Status.values if s not in FINISHED_STATUSES])
-            | Q(status__in=FINISHED_STATUSES, updated_at__gte=finished_since)
-        )
-    for row in jobs.order_by().values("status").annotate(n=Count("pk")):
-        counts[row["status"]] = row["n"]
+        open_statuses = [status for status in Status.values if status not in FINISHED_STATUSES]
+        selections = [
+            jobs.filter(status__in=open_statuses),
+            jobs.filter(status__in=FINISHED_STATUSES, updated_at__gte=finished_since),
+        ]
+    for selection in selections:
+        for row in selection.order_by().values("status").annotate(n=Count("*")):
+            counts[row["status"]] = row["n"]
     return counts
 
 
