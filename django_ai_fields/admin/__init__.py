@@ -323,7 +323,10 @@ class AIUsageAdmin(TenantScopedAdminMixin, ExportMixin, admin.ModelAdmin):
         context = getattr(response, "context_data", None)
         if context and "cl" in context:
             usage = context["cl"].queryset
-            context["ai_totals"] = analytics.totals(usage)
+            counted = getattr(context["cl"].paginator, "counters", None)
+            context["ai_totals"] = (
+                analytics.totals_of(counted) if counted else analytics.totals(usage)
+            )
             context["ai_chart"] = charts.chart_context(usage, chart_by, request.GET.dict())
             context["ai_dates"] = usage_changelist.date_hierarchy(context["cl"])
         return response

@@ -39,7 +39,7 @@ def daily_spend(
         raise ValueError(f"Cannot chart by {by!r}.")
     per_group: dict[str, Decimal] = defaultdict(Decimal)
     cells: dict[tuple[datetime.date, str], Decimal] = defaultdict(Decimal)
-    for row in rollup_reads.grouped(usage, ["day", by]):  # the roll-up, when it can say
+    for row in rollup_reads.grouped(usage, ["day", by], ["cost_micro"]):  # the roll-up
         name, cost = row[by] or "-", usd(row["cost_micro"])
         per_group[name] += cost
         cells[(row["day"], name)] += cost

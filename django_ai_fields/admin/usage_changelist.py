@@ -28,14 +28,17 @@ COUNT_CAP = 10_000
 
 
 class UsagePaginator(Paginator):
-    """Counts the selected calls in the roll-up (exact); else at most COUNT_CAP."""
+    """Counts the selected calls in the roll-up (exact); else at most COUNT_CAP. Keeps
+    the roll-up's counters (``counters``) for the page's totals: one query for both."""
+
+    counters: dict[str, Any] | None = None
 
     @cached_property
     def count(self) -> int:
         usage = cast("models.QuerySet[AIUsage]", self.object_list)
         if rollup_reads.daily_for(usage) is not None:
-            (counters,) = rollup_reads.grouped(usage, [])
-            return int(counters["calls"])
+            (self.counters,) = rollup_reads.grouped(usage, [])
+            return int(self.counters["calls"])
         return usage.order_by()[:COUNT_CAP].count()
 
 

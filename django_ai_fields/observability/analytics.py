@@ -44,6 +44,11 @@ def summary(counters: dict[str, Any]) -> dict[str, Any]:
 def totals(usage: models.QuerySet[AIUsage]) -> dict[str, Any]:
     """Calls, tokens and cost of a set of usage rows."""
     (counters,) = rollup_reads.grouped(usage, [])
+    return totals_of(counters)
+
+
+def totals_of(counters: dict[str, Any]) -> dict[str, Any]:
+    """``totals()`` of roll-up counters already read (rollup_reads.grouped)."""
     gateway = None
     if counters["gateway_cost_calls"]:
         gateway = (Decimal(counters["gateway_cost_units"]) * GATEWAY_UNIT).quantize(GATEWAY_UNIT)
@@ -71,7 +76,7 @@ def usage_by(usage: models.QuerySet[AIUsage], group_by: Sequence[str]) -> list[d
 
 def unknown_cost_models(usage: models.QuerySet[AIUsage]) -> dict[str, int]:
     """Calls of unknown cost (no price known) per model."""
-    rows = rollup_reads.grouped(usage, ["model"])
+    rows = rollup_reads.grouped(usage, ["model"], ["unknown_cost_calls"])
     return {row["model"]: row["unknown_cost_calls"] for row in rows if row["unknown_cost_calls"]}
 
 
@@ -102,7 +107,7 @@ def latency(usage: models.QuerySet[AIUsage]) -> list[dict[str, Any]]:
 
 def error_rates(usage: models.QuerySet[AIUsage]) -> dict[str, Any]:
     """Share of failed provider calls, and failures per error code."""
-    rows = rollup_reads.grouped(usage, ["success", "error_code"])
+    rows = rollup_reads.grouped(usage, ["success", "error_code"], ["calls"])
     calls = sum(row["calls"] for row in rows)
     by_code: dict[str, int] = {}
     for row in rows:
