@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-from django.db import IntegrityError, models, router, transaction
+from django.db import IntegrityError, connections, models, router, transaction
 from django.db.models import Count, F, Q, Sum, Value
 from django.db.models.functions import Cast, Round
 from django.utils import timezone
@@ -95,17 +95,56 @@ def log_call(**values: Any) -> AIUsage:
 
 
 def add(key: Mapping[str, Any], counters: Mapping[str, int], *, using: str) -> None:
-    """Add ``counters`` to the roll-up row of ``key``, creating it if need be.
+    """Add ``counters`` to the roll-up row of ``key``, creating it if need be: one
+    statement that adds in the database (``calls = calls + 1``), so concurrent writers
+    never lose an increment. Call inside a transaction."""
+    connection = connections[using]
+    template = UPSERTS.get(connection.vendor)
+    if template is None:
+        _add_portably(key, counters, using=using)
+        return
+    quote = connection.ops.quote_name
+    table = quote(AIUsageDaily._meta.db_table)
+    names = [*key, *counters]
+    sql = template.format(
+        table=table,
+        columns=", ".join(quote(name) for name in names),
+        values=", ".join(["%s"] * len(names)),
+        key=", ".join(quote(name) for name in key),
+        updates=", ".join(
+            UPDATE_TERMS[connection.vendor].format(table=table, column=quote(name))
+            for name in counters
+        ),
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*key.values(), *counters.values()])
 
-    Call inside a transaction. The UPDATE adds in the database (``calls = calls + 1``),
-    so concurrent writers never lose an increment; a row created meanwhile by another
-    writer makes our INSERT fail on the unique key, and we add to that row instead."""
+
+# One atomic upsert per database: it inserts the row, or locks the existing one and
+# adds to it, even when another transaction inserts the same key at the same moment.
+UPSERTS = {
+    "postgresql": "INSERT INTO {table} ({columns}) VALUES ({values}) "
+    "ON CONFLICT ({key}) DO UPDATE SET {updates}",
+    "sqlite": "INSERT INTO {table} ({columns}) VALUES ({values}) "
+    "ON CONFLICT ({key}) DO UPDATE SET {updates}",
+    "mysql": "INSERT INTO {table} ({columns}) VALUES ({values}) ON DUPLICATE KEY UPDATE {updates}",
+}
+UPDATE_TERMS = {
+    "postgresql": "{column} = {table}.{column} + EXCLUDED.{column}",
+    "sqlite": "{column} = {table}.{column} + excluded.{column}",
+    "mysql": "{column} = {column} + VALUES({column})",
+}
+
+
+def _add_portably(key: Mapping[str, Any], counters: Mapping[str, int], *, using: str) -> None:
+    """``add()`` on another database: UPDATE, else INSERT; an INSERT that loses the
+    race for the unique key (in a savepoint) adds to the winner's row instead."""
     rows = AIUsageDaily.objects.using(using).filter(**key)
     increments = {name: F(name) + value for name, value in counters.items()}
     if rows.update(**increments):
         return
     try:
-        with transaction.atomic(using=using):  # a savepoint: a lost race leaves no trace
+        with transaction.atomic(using=using):
             AIUsageDaily.objects.using(using).create(**key, **counters)
     except IntegrityError:
         if not rows.update(**increments):

@@ -120,6 +120,16 @@ def test_the_sweep_rolls_up_rows_written_past_the_app():
 
 
 @pytest.mark.django_db
+def test_the_portable_path_for_other_databases_adds_the_same(monkeypatch):
+    """Databases without a known upsert: UPDATE, else INSERT (the same totals)."""
+    monkeypatch.setattr(usage_rollup, "UPSERTS", {})
+    for tokens in (5, 7):
+        usage_rollup.log_call(provider="openai", model="m", input_tokens=tokens, cost_usd="0.2")
+    (row,) = AIUsageDaily.objects.all()
+    assert (row.calls, row.input_tokens, row.cost_micro) == (2, 12, 400_000)
+
+
+@pytest.mark.django_db
 def test_a_failed_transaction_counts_neither_the_row_nor_its_roll_up():
     from django.db import transaction
 
