@@ -178,7 +178,7 @@ def statuses() -> dict[str, int]:
 
 def reset() -> None:
     from benchmarks.workers import get_queue
-    from django_ai_fields.intake.drain_requests import WAITING_DRAIN_KEY
+    from django_ai_fields.dispatch.handover import WAITING_DRAIN_KEY
     from django_ai_fields.models import AIJob, AIUsage
     from tests.testapp.models import Article
 

@@ -4,28 +4,26 @@ The package in layers, each importing only the ones below it (no import cycles):
 
 - shared vocabulary: ``codes`` (statuses, phases, error codes), ``conf`` (settings),
   ``queues`` (the RQ queue, the Redis handle, the tasks' dotted paths), ``signals``,
-  ``crypto``, ``models``;
+  ``crypto``, ``privacy/`` (PII masking), ``models``;
 - ``providers/``: the SDK adapters, knowing nothing of fields, tenants or jobs;
-- ``money/`` (prices, quotas) and ``tenants/`` (resolution, policies, permissions,
-  concurrency caps, credentials);
-- declaration: ``fields``, ``functions`` and ``declare/`` (prompts, tokens, outputs,
-  checks, field generation);
+- ``money/`` (prices, quotas), ``tenants/`` (resolution, policies, permissions,
+  concurrency caps, credentials) and ``observability.metrics``;
+- ``dispatch/``: the one writer of ``AIJob.status`` (``transitions``) and the one
+  way onto the task queue (``handover``, ``backend``);
+- declaration: ``fields``, ``functions`` and ``declare/`` (options, prompts, tokens,
+  outputs, checks);
 - ``intake/``: change tracking and the outbox;
-- ``observability/``: logs, metrics, traces, health, usage aggregates;
+- ``generation``: field generation, the built-in AI function that writes a field;
 - ``calling/``: the call pipeline, routing, breaker, rate limits, moderation,
-  streaming, the result cache, getting a usable answer;
-- ``jobs/``: the lifecycle (every AIJob state change), the run pipeline, chunks,
-  provider batches, the sweep, and ``jobs.tasks`` (every RQ entry point);
+  streaming, the result cache, getting a usable answer (``observability.calls``
+  logs each call);
+- ``jobs/``: what a run does (lifecycle, engine), chunks, drains, provider batches,
+  the sweep, and ``jobs.tasks`` (every task entry point: where a task starts);
 - surfaces: ``api``, ``status``, ``admin/``, ``http/`` (JSON API), ``urls``,
   ``templatetags/``, ``management/``.
 
 A lower layer starts a task by its dotted path (``queues.RUN_JOB``), never by
-importing ``jobs``. Old import paths of the flat layout keep working for one
-release, with a DeprecationWarning (``_deprecated``).
+importing ``jobs``. The public surface is in docs/reference.md.
 """
-
-from . import _deprecated
-
-_deprecated.install()
 
 __version__ = "0.1.0"

@@ -7,12 +7,12 @@ from functools import partial
 from typing import Any
 
 from django.contrib.contenttypes.models import ContentType
-from django.db import models, transaction
+from django.db import models, router, transaction
 
-from . import signals
+from .dispatch import context, handover, transitions
 from .fields import AIFieldMixin, ai_fields_of, get_ai_field, with_m2m_triggers
 from .functions import get_function, json_safe
-from .intake.outbox import enqueue, enqueue_chunks, request_jobs, request_rows
+from .intake.outbox import database_of, request_jobs, request_rows
 from .jobs.estimates import Estimate, estimate_pairs
 from .jobs.tasks import run_chunk, run_job
 from .models import AIJob, Status
@@ -40,7 +40,7 @@ def regenerate(
     )
     if sync:
         for job in jobs:
-            run_job(job.pk)
+            run_job(job.pk, context=context.capture(job._state.db))
             job.refresh_from_db()
     return jobs[0] if field_name else jobs
 
@@ -50,7 +50,10 @@ def regenerate_rows(
 ) -> list[AIJob]:
     fields = fields_named(rows.model, field_name)
     pairs = [(row, field) for row in with_m2m_triggers(rows, fields) for field in fields]
-    return regenerate_many(pairs, sync=sync, triggered_by=triggered_by, using=rows.db)
+    # Jobs go where the rows are written: the database named with using(), else the
+    # router's write database (rows read from a replica are written to the primary).
+    using = getattr(rows, "_db", None) or router.db_for_write(rows.model)
+    return regenerate_many(pairs, sync=sync, triggered_by=triggered_by, using=using)
 
 
 def regenerate_many(
@@ -58,7 +61,7 @@ def regenerate_many(
     *,
     sync: bool = False,
     triggered_by: str = "regenerate",
-    using: str = "default",
+    using: str | None = None,
 ) -> list[AIJob]:
     """Request a fresh value for each (row, AI field): one transaction, then the
     new jobs go to the queue in chunk jobs on commit, or run in this process
@@ -66,6 +69,9 @@ def regenerate_many(
     by_field: dict[AIFieldMixin, list[models.Model]] = {}
     for row, field in pairs:
         by_field.setdefault(field, []).append(row)
+    if not by_field:
+        return []
+    using = using or database_of(next(iter(by_field.values()))[0])
     with transaction.atomic(using=using):
         jobs = [
             job
@@ -74,9 +80,10 @@ def regenerate_many(
         ]
         if not sync:  # reused jobs still waiting on the queue keep their place
             new_ids = [job.pk for job in jobs if job.status == Status.PENDING]
-            transaction.on_commit(partial(enqueue_chunks, new_ids), using=using, robust=True)
+            handing = partial(handover.to_chunks, new_ids, context.capture(using))
+            transaction.on_commit(handing, using=using, robust=True)
     if sync:
-        run_chunk([job.pk for job in jobs])
+        run_chunk([job.pk for job in jobs], context=context.capture(using))
         for job in jobs:
             job.refresh_from_db()
     return jobs
@@ -129,10 +136,20 @@ def run_ai_task(
     job = AIJob.objects.create(
         function=name, payload=json_safe(payload), tenant=tenant or "", triggered_by=triggered_by
     )
+    transitions.opened([job])
     if sync:
         run_job(job.pk)
         job.refresh_from_db()
     else:
-        transaction.on_commit(partial(enqueue, job.pk), robust=True)
-    signals.job_requested.send(sender=AIJob, job=job)
+        transaction.on_commit(partial(handover.to_drain, [job.pk]), robust=True)
     return job
+
+
+__all__ = [
+    "estimate",
+    "latest_job",
+    "regenerate",
+    "regenerate_many",
+    "regenerate_rows",
+    "run_ai_task",
+]

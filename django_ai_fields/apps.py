@@ -5,6 +5,7 @@ import logging
 import sys
 
 from django.apps import AppConfig, apps
+from django.core import checks
 from django.db.models.signals import class_prepared
 from django.utils.translation import gettext_lazy as _
 
@@ -20,16 +21,17 @@ class AIFieldsConfig(AppConfig):
         from django.utils.module_loading import autodiscover_modules
 
         from .intake.tracking import install
-        from .tenants import credential_audit as credentials  # noqa: F401  (register the system checks)
 
+        register_checks()
         for model in apps.get_models():
             install(model)
         class_prepared.connect(_install_late_model, dispatch_uid="django_ai_fields.late")
         # Each installed app's ai_functions.py registers its AI functions.
         autodiscover_modules("ai_functions")
         from .observability import metrics
+        from .observability.health import queue_health
 
-        metrics.install()  # the queue depth gauge, when prometheus_client is installed
+        metrics.install(queue_health)  # the queue depth gauge, with prometheus_client
         if _is_worker_process():
             from .jobs.sweep import schedule_sweep
 
@@ -37,6 +39,22 @@ class AIFieldsConfig(AppConfig):
             # A (re)started worker arms the periodic sweep: after Redis lost its data
             # (restart without persistence) nothing else would, with the queue empty.
             schedule_sweep()
+
+
+def register_checks() -> None:
+    """Every system check of the app, registered here and nowhere else. Django copies
+    the registry before it runs the checks, so one registered on import (say, by a
+    field's check() during the model checks) would miss that run, and one in a module
+    nothing imports would never run."""
+    from .declare.checks import check_installation
+    from .declare.input_checks import check_provider_apis
+    from .deployment_checks import check_deployment
+    from .tenants.credential_audit import check_tenant_base_urls
+
+    checks.register(check_installation, checks.Tags.compatibility)
+    checks.register(check_deployment, checks.Tags.compatibility)
+    checks.register(check_provider_apis, checks.Tags.compatibility)
+    checks.register(check_tenant_base_urls, checks.Tags.database)
 
 
 def _is_worker_process() -> bool:
@@ -55,7 +73,7 @@ def _preload_providers() -> None:
 
     names = {get_setting("DEFAULT_PROVIDER")}
     for model in apps.get_models():
-        names |= {field.provider for field in ai_fields_of(model) if field.provider}
+        names |= {field.ai.provider for field in ai_fields_of(model) if field.ai.provider}
     for name in names:
         try:
             cls = provider_class(name)

@@ -1,4 +1,5 @@
-"""The shared vocabulary of a job: its statuses, phases and error codes.
+"""The shared vocabulary of a job: its statuses, phases, error codes and the name of
+the built-in AI function.
 
 The bottom of the package: every layer (the provider adapters included) imports
 these from here, so none needs the models module for a code. ``models.py``
@@ -50,6 +51,20 @@ class ErrorCode(models.TextChoices):
     INTERNAL = "internal", _("Internal error")
 
 
+# ``AIJob.function`` of a field's generation (generation.py); any other value names an
+# AIFunction a project registered (functions.py).
+FIELD_FUNCTION = "field"
+
 # What the prompt renderer appends to a value cut at max_input_chars (the PII
 # redactor masks a value's cut remainder before it).
 TRUNCATION_MARKER = " …[truncated]"
+
+
+__all__ = [
+    "FINISHED_STATUSES",
+    "OPEN_STATUSES",
+    "UNFINISHED_STATUSES",
+    "ErrorCode",
+    "Phase",
+    "Status",
+]

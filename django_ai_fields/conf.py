@@ -11,8 +11,7 @@ DEFAULTS: dict[str, Any] = {
     # "offline" or a dotted path to a Provider subclass.
     "DEFAULT_PROVIDER": "openai",
     "DEFAULT_MODEL": "gpt-4o-mini",
-    # Per provider: API_KEY, BASE_URL (OpenAI-compatible servers), TIMEOUT (seconds),
-    # and for "azure" also API_VERSION.
+    # Per provider name, a dict of PROVIDER_KEYS (below): {"openai": {"API_KEY": ...}}.
     "PROVIDERS": {},
     # Queue name from RQ_QUEUES that jobs go to.
     "QUEUE": "default",
@@ -35,6 +34,14 @@ DEFAULTS: dict[str, Any] = {
     "BATCH_MAX_REQUESTS": 10_000,
     # Dotted path: callable(instance) -> str | None.
     "TENANT_RESOLVER": None,
+    # -- where it runs (docs/deployment.md) --
+    # Dotted path to a dispatch.context.ContextHook subclass: what a worker must restore
+    # to see a job's data in multi-tenancy schemes the app does not detect itself
+    # (django-tenants and the database alias are carried without it).
+    "JOB_CONTEXT": None,
+    # Database aliases holding AIJob tables, which the sweep, the batch poll and
+    # ai_status visit. None: every alias the router writes AIJob rows to.
+    "JOB_DATABASES": None,
     # Prices come from genai-prices; these override or add models, USD per 1M tokens:
     # {"model": {"input": ..., "output": ..., "cached_input": ..., "cache_write": ...,
     # "cache_write_1h": ...}}. A gateway's served names: PROVIDERS[name]["PRICE_AS"].
@@ -149,6 +156,7 @@ DEFAULTS: dict[str, Any] = {
 
 
 # The keys a PROVIDERS entry may hold; any other is a check error (declare/checks.py).
+# docs/settings.md#providers-entries documents each (a test keeps the two equal).
 PROVIDER_KEYS: frozenset[str] = frozenset(
     {
         "API_KEY",
@@ -156,6 +164,7 @@ PROVIDER_KEYS: frozenset[str] = frozenset(
         "TIMEOUT",
         "DEFAULT_MODEL",
         "API_VERSION",  # azure
+        "API",  # openai: "chat" (the default) or "responses"
         "MAX_TOKENS_PARAM",  # OpenAI-compatible servers that want "max_tokens"
         "IDEMPOTENCY_HEADER",
         "MODERATION_MODEL",  # openai, for MODERATION = "openai"
@@ -176,3 +185,8 @@ def get_setting(name: str) -> Any:
 
 def provider_settings(provider: str) -> dict[str, Any]:
     return dict(get_setting("PROVIDERS").get(provider) or {})
+
+
+__all__ = [
+    "get_setting",
+]

@@ -74,3 +74,8 @@ def looks_like_token(value: str) -> bool:
 def rotate(token: str) -> str:
     """Re-encrypt a stored value with the first (newest) key."""
     return fernet().rotate(token.encode()).decode()
+
+
+__all__ = [
+    "rotate",
+]

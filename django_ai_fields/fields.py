@@ -1,20 +1,23 @@
 """``AIGeneratedField`` and ``AIGeneratedJSONField``: model fields an LLM writes.
 
-The AI options (prompt, provider, ...) live on the field instance only; they
-never reach ``deconstruct()``, so changing a prompt makes no migration.
+The AI options (prompt, provider, model...) are one ``FieldOptions`` object,
+``field.ai``: ``field.model`` is Django's model class, so the LLM model reads
+``field.ai.model``. They never reach ``deconstruct()``, so changing a prompt makes
+no migration.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from functools import cached_property
 from typing import Any
 
 from django.core.exceptions import FieldDoesNotExist
 from django.db import models
 
+from .declare.options import FieldOptions
 from .declare.prompts import (
     ALL_FIELDS,
     DATA_GUARD,
@@ -25,79 +28,22 @@ from .declare.prompts import (
     render_template,
 )
 
-PromptSource = str | Callable[[models.Model], str]
-
 
 class AIFieldMixin:
     """Options and behaviour shared by both AI field classes."""
 
     is_ai_field = True
+    ai: FieldOptions
     # Set by the models.Field this mixin is combined with.
     name: str
     attname: str
     model: type[models.Model]
     verbose_name: Any
+    flatchoices: list[tuple[Any, Any]]
 
-    def __init__(
-        self,
-        *args: Any,
-        prompt: PromptSource | None = None,
-        excluded_fields: Iterable[str] = (),
-        trigger_fields: Iterable[str] | None = None,
-        provider: str | None = None,
-        model: str | None = None,
-        temperature: float | None = None,
-        max_tokens: int | None = None,
-        system_message: str | None = None,
-        cache_ttl: int | None = None,
-        budget_usd: float | None = None,
-        auto_regenerate: bool = True,
-        max_input_chars: int | None = None,
-        max_input_tokens: int | None = None,
-        fallback: Sequence[Any] | None = None,
-        provider_options: dict[str, Any] | None = None,
-        stream: bool = False,
-        keep_manual_edits: bool = True,
-        redact_pii: bool | Iterable[str] = False,
-        restore_pii: bool = False,
-        inputs: Iterable[str] = (),
-        tools: Iterable[Any] = (),
-        api: str | None = None,
-        **kwargs: Any,
-    ) -> None:
-        self.prompt = prompt
-        self.excluded_fields = tuple(excluded_fields)
-        self.trigger_fields = None if trigger_fields is None else tuple(trigger_fields)
-        self.provider = provider
-        # Field.model is the Django model class, so the LLM model name lives here.
-        self.llm_model = model
-        self.temperature = temperature
-        self.max_tokens = max_tokens
-        self.system_message = system_message
-        self.cache_ttl = cache_ttl
-        self.budget_usd = budget_usd
-        self.auto_regenerate = auto_regenerate
-        self.max_input_chars = max_input_chars
-        self.max_input_tokens = max_input_tokens
-        # [(provider, model), ...] tried when the primary is unavailable; None: FALLBACK.
-        self.fallback = None if fallback is None else list(fallback)
-        # Passed as-is to the SDK call: tools, reasoning_effort, seed...
-        self.provider_options = dict(provider_options or {})
-        # Stream the answer; its text so far shows on the job while it runs.
-        self.stream = stream
-        # A value a person typed in (admin, form) survives later trigger changes
-        # until an explicit regenerate (docs/fields.md, "Hand edits").
-        self.keep_manual_edits = keep_manual_edits
-        # Mask personal data in the rendered prompt (True: every built-in type, or a
-        # list of types) and put it back into the answer (privacy/redaction.py).
-        self.redact_pii = redact_pii if isinstance(redact_pii, bool | str) else tuple(redact_pii)
-        self.restore_pii = restore_pii
-        # File/image fields of the model sent with the prompt (declare/file_inputs.py).
-        self.inputs = tuple(inputs)
-        # Hosted tools (OpenAI Responses API): "web_search", {"type": "file_search", ...}.
-        self.tools = list(tools)
-        # OpenAI API: "chat" or "responses"; None: PROVIDERS[...]["API"] (tools: responses).
-        self.api = api
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # The AI options (declare/options.py); Django's own go on to models.Field.
+        self.ai = FieldOptions.take(kwargs)
         super().__init__(*args, **kwargs)
 
     def check(self, **kwargs: Any) -> list[Any]:
@@ -110,16 +56,17 @@ class AIFieldMixin:
     @cached_property
     def template(self) -> PromptTemplate | None:
         """The parsed template; None for callable prompts. Raises PromptSyntaxError."""
-        if self.prompt is None or callable(self.prompt):
+        prompt = self.ai.prompt
+        if prompt is None or callable(prompt):
             return None
-        return PromptTemplate.parse(self.prompt)
+        return PromptTemplate.parse(prompt)
 
     # -- which fields feed the prompt ------------------------------------------
 
     def data_fields(self) -> list[models.Field]:
         """Fields ``{*}`` lists: concrete and many-to-many, not excluded, not AI,
         not an auto pk (a parent link of multi-table inheritance neither)."""
-        excluded = set(self.excluded_fields)
+        excluded = set(self.ai.excluded_fields)
         opts = self.model_class._meta
         return [
             f
@@ -134,13 +81,13 @@ class AIFieldMixin:
     def trigger_field_objects(self) -> list[models.Field]:
         """Fields whose change regenerates this one (defaults: docs/fields.md)."""
         opts = self.model_class._meta
-        if self.trigger_fields is not None:
-            names: Iterable[str] = self.trigger_fields
+        if self.ai.trigger_fields is not None:
+            names: Iterable[str] = self.ai.trigger_fields
         elif self.template is not None and not self.template.uses_all_fields:
-            names = sorted(self.template.field_names | set(self.inputs))
+            names = sorted(self.template.field_names | set(self.ai.inputs))
         else:
             return self.data_fields()
-        excluded = set(self.excluded_fields)
+        excluded = set(self.ai.excluded_fields)
         return [forward_field(opts, name) for name in names if name not in excluded]
 
     @cached_property
@@ -204,8 +151,8 @@ class AIFieldMixin:
     def render(
         self, instance: models.Model, *, tenant: str | None, max_input_chars: int | None
     ) -> RenderedPrompt:
-        if callable(self.prompt):
-            text, truncated = str(self.prompt(instance)), False
+        if callable(self.ai.prompt):
+            text, truncated = str(self.ai.prompt(instance)), False
         else:
             assert self.template is not None
             text, truncated = render_template(
@@ -219,7 +166,7 @@ class AIFieldMixin:
 
     def system_prompt(self) -> str:
         opts = self.model_class._meta
-        base = self.system_message or (
+        base = self.ai.system_message or (
             f'You write the value of the field "{self.verbose_name}" '
             f"of a {opts.verbose_name} record. Answer with the value only."
         )
@@ -297,25 +244,13 @@ def forward_field(opts: Any, name: str) -> models.Field:
     return field
 
 
-
 def related_pks(instance: models.Model, name: str) -> list[Any]:
     return [row.pk for row in related_rows(instance, name)]
-
-
-# Called with (instance, field) when a job wrote a new value of the field, in the
-# write-back's transaction. intake/tracking.py registers the chain trigger here, so the
-# write-back (declare/generation.py) never imports the intake layer.
-value_written_hooks: list[Callable[[models.Model, AIFieldMixin], None]] = []
 
 
 def ai_fields_of(model: type[models.Model]) -> list[AIFieldMixin]:
     """The AI fields of a model, inherited ones included."""
     return [f for f in model._meta.concrete_fields if isinstance(f, AIFieldMixin)]
-
-
-def declared_ai_fields(model: type[models.Model]) -> list[AIFieldMixin]:
-    """The AI fields this model declares itself (not those of a multi-table parent)."""
-    return [f for f in ai_fields_of(model) if f.model is model]
 
 
 def get_ai_field(model: type[models.Model], name: str) -> AIFieldMixin:

@@ -1,6 +1,6 @@
 """AI functions: the unit of work the engine runs.
 
-Field generation is the built-in function ``"field"``; projects register
+Field generation is the built-in function ``"field"`` (generation.py); projects register
 their own with ``@register`` and start them with
 ``django_ai_fields.api.run_ai_task(name, payload, tenant=None)``. Every
 function goes through the same engine: phases, quotas, usage rows, retries
@@ -24,13 +24,15 @@ and signals.
 
 from __future__ import annotations
 
+import dataclasses
 import json
-from collections.abc import Sequence, Sized
+from collections.abc import Sized
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from django.core.serializers.json import DjangoJSONEncoder
 
 from .conf import get_setting
+from .declare.options import AIOptions
 from .declare.outputs import InvalidOutput, parse_json, without_nul
 from .declare.prompts import DATA_GUARD
 
@@ -51,31 +53,21 @@ class AIFunction:
     ``prepare`` and ``save_output``), and decorate with ``@register``."""
 
     name: ClassVar[str] = ""
-    provider: str | None = None
-    model: str | None = None
-    max_tokens: int | None = None
-    temperature: float | None = None
-    system_message: str = ""
+    # How the provider is called (declare/options.py). Set an option as a class
+    # attribute of its name (``model = "gpt-4o"``): __init_subclass__ gathers it here.
+    options: AIOptions = AIOptions()
     # A JSON answer (parsed, and validated when a schema is given).
     json_output: bool = False
     json_schema: dict[str, Any] | None = None
     # The default validate() refuses data longer than this (len()).
     max_items: int | None = None
-    cache_ttl: int | None = None
-    # Fallback routes [(provider, model), ...]; None: AI_FIELDS["FALLBACK"].
-    fallback: list[Any] | None = None
-    # Stream the answer: its text so far shows on the job while it runs.
-    stream: bool = False
-    # Extra keyword arguments for the SDK call (tools, reasoning_effort, seed...).
-    # Class defaults, never mutated: an instance (FieldGeneration) sets its own copy.
-    provider_options: dict[str, Any] = {}
-    # Mask personal data in the prompt before the call (True: every built-in type,
-    # or a list of types), and put it back into the answer (privacy/redaction.py).
-    redact_pii: bool | Sequence[str] = False
-    restore_pii: bool = False
-    # Hosted tools (OpenAI Responses API) and the OpenAI API to call (docs/providers.md).
-    tools: list[Any] = []
-    api: str | None = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        names = AIOptions.names()
+        declared = {name: value for name, value in vars(cls).items() if name in names}
+        if declared:
+            cls.options = dataclasses.replace(cls.options, **declared)
 
     # -- the five steps ---------------------------------------------------------
 
@@ -114,16 +106,16 @@ class AIFunction:
     # -- settings the engine asks for ------------------------------------------
 
     def system_prompt(self, data: Any) -> str:
-        return "\n\n".join(p for p in (self.system_message, DATA_GUARD) if p)
+        return "\n\n".join(p for p in (self.options.system_message, DATA_GUARD) if p)
 
     def provider_name(self) -> str:
-        return self.provider or get_setting("DEFAULT_PROVIDER")
+        return self.options.provider or get_setting("DEFAULT_PROVIDER")
 
     def model_name(self, config: dict[str, Any]) -> str:
-        return self.model or config.get("DEFAULT_MODEL") or get_setting("DEFAULT_MODEL")
+        return self.options.model or config.get("DEFAULT_MODEL") or get_setting("DEFAULT_MODEL")
 
     def token_limit(self) -> int:
-        return self.max_tokens or get_setting("MAX_TOKENS")
+        return self.options.max_tokens or get_setting("MAX_TOKENS")
 
     def choices(self) -> list[str] | None:
         return None
@@ -135,10 +127,13 @@ class AIFunction:
 
     def fallbacks(self) -> list[Any]:
         """Routes tried when the primary is unavailable (docs/reliability.md)."""
-        return list(get_setting("FALLBACK") if self.fallback is None else self.fallback)
+        fallback = self.options.fallback
+        return list(get_setting("FALLBACK") if fallback is None else fallback)
 
     def result_cache_ttl(self) -> int:
-        ttl = get_setting("CACHE_TTL") if self.cache_ttl is None else self.cache_ttl
+        ttl = self.options.cache_ttl
+        if ttl is None:
+            ttl = get_setting("CACHE_TTL")
         return int(ttl)
 
     def budget(self) -> Any:
@@ -176,3 +171,14 @@ def get_function(name: str) -> type[AIFunction]:
 
 def registered() -> dict[str, type[AIFunction]]:
     return dict(_registry)
+
+
+__all__ = [
+    "AIFunction",
+    "Cancelled",
+    "Superseded",
+    "get_function",
+    "json_safe",
+    "register",
+    "registered",
+]

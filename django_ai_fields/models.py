@@ -13,6 +13,7 @@ from django.utils.translation import gettext_lazy as _
 
 # The vocabulary lives at the bottom of the package (codes.py); re-exported here.
 from .codes import (
+    FIELD_FUNCTION,
     FINISHED_STATUSES,
     OPEN_STATUSES,
     UNFINISHED_STATUSES,
@@ -20,6 +21,7 @@ from .codes import (
     Phase,
     Status,
 )
+from .databases import AppManager, JobManager, current_schema
 from .encrypted import EncryptedTextField, UnreadableSecret
 from .privacy.redaction import ENTITY_TYPES, unknown_types
 
@@ -36,6 +38,7 @@ __all__ = [
     "AIUsageDaily",
     "ErrorCode",
     "Phase",
+    "ProviderBatch",
     "ProviderCredential",
     "Quota",
     "QuotaKind",
@@ -54,7 +57,7 @@ class AIJob(models.Model):
     )
     object_id = models.CharField(_("object id"), max_length=64, blank=True, default="")
     field_name = models.CharField(_("field"), max_length=100, blank=True, default="")
-    function = models.CharField(_("AI function"), max_length=100, default="field")
+    function = models.CharField(_("AI function"), max_length=100, default=FIELD_FUNCTION)
     payload = models.JSONField(_("payload"), null=True, blank=True)
     tenant = models.CharField(_("tenant"), max_length=100, blank=True, default="")
 
@@ -94,12 +97,20 @@ class AIJob(models.Model):
     rq_job_id = models.CharField(max_length=64, blank=True, default="", editable=False)
     # The provider batch this job's request went into; "" once its result is handled.
     batch_id = models.CharField(_("provider batch"), max_length=100, blank=True, default="")
+    # Where the job runs (docs/deployment.md): its row's django-tenants schema ("" without
+    # django-tenants), and what AI_FIELDS["JOB_CONTEXT"] captured at the save.
+    schema = models.CharField(
+        _("schema"), max_length=63, blank=True, default=current_schema, editable=False
+    )
+    context = models.JSONField(_("job context"), default=dict, blank=True, editable=False)
 
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
     updated_at = models.DateTimeField(_("updated"), auto_now=True)
     enqueued_at = models.DateTimeField(_("enqueued"), null=True, blank=True)
     started_at = models.DateTimeField(_("started"), null=True, blank=True)
     finished_at = models.DateTimeField(_("finished"), null=True, blank=True)
+
+    objects = JobManager()
 
     class Meta:
         verbose_name = _("AI job")
@@ -118,9 +129,11 @@ class AIJob(models.Model):
             # At most one open job per row and field: later saves reuse it (coalescing).
             # A job waiting in a provider batch is not reused: a save while the batch
             # runs starts a new job, and the batch's answer ends superseded.
+            # The schema is part of a row's identity in a job table shared by schemas.
             models.UniqueConstraint(
-                fields=["content_type", "object_id", "field_name"],
-                condition=Q(status__in=["pending", "queued"], function="field") & ~Q(phase="BATCH"),
+                fields=["content_type", "object_id", "field_name", "schema"],
+                condition=Q(status__in=["pending", "queued"], function=FIELD_FUNCTION)
+                & ~Q(phase="BATCH"),
                 name="aijob_one_open_per_field",
             ),
         ]
@@ -132,6 +145,18 @@ class AIJob(models.Model):
     @property
     def is_finished(self) -> bool:
         return self.status in FINISHED_STATUSES
+
+    @property
+    def target_label(self) -> str:
+        """``app_label.model:pk.field`` for field jobs (logs, metrics), "" for others."""
+        if self.content_type_id is None:
+            return ""
+        loaded = self._state.fields_cache.get("content_type")  # with the job (a lease)
+        if loaded is not None:
+            ct = loaded
+        else:  # content type ids are the job's database's own (a job saved with using())
+            ct = ContentType.objects.db_manager(self._state.db).get_for_id(self.content_type_id)
+        return f"{ct.app_label}.{ct.model}:{self.object_id}.{self.field_name}"
 
     def get_target(self) -> models.Model | None:
         """The row this job writes to, or None if it was deleted."""
@@ -184,6 +209,8 @@ class AIUsage(models.Model):
     # True once the row is counted in AIUsageDaily: at once when the app logs a call;
     # a row written any other way is rolled up by the sweep (money/usage_rollup.py).
     rolled_up = models.BooleanField(default=False, db_default=False, editable=False)
+
+    objects = AppManager()
 
     class Meta:
         verbose_name = _("AI usage")
@@ -276,6 +303,8 @@ class Quota(models.Model):
     )
     is_unlimited = models.BooleanField(_("unlimited"), default=False)
 
+    objects = AppManager()
+
     class Meta:
         verbose_name = _("quota")
         verbose_name_plural = _("quotas")
@@ -304,6 +333,8 @@ class QuotaUsage(models.Model):
     # Highest QUOTA_ALERT_AT fraction (in per-mille) signalled this period: moved
     # up by a conditional UPDATE, so each crossing fires exactly once.
     alerted_permille = models.PositiveIntegerField(_("alerted at (per mille)"), default=0)
+
+    objects = AppManager()
 
     class Meta:
         verbose_name = _("quota usage")
@@ -336,6 +367,8 @@ class ProviderCredential(models.Model):
     default_model = models.CharField(_("default model"), max_length=100, blank=True, default="")
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
     updated_at = models.DateTimeField(_("updated"), auto_now=True)
+
+    objects = AppManager()
 
     class Meta:
         verbose_name = _("provider credential")
@@ -397,6 +430,8 @@ class TenantPolicy(models.Model):
         ),
     )
 
+    objects = AppManager()
+
     class Meta:
         verbose_name = _("tenant policy")
         verbose_name_plural = _("tenant policies")
@@ -416,3 +451,27 @@ class TenantPolicy(models.Model):
                 "known": ", ".join(ENTITY_TYPES),
             }
             raise ValidationError({"pii_entity_types": message})
+
+
+class ProviderBatch(models.Model):
+    """A provider batch the app submitted (``ai_regenerate --batch``), with the
+    credential it was submitted with: it is polled and read with exactly that one,
+    never with whichever credential a tenant has now (docs/batches.md)."""
+
+    batch_id = models.CharField(_("provider batch"), max_length=100, unique=True)
+    provider = models.CharField(_("provider"), max_length=64)
+    # True: the operator's settings (PROVIDERS); False: ``credential``, a tenant's row.
+    uses_settings = models.BooleanField(_("operator's settings"))
+    credential = models.ForeignKey(
+        ProviderCredential, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    # The base URL the batch went to; a tenant row pointing elsewhere now is refused.
+    base_url = models.CharField(_("base URL"), max_length=500, blank=True, default="")
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("provider batch")
+        verbose_name_plural = _("provider batches")
+
+    def __str__(self) -> str:
+        return f"{self.provider} batch {self.batch_id}"

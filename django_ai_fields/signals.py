@@ -18,3 +18,12 @@ job_completed = Signal()
 job_failed = Signal()
 field_updated = Signal()
 quota_threshold_reached = Signal()
+
+
+__all__ = [
+    "field_updated",
+    "job_completed",
+    "job_failed",
+    "job_requested",
+    "quota_threshold_reached",
+]

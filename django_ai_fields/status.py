@@ -19,7 +19,7 @@ from django.urls import NoReverseMatch, reverse
 from django.utils.translation import gettext_lazy as _
 
 from .fields import ai_fields_of
-from .models import HAND_EDIT, UNFINISHED_STATUSES, AIJob, Status
+from .models import FIELD_FUNCTION, HAND_EDIT, UNFINISHED_STATUSES, AIJob, Status
 
 CACHE_ATTR = "_ai_status_cache"
 # Columns a badge never needs; prompt and output can be large.
@@ -45,7 +45,7 @@ def latest_jobs(
     owners = Q()
     for owner, names in by_owner.items():
         owners |= Q(content_type=ContentType.objects.get_for_model(owner), field_name__in=names)
-    targets = AIJob.objects.filter(owners, object_id__in=ids, function="field")
+    targets = AIJob.objects.filter(owners, object_id__in=ids, function=FIELD_FUNCTION)
     newest = (
         targets.order_by()
         .values("content_type", "object_id", "field_name")
@@ -126,3 +126,12 @@ def badge_context(obj: models.Model, field_name: str, job: AIJob | None) -> dict
         "error": job.error if job is not None and state == Status.FAILED else "",
         "status_url": status_url(obj, field_name) if unfinished else "",
     }
+
+
+__all__ = [
+    "badge_context",
+    "job_for",
+    "latest_jobs",
+    "status_url",
+    "with_ai_status",
+]

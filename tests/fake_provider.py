@@ -9,7 +9,8 @@ The batch APIs (OpenAI's Batch API, Anthropic's Message Batches) live in tests/f
 (``fp.batch_api``); each request of a batch is answered as its normal endpoint would.
 
 Scripted behaviour (``enqueue_fault``, ``delay``, ``fail_all_with``) applies to the provider
-endpoints only; ``GET /v1/models`` always answers at once, so reachability checks stay cheap.
+endpoints only; ``GET /v1/models`` answers at once, so reachability checks stay cheap, unless
+``models_delay`` holds it (``max_models_in_flight`` then shows concurrent probes).
 
 Typical use::
 
@@ -615,6 +616,7 @@ class FakeProvider:
         self._thread: threading.Thread | None = None
         self._faults: deque[Fault] = deque()
         self._calls = 0
+        self._generation = 0  # reset() count
         self.requests: list[RecordedRequest] = []
         self._set_defaults()
 
@@ -642,6 +644,11 @@ class FakeProvider:
         # The most provider calls this server was answering at the same time.
         self.max_in_flight = 0
         self._in_flight = 0
+        # Seconds GET /v1/models waits before answering, and the most such requests
+        # held at the same time.
+        self.models_delay: float = 0.0
+        self.max_models_in_flight = 0
+        self._models_in_flight = 0
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -747,6 +754,7 @@ class FakeProvider:
             self.requests.clear()
             self._faults.clear()
             self._calls = 0
+            self._generation += 1
         self._set_defaults()
 
     def enqueue_fault(
@@ -803,6 +811,7 @@ class FakeProvider:
         if route == MODERATIONS:
             return json_reply(200, moderation_result(record.body, self.moderation_terms))
         if route == MODELS:
+            self._hold_models_request()
             return json_reply(200, models_list(self.models), _request_id_headers(0))
         with self._lock:
             self._in_flight += 1
@@ -813,6 +822,20 @@ class FakeProvider:
         finally:
             with self._lock:
                 self._in_flight -= 1
+
+    def _hold_models_request(self) -> None:
+        if not self.models_delay:
+            return
+        with self._lock:
+            self._models_in_flight += 1
+            self.max_models_in_flight = max(self.max_models_in_flight, self._models_in_flight)
+            generation = self._generation
+        try:
+            self._stopping.wait(self.models_delay)
+        finally:
+            with self._lock:
+                if generation == self._generation:  # not counted again after a reset()
+                    self._models_in_flight -= 1
 
     def _record(self, record: RecordedRequest, *, is_call: bool) -> Fault | None:
         """Append the record; for a provider call, number it and pop the next fault."""

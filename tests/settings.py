@@ -95,6 +95,23 @@ else:
         }
     }
 
+
+def extra_database(alias: str) -> dict[str, object]:
+    """Another database beside the default one (tests/deployment: a lagging replica, a
+    second database for ``using()``), created only for the tests that name it."""
+    if DATABASE_URL:
+        extra = database_from_url(DATABASE_URL)
+        extra["TEST"] = {"NAME": f"{extra['TEST']['NAME']}_{alias}"}  # type: ignore[index]
+        return extra
+    path = f"{sqlite_path}.{alias}"
+    return {**DATABASES["default"], "NAME": path, "TEST": {"NAME": path}}
+
+
+DATABASES["other"] = extra_database("other")
+DATABASES["replica"] = extra_database("replica")
+# tests/deployment's routers reach worker subprocesses this way (dotted paths, commas).
+DATABASE_ROUTERS = [p for p in os.environ.get("AI_FIELDS_TEST_ROUTERS", "").split(",") if p]
+
 if REDIS_URL:
     # One Redis database per test session (1-15), so parallel sessions never collide;
     # the suite flushes it before every test.
@@ -123,6 +140,8 @@ AI_FIELDS: dict[str, object] = {
     "DEFAULT_MODEL": "gpt-4o-mini",
     "RETRY_BACKOFF": 0,
     "SWEEP_INTERVAL": 0,
+    # Only tests/deployment's tests use the other databases (and say so).
+    "JOB_DATABASES": ["default"],
 }
 # Worker subprocesses receive the test's AI_FIELDS (fake provider URL...) this way.
 AI_FIELDS.update(json.loads(os.environ.get("AI_FIELDS_TEST_OVERRIDES", "{}")))
@@ -135,8 +154,10 @@ LOGGING = {
 }
 
 if os.environ.get("AI_FIELDS_WORKER_PROCESS"):
-    # A worker subprocess started by the tests works on the test database.
-    DATABASES["default"]["NAME"] = DATABASES["default"]["TEST"]["NAME"]
+    # A worker subprocess started by the tests works on the test databases.
+    _names = json.loads(os.environ.get("AI_FIELDS_TEST_DATABASE_NAMES", "{}"))
+    for _alias, _database in DATABASES.items():
+        _database["NAME"] = _names.get(_alias, _database["TEST"]["NAME"])  # type: ignore[index]
 
 if django.VERSION >= (6, 1):
     # Django 6.1 deprecates the implicit default mailer (EMAIL_BACKEND); the test

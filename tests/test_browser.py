@@ -191,12 +191,17 @@ def cancel_job_in_admin(page: Any, base: str, lead_id: int, field: str) -> None:
     screenshot(page, "admin-jobs.png")
 
 
+KATHERINE_NOTES = (
+    "Trajectory analytics for 12 engineers in the aerospace industry; decision this week."
+)
+
+
 def add_lead(page: Any, base: str) -> int:
     page.goto(f"{base}/")
     page.fill("#id_name", "Katherine Johnson")
     page.fill("#id_company", "Orbital Mechanics")
     page.fill("#id_email", "katherine@orbital.example")
-    page.fill("#id_notes", "Needs trajectory analytics for 12 analysts; decision this week.")
+    page.fill("#id_notes", KATHERINE_NOTES)
     page.click("form.add-lead button[type=submit]")
     expect(page.locator(".messages .success")).to_contain_text("Katherine Johnson")
     first_row = page.locator("table.leads tbody tr").first
@@ -241,8 +246,11 @@ def test_regenerate_in_admin_and_watch_the_badges_turn_succeeded(site: Site, pag
     expect(badge(page, ada, "profile")).to_have_text("Cancelled")
     expect(badge(page, alan, "heat")).to_contain_text("Failed: ")
     # Once nothing runs, leads.js reloads the page: the worker's values show.
-    expect(page.locator(f"#lead-{katherine} td.summary .value")).to_contain_text(
-        "Katherine Johnson"
+    expect(page.locator(f"#lead-{katherine} td.summary .value")).to_have_text(
+        KATHERINE_NOTES  # offline: the notes' one sentence is their summary
+    )
+    expect(page.locator(f"#lead-{katherine} td.profile .value")).to_contain_text(
+        "aerospace · 12 employees"
     )
     screenshot(page, "example-leads.png")
 

@@ -41,11 +41,13 @@ from django.test.utils import isolate_apps
 from django_ai_fields import functions
 from django_ai_fields.api import run_ai_task
 from django_ai_fields.conf import DEFAULTS
+from django_ai_fields.declare.options import AIOptions, FieldOptions
 from django_ai_fields.declare.prompts import PromptTemplate
-from django_ai_fields.fields import AIFieldMixin, AIGeneratedJSONField
+from django_ai_fields.fields import AIGeneratedJSONField
 from django_ai_fields.jobs.tasks import run_job
 from django_ai_fields.models import AIJob, AIUsage, ProviderCredential, Quota
 from django_ai_fields.providers import BUILTIN, CompletionRequest, Provider, ProviderError
+from tests.settings_doc import top_level_keys
 from tests.testapp.models import Brief, Lead, PlainLead, Product
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -357,7 +359,7 @@ def table_names(page: str, pattern: str) -> set[str]:
 
 
 def test_settings_page_documents_every_setting_and_no_other() -> None:
-    documented = table_names("settings.md", r"^\| `([A-Z][A-Z0-9_]*)` \|")
+    documented = set(top_level_keys())  # the PROVIDERS entries' keys are not settings
     assert sorted(set(DEFAULTS) - documented) == [], "settings missing from docs/settings.md"
     assert sorted(documented - set(DEFAULTS)) == [], "docs/settings.md names unknown settings"
 
@@ -373,10 +375,9 @@ def test_every_setting_named_anywhere_in_the_docs_exists() -> None:
 
 
 def field_options() -> set[str]:
-    mixin = inspect.signature(AIFieldMixin.__init__).parameters
     json_field = inspect.signature(AIGeneratedJSONField.__init__).parameters
-    names = {n for n, p in {**mixin, **json_field}.items() if p.kind is p.KEYWORD_ONLY}
-    return names
+    json_only = {n for n, p in json_field.items() if p.kind is p.KEYWORD_ONLY}
+    return FieldOptions.names() | json_only
 
 
 def test_fields_page_documents_every_field_option_and_no_other() -> None:
@@ -384,6 +385,15 @@ def test_fields_page_documents_every_field_option_and_no_other() -> None:
     options = field_options()
     assert sorted(options - documented) == [], "field options missing from docs/fields.md"
     assert sorted(documented - options) == [], "docs/fields.md names unknown field options"
+
+
+def test_functions_page_documents_every_attribute_and_option_and_no_other() -> None:
+    text = (DOCS / "functions.md").read_text(encoding="utf-8")
+    section = text.split("### Attributes", 1)[1].split("\n## ", 1)[0]
+    first_cells = [line.split("|")[1] for line in section.splitlines() if line.startswith("| `")]
+    documented = {name for cell in first_cells for name in re.findall(r"`([a-z_]+)`", cell)}
+    attributes = {"name", "json_output", "json_schema", "max_items"}
+    assert sorted(documented) == sorted(AIOptions.names() | attributes)
 
 
 def test_fields_page_lists_every_system_check_and_no_other() -> None:
@@ -407,7 +417,7 @@ def test_quickstart_session(worker) -> None:
     worker.drain()
     exec_block(refresh, namespace)
     lead = namespace["lead"]
-    assert lead.summary.startswith("[offline]")
+    assert lead.summary == "Wants 40 seats"  # the notes: the record's only prose
     assert lead.heat in {"hot", "warm", "cold"}
     assert set(lead.profile) == {"industry", "employees"}
     exec_block(follow, namespace)
@@ -445,7 +455,7 @@ def test_stale_instance_full_save_and_update_fields(worker) -> None:
     stale = Lead.objects.get()
     worker.drain()
     written = Lead.objects.values_list("summary", flat=True).get()
-    assert stale.summary is None and written.startswith("[offline]")
+    assert stale.summary is None and written == "Ada (Analytical Engines, 40 seats)"
     jobs = AIJob.objects.count()
 
     stale.ssn = "078-05-1120"

@@ -293,8 +293,8 @@ def test_the_example_ai_function_creates_a_lead_from_an_email(tmp_path: Path) ->
             "print(json.dumps([list(Lead.objects.values_list('name', 'company')),"
             " job.status, AIJob.objects.filter(function='field').count()]))"
         )
-    # The offline provider answers the smallest value of the schema.
-    assert out.strip() == "Created lead: x (x)"
+    # The offline provider fills the schema from the e-mail's text.
+    assert out.strip() == "Created lead: Ada (Analytical Engines)"
     leads, status, field_jobs = created
-    assert leads == [["x", "x"]] and status == "succeeded"
+    assert leads == [["Ada", "Analytical Engines"]] and status == "succeeded"
     assert field_jobs == 3  # the new lead's own AI fields were requested

@@ -23,10 +23,10 @@ from django.utils.timesince import timesince
 from django.utils.translation import gettext_lazy as _
 from import_export.admin import ExportMixin, ImportExportMixin
 
-from ..declare.generation import FIELD_FUNCTION
 from ..fields import get_ai_field
 from ..jobs import actions as job_actions
 from ..models import (
+    FIELD_FUNCTION,
     UNFINISHED_STATUSES,
     AIJob,
     AIUsage,
@@ -40,10 +40,17 @@ from ..models import (
 )
 from ..money.quotas import limit_units, period_start
 from ..observability import analytics
+from ..tenants import moved_away
 from ..tenants.permissions import NoTenant, tenant_for_user
 from . import charts, usage_changelist
 from .forms import ProviderCredentialForm
-from .mixins import STATUS_MEDIA, AIFieldsAdminMixin, TenantScopedAdminMixin, confirmation_page
+from .mixins import (
+    STATUS_MEDIA,
+    AIFieldsAdminMixin,
+    TenantScopedAdminMixin,
+    confirmation_page,
+    refused_outside_tenant,
+)
 from .resources import USAGE_CALL_COLUMNS, AIUsageResource, QuotaResource
 from .usage_changelist import RolledUpValuesFilter, UsagePaginator
 
@@ -58,13 +65,24 @@ __all__ = [
     "QuotaAdmin",
 ]
 
+# The job's fields that hold what it read from its row (prompt, answer).
+ROW_CONTENT = ("prompt_text", "output_text")
 CHART_MEDIA = Media(css={"all": ["django_ai_fields/charts.css"]})
 
 SKIP_REASONS = {
     job_actions.INVALID_STATE: _("not in a state that allows it"),
     job_actions.OPEN_JOB_EXISTS: _("another job for the same row and field is open"),
     job_actions.RETRY_LIMITED: _("retried too often (RETRY_COOLDOWN, MAX_RETRIES_PER_HOUR)"),
+    job_actions.ROW_MOVED: _("the row belongs to another tenant now"),
 }
+
+
+def _user_tenant(request: HttpRequest) -> str | None:
+    """The tenant the user is confined to ("" for a user of no tenant); None: all."""
+    try:
+        return tenant_for_user(request.user)
+    except NoTenant:
+        return ""
 
 
 def _tenant_bound(request: HttpRequest) -> bool:
@@ -194,6 +212,17 @@ class AIJobAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
         return timesince(job.created_at)
 
     @admin.display(description=_("rendered prompt"))
+    def get_fieldsets(self, request: HttpRequest, obj: AIJob | None = None) -> Any:
+        """Without the prompt and the answer when a tenant-bound user's job reads a row
+        that belongs to another tenant now: those are that tenant's to see."""
+        fieldsets = super().get_fieldsets(request, obj)
+        if obj is None or not moved_away(obj, _user_tenant(request)):
+            return fieldsets
+        return [
+            (name, {**options, "fields": [f for f in options["fields"] if f not in ROW_CONTENT]})
+            for name, options in fieldsets
+        ]
+
     def prompt_text(self, job: AIJob) -> str:
         return format_html("<pre>{}</pre>", job.prompt) if job.prompt else "-"
 
@@ -225,7 +254,7 @@ class AIJobAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
 
     @admin.action(description=_("Retry selected jobs"), permissions=["change"])
     def retry_jobs(self, request: HttpRequest, queryset: models.QuerySet[AIJob]) -> None:
-        result = job_actions.apply("retry", queryset)
+        result = job_actions.apply("retry", queryset, _user_tenant(request))
         self.report(request, result, _("%(count)d job(s) queued for a new attempt."))
 
     @admin.action(description=_("Cancel selected jobs"), permissions=["change"])
@@ -244,6 +273,9 @@ class AIJobAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
         from ..jobs.estimates import estimate_pairs
 
         pairs = job_targets(queryset)
+        rows = list({(type(row), row.pk): row for row, _field in pairs}.values())
+        if refused_outside_tenant(self, request, rows):
+            return None
         if request.POST.get("confirm") != "yes":
             cost = estimate_pairs(pairs)
             return confirmation_page(self, request, queryset, "regenerate_ai_fields", cost)

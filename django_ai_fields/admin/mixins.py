@@ -37,18 +37,7 @@ def regenerate_action(field: AIFieldMixin | None) -> Callable[..., TemplateRespo
 
         name = field.name if field is not None else None
         rows = list(queryset)
-        outside = rows_outside_tenant(request, rows)
-        if outside:
-            modeladmin.message_user(
-                request,
-                ngettext(
-                    "%(rows)d selected row belongs to another tenant: no AI jobs were requested.",
-                    "%(rows)d selected rows belong to another tenant: no AI jobs were requested.",
-                    outside,
-                )
-                % {"rows": outside},
-                messages.ERROR,
-            )
+        if refused_outside_tenant(modeladmin, request, rows):
             return None
         if request.POST.get("confirm") != "yes":  # first the cost, then the jobs
             return confirmation_page(
@@ -78,6 +67,26 @@ def regenerate_action(field: AIFieldMixin | None) -> Callable[..., TemplateRespo
         action.__name__ = f"regenerate_ai_field_{field.name}"
         description = format_lazy(_("Regenerate AI field “{}”"), field.verbose_name)
     return admin.action(description=description, permissions=["change"])(action)
+
+
+def refused_outside_tenant(
+    modeladmin: admin.ModelAdmin, request: HttpRequest, rows: list[models.Model]
+) -> bool:
+    """True (with an error message) when a tenant-bound user selected rows of another
+    tenant: nothing is regenerated then (the mixin's action and the job admin's)."""
+    outside = rows_outside_tenant(request, rows)
+    if outside:
+        modeladmin.message_user(
+            request,
+            ngettext(
+                "%(rows)d selected row belongs to another tenant: no AI jobs were requested.",
+                "%(rows)d selected rows belong to another tenant: no AI jobs were requested.",
+                outside,
+            )
+            % {"rows": outside},
+            messages.ERROR,
+        )
+    return bool(outside)
 
 
 def rows_outside_tenant(request: HttpRequest, rows: list[models.Model]) -> int:

@@ -9,7 +9,8 @@ extra call when the answer does not fit.
 - Plain text and choices get no repair call (a choice is matched closely in
   outputs.match_choice instead). Empty text is ``invalid_output`` at once.
 
-Every call writes its own AIUsage row; the job's tokens and cost add up all of them.
+Every call writes its own AIUsage row and is charged to the job as it is booked
+(pipeline.book); the job's tokens and cost add up all of them.
 """
 
 from __future__ import annotations
@@ -17,16 +18,15 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from django.db.models import F
 from django.utils.translation import gettext as _
 
 from ..conf import get_setting
 from ..declare.outputs import InvalidOutput, OutputTooLarge, check_size
 from ..declare.prompts import fence
 from ..models import AIJob
-from ..providers import CompletionResponse, ProviderError
+from ..providers import CompletionResponse
 from . import moderation, routing
-from .pipeline import Pipeline, Prepared, call_cost
+from .pipeline import Pipeline, Prepared
 
 LENGTH = "length"
 # How much of a rejected answer the repair prompt quotes back.
@@ -34,58 +34,49 @@ QUOTED_ANSWER_CHARS = 4000
 
 
 class Unusable(InvalidOutput):
-    """The answer stays invalid; carries the last response (not yet charged)."""
+    """The answer stays invalid; carries the last response (kept on the job)."""
 
     def __init__(self, message: str, response: CompletionResponse):
         super().__init__(message)
         self.response = response
 
 
-def answer(
-    job: AIJob, prepared: Prepared, save_job: routing.SaveJob
+def usable_answer(
+    job: AIJob, prepared: Prepared
 ) -> Pipeline[tuple[Prepared, CompletionResponse, Any]]:
-    """Returns (the route that answered, its last response, the parsed value).
-    The last response's tokens are left for the caller to charge with the job's
-    final update; earlier responses are charged here. Raises routing.Deferred,
-    QuotaRefused, ProviderError or Unusable."""
+    """Returns (the request that answered, its last response, the parsed value).
+    Raises routing.Deferred, QuotaRefused, ProviderError or Unusable."""
     moderation.check(prepared.request.prompt, moderation.INPUT)
-    route, response = yield from routing.call(job, prepared, save_job)
+    prepared, response = yield from routing.call(job, prepared)
     try:
-        return route, response, accept(route, response)
+        return prepared, response, checked_answer(prepared, response)
     except InvalidOutput as problem:
-        retry = second_request(route, response, problem)
+        retry = second_request(prepared, response, problem)
         if retry is None:
             raise Unusable(str(problem), response) from problem
         first_problem = problem
-    except ProviderError:
-        charge(job, route, response, save_job)  # moderation refused an answered call
-        raise
-    charge(job, route, response, save_job)
-    retried = replace(route, request=retry)
-    route, response = yield from routing.call(job, retried, save_job, fallbacks=False)
+    retried = replace(prepared, request=retry)
+    prepared, response = yield from routing.call(job, retried, fallbacks=False)
     try:
-        return route, response, accept(route, response)
+        return prepared, response, checked_answer(prepared, response)
     except InvalidOutput as problem:
         message = _("Still invalid after one more call (first: %(first)s): %(second)s") % {
             "first": first_problem,
             "second": problem,
         }
         raise Unusable(message, response) from problem
-    except ProviderError:
-        charge(job, route, response, save_job)
-        raise
 
 
-def accept(route: Prepared, response: CompletionResponse) -> Any:
+def checked_answer(prepared: Prepared, response: CompletionResponse) -> Any:
     """Moderate and parse one answer; raises InvalidOutput or ProviderError.
     An answer over MAX_OUTPUT_CHARS is refused before anything reads it."""
     check_size(response.text)
     moderation.check(response.text, moderation.OUTPUT)
     try:
-        return route.function.parse_response(response.text)
+        return prepared.function.parse_response(response.text)
     except InvalidOutput as exc:
         if response.finish_reason == LENGTH:
-            limit = route.request.max_tokens
+            limit = prepared.request.max_tokens
             raise type(exc)(
                 _("The answer was cut off at max_tokens (%(limit)s): %(error)s")
                 % {"limit": limit, "error": exc}
@@ -93,20 +84,20 @@ def accept(route: Prepared, response: CompletionResponse) -> Any:
         raise
 
 
-def structured(route: Prepared) -> bool:
+def structured(prepared: Prepared) -> bool:
     """JSON or choices: answers a cut-off can break."""
-    function = route.function
+    function = prepared.function
     return bool(function.json_output or function.json_schema or function.choices())
 
 
-def second_request(route: Prepared, response: CompletionResponse, problem: InvalidOutput) -> Any:
+def second_request(prepared: Prepared, response: CompletionResponse, problem: InvalidOutput) -> Any:
     """The one extra request for an unusable answer, or None when none helps."""
     if not get_setting("OUTPUT_REPAIR") or isinstance(problem, OutputTooLarge):
         return None  # asking again for a huge answer only pays for another one
-    request = route.request
-    if response.finish_reason == LENGTH and structured(route):
+    request = prepared.request
+    if response.finish_reason == LENGTH and structured(prepared):
         return replace(request, max_tokens=request.max_tokens * 2)
-    function = route.function
+    function = prepared.function
     if function.json_output or function.json_schema:
         return replace(request, prompt=repair_prompt(request.prompt, response.text, problem))
     return None
@@ -121,15 +112,4 @@ def repair_prompt(prompt: str, rejected: str, problem: InvalidOutput) -> str:
             _("The rejected answer: %(answer)s") % {"answer": fence(quoted, "rejected_answer")},
             _("Answer again with only a corrected JSON value."),
         ]
-    )
-
-
-def charge(
-    job: AIJob, route: Prepared, response: CompletionResponse, save_job: routing.SaveJob
-) -> None:
-    """Add an answered call's tokens and cost to the job."""
-    save_job(
-        input_tokens=F("input_tokens") + response.input_tokens,
-        output_tokens=F("output_tokens") + response.output_tokens,
-        cost_usd=F("cost_usd") + call_cost(route.model, response, route.provider),
     )

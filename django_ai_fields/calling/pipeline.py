@@ -1,5 +1,6 @@
-"""One provider call with its bookkeeping: quota reservation before, an AIUsage
-row and the reservation's settlement after, whatever happened."""
+"""One provider call with its bookkeeping: quota reservation before; after it,
+whatever happened, one transaction (``book``) with its AIUsage row, the
+reservation settled to what it used and the job charged (money/bills.py)."""
 
 from __future__ import annotations
 
@@ -7,20 +8,21 @@ import json
 import time
 from collections.abc import Generator
 from dataclasses import dataclass, field
-from decimal import Decimal
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
-from django.db import transaction
 from rq.timeouts import JobTimeoutException
 
-from .. import observability
+from .. import databases
 from ..conf import get_setting
 from ..declare.file_inputs import reserve_bytes
+from ..dispatch import transitions
+from ..dispatch.steps import with_step, with_tool_calls
 from ..functions import AIFunction
-from ..models import AIJob, AIUsage, ErrorCode
+from ..models import AIJob, AIUsage, ErrorCode, Phase
 from ..money import quotas, usage_rollup
-from ..money.pricing import micro_to_usd, price_as
-from ..money.tool_fees import fee_usd
+from ..money.bills import NO_ANSWER, Bill
+from ..money.pricing import price_as
+from ..observability.calls import call_finished, call_started
 from ..privacy.redaction import Masking
 from ..providers import (
     CompletionRequest,
@@ -32,12 +34,6 @@ from ..providers import (
 from . import streaming
 
 T = TypeVar("T")
-
-
-class SaveJob(Protocol):
-    """Writes columns of the running job under the run's lease."""
-
-    def __call__(self, **columns: Any) -> None: ...
 
 
 @dataclass
@@ -52,6 +48,8 @@ class Prepared:
     config: dict[str, Any]
     # The prompt's PII placeholders and their values: in this worker's memory only.
     masking: Masking | None = field(default=None, repr=False, compare=False)
+    # The pk of the tenant's ProviderCredential ``config`` came from; None: settings.
+    credential_id: int | None = None
 
     @property
     def model(self) -> str:
@@ -60,7 +58,7 @@ class Prepared:
     def restored(self, parsed: Any) -> Any:
         """The answer as it is written: masked values put back where the function
         asks for it (``restore_pii``); AIJob.output keeps the placeholders."""
-        if self.masking is None or not self.function.restore_pii:
+        if self.masking is None or not self.function.options.restore_pii:
             return parsed
         return self.function.restore_output(parsed, self.masking)
 
@@ -80,7 +78,7 @@ class ProviderCall:
 
     @property
     def streams(self) -> bool:
-        return bool(getattr(self.prepared.function, "stream", False))
+        return self.prepared.function.options.stream
 
     def run(self) -> CompletionResponse:
         return streaming.complete(self.job, self.prepared, self.provider)
@@ -108,16 +106,15 @@ def drive(pipeline: Pipeline[T]) -> T:
         return done.value
 
 
-def call_provider(
-    job: AIJob, prepared: Prepared, save_job: SaveJob
-) -> Pipeline[CompletionResponse]:
-    """Reserve quota, call, then log and settle. Raises QuotaRefused or ProviderError.
-    ``save_job(**columns)`` writes job columns under the run's lease."""
+def call_provider(job: AIJob, prepared: Prepared) -> Pipeline[CompletionResponse]:
+    """Reserve quota, call, then book the call. Raises QuotaRefused or ProviderError."""
     reservations = reserve_quota(job, prepared)
     if reservations:
-        save_job(reservations=reservations)
+        transitions.write(job, reservations=reservations)
     started = time.monotonic()
-    observed = observability.call_started(job, prepared)
+    observed = call_started(
+        job, prepared.request, prepared.provider, streamed=prepared.function.options.stream
+    )
     error: ProviderError | None = None
     response = CompletionResponse(text="")
     try:
@@ -129,19 +126,93 @@ def call_provider(
     except JobTimeoutException:
         error = job_timeout_error()
     duration_ms = int((time.monotonic() - started) * 1000)
-    with transaction.atomic():
-        usage = record_usage(job, prepared, response, error=error, duration_ms=duration_ms)
-        if reservations:
-            used = quotas.actual(
-                prepared.model, None if error else response, provider=prepared.provider
-            )
-            quotas.settle(reservations, used)
-            save_job(reservations=[])
-            quotas.check_alerts(job.tenant, reservations)
-    observability.call_finished(observed, job, usage, error)
+    usage = book(
+        job,
+        prepared.provider,
+        prepared.model,
+        response,
+        error=error,
+        reservations=reservations,
+        duration_ms=duration_ms,
+    )
+    call_finished(observed, job, usage, error)
     if error is not None:
         raise error
     return response
+
+
+def book(
+    job: AIJob,
+    provider: str,
+    model: str,
+    response: CompletionResponse,
+    *,
+    error: ProviderError | None,
+    reservations: list[quotas.Reservation],
+    duration_ms: int = 0,
+    **columns: Any,
+) -> AIUsage:
+    """After a call, in one transaction: its usage row, the reservation settled to
+    what it used (the job's reservations cleared, with ``columns``, in the same
+    write). An answer's tokens and cost are charged to the job, which moves on to
+    PARSE, with its next write (transitions.write_later). The bill is computed once."""
+    bill = bill_for(provider, model, response, error)
+    if bill.answered:
+        charge(job, bill, response)
+    if reservations:
+        columns["reservations"] = []
+    with databases.atomic(AIJob):
+        usage = record_usage(
+            job, provider, model, response, bill, error=error, duration_ms=duration_ms
+        )
+        held = write_if_held(job, columns)
+        if reservations:
+            # A run that lost its lease lost its reservations too (the sweep released
+            # them): the call then counts in full.
+            quotas.settle(reservations if held else quotas.released(reservations), bill.demand())
+            quotas.check_alerts(job.tenant, reservations)
+    return usage
+
+
+def write_if_held(job: AIJob, columns: dict[str, Any]) -> bool:
+    """Write ``columns`` while the run holds the job; False when it lost it (its
+    call is booked all the same: the next transition of this run raises)."""
+    if not columns:
+        return True
+    try:
+        with databases.atomic(AIJob):  # a savepoint: the usage row stays
+            transitions.write(job, **columns)
+    except transitions.LeaseLost:
+        return False
+    return True
+
+
+def bill_for(
+    provider: str, model: str, response: CompletionResponse, error: ProviderError | None
+) -> Bill:
+    """What the call costs: nothing when it failed (no answer came back)."""
+    return NO_ANSWER if error else Bill.for_answer(model, response, provider=provider)
+
+
+def charge(job: AIJob, bill: Bill, response: CompletionResponse) -> None:
+    """Add an answered call to the job: tokens, cost, and its step into PARSE (with
+    the tokens, cost and hosted tool calls), written with the job's next write."""
+    parse = {"phase": Phase.PARSE, "progress": transitions.PROGRESS[Phase.PARSE]}
+    step = with_step(
+        job,
+        parse,
+        input_tokens=bill.input_tokens,
+        output_tokens=bill.output_tokens,
+        cost_usd=str(bill.charged_usd),
+    )
+    transitions.write_later(
+        job,
+        **parse,
+        input_tokens=job.input_tokens + bill.input_tokens,
+        output_tokens=job.output_tokens + bill.output_tokens,
+        cost_usd=job.cost_usd + bill.charged_usd,
+        steps=with_tool_calls(job, step, response),
+    )
 
 
 def reserve_quota(job: AIJob, prepared: Prepared) -> list[quotas.Reservation]:
@@ -157,50 +228,35 @@ def worst_case(prepared: Prepared) -> quotas.Demand:
     return quotas.worst_case(prepared.model, sent_bytes, request.max_tokens, prepared.provider)
 
 
-def priced_cost(model: str, response: CompletionResponse, provider: str = "") -> Decimal | None:
-    """Exact USD cost of one answered call, priced by the model we asked for (or
-    its PRICE_AS); a batch API's answer at the batch rate. None: no known price."""
-    if not response.billable:
-        return Decimal(0)
-    micro = quotas.answer_cost_micro(model, response, provider=provider)
-    return None if micro is None else micro_to_usd(micro)
-
-
-def call_cost(model: str, response: CompletionResponse, provider: str = "") -> Decimal:
-    """``priced_cost`` for a job's running total: an unknown price adds nothing
-    there (its AIUsage row records the cost as unknown)."""
-    return priced_cost(model, response, provider) or Decimal(0)
-
-
 def record_usage(
     job: AIJob,
-    prepared: Prepared,
+    provider: str,
+    model: str,
     response: CompletionResponse,
+    bill: Bill = NO_ANSWER,
     *,
     error: ProviderError | None = None,
     duration_ms: int = 0,
     cache_hit: bool = False,
 ) -> AIUsage:
-    cost: Decimal | None = Decimal(0)
-    if error is None and not cache_hit:
-        cost = priced_cost(prepared.model, response, prepared.provider)
-    priced = price_as(prepared.provider, prepared.model)
+    """The call's AIUsage row, priced by ``bill`` (the model we asked for)."""
+    priced = price_as(provider, model)
     return usage_rollup.log_call(
         tenant=job.tenant,
         job=job,
-        provider=prepared.provider,
-        model=response.model or prepared.model,
+        provider=provider,
+        model=response.model or model,
         input_tokens=response.input_tokens,
         output_tokens=response.output_tokens,
         cached_tokens=response.cached_tokens,
         cache_write_tokens=response.cache_creation_tokens,
         reasoning_tokens=response.reasoning_tokens,
-        cost_usd=cost,
+        cost_usd=bill.cost_usd,
         gateway_cost_usd=response.gateway_cost_usd,
-        priced_as=priced if priced != prepared.model else "",
+        priced_as=priced if priced != model else "",
         tool_calls=response.tool_uses,
         # Tool fees are a part of cost_usd (nothing when the call cost nothing).
-        tool_cost_usd=fee_usd(response.tool_uses) if cost else Decimal(0),
+        tool_cost_usd=bill.tool_cost_usd,
         duration_ms=duration_ms,
         success=error is None,
         cache_hit=cache_hit,

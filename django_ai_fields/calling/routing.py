@@ -27,12 +27,13 @@ from django.utils.translation import gettext as _
 
 from ..conf import get_setting
 from ..declare import tokens
+from ..dispatch import transitions
 from ..models import AIJob, ErrorCode
 from ..providers import CompletionResponse, ProviderError, provider_class
 from ..queues import redis
 from ..tenants.credentials import resolve_credentials
 from . import breaker, ratelimit
-from .pipeline import Pipeline, Prepared, SaveJob, call_provider
+from .pipeline import Pipeline, Prepared, call_provider
 
 WAIT_KEY = "django_ai_fields:circuit-wait:{job}"
 # A half-open circuit's probe usually answers within a second: look again soon.
@@ -61,23 +62,23 @@ class CircuitOpen(ProviderError):
 
 
 def call(
-    job: AIJob, prepared: Prepared, save_job: SaveJob, *, fallbacks: bool = True
+    job: AIJob, prepared: Prepared, *, fallbacks: bool = True
 ) -> Pipeline[tuple[Prepared, CompletionResponse]]:
-    """Call the first route that may be called; returns (the route, its answer).
+    """Call the first route that may be called; returns (its prepared request, the answer).
     Raises Deferred, QuotaRefused or ProviderError."""
     candidates = routes(job, prepared) if fallbacks else [prepared]
     last_attempt = job.attempts >= int(get_setting("MAX_ATTEMPTS"))
     circuit_waits: list[tuple[float, str]] = []
     failure: ProviderError | None = None
-    for index, route in enumerate(candidates):
-        permit = breaker.allow(route.provider, route.model, probe_ttl(route))
+    for index, candidate in enumerate(candidates):
+        permit = breaker.allow(candidate.provider, candidate.model, probe_ttl(candidate))
         if not permit.allowed:
             wait = permit.wait if permit.state == breaker.OPEN else min(permit.wait, PROBE_RECHECK)
-            circuit_waits.append((wait, f"{route.provider}/{route.model}"))
+            circuit_waits.append((wait, f"{candidate.provider}/{candidate.model}"))
             continue
         try:
-            limit_rate(route)
-            response = yield from call_provider(job, with_idempotency_key(job, route), save_job)
+            limit_rate(candidate)
+            response = yield from call_provider(job, with_idempotency_key(job, candidate))
         except ProviderError as error:
             breaker.record(permit, error)
             if error.retryable and last_attempt and index + 1 < len(candidates):
@@ -90,9 +91,9 @@ def call(
         breaker.record(permit, None)
         if job.error_code == ErrorCode.CIRCUIT_OPEN:
             forget_wait(job)
-        if (route.provider, route.model) != (job.provider, job.model):
-            save_job(provider=route.provider, model=route.model)
-        return route, response
+        if (candidate.provider, candidate.model) != (job.provider, job.model):
+            transitions.write(job, provider=candidate.provider, model=candidate.model)
+        return candidate, response
     if failure is not None:
         raise failure
     raise circuit_wait(job, circuit_waits)
@@ -125,26 +126,26 @@ def fallback_entries(entries: Iterable[Any]) -> list[tuple[str, str | None]]:
     return normalised
 
 
-def probe_ttl(route: Prepared) -> float:
+def probe_ttl(prepared: Prepared) -> float:
     """How long a half-open probe may take before another caller may probe."""
-    return float(route.config.get("TIMEOUT") or 30) + 5
+    return float(prepared.config.get("TIMEOUT") or 30) + 5
 
 
-def limit_rate(route: Prepared) -> None:
-    rpm, tpm = ratelimit.limits_for(route.provider)
+def limit_rate(prepared: Prepared) -> None:
+    rpm, tpm = ratelimit.limits_for(prepared.provider)
     if not rpm and not tpm:
         return
-    request = route.request
+    request = prepared.request
     demand = 0
     if tpm:  # counting tokens costs CPU (tiktoken): only when a token limit needs it
         demand = tokens.count(request.system + request.prompt, request.model) + request.max_tokens
-    wait = ratelimit.acquire(route.provider, demand)
+    wait = ratelimit.acquire(prepared.provider, demand)
     if wait > 0:
         raise Deferred(
             wait + random.uniform(0, max(wait, 1.0)),
             ErrorCode.RATE_LIMITED,
             _("Over the rate limit of %(provider)s: waiting %(seconds).0f s.")
-            % {"provider": route.provider, "seconds": wait},
+            % {"provider": prepared.provider, "seconds": wait},
         )
 
 
@@ -184,31 +185,31 @@ def forget_wait(job: AIJob) -> None:
 # -- idempotency ----------------------------------------------------------------------
 
 
-def idempotency_header(route: Prepared) -> str | None:
+def idempotency_header(prepared: Prepared) -> str | None:
     """``PROVIDERS[name]["IDEMPOTENCY_HEADER"]``, else the provider class's own."""
-    if "IDEMPOTENCY_HEADER" in route.config:
-        return route.config["IDEMPOTENCY_HEADER"] or None
+    if "IDEMPOTENCY_HEADER" in prepared.config:
+        return prepared.config["IDEMPOTENCY_HEADER"] or None
     try:
-        return provider_class(route.provider).idempotency_header
+        return provider_class(prepared.provider).idempotency_header
     except (ImportError, ValueError):
         return None
 
 
-def idempotency_key(job: AIJob, route: Prepared) -> str:
+def idempotency_key(job: AIJob, prepared: Prepared) -> str:
     """Same job, same request: same key, on every attempt (a retry after a
     timeout is the same request). A changed prompt or model is a new request."""
-    request = {k: v for k, v in asdict(route.request).items() if k != "options"}
-    payload = json.dumps([job.pk, route.provider, request], sort_keys=True, default=str)
+    request = {k: v for k, v in asdict(prepared.request).items() if k != "options"}
+    payload = json.dumps([job.pk, prepared.provider, request], sort_keys=True, default=str)
     return f"django-ai-fields-{job.pk}-{hashlib.sha256(payload.encode()).hexdigest()[:32]}"
 
 
-def with_idempotency_key(job: AIJob, route: Prepared) -> Prepared:
-    header = idempotency_header(route)
+def with_idempotency_key(job: AIJob, prepared: Prepared) -> Prepared:
+    header = idempotency_header(prepared)
     if not header:
-        return route
-    options = dict(route.request.options)
+        return prepared
+    options = dict(prepared.request.options)
     options["extra_headers"] = {
         **(options.get("extra_headers") or {}),
-        header: idempotency_key(job, route),
+        header: idempotency_key(job, prepared),
     }
-    return replace(route, request=replace(route.request, options=options))
+    return replace(prepared, request=replace(prepared.request, options=options))

@@ -55,7 +55,7 @@ class PartialWriter:
 def complete(job: AIJob, prepared: Prepared, provider: Provider) -> CompletionResponse:
     """One provider call: ``provider.complete()``, or its stream when the function
     streams. Raises ProviderError like ``complete()``."""
-    if not getattr(prepared.function, "stream", False):
+    if not prepared.function.options.stream:
         return provider.complete(prepared.request)
     writer = PartialWriter(job, float(get_setting("STREAM_SAVE_INTERVAL")))
     response: CompletionResponse | None = None

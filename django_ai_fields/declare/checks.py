@@ -1,11 +1,13 @@
-"""System checks: configuration mistakes fail ``manage.py check``, not a worker."""
+"""System checks: configuration mistakes fail ``manage.py check``, not a worker.
+
+``check_installation`` is registered by ``AIFieldsConfig.ready()`` (apps.py), with
+every other check of the app; ``check_field`` runs from each AI field's check()."""
 
 from __future__ import annotations
 
 import difflib
 from typing import Any
 
-import jsonschema
 import phonenumbers
 from django.apps import apps
 from django.conf import settings
@@ -21,7 +23,6 @@ from .input_checks import check_hosted_options
 from .prompts import PromptSyntaxError, is_forward_field
 
 
-@checks.register(checks.Tags.compatibility)
 def check_installation(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
     errors: list[checks.CheckMessage] = []
     if not apps.is_installed("django_rq"):
@@ -139,7 +140,7 @@ def provider_error(name: str) -> str | None:
 
 def check_field(field: Any) -> list[checks.CheckMessage]:
     """Run by the field's own check(): errors name the model and the field."""
-    if field.prompt is None:
+    if field.ai.prompt is None:
         return [_error(field, "E001", "has no prompt.", "Pass prompt='...' or a callable.")]
     try:
         template = field.template
@@ -147,18 +148,21 @@ def check_field(field: Any) -> list[checks.CheckMessage]:
         return [_error(field, "E002", f"has a malformed prompt: {exc}", "Fix the template.")]
     errors = _check_names(field, template)
     errors += _check_cycle(field)
-    if field.provider and provider_error(field.provider):
+    if field.ai.provider and provider_error(field.ai.provider):
         errors.append(
             _error(
                 field,
                 "E008",
-                f"names an unknown provider {field.provider!r}: {provider_error(field.provider)}",
+                f"names an unknown provider {field.ai.provider!r}: "
+                f"{provider_error(field.ai.provider)}",
                 'Use "openai", "anthropic", "azure", "offline" or a dotted path.',
             )
         )
     errors.extend(check_hosted_options(field))
     schema = field.json_schema()
     if schema is not None:
+        import jsonschema  # here, not at the top: ready() imports this module in every process
+
         try:
             jsonschema.validators.validator_for(schema).check_schema(schema)
         except jsonschema.SchemaError as exc:
@@ -169,7 +173,7 @@ def check_field(field: Any) -> list[checks.CheckMessage]:
 
 def _check_redaction(field: Any) -> list[checks.CheckMessage]:
     """redact_pii names known entity types, and Presidio's only where it is installed."""
-    unknown = redaction.unknown_types(field.redact_pii)
+    unknown = redaction.unknown_types(field.ai.redact_pii)
     if unknown:
         known = ", ".join(redaction.ENTITY_TYPES)
         return [
@@ -180,7 +184,7 @@ def _check_redaction(field: Any) -> list[checks.CheckMessage]:
                 f"Use True or a list of: {known}.",
             )
         ]
-    types = redaction.option_types(field.redact_pii)
+    types = redaction.option_types(field.ai.redact_pii)
     presidio = [entity for entity in types if entity in redaction.PRESIDIO_TYPES]
     if presidio and not pii_presidio.available():
         return [
@@ -196,31 +200,50 @@ def _check_redaction(field: Any) -> list[checks.CheckMessage]:
 
 
 def _check_names(field: Any, template: Any) -> list[checks.CheckMessage]:
+    """Every name the field's options and prompt give must be one it may use."""
+    placeholders = sorted(template.field_names) if template else []
+    triggers = list(field.ai.trigger_fields or ())
+    return [
+        *_unknown_exclusions(field),
+        *_unusable_relations(field, [*placeholders, *triggers]),
+        *_placeholder_errors(field, placeholders),
+        *_trigger_errors(field, triggers),
+    ]
+
+
+def _unknown_exclusions(field: Any) -> list[checks.CheckMessage]:
     opts = field.model._meta
-    excluded = set(field.excluded_fields)
-    errors: list[checks.CheckMessage] = [
+    return [
         _error(
             field,
             "E005",
             f"excludes {name!r}, which is not a field of {opts.label}.",
             "Remove it from excluded_fields.",
         )
-        for name in field.excluded_fields
+        for name in field.ai.excluded_fields
         if not _has_field(opts, name)
     ]
-    placeholders = sorted(template.field_names) if template else []
-    for name in [*placeholders, *(field.trigger_fields or ())]:
-        if _is_unusable_relation(opts, name):
-            errors.append(
-                _error(
-                    field,
-                    "E013",
-                    f"names {name!r}, a reverse or generic relation of {opts.label}, "
-                    "which cannot be rendered or followed.",
-                    "Name a concrete field, a foreign key or a many-to-many field of the "
-                    "model, or use a callable prompt (instance) -> str for other data.",
-                )
-            )
+
+
+def _unusable_relations(field: Any, names: list[str]) -> list[checks.CheckMessage]:
+    opts = field.model._meta
+    return [
+        _error(
+            field,
+            "E013",
+            f"names {name!r}, a reverse or generic relation of {opts.label}, "
+            "which cannot be rendered or followed.",
+            "Name a concrete field, a foreign key or a many-to-many field of the "
+            "model, or use a callable prompt (instance) -> str for other data.",
+        )
+        for name in names
+        if _is_unusable_relation(opts, name)
+    ]
+
+
+def _placeholder_errors(field: Any, placeholders: list[str]) -> list[checks.CheckMessage]:
+    opts = field.model._meta
+    errors: list[checks.CheckMessage] = []
     for name in placeholders:
         if _is_unusable_relation(opts, name):
             continue
@@ -234,7 +257,7 @@ def _check_names(field: Any, template: Any) -> list[checks.CheckMessage]:
                     "write {{ and }} for literal braces.",
                 )
             )
-        elif name in excluded:
+        elif name in field.ai.excluded_fields:
             errors.append(
                 _error(
                     field,
@@ -243,7 +266,13 @@ def _check_names(field: Any, template: Any) -> list[checks.CheckMessage]:
                     "An excluded field is never sent to a provider.",
                 )
             )
-    for name in field.trigger_fields or ():
+    return errors
+
+
+def _trigger_errors(field: Any, triggers: list[str]) -> list[checks.CheckMessage]:
+    opts = field.model._meta
+    errors: list[checks.CheckMessage] = []
+    for name in triggers:
         if _is_unusable_relation(opts, name):
             continue
         if not _has_field(opts, name):
@@ -255,7 +284,7 @@ def _check_names(field: Any, template: Any) -> list[checks.CheckMessage]:
                     "Remove it from trigger_fields.",
                 )
             )
-        elif name in excluded or name == field.name:
+        elif name in field.ai.excluded_fields or name == field.name:
             errors.append(
                 _error(
                     field,
@@ -271,7 +300,7 @@ def _check_cycle(field: Any) -> list[checks.CheckMessage]:
     cycle = find_cycle(field)
     if cycle is None or field.name != min(cycle):  # reported once, on its first field
         return []
-    if len(cycle) == 2 and field.name in (field.trigger_fields or ()):
+    if len(cycle) == 2 and field.name in (field.ai.trigger_fields or ()):
         return []  # trigger_fields names the field itself: E007 says so
     return [
         _error(

@@ -1,5 +1,6 @@
 """System checks of a field's ``inputs``, ``tools`` and ``api`` options and of
-``PROVIDERS[...]["API"]`` (ids django_ai_fields.E141-E146)."""
+``PROVIDERS[...]["API"]`` (ids django_ai_fields.E141-E146); apps.py registers
+``check_provider_apis``."""
 
 from __future__ import annotations
 
@@ -13,7 +14,6 @@ from ..providers.tools import APIS, RESPONSES, problems, speaks_responses
 from .file_inputs import is_file_field
 
 
-@checks.register(checks.Tags.compatibility)
 def check_provider_apis(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
     return [
         checks.Error(
@@ -29,7 +29,7 @@ def check_provider_apis(app_configs: Any = None, **kwargs: Any) -> list[checks.C
 def check_hosted_options(field: Any) -> list[checks.CheckMessage]:
     """Messages for one AI field (its check() runs this through checks.check_field)."""
     errors = [*_check_inputs(field), *_check_api(field)]
-    for problem in problems(field.tools):
+    for problem in problems(field.ai.tools):
         errors.append(_error(field, "E143", f"has a bad tool: {problem}", ""))
     return errors
 
@@ -37,7 +37,7 @@ def check_hosted_options(field: Any) -> list[checks.CheckMessage]:
 def _check_inputs(field: Any) -> list[checks.CheckMessage]:
     opts = field.model._meta
     errors: list[checks.CheckMessage] = []
-    for name in field.inputs:
+    for name in field.ai.inputs:
         try:
             target = opts.get_field(name)
         except FieldDoesNotExist:
@@ -52,7 +52,7 @@ def _check_inputs(field: Any) -> list[checks.CheckMessage]:
                     "Name a FileField or ImageField of the model.",
                 )
             )
-        elif name in field.excluded_fields:
+        elif name in field.ai.excluded_fields:
             errors.append(
                 _error(
                     field,
@@ -65,16 +65,16 @@ def _check_inputs(field: Any) -> list[checks.CheckMessage]:
 
 
 def _check_api(field: Any) -> list[checks.CheckMessage]:
-    if field.api not in (None, *APIS):
-        return [_error(field, "E144", f"has api={field.api!r}.", f"Use one of {APIS}.")]
-    if not (field.tools or field.api == RESPONSES):
+    if field.ai.api not in (None, *APIS):
+        return [_error(field, "E144", f"has api={field.ai.api!r}.", f"Use one of {APIS}.")]
+    if not (field.ai.tools or field.ai.api == RESPONSES):
         return []
     # Without provider=, a field with tools goes to "openai" when DEFAULT_PROVIDER
     # has no Responses API (providers.tools.tools_provider); api="responses" alone does not.
-    name = field.provider or (None if field.tools else get_setting("DEFAULT_PROVIDER"))
+    name = field.ai.provider or (None if field.ai.tools else get_setting("DEFAULT_PROVIDER"))
     if name is None or speaks_responses(name):
         return []
-    what = "hosted tools" if field.tools else "api='responses'"
+    what = "hosted tools" if field.ai.tools else "api='responses'"
     return [
         _error(
             field,

@@ -1,4 +1,4 @@
-"""Turning provider text into a field value: choices, JSON and JSON Schema.
+"""Turning provider text into a value: choices, JSON and JSON Schema.
 
 Provider answers are untrusted input: ``check_size`` refuses one longer than
 ``MAX_OUTPUT_CHARS`` before anything parses or stores it, and ``parse_json``
@@ -10,12 +10,12 @@ from __future__ import annotations
 import difflib
 import json
 import re
+from collections.abc import Sequence
 from typing import Any
 
 import jsonschema
 
 from ..conf import get_setting
-from ..fields import AIFieldMixin, AIGeneratedJSONField
 
 _FENCE = re.compile(r"^```[a-zA-Z0-9_-]*\s*\n?(.*?)\n?```$", re.DOTALL)
 
@@ -66,39 +66,35 @@ def json_depth(body: str) -> int:
     return deepest
 
 
-def parse_output(field: AIFieldMixin, text: str) -> Any:
-    if isinstance(field, AIGeneratedJSONField):
-        return parse_json(text, field.json_schema())
-    return parse_text(field, text)
-
-
-def parse_text(field: AIFieldMixin, text: str) -> str:
+def parse_text(
+    text: str, *, choices: Sequence[tuple[Any, Any]] = (), max_length: int | None = None
+) -> str:
+    """A text answer: trimmed, one of ``choices`` (value, label) when there are any,
+    else cut to ``max_length``."""
     answer = without_nul(text).strip()
     if not answer:
         raise InvalidOutput("The provider returned an empty answer.")
-    choices = field.choice_values()
     if choices:
-        return match_choice(field, answer)
-    max_length = getattr(field, "max_length", None)
+        return match_choice(answer, choices)
     if max_length and len(answer) > max_length:
         answer = answer[:max_length].rstrip()
     return answer
 
 
-def match_choice(field: AIFieldMixin, answer: str) -> str:
+def match_choice(answer: str, choices: Sequence[tuple[Any, Any]]) -> str:
     """Match a value or label, case-insensitively and ignoring quotes and a final dot."""
     wanted = _normalise(answer)
-    for value, label in field.flatchoices:  # type: ignore[attr-defined]
+    for value, label in choices:
         if wanted in (_normalise(str(value)), _normalise(str(label))):
             return str(value)
-    close = close_choice(wanted, field.flatchoices)  # type: ignore[attr-defined]
+    close = close_choice(wanted, choices)
     if close is not None:
         return close
-    allowed = ", ".join(str(value) for value, _ in field.flatchoices)  # type: ignore[attr-defined]
+    allowed = ", ".join(str(value) for value, _ in choices)
     raise InvalidOutput(f"{answer[:80]!r} is not one of the allowed choices ({allowed}).")
 
 
-def close_choice(wanted: str, choices: list[tuple[Any, Any]]) -> str | None:
+def close_choice(wanted: str, choices: Sequence[tuple[Any, Any]]) -> str | None:
     """The one choice whose value or label is at least CHOICE_MATCH_CUTOFF similar
     to the answer ("hott" -> "hot"); None when none is, or when two choices are."""
     cutoff = get_setting("CHOICE_MATCH_CUTOFF")

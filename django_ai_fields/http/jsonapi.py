@@ -186,7 +186,9 @@ def paginate(request: HttpRequest, queryset: models.QuerySet[Any]) -> tuple[list
 # -- serialisation ---------------------------------------------------------------------
 
 
-def job_to_dict(job: AIJob, *, detail: bool = False) -> dict[str, Any]:
+def job_to_dict(job: AIJob, *, detail: bool = False, row_content: bool = True) -> dict[str, Any]:
+    """A job as JSON; ``detail`` adds its prompt, answer, steps and usage (the prompt
+    and answer only with ``row_content``: they hold what the job read from its row)."""
     data: dict[str, Any] = {
         "id": job.pk,
         "status": job.status,
@@ -217,10 +219,10 @@ def job_to_dict(job: AIJob, *, detail: bool = False) -> dict[str, Any]:
         "finished_at": job.finished_at,
     }
     if detail:
-        data["prompt"] = job.prompt
-        data["output"] = job.output
+        data["prompt"] = job.prompt if row_content else None
+        data["output"] = job.output if row_content else None
         # A streamed answer's text so far while the job runs ("" otherwise).
-        data["partial_output"] = job.partial_output
+        data["partial_output"] = job.partial_output if row_content else ""
         data["steps"] = job.steps
         data["usage"] = [usage_to_dict(u) for u in job.usages.order_by("pk")]
     return data

@@ -17,16 +17,16 @@ from django.utils import timezone
 
 from ..calling import breaker
 from ..conf import get_setting
+from ..dispatch import handover
 from ..fields import get_ai_field
-from ..intake.outbox import enqueue
 from ..jobs import actions as job_actions
-from ..jobs.sweep import BATCH, sweep
+from ..jobs.sweep import JOBS_PER_SWEEP, sweep
 from ..models import AIJob, AIUsage, ErrorCode, Status
 from ..observability import analytics, health
 from ..status import job_for
 from ..templatetags.ai_fields import render_badge
-from ..tenants import resolve_tenant
-from ..tenants.permissions import has_model_perm, scope, tenant_for_user
+from ..tenants import moved_away, resolve_tenant
+from ..tenants.permissions import has_model_perm, is_operator, scope, tenant_for_user
 from .jsonapi import (
     ApiError,
     date_param,
@@ -81,12 +81,19 @@ def job_list(request: HttpRequest) -> JsonResponse:
 
 @endpoint()
 def job_detail(request: HttpRequest, job_id: int) -> JsonResponse:
-    return json_response(job_to_dict(get_job(request, job_id), detail=True))
+    """One job, with what it read from its row (prompt, answer) unless the row went to
+    another tenant since: that is the row's current tenant's to see."""
+    job = get_job(request, job_id)
+    hidden = moved_away(job, tenant_for_user(request.user))
+    return json_response(job_to_dict(job, detail=True, row_content=not hidden))
 
 
 def _single_action(request: HttpRequest, job_id: int, action: str) -> JsonResponse:
     job = get_job(request, job_id)
-    reason = getattr(job_actions, action)(job)
+    tenant = tenant_for_user(request.user)
+    reason = job_actions.retry(job, tenant) if action == "retry" else job_actions.cancel(job)
+    if reason == job_actions.ROW_MOVED:
+        raise ApiError(403, reason, "The job's row belongs to another tenant now.")
     if reason == job_actions.INVALID_STATE:
         raise ApiError(400, reason, f"Cannot {action} a job that is {job.status}.")
     if reason == job_actions.OPEN_JOB_EXISTS:
@@ -128,7 +135,7 @@ def job_bulk_retry(request: HttpRequest) -> JsonResponse:
     """POST {"ids": [...]}: retry each job; ids not visible to the caller are not_found."""
     ids = _ids(json_body(request))
     jobs = scoped_jobs(request).filter(pk__in=ids)
-    result = job_actions.apply("retry", jobs)
+    result = job_actions.apply("retry", jobs, tenant_for_user(request.user))
     for missing in set(ids) - {job.pk for job in jobs}:
         result.skipped[missing] = "not_found"
     skipped = [{"id": pk, "reason": reason} for pk, reason in sorted(result.skipped.items())]
@@ -143,13 +150,9 @@ def queue_pending(request: HttpRequest) -> JsonResponse:
         report = sweep(all_pending=True)
         return json_response(vars(report))
     pending = AIJob.objects.filter(status=Status.PENDING, tenant=tenant).order_by("pk")
-    enqueued = unreachable = 0
-    for job_id in pending.values_list("pk", flat=True)[:BATCH]:
-        if enqueue(job_id):
-            enqueued += 1
-        else:
-            unreachable += 1
-    return json_response({"enqueued": enqueued, "unreachable": unreachable})
+    job_ids = list(pending.values_list("pk", flat=True)[:JOBS_PER_SWEEP])
+    enqueued = handover.to_drain(job_ids)
+    return json_response({"enqueued": enqueued, "unreachable": len(job_ids) - enqueued})
 
 
 # -- one row's status (the badge) --------------------------------------------------------
@@ -204,14 +207,19 @@ def worker_health(request: HttpRequest) -> JsonResponse:
 
 @endpoint()
 def diagnostics(request: HttpRequest) -> JsonResponse:
-    """Stuck jobs (in the caller's tenant) and provider reachability (?providers=0 skips)."""
+    """Stuck jobs (in the caller's tenant) and provider reachability (?providers=0 skips):
+    the last probes, or new ones when they are stale and the caller is an operator."""
     stuck = health.stuck_jobs(scoped_jobs(request)).defer("prompt", "output", "payload")
+    probes = None
+    if request.GET.get("providers") != "0":
+        probes = health.recent_provider_health(probe=is_operator(request.user))
     data: dict[str, Any] = {
         "stuck_jobs": {
             "count": stuck.count(),
             "jobs": [job_to_dict(job) for job in stuck[:STUCK_LISTED]],
         },
-        "providers": health.provider_health() if request.GET.get("providers") != "0" else None,
+        "providers": probes["providers"] if probes else None,
+        "providers_checked_at": probes["checked_at"] if probes else None,
         # Circuit breakers shared by the workers (docs/reliability.md).
         "circuits": breaker.states(),
     }

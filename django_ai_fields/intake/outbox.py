@@ -1,31 +1,30 @@
-"""The outbox: AIJob rows written in the save's transaction, enqueued on commit.
+"""The outbox: AIJob rows written in the save's transaction, handed to a drain on
+commit (dispatch.handover).
 
-If Redis is unreachable at commit the job simply stays ``pending``; the sweep
-(``ai_requeue`` or the worker's periodic run) enqueues it later.
+If the queue is unreachable at commit the job simply stays ``pending``; the sweep
+(``ai_requeue`` or the worker's periodic run) hands it over later.
+
+Jobs are written beside their row: in the database the row was saved to (the
+router's write database for it, or the one named with ``using()``), in its
+django-tenants schema, and they record the job context captured there
+(dispatch/context.py), which the hand-over carries to the worker.
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
-from datetime import timedelta
 from functools import partial
 
 from django.contrib.contenttypes.models import ContentType
-from django.db import IntegrityError, models, transaction
+from django.db import IntegrityError, models, router, transaction
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from .. import queues, signals
-from ..conf import get_setting
+from ..dispatch import context, handover, transitions
 from ..fields import AIFieldMixin
 from ..functions import json_safe
-from ..models import HAND_EDIT, OPEN_STATUSES, AIJob, Phase, Status
-from ..queues import RUN_CHUNK, RUN_JOB
+from ..models import FIELD_FUNCTION, HAND_EDIT, OPEN_STATUSES, AIJob, Phase
 from ..tenants import resolve_tenant
-from .drain_requests import hand_to_drain
-
-logger = logging.getLogger("django_ai_fields")
 
 
 def request_jobs(
@@ -40,12 +39,13 @@ def request_jobs(
     """Create (or reuse) one open job per field and enqueue new ones on commit
     (``enqueue_new=False``: the caller enqueues them, e.g. in chunks). Without
     ``force`` a field whose value a person edited (``keep_manual_edits``) is left out."""
-    using = using or instance._state.db or "default"
+    using = using or database_of(instance)
     if not force:
         fields = without_hand_edits(instance, fields, using)
     if not fields:
         return []
     tenant = resolve_tenant(instance)
+    here = context.capture(using)
     jobs, created_ids = [], []
     for field in fields:
         job, created = _reuse_or_create(
@@ -57,14 +57,28 @@ def request_jobs(
             triggered_by=triggered_by,
             force=force,
             using=using,
+            **recorded(here),
         )
         if created:
             created_ids.append(job.pk)
-        signals.job_requested.send(sender=AIJob, job=job)
         jobs.append(job)
+    transitions.opened(jobs)
     if created_ids and enqueue_new:
-        transaction.on_commit(partial(enqueue_all, created_ids), using=using, robust=True)
+        transaction.on_commit(
+            partial(handover.to_drain, created_ids, here), using=using, robust=True
+        )
     return jobs
+
+
+def database_of(instance: models.Model) -> str:
+    """Where a row's jobs go: the database its save went (or would go) to. A row read
+    from a replica is written to the primary, and so are its jobs."""
+    return router.db_for_write(type(instance), instance=instance)
+
+
+def recorded(job_context: context.Context) -> dict[str, object]:
+    """The job columns recording where it runs (the database is where the job is)."""
+    return {"schema": job_context.get("schema", ""), "context": job_context.get("extra", {})}
 
 
 def request_rows(
@@ -72,20 +86,22 @@ def request_rows(
     field: AIFieldMixin,
     *,
     triggered_by: str,
-    using: str = "default",
+    using: str | None = None,
     force: bool = True,
 ) -> list[AIJob]:
     """``request_jobs`` for one field of many rows (a backfill), not enqueued: rows
     without an open job get theirs in one INSERT; the others coalesce one by one."""
     if not instances:
         return []
+    using = using or database_of(instances[0])
+    here = recorded(context.capture(using))
     content_type = job_content_type(field, using)
     busy = set(
         AIJob.objects.using(using)
         .filter(
             content_type=content_type,
             field_name=field.name,
-            function="field",
+            function=FIELD_FUNCTION,
             status__in=OPEN_STATUSES,
             object_id__in=[str(obj.pk) for obj in instances],
         )
@@ -101,6 +117,7 @@ def request_rows(
             input_hash=field.current_input_hash(obj),
             triggered_by=triggered_by,
             force=force,
+            **here,
         )
         for obj in free
     ]
@@ -110,8 +127,7 @@ def request_rows(
     except IntegrityError:  # a concurrent save opened a job for one of the rows
         busy.update(str(obj.pk) for obj in free)
         created = []
-    for job in created:
-        signals.job_requested.send(sender=AIJob, job=job)
+    transitions.opened(created)
     by_row = {job.object_id: job for job in created}
     for obj in instances:
         if str(obj.pk) in busy:
@@ -137,7 +153,7 @@ def without_hand_edits(
     keeping = [
         f
         for f in fields
-        if f.keep_manual_edits and getattr(instance, f.attname) not in (None, "", [], {})
+        if f.ai.keep_manual_edits and getattr(instance, f.attname) not in (None, "", [], {})
     ]
     if not keeping:
         return list(fields)
@@ -146,7 +162,7 @@ def without_hand_edits(
         targets |= models.Q(content_type=job_content_type(field, using), field_name=field.name)
     newest = (
         AIJob.objects.using(using)
-        .filter(targets, object_id=str(instance.pk), function="field")
+        .filter(targets, object_id=str(instance.pk), function=FIELD_FUNCTION)
         .values("content_type", "field_name")
         .annotate(last=models.Max("pk"))
         .values("last")
@@ -165,37 +181,27 @@ def record_hand_edits(
     """A person gave these AI fields their values: open jobs for them are cancelled
     (they would overwrite the edit) and a finished job records the edit, so badges,
     ``latest_job`` and the admin show it and later saves keep it."""
-    using = using or instance._state.db or "default"
+    using = using or database_of(instance)
     tenant = resolve_tenant(instance)
-    now = timezone.now()
     records = []
     for field in fields:
         target = {
             "content_type": job_content_type(field, using),
             "object_id": str(instance.pk),
             "field_name": field.name,
-            "function": "field",
+            "function": FIELD_FUNCTION,
         }
-        AIJob.objects.using(using).filter(**target, status__in=OPEN_STATUSES).update(
-            status=Status.CANCELLED,
-            error=str(HAND_EDIT_CANCELLED),
-            finished_at=now,
-            updated_at=now,
-        )
+        transitions.cancel(AIJob.objects.using(using).filter(**target), str(HAND_EDIT_CANCELLED))
         records.append(
-            AIJob(
+            {
                 **target,
-                tenant=tenant,
-                status=Status.SUCCEEDED,
-                phase=Phase.DONE,
-                progress=100,
-                triggered_by=HAND_EDIT,
-                input_hash=field.current_input_hash(instance),
-                output=json_safe(getattr(instance, field.attname)),
-                finished_at=now,
-            )
+                "tenant": tenant,
+                "triggered_by": HAND_EDIT,
+                "input_hash": field.current_input_hash(instance),
+                "output": json_safe(getattr(instance, field.attname)),
+            }
         )
-    return AIJob.objects.using(using).bulk_create(records)
+    return transitions.record_succeeded(records, using)
 
 
 HAND_EDIT_CANCELLED = _("The value was edited by hand; the edit is kept.")
@@ -213,7 +219,7 @@ def _reuse_or_create(
     target = {"content_type": content_type, "object_id": object_id, "field_name": field.name}
     open_jobs = (
         AIJob.objects.using(using)
-        .filter(**target, function="field", status__in=OPEN_STATUSES)
+        .filter(**target, function=FIELD_FUNCTION, status__in=OPEN_STATUSES)
         .exclude(phase=Phase.BATCH)  # its request is with the provider already
     )
     updates = dict(values)
@@ -228,61 +234,3 @@ def _reuse_or_create(
         # A concurrent save created the open job between our UPDATE and INSERT.
         open_jobs.update(**updates, updated_at=timezone.now())
         return open_jobs.get(), False
-
-
-def enqueue_all(job_ids: Sequence[int]) -> int:
-    """Hand jobs to a drain (drain_requests.py: one RQ job runs many of them at once);
-    on a Redis failure they stay pending. Returns how many were handed over."""
-    return hand_to_drain(job_ids) if job_ids else 0
-
-
-def enqueue_chunks(job_ids: Sequence[int]) -> int:
-    """Enqueue jobs as chunk jobs of CHUNK_SIZE (jobs/chunks.py: their provider calls run
-    concurrently). Returns how many jobs reached the queue; after the first failure
-    (Redis down) the rest stay pending for the sweep."""
-    size = max(1, int(get_setting("CHUNK_SIZE")))
-    for start in range(0, len(job_ids), size):
-        if not enqueue_chunk(job_ids[start : start + size]):
-            return start
-    return len(job_ids)
-
-
-def chunk_timeout(size: int) -> int:
-    """RQ's timeout for a chunk: JOB_TIMEOUT per round of CONCURRENCY jobs, plus one."""
-    rounds = -(-size // max(1, int(get_setting("CONCURRENCY"))))
-    return int(get_setting("JOB_TIMEOUT")) * (rounds + 1)
-
-
-def enqueue_chunk(job_ids: Sequence[int]) -> bool:
-    try:
-        rq_job = queues.get_queue().enqueue(
-            RUN_CHUNK, list(job_ids), job_timeout=chunk_timeout(len(job_ids))
-        )
-    except Exception as exc:  # Redis down, misconfigured queue...: never lose the jobs
-        logger.warning("%s AI jobs stay pending: enqueue failed (%s)", len(job_ids), exc)
-        AIJob.objects.filter(pk__in=job_ids, status=Status.QUEUED).update(status=Status.PENDING)
-        return False
-    AIJob.objects.filter(pk__in=job_ids, status__in=OPEN_STATUSES).update(
-        status=Status.QUEUED, enqueued_at=timezone.now(), rq_job_id=rq_job.id
-    )
-    return True
-
-
-def enqueue(job_id: int, delay: float = 0) -> bool:
-    """Put a job on the RQ queue: now, to a drain (drain_requests.py); later (a
-    delay), as an RQ job of its own, scheduled. On any Redis failure leave it pending."""
-    if delay <= 0:
-        return enqueue_all([job_id]) == 1
-    try:
-        timeout = int(get_setting("JOB_TIMEOUT"))
-        rq_job = queues.get_queue().enqueue_in(
-            timedelta(seconds=delay), RUN_JOB, job_id, job_timeout=timeout
-        )
-    except Exception as exc:  # Redis down, misconfigured queue...: never lose the job
-        logger.warning("AI job %s stays pending: enqueue failed (%s)", job_id, exc)
-        AIJob.objects.filter(pk=job_id, status=Status.QUEUED).update(status=Status.PENDING)
-        return False
-    AIJob.objects.filter(pk=job_id, status__in=OPEN_STATUSES).update(
-        status=Status.QUEUED, enqueued_at=timezone.now(), rq_job_id=rq_job.id
-    )
-    return True

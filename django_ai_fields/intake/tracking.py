@@ -40,7 +40,7 @@ from django.utils.inspect import func_accepts_kwargs, func_supports_parameter
 
 from ..declare import chains, file_inputs
 from ..declare.prompts import PromptSyntaxError
-from ..fields import AIFieldMixin, ai_fields_of, value_written_hooks
+from ..fields import AIFieldMixin, ai_fields_of
 
 SNAPSHOT_ATTR = "_ai_fields_snapshot"
 FINGERPRINT_ATTR = "_ai_fields_fingerprint"
@@ -48,7 +48,7 @@ _AMBIGUOUS = hash(-1)  # -1 and -2 hash alike (so do -1.0, Decimal(-2)...)
 _HOOKED = "_ai_fields_hook"
 
 
-class ModelTracker:
+class TriggerTracker:
     """Tracks the trigger fields of one model class."""
 
     def __init__(self, model: type[models.Model], fields: list[AIFieldMixin]):
@@ -58,7 +58,7 @@ class ModelTracker:
         for field in fields:
             attnames.update(dict.fromkeys(field.trigger_attnames))
         # AI columns whose hand edits are kept: followed like triggers.
-        self.edit_fields = {f.attname: f for f in fields if f.keep_manual_edits}
+        self.edit_fields = {f.attname: f for f in fields if f.ai.keep_manual_edits}
         attnames.update(dict.fromkeys(self.edit_fields))
         self.attnames = tuple(attnames)
         concrete = model._meta.concrete_fields
@@ -218,7 +218,7 @@ class ModelTracker:
         fields = [
             f
             for f in self.fields
-            if f.auto_regenerate
+            if f.ai.auto_regenerate
             and f not in skipped
             and self._wants_job(f, instance, created, changed)
         ]
@@ -246,7 +246,7 @@ class ModelTracker:
 
     def m2m_changed(self, instance: models.Model, name: str, using: str) -> None:
         """A many-to-many trigger of ``instance`` was added to, removed from or cleared."""
-        fields = [f for f in self.fields if f.auto_regenerate and name in f.trigger_m2m_names]
+        fields = [f for f in self.fields if f.ai.auto_regenerate and name in f.trigger_m2m_names]
         if fields:
             from .outbox import request_jobs
 
@@ -276,7 +276,7 @@ def _hash_differs(value: Any, recorded: int) -> bool:
         return True
 
 
-_trackers: dict[type[models.Model], ModelTracker] = {}
+_trackers: dict[type[models.Model], TriggerTracker] = {}
 
 
 def _from_db_hook(original: Callable[..., Any]) -> classmethod[Any, ..., Any]:
@@ -340,7 +340,7 @@ def _hook(model: type[models.Model], name: str, wrap: Callable[[Any], Any]) -> N
     setattr(model, name, wrapped)
 
 
-def install(model: type[models.Model]) -> ModelTracker | None:
+def install(model: type[models.Model]) -> TriggerTracker | None:
     """Attach tracking to a model with AI fields (idempotent)."""
     if model in _trackers:
         return _trackers[model]
@@ -350,7 +350,7 @@ def install(model: type[models.Model]) -> ModelTracker | None:
     fields = [f for f in ai_fields_of(model) if _is_configured(f)]
     if not fields:
         return None
-    tracker = ModelTracker(model, fields)
+    tracker = TriggerTracker(model, fields)
     _trackers[model] = tracker
     tracker.connect()
     return tracker
@@ -367,20 +367,16 @@ def _is_configured(field: AIFieldMixin) -> bool:
     return not chains.in_cycle(field)
 
 
-def tracker_for(model: type[models.Model]) -> ModelTracker | None:
+def tracker_for(model: type[models.Model]) -> TriggerTracker | None:
     return _trackers.get(model)
 
 
 def value_written(instance: models.Model, field: AIFieldMixin, using: str | None = None) -> None:
-    """An AI field's new value was written (a job's write-back): the AI fields that
-    depend on it, on this row and on its multi-table children, are requested."""
+    """An AI field's new value was written (generation.py's write-back): the AI fields
+    that depend on it, on this row and on its multi-table children, are requested."""
     tracker = _trackers.get(type(instance))
     if tracker is not None:
         tracker.request(instance, {field.attname}, triggered_by="chain", using=using)
-
-
-if value_written not in value_written_hooks:
-    value_written_hooks.append(value_written)
 
 
 # -- multi-table inheritance: a save through the parent --------------------------
@@ -413,7 +409,7 @@ def _request_for_children(
         return  # saved through the child itself: its own post_save covers its fields
     for child, fields in _children_fields(model):
         wanted = [
-            f for f in fields if f.auto_regenerate and not changed.isdisjoint(f.trigger_attnames)
+            f for f in fields if f.ai.auto_regenerate and not changed.isdisjoint(f.trigger_attnames)
         ]
         if not wanted:
             continue

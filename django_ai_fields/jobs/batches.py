@@ -15,6 +15,8 @@ the workers poll the batches until they end (docs/batches.md).
   written back only if the row's inputs did not change (else ``superseded``). A
   failed or expired request retries as a normal job, or fails, like any
   provider error. Batch answers get no repair call: an invalid one fails the job.
+  The poll visits every database and schema holding jobs, and handles each batch
+  in its jobs' context (dispatch/context.py).
 """
 
 from __future__ import annotations
@@ -27,22 +29,24 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from django.contrib.contenttypes.models import ContentType
-from django.db import models, transaction
-from django.db.models import F
-from django.utils import timezone
+from django.db import models
+from django.db.models import Min
 
-from ..calling import answer as repair
-from ..calling import moderation, result_cache
-from ..calling.pipeline import Prepared, record_usage, reserve_quota
+from .. import databases
+from ..calling import moderation
+from ..calling.answer import checked_answer
+from ..calling.pipeline import Prepared, bill_for, book, record_usage, reserve_quota
 from ..conf import get_setting
 from ..declare.outputs import InvalidOutput
+from ..dispatch import backend, context, transitions
+from ..dispatch.context import Context
+from ..dispatch.transitions import PROGRESS, LeaseLost
 from ..fields import AIFieldMixin
-from ..functions import AIFunction, Cancelled
+from ..functions import Cancelled, Superseded
 from ..intake.outbox import request_jobs
-from ..models import AIJob, ErrorCode, Phase, Status
+from ..models import AIJob, ErrorCode, Phase, ProviderBatch, Status
 from ..money import quotas
 from ..providers import (
-    CompletionRequest,
     CompletionResponse,
     ProviderError,
     build_provider,
@@ -50,11 +54,10 @@ from ..providers import (
 )
 from ..providers.base import BatchState, Provider
 from ..queues import PERIODIC_POLL
-from ..tenants.credentials import resolve_credentials
+from ..tenants.credentials import batch_credentials
 from ..tenants.policies import policy_for
 from . import engine, lifecycle
-from .lifecycle import PROGRESS, LeaseLost, finish, update_job
-from .schedules import schedule_once
+from .lifecycle import finish, update_job
 
 logger = logging.getLogger("django_ai_fields")
 
@@ -99,7 +102,7 @@ def request(
     the job ids and what was sent. A field that already waits in a batch for its
     row is left out: it would be paid for twice."""
     batched = already_batched(pairs)
-    with transaction.atomic():
+    with databases.atomic(AIJob):
         jobs = [
             job
             for row, ai_field in pairs
@@ -139,7 +142,8 @@ def submit(job_ids: Iterable[int]) -> SubmitReport:
     """Lease, prepare and send these jobs in provider batches."""
     report = SubmitReport()
     size = max(1, int(get_setting("BATCH_MAX_REQUESTS")))
-    groups: dict[tuple[str, str, str], list[tuple[AIJob, Prepared]]] = {}
+    # One batch per provider, model and credential: a batch never mixes credentials.
+    groups: dict[tuple[str, str, int | None, str], list[tuple[AIJob, Prepared]]] = {}
     for job_id in job_ids:
         job = lifecycle.lease(job_id)
         if job is None:
@@ -150,7 +154,8 @@ def submit(job_ids: Iterable[int]) -> SubmitReport:
             report.others[prepared] += 1
             continue
         config = json.dumps(prepared.config, sort_keys=True, default=str)
-        group = groups.setdefault((prepared.provider, prepared.model, config), [])
+        key = (prepared.provider, prepared.model, prepared.credential_id, config)
+        group = groups.setdefault(key, [])
         group.append((job, prepared))
         if len(group) >= size:  # send a full batch now: its jobs are leased meanwhile
             send(group, report)
@@ -183,7 +188,6 @@ def prepare(job: AIJob) -> Prepared | str:
         return refused
     try:
         prepared = engine.prepare(job, policy)
-        engine.note_redaction(job, prepared)
         moderation.check(prepared.request.prompt, moderation.INPUT)
         if not supports_batch(prepared.provider):
             return lifecycle.postpone(job, 0)  # a normal run instead
@@ -192,38 +196,34 @@ def prepare(job: AIJob) -> Prepared | str:
         return lifecycle.end_at_prep(job, exc)
     except ProviderError as error:  # moderation
         return lifecycle.handle_provider_error(job, error)
-    ttl = prepared.function.result_cache_ttl()
-    key = result_cache.cache_key(job.tenant, prepared.provider, prepared.request) if ttl > 0 else ""
+    key = engine.cache_key(prepared, job.tenant)
     lifecycle.record_request(job, prepared, key, reservations=reservations)
     return prepared
 
 
 def send(entries: list[tuple[AIJob, Prepared]], report: SubmitReport) -> None:
     """Submit one batch; its jobs then wait for it, or fail when it was refused."""
-    route = entries[0][1]
-    provider = build_provider(route.provider, route.config)
+    first = entries[0][1]
+    provider = build_provider(first.provider, first.config)
     try:
         batch_id = provider.submit_batch([(str(job.pk), p.request) for job, p in entries])
     except ProviderError as error:
-        report.errors.append(f"{route.provider}/{route.model}: {error.message}")
+        report.errors.append(f"{first.provider}/{first.model}: {error.message}")
         for job, _prepared in entries:
             refused(job, error)
         report.others[Status.FAILED] += len(entries)
         return
     report.batches.append(batch_id)
+    ProviderBatch.objects.create(
+        batch_id=batch_id,
+        provider=first.provider,
+        uses_settings=first.credential_id is None,
+        credential_id=first.credential_id,
+        base_url=first.config.get("BASE_URL") or "",
+    )
     for job, _prepared in entries:
         try:
-            update_job(
-                job,
-                status=Status.QUEUED,
-                phase=Phase.BATCH,
-                progress=PROGRESS[Phase.AI_CALL],
-                batch_id=batch_id,
-                run_token="",
-                rq_job_id="",
-                attempts=F("attempts") - 1,  # the attempt is the result's handling
-                enqueued_at=timezone.now(),
-            )
+            transitions.wait_in_batch(job, batch_id, PROGRESS[Phase.AI_CALL])
         except LeaseLost:  # the sweep took it back: its result is only accounted for
             AIJob.objects.filter(pk=job.pk).update(batch_id=batch_id)
             continue
@@ -233,7 +233,7 @@ def send(entries: list[tuple[AIJob, Prepared]], report: SubmitReport) -> None:
 def refused(job: AIJob, error: ProviderError) -> None:
     """The provider refused the batch: give the reservation back and fail the job
     (running ai_regenerate --batch again makes new jobs)."""
-    with contextlib.suppress(LeaseLost), transaction.atomic():
+    with contextlib.suppress(LeaseLost), databases.atomic(AIJob):
         reservations = job.reservations
         update_job(job, reservations=[])
         quotas.release(reservations)
@@ -258,21 +258,30 @@ class PollReport:
         )
 
 
-def open_batches() -> list[str]:
-    """Batches some job still waits for (or still has to be accounted for)."""
-    rows = AIJob.objects.exclude(batch_id="").order_by("batch_id")
-    return list(rows.values_list("batch_id", flat=True).distinct())
+def open_batches(visit: Context | None = None) -> list[tuple[str, Context]]:
+    """Batches some job seen from ``visit`` (here, by default) still waits for (or
+    still has to be accounted for), each with the context its jobs run in."""
+    visit = visit or context.current()
+    rows = AIJob.objects.exclude(batch_id="").values("batch_id").annotate(first=Min("pk"))
+    first = {row["batch_id"]: row["first"] for row in rows.order_by("batch_id")}
+    contexts = {pk: ctx for ctx, pks in context.split(visit, list(first.values())) for pk in pks}
+    return [(batch_id, contexts[pk]) for batch_id, pk in first.items()]
 
 
 def poll() -> PollReport:
-    """Look at every open batch once; handle the results of those that ended."""
+    """Look at every open batch once, in every database and schema; handle the
+    results of those that ended."""
     report = PollReport()
-    for batch_id in open_batches():
-        try:
-            poll_batch(batch_id, report)
-        except Exception:  # one broken batch must not hold up the others
-            logger.exception("Polling provider batch %s failed", batch_id)
-            report.running += 1
+    for visit in context.visits():
+        with context.restore(visit):
+            batches = open_batches(visit)
+        for batch_id, job_context in batches:
+            try:
+                with context.restore(job_context):
+                    poll_batch(batch_id, report)
+            except Exception:  # one broken batch must not hold up the others
+                logger.exception("Polling provider batch %s failed", batch_id)
+                report.running += 1
     return report
 
 
@@ -283,15 +292,13 @@ def poll_batch(batch_id: str, report: PollReport) -> None:
     if not jobs:
         return
     waiting = [job for job in jobs if job.status == Status.QUEUED and job.phase == Phase.BATCH]
-    sample = waiting[0] if waiting else jobs[0]
-    config = resolve_credentials(sample.provider, sample.tenant or None)
-    provider = build_provider(sample.provider, config)
+    provider = submitted_with(batch_id, jobs[0].provider)
     state = batch_state(provider, batch_id)
     if not state.ended:
         report.running += 1
         return
-    routes = {job.pk: route_for(job) for job in waiting}
-    requests = {str(pk): r.request for pk, r in routes.items() if isinstance(r, Prepared)}
+    prepared = {job.pk: prepared_again(job) for job in waiting}
+    requests = {str(pk): p.request for pk, p in prepared.items() if isinstance(p, Prepared)}
     results: dict[str, Outcome] = {}
     if state.error is None:
         try:
@@ -304,12 +311,23 @@ def poll_batch(batch_id: str, report: PollReport) -> None:
     missing = state.error or ProviderError(ErrorCode.PROVIDER_UNAVAILABLE, NO_RESULT)
     for job in waiting:
         outcome = results.get(str(job.pk), missing)
-        report.jobs[handle(job.pk, routes[job.pk], outcome)] += 1
+        report.jobs[handle(job.pk, prepared[job.pk], outcome)] += 1
     waiting_ids = {job.pk for job in waiting}
     for job in jobs:
         if job.pk not in waiting_ids:
             account(job, batch_id, results.get(str(job.pk)))
     report.ended += 1
+
+
+def submitted_with(batch_id: str, provider_name: str) -> Provider:
+    """The provider with the credential the batch was submitted with (its record);
+    one it cannot be read with fails its jobs ``auth``, sending nothing anywhere."""
+    record = ProviderBatch.objects.select_related("credential").filter(batch_id=batch_id).first()
+    if record is None:
+        problem = f"No record of the credential provider batch {batch_id} was submitted with."
+        config = {"API_KEY": "", "BASE_URL": "", "CREDENTIAL_ERROR": problem}
+        return build_provider(provider_name, config)
+    return build_provider(record.provider, batch_credentials(record))
 
 
 def batch_state(provider: Provider, batch_id: str) -> BatchState:
@@ -321,21 +339,21 @@ def batch_state(provider: Provider, batch_id: str) -> BatchState:
         return BatchState(ended=True, error=error)  # the batch is gone, or the key refused
 
 
-def route_for(job: AIJob) -> Prepared | Exception:
+def prepared_again(job: AIJob) -> Prepared | Exception:
     """The job's request as prepared now (not leased: only reads), or why there is none."""
     try:
         return engine.prepare(job)
-    except (Cancelled, ValueError) as exc:
+    except (Cancelled, Superseded, ValueError) as exc:
         return exc
 
 
-def handle(job_id: int, route: Prepared | Exception, outcome: Outcome) -> str:
+def handle(job_id: int, prepared: Prepared | Exception, outcome: Outcome) -> str:
     """Lease a waiting job and finish it with its result; returns its status."""
     job = lifecycle.lease(job_id, batch=True)
     if job is None:
         return "skipped"  # cancelled meanwhile (accounted for at the next poll)
     try:
-        return settle_job(job, route, outcome)
+        return settle_job(job, prepared, outcome)
     except LeaseLost:
         return "lease-lost"
     except Exception as exc:
@@ -344,45 +362,37 @@ def handle(job_id: int, route: Prepared | Exception, outcome: Outcome) -> str:
         return Status.FAILED
 
 
-def settle_job(job: AIJob, route: Prepared | Exception, outcome: Outcome) -> str:
+def settle_job(job: AIJob, prepared: Prepared | Exception, outcome: Outcome) -> str:
+    """Book the request's result (usage, quota, the job's tokens and cost: priced at
+    the model it was submitted with), then finish the job with it."""
     response, error = split(outcome)
-    billed = route if isinstance(route, Prepared) else billing_route(job)
-    with transaction.atomic():
-        record_usage(job, billed, response, error=error)
-        reservations = list(job.reservations)
-        quotas.settle(reservations, used(job, response, error))
-        update_job(job, reservations=[], batch_id="")
-        quotas.check_alerts(job.tenant, reservations)
-    answered = None if error else response  # its tokens and cost go on the job
-    if isinstance(route, Exception):  # the row was deleted or its data refused meanwhile
-        return lifecycle.end_at_prep(job, route, response=answered)
+    reservations = list(job.reservations)
+    book(
+        job, job.provider, job.model, response, error=error, reservations=reservations, batch_id=""
+    )
+    if isinstance(prepared, Exception):  # the row was deleted or its data refused meanwhile
+        return lifecycle.end_at_prep(job, prepared)
     if error is not None:
         return lifecycle.handle_provider_error(job, error)
-    return write_answer(job, route, response)
+    return write_answer(job, prepared, response)
 
 
-def write_answer(job: AIJob, route: Prepared, response: CompletionResponse) -> str:
+def write_answer(job: AIJob, prepared: Prepared, response: CompletionResponse) -> str:
     """Parse the answer and write it back, unless the row's inputs changed since submit."""
-    if route.function.input_hash(route.data) != job.input_hash:
+    if prepared.function.input_hash(prepared.data) != job.input_hash:
         message = "The row's inputs changed while the batch ran; a newer job handles them."
-        finish(job, Status.SUPERSEDED, phase=Phase.SAVE, error=message, response=response)
+        finish(job, Status.SUPERSEDED, phase=Phase.SAVE, error=message)
         return Status.SUPERSEDED
-    update_job(job, phase=Phase.PARSE, progress=PROGRESS[Phase.PARSE])
     try:
-        parsed = repair.accept(route, response)
+        parsed = checked_answer(prepared, response)
     except InvalidOutput as exc:
         return lifecycle.end_unusable(job, str(exc), response)
     except ProviderError as refusal:  # output moderation
         finish(
-            job,
-            Status.FAILED,
-            phase=Phase.PARSE,
-            error_code=refusal.code,
-            error=refusal.message,
-            response=response,
+            job, Status.FAILED, phase=Phase.PARSE, error_code=refusal.code, error=refusal.message
         )
         return Status.FAILED
-    return engine.write_back(job, route, parsed, response)
+    return engine.write_back(job, prepared, parsed)
 
 
 def account(job: AIJob, batch_id: str, outcome: Outcome | None) -> None:
@@ -390,14 +400,15 @@ def account(job: AIJob, batch_id: str, outcome: Outcome | None) -> None:
     normal job): log its request's usage and charge it to the quotas, once."""
     if job.status == Status.RUNNING:
         return  # being handled right now (or a normal run): the next poll looks again
-    with transaction.atomic():
+    with databases.atomic(AIJob):
         mine = AIJob.objects.filter(pk=job.pk, batch_id=batch_id).exclude(status=Status.RUNNING)
         if not mine.update(batch_id="", reservations=[]) or outcome is None:
             return
         response, error = split(outcome)
-        record_usage(job, billing_route(job), response, error=error)
+        bill = bill_for(job.provider, job.model, response, error)
+        record_usage(job, job.provider, job.model, response, bill, error=error)
         # The zero-unit reservations release_cancelled() left:
-        quotas.settle(job.reservations, used(job, response, error))
+        quotas.settle(job.reservations, bill.demand())
 
 
 def split(outcome: Outcome) -> tuple[CompletionResponse, ProviderError | None]:
@@ -407,28 +418,17 @@ def split(outcome: Outcome) -> tuple[CompletionResponse, ProviderError | None]:
     return outcome, None
 
 
-def used(job: AIJob, response: CompletionResponse, error: ProviderError | None) -> quotas.Demand:
-    """What the request really used, at batch prices (nothing when it failed)."""
-    return quotas.actual(job.model, None if error else response, batch=True, provider=job.provider)
-
-
-def billing_route(job: AIJob) -> Prepared:
-    """What a usage row needs when the job's request cannot be rebuilt."""
-    request = CompletionRequest(system="", prompt="", model=job.model, max_tokens=0)
-    return Prepared(AIFunction(), None, request, job.provider, {})
-
-
 def release_cancelled(job_id: int) -> None:
     """A waiting job was cancelled: give its reserved units back now. The provider
     may still answer (and bill) its request: account() charges that when the batch
     ends, against the same quota rows (kept with zero units)."""
-    with transaction.atomic():
+    with databases.atomic(AIJob):
         row = AIJob.objects.select_for_update().filter(
             pk=job_id, status=Status.CANCELLED, phase=Phase.BATCH
         )
         reservations = row.values_list("reservations", flat=True).first()
         if reservations:
-            row.update(reservations=[[row_id, kind, 0] for row_id, kind, _units in reservations])
+            row.update(reservations=quotas.released(reservations))
             quotas.release(reservations)
 
 
@@ -442,7 +442,7 @@ def schedule_poll() -> None:
     if interval <= 0:
         return
     try:
-        schedule_once(POLL_KEY, interval, PERIODIC_POLL, job_timeout=POLL_TIMEOUT)
+        backend.schedule_once(POLL_KEY, interval, PERIODIC_POLL, timeout=POLL_TIMEOUT)
     except Exception as exc:
         logger.warning("Could not schedule the provider batch poll: %s", exc)
 

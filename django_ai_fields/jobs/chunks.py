@@ -29,12 +29,11 @@ from rq.timeouts import JobTimeoutException
 
 from ..calling.pipeline import Pipeline, ProviderCall
 from ..conf import get_setting
-from ..declare.generation import preloaded_rows
-from ..intake.outbox import enqueue_chunks
+from ..dispatch import backend, handover, transitions
+from ..generation import preloaded_rows
 from ..models import AIJob, Status
 from ..providers.loop import call_loop
 from .engine import leased_job_pipeline
-from .lifecycle import lease_many
 
 if TYPE_CHECKING:
     from ..providers import CompletionResponse
@@ -108,7 +107,7 @@ class ChunkRun:
         while self.waiting and len(self.in_flight) < self.limit:
             room = self.limit - len(self.in_flight)
             ids = [self.waiting.popleft() for _ in range(min(room, len(self.waiting)))]
-            leased = lease_many(ids)
+            leased = transitions.lease(ids, task_id=backend.current_task_id())
             if len(leased) < len(ids):
                 self.outcome["skipped"] += len(ids) - len(leased)
             with preloaded_rows(leased):  # their rows in bulk, not one query per job
@@ -180,7 +179,7 @@ class ChunkRun:
         self.in_flight.clear()
         if self.waiting:
             try:
-                enqueue_chunks(list(self.waiting))
+                handover.to_chunks(list(self.waiting))
             except Exception:
                 logger.exception("AI chunk: %s jobs left for the sweep", len(self.waiting))
 

@@ -2,7 +2,7 @@
 
 A generator (``calling.pipeline.Pipeline``) that yields its provider calls, so one
 job (``tasks.run_job``) and a chunk of jobs (chunks.py) drive the same code. Every
-state change it makes goes through lifecycle.py.
+status change it makes goes through dispatch.transitions (via lifecycle.py).
 """
 
 from __future__ import annotations
@@ -10,29 +10,30 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from django.db import DataError, IntegrityError, transaction
+from django.db import DataError, IntegrityError
+from django.utils.translation import gettext_lazy as _
 from rq.timeouts import JobTimeoutException
 
-from .. import signals
-from ..calling import answer as repair
+from .. import databases
 from ..calling import result_cache, routing
+from ..calling.answer import Unusable, usable_answer
 from ..calling.pipeline import Pipeline, Prepared, job_timeout_error, record_usage
 from ..conf import get_setting
-from ..declare.generation import FIELD_FUNCTION, FieldGeneration
+from ..dispatch.steps import with_note, with_step
+from ..dispatch.transitions import PROGRESS, LeaseLost
 from ..functions import AIFunction, Cancelled, Superseded, get_function, json_safe
-from ..models import AIJob, ErrorCode, Phase, Status, TenantPolicy
+from ..generation import FieldGeneration, RowData
+from ..models import FIELD_FUNCTION, AIJob, ErrorCode, Phase, Status, TenantPolicy
 from ..money.quotas import QuotaRefused
 from ..privacy import redaction
 from ..providers import CompletionRequest, CompletionResponse, ProviderError
 from ..providers.tools import normalize as normalize_tools
-from ..tenants import concurrency
-from ..tenants.credentials import resolve_credentials
+from ..tenants import concurrency, resolve_tenant
+from ..tenants.credentials import resolve
 from ..tenants.policies import policy_for
 from . import recovery
 from .lifecycle import (
     PREP_REFUSALS,
-    PROGRESS,
-    LeaseLost,
     defer,
     end_at_prep,
     end_unusable,
@@ -43,9 +44,7 @@ from .lifecycle import (
     postpone,
     record_request,
     refused_by_policy,
-    update_job,
 )
-from .steps import with_note, with_step
 
 logger = logging.getLogger("django_ai_fields")
 
@@ -106,28 +105,33 @@ def generate(job: AIJob, policy: TenantPolicy | None) -> Pipeline[str]:
         prepared = prepare(job, policy)
     except PREP_REFUSALS as exc:
         return end_at_prep(job, exc)
-    note_redaction(job, prepared)
-    ttl = prepared.function.result_cache_ttl()
-    key = result_cache.cache_key(job.tenant, prepared.provider, prepared.request) if ttl > 0 else ""
+    key = cache_key(prepared, job.tenant)
     record_request(job, prepared, key, phase=Phase.AI_CALL, progress=PROGRESS[Phase.AI_CALL])
     if key and not job.force:
-        cached = result_cache.lookup(key, ttl)
+        cached = result_cache.lookup(key, prepared.function.result_cache_ttl())
         if cached is not result_cache.MISS:
-            record_usage(job, prepared, CompletionResponse(text=""), cache_hit=True)
-            return write_back(job, prepared, cached, None)
-    save_job = lambda **columns: update_job(job, **columns)  # noqa: E731
+            empty = CompletionResponse(text="")
+            record_usage(job, prepared.provider, prepared.model, empty, cache_hit=True)
+            return write_back(job, prepared, cached)
     try:
         # Routes (circuits, rate limits, fallbacks), moderation, one repair call.
-        prepared, response, parsed = yield from repair.answer(job, prepared, save_job)
+        prepared, _response, parsed = yield from usable_answer(job, prepared)
     except routing.Deferred as deferral:
         return defer(job, deferral)
     except QuotaRefused as refusal:
         return end_at_prep(job, refusal)
     except ProviderError as error:
         return handle_provider_error(job, error)
-    except repair.Unusable as exc:
+    except Unusable as exc:
         return end_unusable(job, str(exc), exc.response)
-    return write_back(job, prepared, parsed, response)
+    return write_back(job, prepared, parsed)
+
+
+def cache_key(prepared: Prepared, tenant: str) -> str:
+    """The result cache's key of this request ("" when the function caches nothing)."""
+    if prepared.function.result_cache_ttl() <= 0:
+        return ""
+    return result_cache.cache_key(tenant, prepared.provider, prepared.request)
 
 
 def function_for(job: AIJob) -> AIFunction:
@@ -138,6 +142,10 @@ def function_for(job: AIJob) -> AIFunction:
     return get_function(job.function)()
 
 
+# A job never runs as a tenant its row no longer belongs to (TENANT_RESOLVER).
+ROW_MOVED = _(
+    "The row no longer belongs to tenant %(tenant)s: this job is not run as that tenant."
+)
 # prepare()'s default: look the tenant's policy up.
 LOOK_UP: Any = object()
 
@@ -150,7 +158,11 @@ def prepare(job: AIJob, policy: TenantPolicy | None = LOOK_UP) -> Prepared:
     except LookupError as exc:
         raise ValueError(str(exc)) from exc
     data = function.prepare(job.payload, job.tenant)
-    return request_for(function, data, job.tenant, policy)
+    if isinstance(data, RowData) and resolve_tenant(data.instance) != job.tenant:
+        raise Superseded(str(ROW_MOVED) % {"tenant": job.tenant or "-"})
+    prepared = request_for(function, data, job.tenant, policy)
+    note_redaction(job, prepared)
+    return prepared
 
 
 def request_for(
@@ -160,7 +172,7 @@ def request_for(
     prompt's PII masked as the field and the tenant's policy ask."""
     function.validate(data)
     provider = function.provider_name()
-    config = resolve_credentials(provider, tenant or None)
+    config, credential = resolve(provider, tenant or None)
     if policy is LOOK_UP:
         policy = policy_for(tenant)
     prompt, masking = redaction.redact(
@@ -171,16 +183,17 @@ def request_for(
         prompt=prompt,
         model=function.model_name(config),
         max_tokens=function.token_limit(),
-        temperature=function.temperature,
+        temperature=function.options.temperature,
         json_schema=function.json_schema,
         json_output=function.json_output or function.json_schema is not None,
         choices=function.choices(),
-        options=dict(function.provider_options),
-        tools=normalize_tools(function.tools),
+        options=dict(function.options.provider_options),
+        tools=normalize_tools(function.options.tools),
         attachments=function.attachments(data),
-        api=function.api,
+        api=function.options.api,
     )
-    return Prepared(function, data, request, provider, config, masking)
+    credential_id = None if credential is None else credential.pk
+    return Prepared(function, data, request, provider, config, masking, credential_id)
 
 
 def note_redaction(job: AIJob, prepared: Prepared) -> None:
@@ -190,24 +203,25 @@ def note_redaction(job: AIJob, prepared: Prepared) -> None:
         job.steps = with_note(job, Phase.PREP, redaction.describe(counts), pii=counts)
 
 
-def write_back(
-    job: AIJob, prepared: Prepared, parsed: Any, response: CompletionResponse | None
-) -> str:
+def write_back(job: AIJob, prepared: Prepared, parsed: Any) -> str:
     """Save the output and finish the job in one transaction."""
     token = job.run_token
     output = json_safe(parsed)  # placeholders kept: the job stores no masked value
     parsed = prepared.restored(parsed)
+    function = prepared.function
     try:
-        with transaction.atomic():
-            prepared.function.save_output(parsed, prepared.data)
-            finish(job, Status.SUCCEEDED, output=output, response=response, send=False)
+        with databases.atomic(AIJob):
+            function.save_output(parsed, prepared.data)
+            # Before finish(), whose job_completed signal also waits for the commit.
+            databases.on_commit(lambda: function.after_commit(job, parsed), robust=True)
+            finish(job, Status.SUCCEEDED, output=output)
     except Superseded as exc:
         job.run_token = token  # the rolled-back finish() had cleared it in memory
-        finish(job, Status.SUPERSEDED, phase=Phase.SAVE, error=str(exc), response=response)
+        finish(job, Status.SUPERSEDED, phase=Phase.SAVE, error=str(exc))
         return Status.SUPERSEDED
     except Cancelled as exc:  # the row was deleted while the call ran
         job.run_token = token
-        finish(job, Status.CANCELLED, phase=Phase.SAVE, error=str(exc), response=response)
+        finish(job, Status.CANCELLED, phase=Phase.SAVE, error=str(exc))
         return Status.CANCELLED
     except (IntegrityError, DataError) as exc:
         if prepared.masking is None:
@@ -215,10 +229,4 @@ def write_back(
         # The database's message may quote a restored value: keep it from the job and logs.
         job.run_token = token
         raise redaction.RestoredWriteFailed(type(exc).__name__) from None
-    transaction.on_commit(lambda: _announce_success(job, prepared.function, parsed))
     return Status.SUCCEEDED
-
-
-def _announce_success(job: AIJob, function: AIFunction, parsed: Any) -> None:
-    function.after_commit(job, parsed)
-    signals.job_completed.send(sender=AIJob, job=job)

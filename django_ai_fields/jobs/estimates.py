@@ -23,9 +23,9 @@ from django.db.models import Avg
 from django.utils.translation import gettext as _
 
 from ..calling.pipeline import worst_case
-from ..declare.generation import FieldGeneration, RowData
 from ..fields import AIFieldMixin
 from ..functions import Cancelled
+from ..generation import FieldGeneration, RowData
 from ..models import AIUsage, QuotaKind, QuotaPeriod, QuotaUsage
 from ..money import quotas
 from ..money.pricing import ONE_MILLION, micro_to_usd, usd_to_micro

@@ -13,15 +13,16 @@ from __future__ import annotations
 
 import logging
 
-from django.db import connection, transaction
+from django.db import connections
 from django.db.utils import InterfaceError, OperationalError
 
-from .. import queues
+from .. import databases
 from ..conf import get_setting
+from ..dispatch import backend
+from ..dispatch.transitions import recover_lost
 from ..models import AIJob, ErrorCode, Status
 from ..money import quotas
 from ..providers import ProviderError
-from .lifecycle import recover_lost
 
 logger = logging.getLogger("django_ai_fields")
 
@@ -47,11 +48,12 @@ def database_lost(job: AIJob, exc: Exception) -> TransientError:
     run's quota reservation if one was left unsettled, and describe the error.
     Raises when that cannot be done (inside a transaction, or the database is
     still down: then RQ fails the run and the sweep recovers the job)."""
+    connection = connections[databases.for_decisions(AIJob)]
     if connection.in_atomic_block:
         raise exc
     logger.warning("AI job %s: database connection lost (%s): reconnecting", job.pk, exc)
     connection.close()
-    with transaction.atomic():
+    with databases.atomic(AIJob):
         row = AIJob.objects.select_for_update().filter(pk=job.pk, run_token=job.run_token)
         reservations = row.values_list("reservations", flat=True).first()
         if reservations:
@@ -60,16 +62,21 @@ def database_lost(job: AIJob, exc: Exception) -> TransientError:
     return TransientError(f"Database connection lost: {type(exc).__name__}: {exc}")
 
 
-def recover_failed_runs() -> tuple[list[int], int]:
-    """AIJobs whose current RQ job is in RQ's failed registry: back to pending
-    (returned, to be enqueued) or failed when no attempts are left (counted)."""
+def failed_runs() -> list[str]:
+    """The ids of the runs RQ most recently marked failed ([] when Redis is down)."""
     try:
-        registry = queues.get_queue().failed_job_registry
-        failed = registry.connection.zrevrange(registry.key, 0, RECENT_FAILURES - 1)
+        return backend.recently_failed(RECENT_FAILURES)
     except Exception as exc:
         logger.warning("Sweep could not read RQ's failed registry: %s", exc)
-        return [], 0
-    rq_ids = [i.decode() if isinstance(i, bytes) else str(i) for i in failed]
+        return []
+
+
+def recover_failed_runs(rq_ids: list[str] | None = None) -> tuple[list[int], int]:
+    """AIJobs whose current RQ job is in RQ's failed registry (``rq_ids``, read from
+    it by default): back to pending (returned, to be enqueued) or failed when no
+    attempts are left (counted)."""
+    if rq_ids is None:
+        rq_ids = failed_runs()
     if not rq_ids:
         return [], 0
     stranded = AIJob.objects.filter(

@@ -12,17 +12,17 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
 
 from ..conf import get_setting
+from ..queues import redis
 
 logger = logging.getLogger("django_ai_fields")
 
 PREFIX = "django_ai_fields:manual_retry:"
-HOUR = 3600
 
-# KEYS: the job's sorted set of retry times. ARGV: now, cooldown, cap.
-# Returns "0" when taken, else the seconds until a retry would be allowed.
+# KEYS: the job's sorted set of retry times. ARGV: now, cooldown, cap; the window is
+# an hour (MAX_RETRIES_PER_HOUR). Returns "0" when taken, else the seconds until a
+# retry would be allowed.
 _TAKE = """
 local now, cooldown, cap = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - 3600)
@@ -47,14 +47,8 @@ def take(job_id: int) -> float:
     if cooldown <= 0 and cap <= 0:
         return 0.0
     try:
-        wait = _redis().eval(_TAKE, 1, f"{PREFIX}{job_id}", repr(time.time()), cooldown, cap)
+        wait = redis().eval(_TAKE, 1, f"{PREFIX}{job_id}", repr(time.time()), cooldown, cap)
     except Exception as exc:
         logger.warning("Retry limiter unavailable (%s): retry allowed", exc)
         return 0.0
     return max(0.0, float(wait.decode() if isinstance(wait, bytes) else wait))
-
-
-def _redis() -> Any:
-    from ..queues import get_queue
-
-    return get_queue().connection

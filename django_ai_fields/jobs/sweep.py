@@ -2,6 +2,10 @@
 
 Run by ``ai_requeue`` and periodically by the workers themselves through the
 RQ scheduler (``rqworker --with-scheduler``; the entry point is tasks.periodic_sweep).
+
+One sweep visits every database and schema holding jobs (dispatch.context.visits:
+each tenant schema with django-tenants), inside each in turn; the jobs it hands over
+go to the queue with their own context, so each runs where its row is.
 """
 
 from __future__ import annotations
@@ -13,20 +17,19 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from django.db import DatabaseError
 from django.utils import timezone
-from rq.job import Job
 
 from .. import queues
 from ..conf import get_setting
-from ..intake.drain_requests import forget_lost_waiting_drain
-from ..intake.outbox import enqueue_all
+from ..dispatch import backend, context, handover, transitions
+from ..dispatch.context import Context
+from ..dispatch.transitions import recover_lost
 from ..models import AIJob, ErrorCode, Phase, Status
 from ..money import usage_rollup
 from ..queues import PERIODIC_SWEEP
 from . import recovery
 from .batches import keep_polling
-from .lifecycle import recover_lost
-from .schedules import schedule_once
 
 logger = logging.getLogger("django_ai_fields")
 
@@ -35,9 +38,8 @@ SCHEDULED_KEY = "django_ai_fields:sweep-scheduled"
 # When the scheduled sweep is due, and whether a late one was run directly.
 DUE_KEY = "django_ai_fields:sweep-due"
 KICKED_KEY = "django_ai_fields:sweep-kicked"
-BATCH = 1000
-# RQ job statuses of a job that will still run (others, or none: it never will).
-WAITING_RQ_STATUSES = (b"queued", b"scheduled", b"deferred", "queued", "scheduled", "deferred")
+# The most jobs each part of one sweep takes on (the next sweep takes the rest).
+JOBS_PER_SWEEP = 1000
 
 
 @dataclass
@@ -55,15 +57,40 @@ class SweepReport:
 
 
 def sweep(*, all_pending: bool = False, now: datetime | None = None) -> SweepReport:
-    """Enqueue stale pending jobs, orphaned queued jobs, and recover lost running jobs.
+    """Enqueue stale pending jobs, orphaned queued jobs, and recover lost running jobs,
+    in every database and schema holding jobs.
 
     ``all_pending`` enqueues every pending job, not only those older than PENDING_GRACE.
     """
     now = now or timezone.now()
     report = SweepReport()
+    failed_runs = recovery.failed_runs()  # read once from the queue, for every visit
+    errors: list[DatabaseError] = []
+    visits = list(context.visits())
+    for visit in visits:
+        try:
+            with context.restore(visit):
+                sweep_here(visit, report, failed_runs, all_pending=all_pending, now=now)
+        except DatabaseError as exc:  # one schema's broken table must not stop the rest
+            logger.warning("Sweep skipped %s: %s", describe(visit), exc)
+            errors.append(exc)
+    if errors and len(errors) == len(visits):
+        raise errors[0]  # the database is down: the caller reports it
+    return report
+
+
+def sweep_here(
+    visit: Context,
+    report: SweepReport,
+    failed_runs: list[str],
+    *,
+    all_pending: bool,
+    now: datetime,
+) -> None:
+    """One visit's part of the sweep: the jobs of one database (and schema)."""
     job_ids = recover_lost_jobs(now, report)
     # Runs RQ itself saw die (killed work horse...): recovered now, not after JOB_TIMEOUT.
-    dead_runs, failed = recovery.recover_failed_runs()
+    dead_runs, failed = recovery.recover_failed_runs(failed_runs)
     job_ids += dead_runs
     report.recovered += len(dead_runs)
     report.failed += failed
@@ -72,16 +99,25 @@ def sweep(*, all_pending: bool = False, now: datetime | None = None) -> SweepRep
         pending = pending.filter(
             updated_at__lt=now - timedelta(seconds=get_setting("PENDING_GRACE"))
         )
-    job_ids += pending.order_by("pk").values_list("pk", flat=True)[:BATCH]
+    job_ids += pending.order_by("pk").values_list("pk", flat=True)[:JOBS_PER_SWEEP]
     job_ids += orphaned_queued_jobs(now)
     job_ids = list(dict.fromkeys(job_ids))  # recovered jobs are pending now: listed twice
-    with contextlib.suppress(Exception):  # Redis down: enqueue_all reports it
-        forget_lost_waiting_drain()
-    report.enqueued = enqueue_all(job_ids)
-    report.unreachable = len(job_ids) - report.enqueued
+    groups = context.split(visit, job_ids)
+    for job_context in [visit, *(c for c, _ids in groups if c != visit)]:
+        with contextlib.suppress(Exception):  # Redis down: to_drain reports it
+            handover.forget_lost_drain(job_context)
+    for job_context, ids in groups:
+        enqueued = handover.to_drain(ids, job_context)
+        report.enqueued += enqueued
+        report.unreachable += len(ids) - enqueued
     keep_polling()
     usage_rollup.catch_up(batches=1)  # usage rows logged past the app (docs/performance.md)
-    return report
+
+
+def describe(visit: Context) -> str:
+    """A visit for a log line: ``database 'default', schema 'acme'``."""
+    where = f"database {visit['db']!r}"
+    return f"{where}, schema {visit['schema']!r}" if visit.get("schema") else where
 
 
 def recover_lost_jobs(now: datetime, report: SweepReport) -> list[int]:
@@ -90,7 +126,7 @@ def recover_lost_jobs(now: datetime, report: SweepReport) -> list[int]:
     requeue: list[int] = []
     deadline = now - timedelta(seconds=get_setting("JOB_TIMEOUT"))
     lost = AIJob.objects.filter(status=Status.RUNNING, started_at__lt=deadline)
-    for job in lost.only("pk", "run_token", "attempts", "reservations")[:BATCH]:
+    for job in lost.only("pk", "run_token", "attempts", "reservations")[:JOBS_PER_SWEEP]:
         guarded = AIJob.objects.filter(pk=job.pk, status=Status.RUNNING, run_token=job.run_token)
         outcome = recover_lost(
             job,
@@ -119,28 +155,18 @@ def orphaned_queued_jobs(now: datetime) -> list[int]:
         AIJob.objects.filter(status=Status.QUEUED, updated_at__lt=grace)
         .exclude(rq_job_id="")
         .exclude(phase=Phase.BATCH)  # waits for a provider batch, not for RQ
-        .values_list("pk", "rq_job_id")[:BATCH]
+        .values_list("pk", "rq_job_id")[:JOBS_PER_SWEEP]
     )
     if not candidates:
         return []
     try:
-        queue = queues.get_queue()
-        connection = queue.connection
-        key = getattr(queue, "intermediate_queue_key", None)  # rq >= 2
-        taken = {i.decode() for i in connection.lrange(key, 0, -1)} if key else set()
-        pipe = connection.pipeline()
-        for _pk, rq_id in candidates:
-            pipe.hget(Job.key_for(rq_id), "status")
-        statuses = pipe.execute()
+        waiting = backend.waiting_tasks([task_id for _pk, task_id in candidates])
     except Exception as exc:
         logger.warning("Sweep could not reach Redis: %s", exc)
         return []
-    orphans = [
-        pk
-        for (pk, rq_id), status in zip(candidates, statuses, strict=True)
-        if status not in WAITING_RQ_STATUSES or rq_id in taken
-    ]
-    AIJob.objects.filter(pk__in=orphans, status=Status.QUEUED).update(status=Status.PENDING)
+    orphans = [pk for pk, task_id in candidates if task_id not in waiting]
+    if orphans:
+        transitions.not_handed_over(orphans, "the queue no longer holds their task")
     return orphans
 
 
@@ -155,12 +181,11 @@ def schedule_sweep() -> None:
     if interval <= 0:
         return
     try:
-        queue = queues.get_queue()
-        connection = queue.connection
-        if schedule_once(SCHEDULED_KEY, interval, PERIODIC_SWEEP, at_front=True):
+        connection = queues.redis()
+        if backend.schedule_once(SCHEDULED_KEY, interval, PERIODIC_SWEEP, at_front=True):
             connection.set(DUE_KEY, repr(time.time() + interval), ex=interval * 10)
-        elif _late(connection, interval) and connection.set(KICKED_KEY, 1, nx=True, ex=interval):
-            queue.enqueue(PERIODIC_SWEEP, result_ttl=interval, at_front=True)
+        elif _late(connection, interval) and backend.set_mark(KICKED_KEY, "1", interval):
+            backend.send(PERIODIC_SWEEP, result_ttl=interval, at_front=True)
     except Exception as exc:
         logger.debug("Could not schedule the AI fields sweep: %s", exc)
 

@@ -1,10 +1,11 @@
-"""Every RQ entry point of the app, and the one wrapper they all share.
+"""Every task entry point of the app, and the one wrapper they all start through.
 
-RQ stores a job's function as its dotted path (``django_ai_fields.jobs.tasks.run_job``);
-the layers below enqueue these by that path (``queues.RUN_JOB`` ...), never by
-importing this module, so the jobs layer stays on top of the ones it uses. Paths of
-earlier releases still stored in Redis (the flat layout's ``engine.run_job`` ...)
-resolve here through ``django_ai_fields._deprecated``.
+The queue stores a task as its dotted path (``django_ai_fields.jobs.tasks.run_job``);
+the layers below send these by that path (``queues.RUN_JOB`` ..., through
+dispatch.backend), never by importing this module, so the jobs layer stays on top
+of the ones it uses. ``entry_point`` is the one place where a task starts in the
+worker: what a task needs restored before it touches the database happens there
+(its job context: database, schema, dispatch/context.py).
 """
 
 from __future__ import annotations
@@ -12,30 +13,33 @@ from __future__ import annotations
 import contextlib
 import functools
 from collections.abc import Callable, Sequence
-from typing import ParamSpec, TypeVar
+from typing import Any, TypeVar
 
 from django.db import close_old_connections, connection
-from rq import get_current_job
 
 from ..calling.pipeline import drive
-from ..intake.outbox import chunk_timeout
+from ..dispatch import backend
+from ..dispatch import context as job_context
+from ..dispatch.context import Context
+from ..dispatch.handover import chunk_timeout
 from . import batches, drains, engine, sweep
 from .chunks import ChunkRun
-from .schedules import release_mark
 
-P = ParamSpec("P")
 R = TypeVar("R")
 
 
-def entry_point(func: Callable[P, R]) -> Callable[P, R]:
+def entry_point(func: Callable[..., R]) -> Callable[..., R]:
     """An RQ entry point: drop the worker's dead database connection first (a
-    long-lived worker may hold one from before a database restart)."""
+    long-lived worker may hold one from before a database restart), then run the
+    task inside the job context it carries (keyword ``context``; without one, the
+    context here: an in-process call runs where its caller is)."""
 
     @functools.wraps(func)
-    def run(*args: P.args, **kwargs: P.kwargs) -> R:
+    def run(*args: Any, context: Context | None = None, **kwargs: Any) -> R:
         if not connection.in_atomic_block:
             close_old_connections()
-        return func(*args, **kwargs)
+        with job_context.restore(context):
+            return func(*args, **kwargs)
 
     return run
 
@@ -55,7 +59,7 @@ def run_chunk(job_ids: Sequence[int]) -> dict[str, int]:
     status. On a worker, live jobs waiting for a drain come first while the chunk
     has time to spare: a backfill occupying every worker must not make a live save
     wait. Called in-process (``api.regenerate(sync=True)``), it runs only its own."""
-    source = drains.lease_waiting if get_current_job() is not None else None
+    source = drains.lease_waiting if backend.current_task_id() is not None else None
     spare = chunk_timeout(len(job_ids)) / 2
     try:
         return ChunkRun(job_ids, source=source, source_seconds=spare).run()
@@ -79,7 +83,7 @@ def periodic_sweep() -> str:
     A run that fails (the database down) still re-arms: while PostgreSQL restarts
     the workers fail every queued run at its lease within milliseconds, so the
     queue may be empty by the time it is back, and no later job would re-arm."""
-    release_mark(sweep.SCHEDULED_KEY)
+    backend.release_own_mark(sweep.SCHEDULED_KEY)
     try:
         return _sweep()
     finally:
@@ -94,7 +98,7 @@ def _sweep() -> str:
 def periodic_poll() -> str:
     """The workers' scheduled poll of provider batches; schedules the next one
     while batches stay open."""
-    release_mark(batches.POLL_KEY)
+    backend.release_own_mark(batches.POLL_KEY)
     try:
         return _poll()
     finally:

@@ -113,12 +113,6 @@ def _genai_model(provider: str, model: str) -> tuple[Any, Any] | None:
     return None
 
 
-def is_priced(model: str, provider: str = "") -> bool:
-    """True when the model (after PRICE_AS) has a known price."""
-    priced = price_as(provider, model)
-    return override_for(priced) is not None or _genai_model(provider, priced) is not None
-
-
 def _override_micro(price: Price, tokens: CallTokens, batch: bool) -> Decimal:
     writes_5m = max(0, tokens.cache_creation_tokens - tokens.cache_write_1h_tokens)
     uncached = max(0, tokens.input_tokens - tokens.cached_tokens - tokens.cache_creation_tokens)

@@ -2,7 +2,9 @@
 
 A reservation is one conditional ``UPDATE ... SET used = used + n WHERE
 used + n <= limit`` per usage row, so any number of workers never overshoot a
-limit, on PostgreSQL or SQLite. Units: requests, tokens, micro-dollars.
+limit, on PostgreSQL or SQLite. Units: requests, tokens, micro-dollars. Every read
+here decides (may this call go ahead?): it goes to the database of the job (the
+pinned one) or the router's write database, never to a replica that may lag.
 """
 
 from __future__ import annotations
@@ -11,18 +13,25 @@ import datetime
 from dataclasses import dataclass
 from decimal import Decimal
 from functools import partial
-from typing import Any
+from typing import TypeVar
 
-from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db import IntegrityError
+from django.db.models import F, Manager
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from .. import signals
+from .. import databases, signals
 from ..conf import get_setting
+from ..databases import for_decisions
 from ..models import ErrorCode, Quota, QuotaKind, QuotaPeriod, QuotaUsage
 from .pricing import ceil_micro, cost_micro, usd_to_micro
-from .tool_fees import fee_micro
+
+M = TypeVar("M", Quota, QuotaUsage)
+
+
+def _decided(model: type[M]) -> Manager[M]:
+    """``model``'s rows as decisions must see them (databases.for_decisions)."""
+    return model.objects.db_manager(for_decisions(model))
 
 
 @dataclass(frozen=True)
@@ -71,44 +80,6 @@ def worst_case(model: str, prompt_bytes: int, max_tokens: int, provider: str = "
     return Demand(1, prompt_bytes + max_tokens, None if cost is None else ceil_micro(cost), model)
 
 
-def actual(
-    model: str, response: object | None, *, batch: bool = False, provider: str = ""
-) -> Demand:
-    """Units a finished call really used; a call that failed uses nothing."""
-    if response is None:
-        return NOTHING
-    tokens_in = response.input_tokens  # type: ignore[attr-defined]
-    tokens_out = response.output_tokens  # type: ignore[attr-defined]
-    if not response.billable:  # type: ignore[attr-defined]
-        return Demand(1, tokens_in + tokens_out, 0)
-    cost = answer_cost_micro(model, response, provider=provider, batch=batch)
-    if cost is None:
-        return Demand(1, tokens_in + tokens_out, 0, model)
-    return Demand(1, tokens_in + tokens_out, ceil_micro(cost), model)
-
-
-def answer_cost_micro(
-    model: str, response: Any, *, provider: str = "", batch: bool = False
-) -> Decimal | None:
-    """Exact cost of a billable answer in micro-dollars: its tokens at the model's
-    prices (cache reads and writes, batch rate, service tier) plus its hosted tool
-    fees. None when the model has no known price."""
-    cost = cost_micro(
-        model,
-        input_tokens=response.input_tokens,
-        output_tokens=response.output_tokens,
-        cached_tokens=response.cached_tokens,
-        cache_creation_tokens=response.cache_creation_tokens,
-        cache_write_1h_tokens=response.cache_write_1h_tokens,
-        batch=batch or response.batch,
-        service_tier=response.service_tier,
-        provider=provider,
-    )
-    if cost is None:
-        return None
-    return cost + fee_micro(getattr(response, "tool_uses", None) or {})
-
-
 def period_start(period: str, today: datetime.date | None = None) -> datetime.date:
     today = today or timezone.localdate()
     return today.replace(day=1) if period == QuotaPeriod.MONTH else today
@@ -116,7 +87,7 @@ def period_start(period: str, today: datetime.date | None = None) -> datetime.da
 
 def applicable_quotas(tenant: str) -> list[Quota]:
     """The tenant's own quotas, and the defaults (blank tenant) it has none for."""
-    quotas = Quota.objects.filter(tenant__in={tenant, ""}).order_by("tenant")
+    quotas = _decided(Quota).filter(tenant__in={tenant, ""}).order_by("tenant")
     chosen: dict[tuple[str, str], Quota] = {}
     for quota in quotas:  # blank tenant sorts first; the tenant's own row overrides it
         chosen[(quota.kind, quota.period)] = quota
@@ -135,19 +106,21 @@ def _usage_row_id(tenant: str, scope: str, kind: str, period: str) -> int:
         "period": period,
         "period_start": period_start(period),
     }
-    row_id = QuotaUsage.objects.filter(**key).values_list("pk", flat=True).first()
+    row_id = _decided(QuotaUsage).filter(**key).values_list("pk", flat=True).first()
     if row_id is not None:
         return row_id
     try:
-        with transaction.atomic():
-            return QuotaUsage.objects.create(**key).pk
+        with databases.atomic(QuotaUsage):
+            return _decided(QuotaUsage).create(**key).pk
     except IntegrityError:  # created concurrently
-        return QuotaUsage.objects.filter(**key).values_list("pk", flat=True).get()
+        return _decided(QuotaUsage).filter(**key).values_list("pk", flat=True).get()
 
 
 def _take(row_id: int, units: int, limit: int) -> bool:
     return bool(
-        QuotaUsage.objects.filter(pk=row_id, used__lte=limit - units).update(used=F("used") + units)
+        _decided(QuotaUsage)
+        .filter(pk=row_id, used__lte=limit - units)
+        .update(used=F("used") + units)
     )
 
 
@@ -159,7 +132,7 @@ def reserve(tenant: str, demand: Demand, budget: Budget | None = None) -> list[R
     if not quotas and budget is None:
         return reservations  # nothing to reserve: no transaction either
     refuse_unpriced(tenant, demand, quotas, budget)
-    with transaction.atomic():
+    with databases.atomic(QuotaUsage):
         for quota in quotas:
             units = demand.units(quota.kind)
             row_id = _usage_row_id(tenant, "", quota.kind, quota.period)
@@ -219,7 +192,7 @@ def settle(reservations: list[Reservation], used: Demand) -> None:
     for row_id, kind, units in reservations:
         delta = used.units(str(kind)) - int(units)
         if delta:
-            QuotaUsage.objects.filter(pk=row_id).update(used=F("used") + delta)
+            _decided(QuotaUsage).filter(pk=row_id).update(used=F("used") + delta)
 
 
 def alert_fractions() -> list[Decimal]:
@@ -236,7 +209,7 @@ def check_alerts(tenant: str, reservations: list[Reservation]) -> None:
     row_ids = [int(row_id) for row_id, _kind, _units in reservations]
     if not fractions or not row_ids:
         return
-    rows = QuotaUsage.objects.filter(pk__in=row_ids, scope="", tenant=tenant)
+    rows = _decided(QuotaUsage).filter(pk__in=row_ids, scope="", tenant=tenant)
     by_key = {(q.kind, q.period): q for q in applicable_quotas(tenant)}
     for row in rows:
         quota = by_key.get((row.kind, row.period))
@@ -247,17 +220,24 @@ def check_alerts(tenant: str, reservations: list[Reservation]) -> None:
             if limit <= 0 or row.used < fraction * limit:
                 break
             permille = int(fraction * 1000)
-            moved = QuotaUsage.objects.filter(pk=row.pk, alerted_permille__lt=permille).update(
-                alerted_permille=permille
+            moved = (
+                _decided(QuotaUsage)
+                .filter(pk=row.pk, alerted_permille__lt=permille)
+                .update(alerted_permille=permille)
             )
             if moved:
-                transaction.on_commit(partial(_send_alert, tenant, quota, fraction))
+                databases.on_commit(partial(_send_alert, tenant, quota, fraction))
 
 
 def _send_alert(tenant: str, quota: Quota, fraction: Decimal) -> None:
     signals.quota_threshold_reached.send(
         sender=Quota, tenant=tenant, quota=quota, fraction=float(fraction)
     )
+
+
+def released(reservations: list[Reservation]) -> list[Reservation]:
+    """The same reservations holding nothing (their units were given back already)."""
+    return [[row_id, kind, 0] for row_id, kind, _units in reservations]
 
 
 def release(reservations: list[Reservation]) -> None:
@@ -267,7 +247,8 @@ def release(reservations: list[Reservation]) -> None:
 
 def usage_for(tenant: str, kind: str, period: str) -> int:
     return (
-        QuotaUsage.objects.filter(
+        _decided(QuotaUsage)
+        .filter(
             tenant=tenant, scope="", kind=kind, period=period, period_start=period_start(period)
         )
         .values_list("used", flat=True)

@@ -3,7 +3,11 @@ workers, job counts, stuck jobs, and whether the providers answer."""
 
 from __future__ import annotations
 
+import contextlib
+import json
 import time
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import wait as wait_for
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -15,9 +19,16 @@ from rq import Worker
 from ..conf import get_setting, provider_settings
 from ..fields import ai_fields_of
 from ..models import FINISHED_STATUSES, AIJob, Status
-from ..queues import get_queue
+from ..queues import get_queue, redis
 
-PROBE_TIMEOUT = 3.0  # seconds; a reachability check must not hang a probe
+# Seconds a provider's reachability probe may take, whatever its TIMEOUT says. The
+# probes run side by side, so a diagnostics answer waits about this long at most.
+PROBE_TIMEOUT = 3.0
+# What the SDK's own timeout may overrun by before a probe counts as timed out.
+PROBE_GRACE = 1.0
+# Seconds the last probes' report is served to everyone (docs/api.md#get-diagnostics-diagnostics).
+PROBE_CACHE_SECONDS = 30
+PROBE_CACHE_KEY = "django_ai_fields:provider_health"
 
 
 def queue_health(queue: Any = None) -> dict[str, Any]:
@@ -99,16 +110,51 @@ def configured_providers() -> list[str]:
 
     names = [get_setting("DEFAULT_PROVIDER"), *get_setting("PROVIDERS")]
     for model in apps.get_models():
-        names += [f.provider for f in ai_fields_of(model) if f.provider]
+        names += [f.ai.provider for f in ai_fields_of(model) if f.ai.provider]
     return list(dict.fromkeys(str(n) for n in names if n))
 
 
+def recent_provider_health(probe: bool) -> dict[str, Any] | None:
+    """The last probes (``{"checked_at": ..., "providers": [...]}``) when younger
+    than PROBE_CACHE_SECONDS; else new ones when ``probe``, else None."""
+    report = _cached_report()
+    if report is None and probe:
+        report = probe_all()
+    return report
+
+
+def provider_health() -> list[dict[str, Any]]:
+    """New probes of every configured provider (``probe_all``)."""
+    return probe_all()["providers"]
+
+
+def probe_all() -> dict[str, Any]:
+    """Probe every configured provider, all at once, and remember the report for
+    PROBE_CACHE_SECONDS. A probe that has not answered after PROBE_TIMEOUT (and
+    PROBE_GRACE) is reported as timed out; its thread ends with its SDK timeout."""
+    names = configured_providers()
+    _import_providers(names)
+    pool = ThreadPoolExecutor(max_workers=max(len(names), 1), thread_name_prefix="ai-probe")
+    futures = [pool.submit(probe_provider, name) for name in names]
+    wait_for(futures, timeout=PROBE_TIMEOUT + PROBE_GRACE)
+    pool.shutdown(wait=False, cancel_futures=True)
+    report = {
+        "checked_at": timezone.now().isoformat(),
+        "providers": [
+            future.result() if future.done() and not future.cancelled() else _timed_out(name)
+            for name, future in zip(names, futures, strict=True)
+        ],
+    }
+    _cache_report(report)
+    return report
+
+
 def probe_provider(name: str) -> dict[str, Any]:
-    """Ask the provider for its model list (a cheap authenticated GET)."""
-    config = provider_settings(name)
+    """Ask the provider for its model list (a cheap authenticated GET), within
+    PROBE_TIMEOUT and without retries (the SDK clients never retry)."""
     started = time.monotonic()
     try:
-        checked = _probe(name, config)
+        checked = _probe(name)
     except Exception as exc:
         from ..providers.base import ProviderError
 
@@ -123,12 +169,38 @@ def probe_provider(name: str) -> dict[str, Any]:
     return {"name": name, "ok": True, "detail": "reachable", "latency_ms": elapsed}
 
 
-def _probe(name: str, config: dict[str, Any]) -> bool:
+def _probe(name: str) -> bool:
     """True once the provider answered; False when there is no check for it."""
     from ..providers import build_provider
 
+    config = provider_settings(name)
+    config["TIMEOUT"] = min(float(config.get("TIMEOUT") or PROBE_TIMEOUT), PROBE_TIMEOUT)
     return bool(build_provider(name, config).probe())
 
 
-def provider_health() -> list[dict[str, Any]]:
-    return [probe_provider(name) for name in configured_providers()]
+def _import_providers(names: list[str]) -> None:
+    """Import the providers' SDKs (about 1 s for anthropic's) before the probes'
+    clock starts, so that a new process's first probes do not time out on it."""
+    from ..providers import provider_class
+
+    for name in names:
+        with contextlib.suppress(ImportError, ValueError):  # the probe reports it
+            provider_class(name)
+
+
+def _timed_out(name: str) -> dict[str, Any]:
+    detail = f"timeout: no answer within {PROBE_TIMEOUT:g} s."
+    return {"name": name, "ok": False, "detail": detail}
+
+
+def _cached_report() -> dict[str, Any] | None:
+    try:
+        stored = redis().get(PROBE_CACHE_KEY)
+    except Exception:  # Redis down: no cached report
+        return None
+    return json.loads(stored) if stored else None
+
+
+def _cache_report(report: dict[str, Any]) -> None:
+    with contextlib.suppress(Exception):  # Redis down: the report is returned, not shared
+        redis().set(PROBE_CACHE_KEY, json.dumps(report), ex=PROBE_CACHE_SECONDS)

@@ -40,3 +40,8 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info:
             data["exception"] = self.formatException(record.exc_info)
         return json.dumps(data, default=str)
+
+
+__all__ = [
+    "JsonFormatter",
+]

@@ -9,12 +9,13 @@ and scrape :func:`metrics_view`; see docs/observability.md.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from functools import cache
 from typing import Any
 
 from django.http import HttpRequest, HttpResponse
 
+from ..codes import FINISHED_STATUSES
 from ..conf import get_setting
 
 try:
@@ -64,6 +65,11 @@ def instruments() -> dict[str, Any]:
             "Jobs that reached a final status, by status and error code.",
             ("status", "error_code"),
         ),
+        "transitions": pc.Counter(
+            f"{PREFIX}_job_transitions",
+            "Job status changes, by the status entered (pending, queued, running...).",
+            ("status",),
+        ),
     }
 
 
@@ -81,16 +87,21 @@ def record_call(fields: dict[str, Any]) -> None:
     metric["cost"].labels(*labels).inc(fields["cost_usd"])
 
 
-FINAL_STATUSES = frozenset({"succeeded", "failed", "cancelled", "superseded"})
+def record_job_status(status: str, error_code: str = "", count: int = 1) -> None:
+    """Count ``count`` jobs entering ``status`` (dispatch.transitions calls it)."""
+    if not enabled():
+        return
+    metric = instruments()
+    metric["transitions"].labels(status).inc(count)
+    if status in FINISHED_STATUSES:
+        metric["jobs"].labels(status, error_code).inc(count)
 
 
-def record_job_status(fields: dict[str, Any]) -> None:
-    if enabled() and fields["status"] in FINAL_STATUSES:
-        instruments()["jobs"].labels(fields["status"], fields["error_code"]).inc()
-
-
-# Gauge state label -> health.queue_health() key.
+# Gauge state label -> the queue health's key.
 STATES = (("queued", "depth"), ("scheduled", "scheduled"), ("started", "started"))
+# Reads the queue's health when scraped (observability.health.queue_health, given by
+# the app config: this module sits below the one that knows the queue's state).
+_queue_health: list[Callable[[], dict[str, Any]]] = []
 
 
 class QueueCollector(Collector):
@@ -98,21 +109,24 @@ class QueueCollector(Collector):
     and delays) and started on the AI queue."""
 
     def collect(self) -> Iterator[Any]:
-        from .health import queue_health
-
         gauge = GaugeMetricFamily(
             f"{PREFIX}_queue_depth", "Jobs on the AI queue, by state.", labels=["queue", "state"]
         )
-        health = queue_health()
+        health: dict[str, Any] = _queue_health[0]() if _queue_health else {"ok": False}
         if health["ok"]:  # Redis unreachable: no samples rather than a failed scrape
             for state, key in STATES:
                 gauge.add_metric([health["name"], state], health[key])
         yield gauge
 
 
-@cache
-def install() -> bool:
+def install(queue_health: Callable[[], dict[str, Any]]) -> bool:
     """Register the queue collector in the default registry (once; at start-up)."""
+    _queue_health[:] = [queue_health]
+    return _register_collector()
+
+
+@cache
+def _register_collector() -> bool:
     if not enabled() or multiprocess_dir():
         return False
     prometheus_client.REGISTRY.register(QueueCollector())
@@ -133,7 +147,7 @@ def registry() -> Any:
         multiprocess.MultiProcessCollector(merged)
         merged.register(QueueCollector())
         return merged
-    install()
+    _register_collector()
     return prometheus_client.REGISTRY
 
 
@@ -144,3 +158,8 @@ def metrics_view(request: HttpRequest) -> HttpResponse:
         return HttpResponse("Metrics are off or prometheus_client is missing.", status=404)
     body = prometheus_client.generate_latest(registry())
     return HttpResponse(body, content_type=prometheus_client.CONTENT_TYPE_LATEST)
+
+
+__all__ = [
+    "metrics_view",
+]

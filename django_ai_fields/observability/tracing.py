@@ -18,20 +18,18 @@ except ImportError:  # the optional dependency is not installed
     trace = None  # type: ignore[assignment]
 
 if TYPE_CHECKING:
-    from ..calling.pipeline import Prepared
-    from ..providers import ProviderError
+    from ..providers import CompletionRequest, ProviderError
 
 TRACER = "django_ai_fields"
 
 
-def start_call(job: AIJob, prepared: Prepared) -> Any:
+def start_call(job: AIJob, request: CompletionRequest, provider: str) -> Any:
     """Start (not activate) the call's span; None without OpenTelemetry."""
     if trace is None:
         return None
-    request = prepared.request
     attributes: dict[str, Any] = {
         "gen_ai.operation.name": "chat",
-        "gen_ai.system": prepared.provider,
+        "gen_ai.system": provider,
         "gen_ai.request.model": request.model,
         "gen_ai.request.max_tokens": request.max_tokens,
         "ai_fields.job_id": job.pk,

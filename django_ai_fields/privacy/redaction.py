@@ -112,7 +112,7 @@ def policy_types(policy: Any) -> tuple[str, ...]:
 def types_for(function: Any, policy: Any) -> tuple[str, ...]:
     """The types a job masks; raises ValueError (the job fails with bad_request,
     nothing sent) for a type unknown or not servable here."""
-    wanted = tuple(dict.fromkeys(option_types(function.redact_pii) + policy_types(policy)))
+    wanted = tuple(dict.fromkeys(option_types(function.options.redact_pii) + policy_types(policy)))
     unknown = [entity for entity in wanted if entity not in ENTITY_TYPES]
     if unknown:
         raise ValueError(

@@ -16,7 +16,6 @@ from typing import Any
 
 from django.utils.module_loading import import_string
 
-from .. import _deprecated
 from .base import CompletionRequest, CompletionResponse, Provider, ProviderError
 
 BUILTIN = {
@@ -38,9 +37,6 @@ def provider_class(name: str) -> type[Provider]:
 def build_provider(name: str, config: dict[str, Any]) -> Provider:
     return provider_class(name)(config)
 
-
-# resolve_credentials and get_provider moved to tenants.credentials (deprecated here).
-__getattr__ = _deprecated.module_getattr(__name__)
 
 __all__ = [
     "BUILTIN",

@@ -12,6 +12,7 @@ from decimal import Decimal
 from typing import Any, TypeVar
 
 from ..codes import ErrorCode
+from .attachments import Attachment
 
 RETRYABLE_CODES = frozenset(
     {ErrorCode.RATE_LIMITED, ErrorCode.PROVIDER_UNAVAILABLE, ErrorCode.TIMEOUT}
@@ -32,8 +33,8 @@ class CompletionRequest:
     options: dict[str, Any] = field(default_factory=dict)
     # Hosted tools (OpenAI Responses API): [{"type": "web_search"}, ...]; providers/tools.py.
     tools: list[dict[str, Any]] = field(default_factory=list)
-    # Files sent with the prompt (images, PDFs): file_inputs.Attachment objects.
-    attachments: list[Any] = field(default_factory=list)
+    # Files sent with the prompt (images, PDFs), read by declare/file_inputs.py.
+    attachments: list[Attachment] = field(default_factory=list)
     # "responses" or "chat" (OpenAI); None: the provider entry's API setting.
     api: str | None = None
 
@@ -247,3 +248,15 @@ def require_key(provider: Provider) -> None:
         raise ProviderError(
             ErrorCode.AUTH, f"No API key configured for provider {provider.name!r}."
         )
+
+
+__all__ = [
+    "BatchState",
+    "CompletionRequest",
+    "CompletionResponse",
+    "Provider",
+    "ProviderError",
+    "clients",
+    "code_for_status",
+    "require_key",
+]

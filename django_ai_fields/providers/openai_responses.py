@@ -12,7 +12,7 @@ from typing import Any, Final
 
 from openai.types.responses import Response
 
-from ..models import ErrorCode
+from ..codes import ErrorCode
 from .attachments import responses_content
 from .base import CompletionRequest, CompletionResponse, ProviderError
 from .streams import STREAM_ERROR_TYPES, StreamItem

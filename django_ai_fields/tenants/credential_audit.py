@@ -1,6 +1,6 @@
 """Stored tenant credentials as a whole: rows whose key cannot be decrypted
 (``ai_status``), re-encryption with the newest key (``ai_rotate_keys``), and
-base URLs pointing at internal addresses (a system check)."""
+base URLs pointing at internal addresses (a system check, registered by apps.py)."""
 
 from __future__ import annotations
 
@@ -58,7 +58,6 @@ def rotate_keys(dry_run: bool = False) -> RotationReport:
     return report
 
 
-@checks.register(checks.Tags.database)
 def check_tenant_base_urls(
     app_configs: Any = None, databases: Any = None, **kwargs: Any
 ) -> list[checks.CheckMessage]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..conf import provider_settings
-from ..models import ProviderCredential
+from ..models import ProviderBatch, ProviderCredential
 from ..providers import Provider, provider_class
 from .base_urls import on_allowlist
 
@@ -25,13 +25,46 @@ def resolve_credentials(name: str, tenant: str | None) -> dict[str, Any]:
     row, the settings' PROVIDERS entry. A row that may not be used comes back with
     no key, no URL and ``CREDENTIAL_ERROR``: the call fails ``auth`` with that
     message before any request (``require_key``)."""
+    return resolve(name, tenant)[0]
+
+
+def resolve(name: str, tenant: str | None) -> tuple[dict[str, Any], ProviderCredential | None]:
+    """``resolve_credentials``, with the tenant's row it used (None: the settings)."""
+    credential = tenant_credential(name, tenant)
     config = provider_settings(name)
+    return (config if credential is None else credential_config(credential, config)), credential
+
+
+def tenant_credential(name: str, tenant: str | None) -> ProviderCredential | None:
+    """The tenant's credential row for provider ``name``; None: the settings' entry."""
     if not tenant:
-        return config
-    credential = ProviderCredential.objects.filter(tenant=tenant, provider=name).first()
-    if credential is None:
-        return config
-    return credential_config(credential, config)
+        return None
+    return ProviderCredential.objects.filter(tenant=tenant, provider=name).first()
+
+
+def batch_credentials(batch: ProviderBatch) -> dict[str, Any]:
+    """The config a provider batch is polled and read with: the one it was submitted
+    with (the operator's settings, or the tenant's row still pointing at the same
+    base URL), never re-resolved. A row deleted or moved since comes back unusable
+    (``CREDENTIAL_ERROR``): nothing of the batch goes anywhere else."""
+    settings_config = provider_settings(batch.provider)
+    if batch.uses_settings:
+        return settings_config
+    if batch.credential is None:
+        problem = (
+            f"The provider credential provider batch {batch.batch_id} was submitted with "
+            "was deleted: its results cannot be read with another one."
+        )
+        return {"API_KEY": "", "BASE_URL": "", "CREDENTIAL_ERROR": problem}
+    config = credential_config(batch.credential, settings_config)
+    if not config.get("CREDENTIAL_ERROR") and (config["BASE_URL"] or "") != batch.base_url:
+        problem = (
+            f"The base URL of tenant {batch.credential.tenant!r}'s {batch.provider!r} "
+            f"credential changed after provider batch {batch.batch_id} was submitted: its "
+            "results are read only from the server it was sent to."
+        )
+        return {**config, "API_KEY": "", "BASE_URL": "", "CREDENTIAL_ERROR": problem}
+    return config
 
 
 def credential_config(credential: Any, settings_config: dict[str, Any]) -> dict[str, Any]:

@@ -36,10 +36,6 @@ def _resolver() -> Callable[[Any], str | None] | None:
     return import_string(path) if isinstance(path, str) else path
 
 
-def is_scoped() -> bool:
-    return _resolver() is not None
-
-
 def tenant_for_user(user: Any) -> str | None:
     """The tenant the user is confined to; None: all tenants. Raises NoTenant."""
     resolver = _resolver()
@@ -51,6 +47,15 @@ def tenant_for_user(user: Any) -> str | None:
     if user.is_active and user.is_superuser:
         return None
     raise NoTenant("This user belongs to no tenant.")
+
+
+def is_operator(user: Any) -> bool:
+    """A superuser or staff member bound to no tenant: trusted with what costs the
+    whole deployment, such as live provider probes (docs/security.md)."""
+    if not (user.is_authenticated and user.is_active and (user.is_superuser or user.is_staff)):
+        return False
+    resolver = _resolver()
+    return resolver is None or resolver(user) is None
 
 
 def scope(queryset: models.QuerySet[Any], user: Any, field: str = "tenant") -> models.QuerySet[Any]:

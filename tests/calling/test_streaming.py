@@ -109,9 +109,9 @@ def in_background(action: Callable[[], Any]) -> threading.Thread:
 
 def test_stream_option_is_kept_out_of_migrations():
     field = Story._meta.get_field("text")
-    assert field.stream is True
+    assert field.ai.stream is True
     assert "stream" not in field.deconstruct()[3]
-    assert Lead._meta.get_field("summary").stream is False
+    assert Lead._meta.get_field("summary").ai.stream is False
 
 
 def test_streamed_field_saves_partial_text_at_most_every_half_second(fake_provider):

@@ -11,6 +11,7 @@ from django.db.migrations.loader import MigrationLoader
 from django.db.migrations.state import ProjectState
 from django.test.utils import isolate_apps
 
+from django_ai_fields.declare.options import FieldOptions
 from django_ai_fields.fields import AIGeneratedField, AIGeneratedJSONField, get_ai_field
 from django_ai_fields.intake.tracking import install, tracker_for
 from django_ai_fields.models import AIJob
@@ -29,7 +30,22 @@ ALL_AI_OPTIONS = {
     "budget_usd": 5.0,
     "auto_regenerate": False,
     "max_input_chars": 1000,
+    "max_input_tokens": 500,
+    "fallback": [("openai", "gpt-4o-mini")],
+    "provider_options": {"seed": 1},
+    "stream": True,
+    "keep_manual_edits": False,
+    "redact_pii": ["email"],
+    "restore_pii": True,
+    "inputs": ["secret"],
+    "tools": ["web_search"],
+    "api": "responses",
 }
+
+
+def test_the_migration_tests_below_set_every_ai_option() -> None:
+    """A new option (one line in declare/options.py) is covered here without more."""
+    assert set(ALL_AI_OPTIONS) == FieldOptions.names()
 
 
 def test_text_field_deconstructs_without_ai_options() -> None:
@@ -140,7 +156,7 @@ def test_abstract_parent_gets_no_tracking_and_the_subclass_does() -> None:
     assert tracker.attnames == ("title", "blurb")  # the trigger, then the AI column
     blurb = get_ai_field(Article, "blurb")
     assert blurb.model is Article
-    assert blurb.prompt == "Write a blurb for {title}."
+    assert blurb.ai.prompt == "Write a blurb for {title}."
 
 
 @pytest.mark.django_db

@@ -20,7 +20,7 @@ from rq import SimpleWorker
 from rq.registry import FinishedJobRegistry, ScheduledJobRegistry
 
 from django_ai_fields.api import regenerate
-from django_ai_fields.intake.drain_requests import (
+from django_ai_fields.dispatch.handover import (
     DRAIN_PREFIX,
     WAITING_DRAIN_KEY,
     WAITING_MARK_SECONDS,
@@ -185,7 +185,7 @@ def test_the_lease_skips_rows_another_drain_locked(settings):
     skip_locked = [q["sql"] for q in queries.captured_queries if "SKIP LOCKED" in q["sql"]]
     if connection.features.has_select_for_update_skip_locked:  # PostgreSQL
         assert len(skip_locked) == 1
-    else:  # SQLite: lease_many's conditional UPDATE arbitrates
+    else:  # SQLite: the lease's conditional UPDATE arbitrates
         assert skip_locked == []
 
 
@@ -335,13 +335,13 @@ def test_a_job_put_back_for_a_delayed_retry_between_the_select_and_the_lease_is_
     """On SQLite the lease is a SELECT, then a conditional UPDATE: another drain may run
     the job and put it back for a delayed retry in between. The UPDATE leaves it."""
     [job] = save_articles(1)
-    real_lease_many = drains.lease_many
+    real_lease = drains.lease_still_waiting
 
-    def retried_meanwhile(ids, **kwargs):  # type: ignore[no-untyped-def]
+    def retried_meanwhile(ids):  # type: ignore[no-untyped-def]
         AIJob.objects.filter(pk=job.pk).update(rq_job_id="a-scheduled-rq-job", attempts=1)
-        return real_lease_many(ids, **kwargs)
+        return real_lease(ids)
 
-    monkeypatch.setattr(drains, "lease_many", retried_meanwhile)
+    monkeypatch.setattr(drains, "lease_still_waiting", retried_meanwhile)
 
     assert drains.lease_waiting(4) == []
     job.refresh_from_db()

@@ -6,6 +6,7 @@ rate-limit state lives in the suite's Redis (fakeredis, or a real one with REDIS
 
 from __future__ import annotations
 
+import dataclasses
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -245,7 +246,8 @@ def test_the_fallback_takes_over_when_the_last_attempt_fails(fake_provider, sett
 
 def test_a_field_fallback_overrides_the_setting(fake_provider, settings, monkeypatch):
     configure(settings, CIRCUIT_FAILURES=2, FALLBACK=[["azure", "gpt-4o"]])
-    monkeypatch.setattr(Lead._meta.get_field("heat"), "fallback", [HAIKU])
+    heat = Lead._meta.get_field("heat")
+    monkeypatch.setattr(heat, "ai", dataclasses.replace(heat.ai, fallback=[HAIKU]))
     fake_provider.reply_text = "hot"
     open_circuit()
     _lead, job = job_for("heat")

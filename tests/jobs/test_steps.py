@@ -19,12 +19,13 @@ def test_a_successful_job_logs_each_phase_with_tokens_and_cost(fake_provider, wo
     worker.drain()
     job = AIJob.objects.get(field_name="heat")
     phases = [step["phase"] for step in job.steps]
-    assert phases == ["INIT", "PREP", "AI_CALL", "DONE"]
+    assert phases == ["INIT", "PREP", "AI_CALL", "PARSE", "DONE"]
     assert all(step["attempt"] == 1 and step["at"] for step in job.steps)
     assert job.steps[2]["message"] == "Calling openai (gpt-4o-mini)"
-    done = job.steps[-1]
-    assert (done["input_tokens"], done["output_tokens"]) == (11, 7)
-    assert done["cost_usd"] == "0.000006"  # 11 x 0.15 + 7 x 0.60 = 5.85 micro-dollars
+    answered = job.steps[3]  # the call is booked (and charged) as its answer arrives
+    assert (answered["input_tokens"], answered["output_tokens"]) == (11, 7)
+    assert answered["cost_usd"] == "0.000006"  # 11 x 0.15 + 7 x 0.60 = 5.85 micro-dollars
+    assert (job.input_tokens, job.output_tokens, str(job.cost_usd)) == (11, 7, "0.000006")
     assert lead.pk
 
 
@@ -53,7 +54,8 @@ def test_json_job_detail_and_admin_show_the_steps(fake_provider, worker):
     client = Client()
     client.force_login(admin_user)
     detail = client.get(f"/ai/jobs/{job.pk}/").json()
-    assert [step["phase"] for step in detail["steps"]] == ["INIT", "PREP", "AI_CALL", "DONE"]
+    phases = [step["phase"] for step in detail["steps"]]
+    assert phases == ["INIT", "PREP", "AI_CALL", "PARSE", "DONE"]
     page = client.get(f"/admin/django_ai_fields/aijob/{job.pk}/change/").content.decode()
     assert "Calling openai (gpt-4o-mini)" in page
 

@@ -9,9 +9,9 @@ from decimal import Decimal
 import django
 import pytest
 
-from django_ai_fields.calling.pipeline import priced_cost
 from django_ai_fields.models import AIJob, AIUsage, Quota, QuotaUsage
 from django_ai_fields.money import pricing
+from django_ai_fields.money.bills import Bill
 from django_ai_fields.providers import CompletionResponse
 from tests.fake_provider import Usage
 from tests.testapp.models import Memo, Product
@@ -111,7 +111,7 @@ def test_dated_anthropic_snapshot_is_priced_like_its_model(tenants, settings, wo
 )
 def test_batch_answers_cost_the_batch_rate(provider, model, expected):
     response = CompletionResponse(text="x", input_tokens=1000, output_tokens=200, batch=True)
-    assert priced_cost(model, response, provider) == expected
+    assert Bill.for_answer(model, response, provider=provider).cost_usd == expected
 
 
 def test_prices_are_taken_at_the_calls_own_time():

@@ -145,7 +145,11 @@ def test_every_call_logs_one_structured_record(fake_provider, caplog):
     assert record.target == f"testapp.lead:{job.object_id}.summary"
     assert f"job {job.pk}" in record.getMessage()
     statuses = [(r.status, r.levelno) for r in job_records(caplog)]
-    assert statuses == [("running", logging.INFO), ("succeeded", logging.INFO)]
+    assert statuses == [
+        ("pending", logging.INFO),
+        ("running", logging.INFO),
+        ("succeeded", logging.INFO),
+    ]
 
 
 def test_a_failed_call_and_job_log_warnings_with_the_error_code(fake_provider, caplog):
@@ -228,6 +232,7 @@ def test_json_logging_config_from_the_docs(fake_provider):
     assert (call["job_id"], call["provider"], call["success"]) == (job.pk, "openai", True)
     assert call["level"] == "INFO" and call["logger"] == "django_ai_fields"
     assert [line["status"] for line in lines if line.get("event") == "ai_job"] == [
+        "pending",
         "running",
         "succeeded",
     ]

@@ -207,7 +207,7 @@ def test_concurrent_catch_ups_count_each_row_once():
 @pytest.mark.django_db(transaction=True)
 def test_the_migration_fills_the_roll_up_from_the_existing_log():
     executor = MigrationExecutor(connection)
-    before = [("django_ai_fields", "0006_responses")]
+    before = [("django_ai_fields", "0008_job_context")]
     executor.migrate(before)
     old_apps = executor.loader.project_state(before).apps
     old_usage = old_apps.get_model("django_ai_fields", "AIUsage")

@@ -3,6 +3,7 @@ receives over real HTTP, what is written back, what the job keeps."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from collections.abc import Callable, Iterator
@@ -17,6 +18,7 @@ from rq import SimpleWorker
 
 from django_ai_fields.api import regenerate, run_ai_task
 from django_ai_fields.declare.checks import check_installation
+from django_ai_fields.declare.options import FieldOptions
 from django_ai_fields.fields import AIGeneratedField
 from django_ai_fields.functions import AIFunction, register
 from django_ai_fields.jobs import batches
@@ -92,10 +94,13 @@ def echo_placeholders(request: RecordedRequest) -> str:
 @pytest.fixture
 def field_options(monkeypatch: pytest.MonkeyPatch) -> Callable[..., None]:
     """Set AI options on a test model's field for one test (options make no migration)."""
+    names = FieldOptions.names()
 
     def set_options(field_name: str = "summary", **options: Any) -> None:
         field = Lead._meta.get_field(field_name)
-        for name, value in options.items():
+        ai_options = {name: options.pop(name) for name in list(options) if name in names}
+        monkeypatch.setattr(field, "ai", dataclasses.replace(field.ai, **ai_options))
+        for name, value in options.items():  # the field's own: max_length, schema
             monkeypatch.setattr(field, name, value)
 
     return set_options

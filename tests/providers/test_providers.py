@@ -8,7 +8,6 @@ import subprocess
 import sys
 from typing import Any
 
-import jsonschema
 import pytest
 
 from django_ai_fields.models import AIJob, AIUsage, ErrorCode, Status
@@ -224,39 +223,6 @@ def test_usage_rows_count_all_input_tokens(fake_provider, settings, worker, prov
     rows = AIUsage.objects.all()
     assert rows.count() == 3
     assert {(r.input_tokens, r.cached_tokens, r.output_tokens) for r in rows} == {(130, 30, 20)}
-
-
-# --------------------------------------------------------------------------- offline
-
-
-def test_offline_provider_is_deterministic_and_offline(fake_provider):
-    offline = get_provider("offline")
-    text = offline.complete(request(prompt="Summarize <data>ACME Corp</data>"))
-    again = offline.complete(request(prompt="Summarize <data>ACME Corp</data>"))
-    other = offline.complete(request(prompt="Summarize <data>Globex</data>"))
-    assert text == again
-    assert text.text != other.text
-    choices = [
-        offline.complete(request(prompt=f"<data>{n}</data>", choices=["hot", "warm", "cold"]))
-        for n in range(12)
-    ]
-    assert {c.text for c in choices} <= {"hot", "warm", "cold"}
-    assert len({c.text for c in choices}) > 1  # it depends on the input
-    data = offline.complete(request(json_schema=PROFILE_SCHEMA, json_output=True))
-    jsonschema.validate(json.loads(data.text), PROFILE_SCHEMA)
-    assert fake_provider.calls == 0
-
-
-def test_offline_provider_through_the_engine(fake_provider, settings, worker):
-    configure(settings, DEFAULT_PROVIDER="offline")
-    lead = Lead.objects.create(name="Ada", company="Acme", notes="Fintech")
-    worker.drain()
-    lead.refresh_from_db()
-    assert lead.summary.startswith("[offline]")
-    assert lead.heat in {"hot", "warm", "cold"}
-    jsonschema.validate(lead.profile, PROFILE_SCHEMA)
-    assert fake_provider.calls == 0
-    assert AIUsage.objects.filter(provider="offline", success=True).count() == 3
 
 
 # --------------------------------------------------------------------------- errors

@@ -5,6 +5,7 @@ docs/security.md lists these attacks with their outcomes."""
 from __future__ import annotations
 
 import json
+import threading
 
 import pytest
 from cryptography.fernet import Fernet
@@ -13,7 +14,7 @@ from django.db import connection
 from django.test import Client
 
 from django_ai_fields import crypto
-from django_ai_fields.models import AIJob, ProviderCredential
+from django_ai_fields.models import AIJob, AIUsage, ProviderBatch, ProviderCredential
 from tests.surfaces import TENANT_FOR_USER, make_user
 from tests.testapp.models import Product
 
@@ -653,7 +654,6 @@ def test_status_js_fetches_same_origin_status_urls_only(tmp_path):
 def test_a_plain_json_body_to_a_stream_request_is_read_as_a_normal_answer(
     fake_provider, settings, worker, provider
 ):
-    from django_ai_fields.models import AIUsage
     from tests.fake_provider import Usage, anthropic_message, openai_completion
     from tests.testapp.models import Story
 
@@ -679,3 +679,329 @@ def test_ai_rotate_keys_encrypts_plaintext_written_around_the_field(capsys):
     (stored,) = raw_keys()
     assert "sk-raw-sql" not in stored and crypto.decrypt(stored) == "sk-raw-sql"
     assert str(ProviderCredential.objects.get().api_key) == "sk-raw-sql"
+
+
+# -- issue 23: low findings 6 (dot segments) and 7 (non-canonical IPv4) -------------------------
+
+DOT_SEGMENT_PATHS = [
+    "/v1/../internal",
+    "/v1/./../internal",
+    "/v1/%2e%2e/internal",
+    "/v1/%2E./internal",
+    "/v1/%252e%252e/internal",  # encoded twice
+    "/v1/..%2finternal",
+    "/v1/..;/internal",
+]
+
+
+@pytest.mark.parametrize("path", DOT_SEGMENT_PATHS)
+def test_the_admin_refuses_a_tenant_url_with_dot_segments(two_tenants, settings, path):
+    settings.AI_FIELDS = {**settings.AI_FIELDS, "TENANT_BASE_URLS": ["https://llm.example.com/v1"]}
+    response = tenant_client().post(
+        f"{CREDENTIALS}add/",
+        {"provider": "openai", "base_url": f"https://llm.example.com{path}", "new_api_key": "sk-a"},
+    )
+    assert response.status_code == 200
+    assert "This base URL is not allowed" in response.content.decode()
+    assert not ProviderCredential.objects.exists()
+
+
+def test_a_stored_tenant_url_with_dot_segments_is_refused_at_call_time(
+    two_tenants, settings, worker
+):
+    """Saved before the fix: the SDK resolved the ``..`` and called /internal/...;
+    now the job fails ``auth`` and nothing is sent."""
+    allowed = tenant_url(two_tenants)  # http://localhost:<port>/v1
+    settings.AI_FIELDS = {**settings.AI_FIELDS, "TENANT_BASE_URLS": [allowed]}
+    ProviderCredential.objects.create(
+        tenant="acme",
+        provider="openai",
+        api_key="sk-acme",
+        base_url=f"{allowed}/../internal",
+        base_url_from_tenant=True,
+    )
+    Product.objects.create(shop="acme", title="Anvil", price=10)
+    worker.drain()
+    assert [r.path for r in two_tenants.requests] == []  # was ["/internal/chat/completions"]
+    job = AIJob.objects.get()
+    assert (job.status, job.error_code) == ("failed", "auth")
+
+
+def test_a_dot_inside_a_segment_is_not_a_dot_segment():
+    from django_ai_fields.tenants.base_urls import on_allowlist
+
+    prefix = ["https://llm.example.com/v1"]
+    assert on_allowlist("https://llm.example.com/v1/models..v2/", prefix)
+    assert on_allowlist("https://llm.example.com/v1/.well-known", prefix)
+    assert on_allowlist("https://llm.example.com/%76%31/chat", prefix)  # %76%31 is "v1"
+
+
+NON_CANONICAL_LOOPBACK = [
+    "http://2130706433:8000/v1",  # 127.0.0.1 as one number
+    "http://127.1:8000/v1",
+    "http://0:8000/v1",  # 0.0.0.0, which connects to this host
+    "http://0x7f.0.0.1:8000/v1",
+    "http://0177.0.0.1:8000/v1",  # octal
+    "http://localhost.:8000/v1",
+]
+
+
+@pytest.mark.parametrize("url", NON_CANONICAL_LOOPBACK)
+def test_the_system_check_sees_non_canonical_loopback_addresses(settings, url):
+    from django.core import checks
+
+    ProviderCredential.objects.create(tenant="acme", provider="openai", api_key="k", base_url=url)
+
+    def w020() -> list[str]:
+        messages = checks.run_checks(databases=["default"])
+        return [m.msg for m in messages if m.id == "django_ai_fields.W020"]
+
+    (warning,) = w020()
+    assert "'acme'" in warning
+    # The allowlist reads hosts the same way: the canonical prefix silences it.
+    allowed = "http://localhost:8000/" if "localhost" in url else "http://127.0.0.1:8000/"
+    if url.startswith("http://0:"):
+        allowed = "http://0.0.0.0:8000/"
+    settings.AI_FIELDS = {**settings.AI_FIELDS, "TENANT_BASE_URLS": [allowed]}
+    assert w020() == []
+
+
+# -- issue 23, finding 5: provider probes in diagnostics/ ---------------------------------------
+
+DIAGNOSTICS = "/ai/diagnostics/"
+
+
+def operator_client() -> Client:
+    client = Client()
+    client.force_login(make_user("root", superuser=True))
+    return client
+
+
+def model_list_requests(fake_provider) -> int:
+    return sum(1 for r in fake_provider.requests if r.path == "/v1/models")
+
+
+@pytest.fixture
+def slow_model_lists(fake_provider, settings, monkeypatch):
+    """openai and anthropic (TIMEOUT 30 s) answer their model list after 5 s; a
+    probe may take 1 s."""
+    from django_ai_fields.observability import health
+
+    monkeypatch.setattr(health, "PROBE_TIMEOUT", 1.0)
+    fake_provider.models_delay = 5.0
+    providers = settings.AI_FIELDS["PROVIDERS"]
+    slow = {name: {**providers[name], "TIMEOUT": 30} for name in ("openai", "anthropic")}
+    settings.AI_FIELDS = {**settings.AI_FIELDS, "PROVIDERS": slow}
+    yield fake_provider
+    for thread in threading.enumerate():  # a probe left running must not reach the next test
+        if thread.name.startswith("ai-probe"):
+            thread.join()
+
+
+def test_diagnostics_probes_every_provider_at_once_within_the_probe_timeout(slow_model_lists):
+    body = operator_client().get(DIAGNOSTICS).json()
+    outcome = {p["name"]: (p["ok"], p["detail"].partition(":")[0]) for p in body["providers"]}
+    assert outcome == {"openai": (False, "timeout"), "anthropic": (False, "timeout")}
+    assert slow_model_lists.max_models_in_flight == 2  # side by side, not one after the other
+
+
+def test_a_tenant_user_gets_the_last_probes_and_never_starts_one(fake_provider, settings):
+    settings.AI_FIELDS = {**settings.AI_FIELDS, "TENANT_FOR_USER": TENANT_FOR_USER}
+    tenant = Client()
+    tenant.force_login(make_user("acme-ann", "django_ai_fields.view_aijob"))
+    assert tenant.get(DIAGNOSTICS).json()["providers"] is None  # nothing probed yet
+    assert model_list_requests(fake_provider) == 0
+    live = operator_client().get(DIAGNOSTICS).json()
+    assert model_list_requests(fake_provider) == 2  # openai and anthropic (azure has no probe)
+    cached = tenant.get(DIAGNOSTICS).json()
+    assert cached["providers"] == live["providers"]
+    assert cached["providers_checked_at"] == live["providers_checked_at"] is not None
+    assert model_list_requests(fake_provider) == 2
+
+
+def test_probe_results_are_reused_for_a_while(fake_provider):
+    operator = operator_client()
+    first = operator.get(DIAGNOSTICS).json()["providers"]
+    assert operator.get(DIAGNOSTICS).json()["providers"] == first
+    assert model_list_requests(fake_provider) == 2
+
+
+# -- issue 23, finding 1: a batch is read with the credential it was submitted with ---------
+
+
+def batch_of_two_tenants(two_tenants, settings, batches: int = 1) -> list[AIJob]:
+    """Jobs of acme and globex sent with ``ai_regenerate --batch``, in ``batches``
+    provider batches (one when both use the operator's settings)."""
+    import io
+
+    from tests.reliability_support import make_lead
+
+    resolver = "tests.testapp.tenancy.lead_tenant"
+    settings.AI_FIELDS = {**settings.AI_FIELDS, "TENANT_RESOLVER": resolver}
+    make_lead(company="acme")
+    make_lead(company="globex")
+    call_command(
+        "ai_regenerate", "testapp.Lead", "--batch", "--field", "summary", stdout=io.StringIO()
+    )
+    jobs = list(AIJob.objects.order_by("pk"))
+    assert [job.tenant for job in jobs] == ["acme", "globex"]
+    assert len({job.batch_id for job in jobs}) == batches
+    return jobs
+
+
+def test_a_batch_poll_ignores_a_credential_added_after_the_batch_was_sent(two_tenants, settings):
+    """A tenant of the batch's first job adds a credential on an allowlisted server
+    before the poll: the poll still asks the operator's server, with the operator's
+    key, and each result goes to its own job and tenant."""
+    from django_ai_fields.jobs.batches import poll
+
+    jobs = batch_of_two_tenants(two_tenants, settings)
+    url = tenant_url(two_tenants)
+    settings.AI_FIELDS = {**settings.AI_FIELDS, "TENANT_BASE_URLS": [url]}
+    ProviderCredential.objects.create(
+        tenant="acme", provider="openai", api_key="sk-acme", base_url=url, base_url_from_tenant=True
+    )
+
+    poll()
+
+    assert requests_to_tenant_host(two_tenants) == []
+    for job in jobs:
+        job.refresh_from_db()
+        assert (job.status, job.batch_id) == ("succeeded", "")
+        assert list(AIUsage.objects.filter(job=job).values_list("tenant", flat=True)) == [
+            job.tenant
+        ]
+
+
+def test_a_batch_is_never_read_from_a_server_its_credential_points_at_later(
+    two_tenants, settings
+):
+    """A batch sent with acme's own credential; acme then points the row at another
+    (allowlisted) server: nothing of the batch goes there, and its jobs fail ``auth``."""
+    from django_ai_fields.jobs.batches import poll
+
+    ProviderCredential.objects.create(
+        tenant="acme", provider="openai", api_key="sk-acme", base_url=two_tenants.openai_base_url
+    )
+    jobs = batch_of_two_tenants(two_tenants, settings, batches=2)
+    url = tenant_url(two_tenants)
+    settings.AI_FIELDS = {**settings.AI_FIELDS, "TENANT_BASE_URLS": [url]}
+    ProviderCredential.objects.filter(tenant="acme").update(base_url=url, base_url_from_tenant=True)
+
+    poll()
+
+    assert requests_to_tenant_host(two_tenants) == []
+    acme, globex = (AIJob.objects.get(pk=job.pk) for job in jobs)
+    assert (acme.status, acme.error_code) == ("failed", "auth")
+    assert "changed after provider batch" in acme.error
+    assert globex.status == "succeeded"  # the operator's batch is read as usual
+
+
+def test_a_batch_never_mixes_credentials(two_tenants, settings):
+    credential = ProviderCredential.objects.create(
+        tenant="acme", provider="openai", api_key="sk-acme", base_url=two_tenants.openai_base_url
+    )
+    batch_of_two_tenants(two_tenants, settings, batches=2)
+    by_tenant = {job.tenant: job.batch_id for job in AIJob.objects.all()}
+    assert by_tenant["acme"] != by_tenant["globex"]
+    sources = {
+        batch.batch_id: (batch.uses_settings, batch.credential_id)
+        for batch in ProviderBatch.objects.all()
+    }
+    assert sources == {by_tenant["acme"]: (False, credential.pk), by_tenant["globex"]: (True, None)}
+
+
+# -- issue 23, finding 2: a job follows its row's current tenant ------------------------------
+
+JOBS = "/ai/jobs/"
+
+
+def moved_product(two_tenants, worker) -> tuple[Product, AIJob]:
+    """acme's product whose job failed, then moved to globex (its shop changed)."""
+    two_tenants.fail_all_with = 400
+    product = Product.objects.create(shop="acme", title="Anvil", price=10)
+    worker.drain()
+    two_tenants.fail_all_with = None
+    job = AIJob.objects.get()
+    assert (job.status, job.tenant) == ("failed", "acme")
+    Product.objects.filter(pk=product.pk).update(shop="globex", title="Globex secret plan")
+    return product, job
+
+
+def job_client(username: str) -> Client:
+    """A staff user of the tenant its name starts with ("acme-ann"), or "root": an operator."""
+    perms = ("django_ai_fields.view_aijob", "django_ai_fields.change_aijob")
+    client = Client()
+    client.force_login(make_user(username, *perms, superuser=username == "root"))
+    return client
+
+
+def test_a_tenant_cannot_retry_a_job_whose_row_went_to_another_tenant(two_tenants, worker):
+    _product, job = moved_product(two_tenants, worker)
+    calls = two_tenants.calls
+
+    response = job_client("acme-ann").post(f"{JOBS}{job.pk}/retry/")
+
+    assert (response.status_code, response.json()["error"]["code"]) == (403, "row_moved")
+    job.refresh_from_db()
+    assert job.status == "failed"
+    worker.drain()
+    assert two_tenants.calls == calls
+
+
+def test_an_operator_retry_runs_the_job_as_the_rows_current_tenant(two_tenants, worker):
+    _product, job = moved_product(two_tenants, worker)
+    url = two_tenants.openai_base_url
+    ProviderCredential.objects.create(
+        tenant="globex", provider="openai", api_key="sk-globex", base_url=url
+    )
+    response = job_client("root").post(f"{JOBS}{job.pk}/retry/")
+    assert response.status_code == 200, response.content
+    worker.drain()
+
+    job.refresh_from_db()
+    assert (job.status, job.tenant) == ("succeeded", "globex")
+    assert two_tenants.provider_requests[-1].headers["authorization"] == "Bearer sk-globex"
+    assert AIUsage.objects.filter(job=job).latest("pk").tenant == "globex"
+
+
+def test_a_job_whose_row_moved_before_it_ran_is_superseded_without_a_call(two_tenants, worker):
+    product = Product.objects.create(shop="acme", title="Anvil", price=10)
+    Product.objects.filter(pk=product.pk).update(shop="globex")
+    calls = two_tenants.calls
+    worker.drain()
+
+    job = AIJob.objects.get()
+    assert (job.status, job.phase) == ("superseded", "PREP")
+    assert "no longer belongs to tenant acme" in job.error
+    assert two_tenants.calls == calls
+
+
+def test_the_old_tenant_no_longer_sees_what_the_job_read_from_the_moved_row(
+    two_tenants, worker
+):
+    two_tenants.reply_text = "Anvils for Acme"
+    product = Product.objects.create(shop="acme", title="Anvil", price=10)
+    worker.drain()
+    job = AIJob.objects.get()
+    acme = job_client("acme-ann")
+    assert acme.get(f"{JOBS}{job.pk}/").json()["prompt"]
+    Product.objects.filter(pk=product.pk).update(shop="globex")
+
+    detail = acme.get(f"{JOBS}{job.pk}/").json()
+    page = acme.get(f"/admin/django_ai_fields/aijob/{job.pk}/change/").content.decode()
+
+    assert (detail["prompt"], detail["output"]) == (None, None)
+    assert "Anvil" not in page and "Anvils for Acme" not in page
+    assert job_client("root").get(f"{JOBS}{job.pk}/").json()["prompt"]
+
+
+def test_the_job_admins_regenerate_refuses_rows_of_another_tenant(two_tenants, worker):
+    _product, job = moved_product(two_tenants, worker)
+    response = job_client("acme-ann").post(
+        "/admin/django_ai_fields/aijob/",
+        {"action": "regenerate_ai_fields", "_selected_action": [job.pk], "confirm": "yes"},
+        follow=True,
+    )
+    assert "belongs to another tenant" in response.content.decode()
+    assert AIJob.objects.count() == 1

@@ -22,7 +22,7 @@ from ...models import AIJob, Status
 
 
 class Progress:
-    """A \\r progress bar on a terminal, one plain line per batch otherwise."""
+    """A \\r progress bar on a terminal, one plain line per page otherwise."""
 
     WIDTH = 30
 
@@ -109,10 +109,10 @@ class Command(BaseCommand):
             return
         progress = Progress(self.stdout, total)
         outcome: Counter[str] = Counter()
-        for batch in batches(rows, options["batch_size"]):
-            job_ids = self.request_batch(batch, fields, options)
+        for page in pages(rows, options["batch_size"]):
+            job_ids = self.request_page(page, fields, options)
             outcome.update(final_statuses(job_ids))
-            progress.advance(len(batch))
+            progress.advance(len(page))
         progress.close()
         self.summarise(label, progress.done, outcome, sync=options["sync"])
         if options["batch"]:
@@ -131,12 +131,12 @@ class Command(BaseCommand):
         for line in estimate_pairs(pairs).lines():
             self.stdout.write(line)
 
-    def request_batch(
-        self, batch: list[models.Model], fields: list[AIFieldMixin], options: dict[str, Any]
+    def request_page(
+        self, page: list[models.Model], fields: list[AIFieldMixin], options: dict[str, Any]
     ) -> list[int]:
         pairs = [
             (obj, field)
-            for obj in batch
+            for obj in page
             for field in fields
             if not options["only_empty"] or is_empty(getattr(obj, field.attname))
         ]
@@ -186,7 +186,7 @@ def check_batchable(
     if options["sync"]:
         raise CommandError("--batch and --sync cannot be combined: a batch answers later.")
     for field in fields:
-        provider = field.provider or get_setting("DEFAULT_PROVIDER")
+        provider = field.ai.provider or get_setting("DEFAULT_PROVIDER")
         if not provider_batches.supports_batch(provider):
             raise CommandError(
                 f"{model._meta.label}.{field.name} uses provider {provider!r}, which has no "
@@ -271,16 +271,17 @@ def count_jobs(rows: models.QuerySet[Any], fields: list[AIFieldMixin], only_empt
     return sum(rows.filter(empty_q(field)).count() for field in fields)
 
 
-def batches(rows: models.QuerySet[Any], size: int) -> Iterator[list[models.Model]]:
-    """Keyset pagination on pk: stable while rows change under us."""
+def pages(rows: models.QuerySet[Any], size: int) -> Iterator[list[models.Model]]:
+    """Pages of ``size`` rows (``--batch-size``), by keyset pagination on pk: stable
+    while rows change under us."""
     last = None
     while True:
-        page = rows if last is None else rows.filter(pk__gt=last)
-        batch = list(page[:size])
-        if not batch:
+        rest = rows if last is None else rows.filter(pk__gt=last)
+        page = list(rest[:size])
+        if not page:
             return
-        yield batch
-        last = batch[-1].pk
+        yield page
+        last = page[-1].pk
 
 
 def final_statuses(job_ids: list[int]) -> Counter[str]:

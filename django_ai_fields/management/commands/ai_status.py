@@ -14,6 +14,7 @@ from django.utils import timezone
 from ...calling import breaker
 from ...conf import get_setting
 from ...declare import chains
+from ...dispatch import context
 from ...fields import ai_fields_of
 from ...models import FINISHED_STATUSES, AIJob
 from ...money.pricing import price_data
@@ -29,16 +30,24 @@ FINISHED_WINDOW = timedelta(hours=24)
 def collect(check_providers: bool) -> dict[str, Any]:
     """Everything ai_status reports, with the reasons it is unhealthy."""
     queue = health.queue_health()
-    stuck = health.stuck_jobs(AIJob.objects.select_related("content_type"))
+    counts: dict[str, int] = {}
     finished_since = timezone.now() - FINISHED_WINDOW
+    stuck_count, stuck_listed = 0, list[dict[str, Any]]()
+    for visit in context.visits():  # every job database and schema (docs/deployment.md)
+        with context.restore(visit):
+            for status, count in health.status_counts(
+                AIJob.objects.all(), finished_since=finished_since
+            ).items():
+                counts[status] = counts.get(status, 0) + count
+            stuck = health.stuck_jobs(AIJob.objects.select_related("content_type"))
+            stuck_count += stuck.count()
+            room = STUCK_LISTED - len(stuck_listed)
+            stuck_listed += [describe(job) for job in stuck[:room]] if room > 0 else []
     report: dict[str, Any] = {
         "queue": queue,
-        "jobs": health.status_counts(AIJob.objects.all(), finished_since=finished_since),
+        "jobs": counts,
         "finished_since": finished_since.isoformat(timespec="seconds"),
-        "stuck_jobs": {
-            "count": stuck.count(),
-            "jobs": [describe(job) for job in stuck[:STUCK_LISTED]],
-        },
+        "stuck_jobs": {"count": stuck_count, "jobs": stuck_listed},
         "providers": health.provider_health() if check_providers else [],
         "circuits": breaker.states(),
         # Reported, not counted as unhealthy: only that tenant's jobs fail (auth).
@@ -77,6 +86,7 @@ def describe(job: AIJob) -> dict[str, Any]:
         "status": job.status,
         "since": since.isoformat() if since else None,
         "target": f"{target} #{job.object_id} {job.field_name}".strip(),
+        **({"schema": job.schema} if job.schema else {}),
     }
 
 

@@ -37,21 +37,23 @@ DEMO_LEADS = [
         "name": "Ada Lovelace",
         "company": "Analytical Engines Ltd",
         "email": "ada@analytical.example",
-        "notes": "Wants 40 seats before the end of the quarter; budget approved, asked for a "
-        "contract draft. Interested in analytics and automation.",
+        "notes": "Insurance industry analytics team of 300 staff. Wants 40 seats before the "
+        "end of the quarter; budget approved, asked for a contract draft. Interested in "
+        "analytics and automation.",
     },
     {
         "name": "Grace Hopper",
         "company": "Compiler Works",
         "email": "grace@compilerworks.example",
-        "notes": "Evaluating us against two competitors. Team of 120 engineers; follow up "
-        "after their planning meeting next month.",
+        "notes": "Evaluating us against two competitors. Team of 120 engineers in the "
+        "automotive industry; follow up after their planning meeting next month.",
     },
     {
         "name": "Alan Turing",
         "company": "Bletchley Ciphers",
         "email": "alan@bletchley.example",
-        "notes": "Downloaded the whitepaper once. No reply to the last two emails.",
+        "notes": "Small consultancy in the security sector, 12 people. Downloaded the "
+        "whitepaper once. No reply to the last two emails.",
     },
 ]
 
@@ -60,6 +62,15 @@ LOGO_COLORS = ["#1f6feb", "#d29922", "#8250df"]
 
 # Retries are enqueued with a delay; give them this long before reporting.
 WAIT_SECONDS = 120
+
+
+class BurstWorker(SimpleWorker):
+    """A SimpleWorker without rq's command channel, which an in-process burst never
+    uses: stopping its pubsub thread races with the unsubscribe reply and can then
+    wait out redis-py's 60-second subscription wait (seen on a real Redis)."""
+
+    def subscribe(self) -> None:
+        pass
 
 
 def demo_logo(company: str, color: str) -> ContentFile[bytes]:
@@ -139,7 +150,7 @@ class Command(BaseCommand):
     def run_worker(self, leads: list[Lead]) -> None:
         """Burst-run the queue until the demo's jobs are done (or WAIT_SECONDS pass)."""
         queue = get_queue()
-        worker = SimpleWorker([queue], connection=queue.connection)
+        worker = BurstWorker([queue], connection=queue.connection)
         # The scheduler (delayed retries) reopens the connection: not possible on fakeredis.
         with_scheduler = not type(queue.connection).__module__.startswith("fakeredis")
         deadline = time.monotonic() + WAIT_SECONDS
@@ -160,7 +171,7 @@ class Command(BaseCommand):
                 [
                     f"{lead.name}\n{lead.company}",
                     lead.heat or "-",
-                    f"{lead.headline or '-'}\n{lead.summary or '-'}",
+                    f"{lead.headline or '-'}\n\n{lead.summary or '-'}",
                     json.dumps(lead.profile) if lead.profile is not None else "-",
                     lead.logo_alt_text or "-",
                     "\n".join(

@@ -1,4 +1,12 @@
-"""The built-in AI function: generate one AI field's value for one row."""
+"""Field generation: the built-in AI function that writes one AI field of one row.
+
+``FieldGeneration`` renders the field's prompt from the row, parses the answer as
+the field wants it (choices, length, JSON Schema) and writes it back with the
+guarded update; ``preloaded_rows`` loads the rows of many such jobs at once (chunk
+runs). It sits above the declaration (fields, functions, ``declare/``) and intake
+(a written value requests the fields chained to it) and below calling and jobs,
+which run it.
+"""
 
 from __future__ import annotations
 
@@ -12,17 +20,19 @@ from typing import Any
 from django.contrib.contenttypes.models import ContentType
 from django.db import models
 
-from .. import signals
-from ..conf import get_setting
-from ..fields import AIFieldMixin, AIGeneratedJSONField, get_ai_field, value_written_hooks
-from ..functions import AIFunction, Cancelled, Superseded
-from ..money.quotas import Budget
-from ..providers.tools import tools_provider
-from . import tokens
-from .file_inputs import load_attachments
-from .outputs import parse_output
-
-FIELD_FUNCTION = "field"
+from . import signals
+from .codes import FIELD_FUNCTION
+from .conf import get_setting
+from .databases import for_decisions
+from .declare import tokens
+from .declare.file_inputs import load_attachments
+from .declare.options import FieldOptions
+from .declare.outputs import parse_json, parse_text
+from .fields import AIFieldMixin, AIGeneratedJSONField, get_ai_field
+from .functions import AIFunction, Cancelled, Superseded
+from .intake.tracking import value_written
+from .money.quotas import Budget
+from .providers.tools import tools_provider
 
 
 @dataclass
@@ -37,6 +47,7 @@ class RowData:
 
 class FieldGeneration(AIFunction):
     name = FIELD_FUNCTION
+    options: FieldOptions  # the field's own
 
     def __init__(self, content_type: ContentType, object_id: str, field_name: str):
         model = content_type.model_class()
@@ -45,42 +56,34 @@ class FieldGeneration(AIFunction):
         self.model_class = model
         self.object_id = object_id
         self.field: AIFieldMixin = get_ai_field(model, field_name)
-        self.provider = self.field.provider or tools_provider(
-            self.field.tools, get_setting("DEFAULT_PROVIDER")
-        )
-        self.model = self.field.llm_model
-        self.max_tokens = self.field.max_tokens
-        self.temperature = self.field.temperature
+        self.options = self.field.ai
         self.json_output = isinstance(self.field, AIGeneratedJSONField)
         self.json_schema = self.field.json_schema()
-        self.cache_ttl = self.field.cache_ttl
-        self.fallback = self.field.fallback
-        self.provider_options = dict(self.field.provider_options)
-        self.stream = self.field.stream
-        self.redact_pii = self.field.redact_pii
-        self.restore_pii = self.field.restore_pii
-        self.tools = list(self.field.tools)
-        self.api = self.field.api
 
     def prepare(self, payload: Any, tenant: str) -> RowData:
         instance = _preloaded.get().get((self.model_class, self.object_id))
         if instance is None:
-            rows = with_related(self.model_class._base_manager.all(), [self.field])
+            rows = with_related(_deciding(self.model_class), [self.field])
             instance = rows.filter(pk=self.object_id).first()
         if instance is None:
             raise Cancelled("The target row was deleted.")
         field = self.field
         return RowData(instance, field.trigger_values(instance), tenant, field.m2m_values(instance))
 
+    def provider_name(self) -> str:
+        """The field's provider; without one, where its hosted tools can go."""
+        default = get_setting("DEFAULT_PROVIDER")
+        return self.options.provider or tools_provider(self.options.tools, default) or default
+
     def build_prompt(self, data: RowData) -> str:
-        limit = self.field.max_input_chars or get_setting("MAX_INPUT_CHARS")
+        limit = self.options.max_input_chars or get_setting("MAX_INPUT_CHARS")
         return tokens.fit(
             lambda chars: (
                 self.field.render(data.instance, tenant=data.tenant, max_input_chars=chars).user
             ),
             char_limit=limit,
-            token_limit=self.field.max_input_tokens or get_setting("MAX_INPUT_TOKENS"),
-            model=self.model or get_setting("DEFAULT_MODEL"),
+            token_limit=self.options.max_input_tokens or get_setting("MAX_INPUT_TOKENS"),
+            model=self.options.model or get_setting("DEFAULT_MODEL"),
         )
 
     def system_prompt(self, data: Any) -> str:
@@ -90,10 +93,13 @@ class FieldGeneration(AIFunction):
         return self.field.choice_values()
 
     def attachments(self, data: RowData) -> list[Any]:
-        return load_attachments(data.instance, self.field.inputs)
+        return load_attachments(data.instance, self.options.inputs)
 
     def parse_response(self, text: str) -> Any:
-        return parse_output(self.field, text)
+        if self.json_output:
+            return parse_json(text, self.json_schema)
+        max_length = getattr(self.field, "max_length", None)
+        return parse_text(text, choices=self.field.flatchoices, max_length=max_length)
 
     def restore_output(self, parsed: Any, masking: Any) -> Any:
         restored = masking.restore(parsed)
@@ -110,9 +116,9 @@ class FieldGeneration(AIFunction):
         row): it started a new job, whose answer replaces this one."""
         attname = self.field.attname
         guard = dict(data.trigger_values)
-        if self.field.keep_manual_edits and not isinstance(self.field, AIGeneratedJSONField):
+        if self.options.keep_manual_edits and not self.json_output:
             guard[attname] = getattr(data.instance, attname)
-        rows = self.model_class._base_manager.filter(pk=data.instance.pk)
+        rows = _deciding(self.model_class).filter(pk=data.instance.pk)
         if not rows.filter(**unchanged_filter(guard)).update(**{attname: parsed}):
             if not rows.exists():
                 raise Cancelled("The row was deleted.")
@@ -121,8 +127,7 @@ class FieldGeneration(AIFunction):
             )
         if getattr(data.instance, attname) != parsed:
             setattr(data.instance, attname, parsed)
-            for hook in value_written_hooks:  # the chained fields (intake/tracking.py)
-                hook(data.instance, self.field)
+            value_written(data.instance, self.field)  # requests the fields chained to it
 
     def after_commit(self, job: Any, parsed: Any) -> None:
         signals.field_updated.send(
@@ -134,13 +139,19 @@ class FieldGeneration(AIFunction):
         )
 
     def budget(self) -> Budget | None:
-        if self.field.budget_usd is None:
+        if self.options.budget_usd is None:
             return None
         scope = f"budget:{self.model_class._meta.label}.{self.field.name}"
-        return Budget(scope, Decimal(str(self.field.budget_usd)))
+        return Budget(scope, Decimal(str(self.options.budget_usd)))
 
     def input_hash(self, data: RowData) -> str:
         return self.field.input_hash(data.trigger_values)
+
+
+def _deciding(model: type[models.Model]) -> models.QuerySet[Any]:
+    """The target rows as the job's run must see them: on the job's database (the
+    primary, or the one the row was saved to with ``using()``), never a replica."""
+    return model._base_manager.db_manager(for_decisions(model)).all()
 
 
 def unchanged_filter(values: dict[str, Any]) -> dict[str, Any]:
@@ -191,7 +202,7 @@ def preloaded_rows(jobs: Iterable[Any]) -> Iterator[None]:
         fields.append(ai_field)
     rows: dict[tuple[type[models.Model], str], models.Model] = {}
     for model, (ids, fields) in wanted.items():
-        for row in with_related(model._base_manager.filter(pk__in=sorted(ids)), fields):
+        for row in with_related(_deciding(model).filter(pk__in=sorted(ids)), fields):
             rows[(model, str(row.pk))] = row
     token = _preloaded.set(rows)
     try:

@@ -60,7 +60,7 @@ def fill_rollup(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-    dependencies = [("django_ai_fields", "0006_responses")]
+    dependencies = [("django_ai_fields", "0008_job_context")]
 
     operations = [
         migrations.CreateModel(
