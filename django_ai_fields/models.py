@@ -255,6 +255,8 @@ class AIUsageDaily(models.Model):
     gateway_cost_units = models.BigIntegerField(_("gateway cost (1e-10 USD)"), default=0)
     duration_ms = models.BigIntegerField(_("duration (ms, summed)"), default=0)
 
+    objects = AppManager()
+
     class Meta:
         verbose_name = _("AI usage per day")
         verbose_name_plural = _("AI usage per day")

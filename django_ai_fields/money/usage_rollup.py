@@ -16,11 +16,12 @@ from collections.abc import Iterable, Mapping
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-from django.db import IntegrityError, connections, models, router, transaction
+from django.db import IntegrityError, connections, models, transaction
 from django.db.models import Count, F, Q, Sum, Value
 from django.db.models.functions import Cast, Round
 from django.utils import timezone
 
+from .. import databases
 from ..models import AIUsage, AIUsageDaily
 
 # What a roll-up row is per: a filter on these (and on whole days) selects whole rows.
@@ -87,7 +88,7 @@ def key_of(usage: AIUsage) -> dict[str, Any]:
 
 def log_call(**values: Any) -> AIUsage:
     """Insert one AIUsage row and count it in its roll-up row, in one transaction."""
-    db = router.db_for_write(AIUsage)
+    db = databases.for_decisions(AIUsage)  # the job's pinned database, else the router's
     with transaction.atomic(using=db):
         usage = AIUsage.objects.using(db).create(**values, rolled_up=True)
         add(key_of(usage), counters_of(usage), using=db)
@@ -157,7 +158,7 @@ def catch_up(
     """Roll up the rows written past ``log_call`` (at most ``batches`` batches); returns
     how many. Each batch is one transaction that locks its rows, counts them and marks
     them, so two sweeps at once, or a crash halfway, never count a row twice or lose one."""
-    db = using or router.db_for_write(AIUsage)
+    db = using or databases.for_decisions(AIUsage)
     done = runs = 0
     while batches is None or runs < batches:
         moved = _catch_up_batch(db, batch)
