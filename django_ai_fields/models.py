@@ -35,6 +35,7 @@ __all__ = [
     "UNFINISHED_STATUSES",
     "AIJob",
     "AIUsage",
+    "AIUsageDaily",
     "ErrorCode",
     "Phase",
     "ProviderBatch",
@@ -205,6 +206,9 @@ class AIUsage(models.Model):
         _("error code"), max_length=32, choices=ErrorCode.choices, blank=True, default=""
     )
     created_at = models.DateTimeField(_("created"), auto_now_add=True, db_index=True)
+    # True once the row is counted in AIUsageDaily: at once when the app logs a call;
+    # a row written any other way is rolled up by the sweep (money/usage_rollup.py).
+    rolled_up = models.BooleanField(default=False, db_default=False, editable=False)
 
     objects = AppManager()
 
@@ -212,10 +216,61 @@ class AIUsage(models.Model):
         verbose_name = _("AI usage")
         verbose_name_plural = _("AI usage")
         ordering = ["-id"]
-        indexes = [models.Index(fields=["tenant", "created_at"], name="aiusage_tenant_idx")]
+        indexes = [
+            models.Index(fields=["tenant", "created_at"], name="aiusage_tenant_idx"),
+            # Finds the few rows not rolled up yet (a boolean B-tree stays small).
+            models.Index(fields=["rolled_up"], name="aiusage_rolled_up_idx"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.provider}/{self.model} {self.input_tokens}+{self.output_tokens} tokens"
+
+
+class AIUsageDaily(models.Model):
+    """AIUsage summed per day (in TIME_ZONE) and per kind of call: what every total,
+    chart and report reads, so none of them scans the call log. Kept exact in the
+    transaction that logs each call (docs/performance.md#usage-roll-up)."""
+
+    day = models.DateField(_("day"))
+    tenant = models.CharField(_("tenant"), max_length=100, blank=True, default="")
+    provider = models.CharField(_("provider"), max_length=64)
+    model = models.CharField(_("model"), max_length=100)
+    success = models.BooleanField(_("success"))
+    cache_hit = models.BooleanField(_("result cache hit"))
+    error_code = models.CharField(_("error code"), max_length=32, blank=True, default="")
+
+    calls = models.BigIntegerField(_("calls"), default=0)
+    unknown_cost_calls = models.BigIntegerField(_("calls of unknown cost"), default=0)
+    input_tokens = models.BigIntegerField(_("input tokens"), default=0)
+    output_tokens = models.BigIntegerField(_("output tokens"), default=0)
+    cached_tokens = models.BigIntegerField(_("cached tokens"), default=0)
+    cache_write_tokens = models.BigIntegerField(_("cache write tokens"), default=0)
+    reasoning_tokens = models.BigIntegerField(_("reasoning tokens"), default=0)
+    # Integer micro-dollars (AIUsage.cost_usd has six decimals): sums stay exact.
+    cost_micro = models.BigIntegerField(_("cost (micro-USD)"), default=0)
+    tool_cost_micro = models.BigIntegerField(_("tool fees (micro-USD)"), default=0)
+    # Gateway-reported cost in units of 1e-10 USD (the scale of AIUsage.gateway_cost_usd),
+    # and how many calls reported one (none: the total is unknown, not zero).
+    gateway_cost_calls = models.BigIntegerField(_("calls with a gateway cost"), default=0)
+    gateway_cost_units = models.BigIntegerField(_("gateway cost (1e-10 USD)"), default=0)
+    duration_ms = models.BigIntegerField(_("duration (ms, summed)"), default=0)
+
+    objects = AppManager()
+
+    class Meta:
+        verbose_name = _("AI usage per day")
+        verbose_name_plural = _("AI usage per day")
+        ordering = ["-day"]
+        indexes = [models.Index(fields=["tenant", "day"], name="aiusagedaily_tenant_idx")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["day", "tenant", "provider", "model", "success", "cache_hit", "error_code"],
+                name="aiusagedaily_unique",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.day} {self.tenant or '-'} {self.provider}/{self.model}: {self.calls} calls"
 
 
 class QuotaKind(models.TextChoices):

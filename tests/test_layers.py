@@ -25,6 +25,7 @@ LAYERS: list[tuple[str, ...]] = [
         "observability.tracing",
         "observability.calls",
         "observability.analytics",
+        "observability.rollup_reads",
     ),
     ("dispatch",),
     ("declare",),  # below the public entry points built on it

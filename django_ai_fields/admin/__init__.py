@@ -42,7 +42,7 @@ from ..money.quotas import limit_units, period_start
 from ..observability import analytics
 from ..tenants import moved_away
 from ..tenants.permissions import NoTenant, tenant_for_user
-from . import charts
+from . import charts, usage_changelist
 from .forms import ProviderCredentialForm
 from .mixins import (
     STATUS_MEDIA,
@@ -52,6 +52,7 @@ from .mixins import (
     refused_outside_tenant,
 )
 from .resources import USAGE_CALL_COLUMNS, AIUsageResource, QuotaResource
+from .usage_changelist import RolledUpValuesFilter, UsagePaginator
 
 if TYPE_CHECKING:
     from django.http.request import _ImmutableQueryDict
@@ -305,13 +306,24 @@ class AIUsageAdmin(TenantScopedAdminMixin, ExportMixin, admin.ModelAdmin):
     resource_classes = [AIUsageResource]
     change_list_template = "admin/django_ai_fields/aiusage/change_list.html"
     date_hierarchy = "created_at"
+    # Counts, filter choices and dates come from the daily roll-up, not the call log.
+    paginator = UsagePaginator
+    show_full_result_count = False
+    show_facets = admin.ShowFacets.NEVER
 
     @property
     def media(self) -> Any:
         return super().media + CHART_MEDIA
 
     list_display = ("created_at", "tenant", *USAGE_CALL_COLUMNS, "job_link")
-    list_filter = ("success", "cache_hit", "provider", "model", "tenant", "error_code")
+    list_filter = (
+        "success",
+        "cache_hit",
+        ("provider", RolledUpValuesFilter),
+        ("model", RolledUpValuesFilter),
+        ("tenant", RolledUpValuesFilter),
+        "error_code",
+    )
     search_fields = ("tenant", "model", "=job__id")
 
     def has_add_permission(self, request: HttpRequest) -> bool:
@@ -343,8 +355,12 @@ class AIUsageAdmin(TenantScopedAdminMixin, ExportMixin, admin.ModelAdmin):
         context = getattr(response, "context_data", None)
         if context and "cl" in context:
             usage = context["cl"].queryset
-            context["ai_totals"] = analytics.totals(usage)
+            counted = getattr(context["cl"].paginator, "counters", None)
+            context["ai_totals"] = (
+                analytics.totals_of(counted) if counted else analytics.totals(usage)
+            )
             context["ai_chart"] = charts.chart_context(usage, chart_by, request.GET.dict())
+            context["ai_dates"] = usage_changelist.date_hierarchy(context["cl"])
         return response
 
 

@@ -14,13 +14,13 @@ from typing import Any
 from urllib.parse import urlencode
 
 from django.db import models
-from django.db.models import Sum
-from django.db.models.functions import TruncDate
 from django.utils.html import escape, format_html
 from django.utils.safestring import SafeString, mark_safe
 from django.utils.translation import gettext as _
 
 from ..models import AIUsage
+from ..observability import rollup_reads
+from ..observability.analytics import usd
 
 CHART_GROUPS = ("model", "tenant")
 # Groups drawn in their own colour; the others are summed as "other".
@@ -37,18 +37,12 @@ def daily_spend(
     (day, series)), over the given rows (the changelist's filtered queryset)."""
     if by not in CHART_GROUPS:
         raise ValueError(f"Cannot chart by {by!r}.")
-    rows = (
-        usage.order_by()
-        .annotate(day=TruncDate("created_at"))
-        .values("day", by)
-        .annotate(cost=Sum("cost_usd", default=Decimal(0)))
-    )
     per_group: dict[str, Decimal] = defaultdict(Decimal)
     cells: dict[tuple[datetime.date, str], Decimal] = defaultdict(Decimal)
-    for row in rows:
-        name = row[by] or "-"
-        per_group[name] += row["cost"]
-        cells[(row["day"], name)] += row["cost"]
+    for row in rollup_reads.grouped(usage, ["day", by], ["cost_micro"]):  # the roll-up
+        name, cost = row[by] or "-", usd(row["cost_micro"])
+        per_group[name] += cost
+        cells[(row["day"], name)] += cost
     if not cells:
         return [], [], {}
     ranked = sorted(per_group, key=lambda name: (-per_group[name], name))

@@ -19,7 +19,7 @@ from ..dispatch import transitions
 from ..dispatch.steps import with_step, with_tool_calls
 from ..functions import AIFunction
 from ..models import AIJob, AIUsage, ErrorCode, Phase
-from ..money import quotas
+from ..money import quotas, usage_rollup
 from ..money.bills import NO_ANSWER, Bill
 from ..money.pricing import price_as
 from ..observability.calls import call_finished, call_started
@@ -241,7 +241,7 @@ def record_usage(
 ) -> AIUsage:
     """The call's AIUsage row, priced by ``bill`` (the model we asked for)."""
     priced = price_as(provider, model)
-    return AIUsage.objects.create(
+    return usage_rollup.log_call(
         tenant=job.tenant,
         job=job,
         provider=provider,

@@ -26,6 +26,7 @@ from ..dispatch import backend, context, handover, transitions
 from ..dispatch.context import Context
 from ..dispatch.transitions import recover_lost
 from ..models import AIJob, ErrorCode, Phase, Status
+from ..money import usage_rollup
 from ..queues import PERIODIC_SWEEP
 from . import recovery
 from .batches import keep_polling
@@ -110,6 +111,7 @@ def sweep_here(
         report.enqueued += enqueued
         report.unreachable += len(ids) - enqueued
     keep_polling()
+    usage_rollup.catch_up(batches=1)  # usage rows logged past the app (docs/performance.md)
 
 
 def describe(visit: Context) -> str:

@@ -1,8 +1,9 @@
 """Aggregates over AIUsage and AIJob: usage and cost, latency, error rates.
 
-Shared by the JSON API, the admin's totals and ``ai_usage``. Everything is
-computed in the database; percentiles use one ordered lookup per group, so
-they work the same on SQLite and PostgreSQL.
+Shared by the JSON API, the admin's totals and ``ai_usage``. Usage and cost are
+read from the daily roll-up (rollup_reads.py) whenever the filter allows, so they
+cost the same at ten million calls as at a thousand; latency percentiles read the
+log, one ordered lookup per group, the same on SQLite and PostgreSQL.
 """
 
 from __future__ import annotations
@@ -13,38 +14,50 @@ from decimal import Decimal
 from typing import Any
 
 from django.db import models
-from django.db.models import Count, Max, Q, Sum
-from django.db.models.functions import TruncDate
+from django.db.models import Count, Max
 
 from ..models import AIJob, AIUsage, Status
+from . import rollup_reads
 
 GROUPS = ("tenant", "provider", "model", "day")
 MICRO = Decimal("0.000001")
+GATEWAY_UNIT = Decimal("1e-10")
 PERCENTILES = (50, 95)
 
-TOTALS = {
-    "calls": Count("pk"),
-    "input_tokens": Sum("input_tokens", default=0),
-    "output_tokens": Sum("output_tokens", default=0),
-    "cached_tokens": Sum("cached_tokens", default=0),
-    "cost_usd": Sum("cost_usd", default=Decimal(0)),
-}
+
+def usd(micro: int) -> Decimal:
+    return (Decimal(micro) * MICRO).quantize(MICRO)
+
+
+def summary(counters: dict[str, Any]) -> dict[str, Any]:
+    """Calls, tokens and cost of one group, as the API and the admin show them."""
+    return {
+        "calls": counters["calls"],
+        "input_tokens": counters["input_tokens"],
+        "output_tokens": counters["output_tokens"],
+        "cached_tokens": counters["cached_tokens"],
+        "cost_usd": usd(counters["cost_micro"]),
+        "tokens": counters["input_tokens"] + counters["output_tokens"],
+    }
 
 
 def totals(usage: models.QuerySet[AIUsage]) -> dict[str, Any]:
     """Calls, tokens and cost of a set of usage rows."""
-    # Counted before the "cost_usd" total shadows the column's name.
-    unknown = usage.order_by().aggregate(n=Count("pk", filter=Q(cost_usd__isnull=True)))["n"]
-    result = usage.order_by().aggregate(
-        **TOTALS,
-        reasoning_tokens=Sum("reasoning_tokens", default=0),
-        gateway_cost_usd=Sum("gateway_cost_usd"),
-    )
-    result["unknown_cost_calls"] = unknown
-    # SQLite sums decimals as floats: back to micro-dollars.
-    result["cost_usd"] = Decimal(result["cost_usd"]).quantize(MICRO)
-    result["tokens"] = result["input_tokens"] + result["output_tokens"]
-    return result
+    (counters,) = rollup_reads.grouped(usage, [])
+    return totals_of(counters)
+
+
+def totals_of(counters: dict[str, Any]) -> dict[str, Any]:
+    """``totals()`` of roll-up counters already read (rollup_reads.grouped)."""
+    gateway = None
+    if counters["gateway_cost_calls"]:
+        gateway = (Decimal(counters["gateway_cost_units"]) * GATEWAY_UNIT).quantize(GATEWAY_UNIT)
+    return {
+        **summary(counters),
+        "reasoning_tokens": counters["reasoning_tokens"],
+        "gateway_cost_usd": gateway,
+        "unknown_cost_calls": counters["unknown_cost_calls"],
+    }
 
 
 def usage_by(usage: models.QuerySet[AIUsage], group_by: Sequence[str]) -> list[dict[str, Any]]:
@@ -52,17 +65,19 @@ def usage_by(usage: models.QuerySet[AIUsage], group_by: Sequence[str]) -> list[d
     unknown = set(group_by) - set(GROUPS)
     if unknown:
         raise ValueError(f"Cannot group by {', '.join(sorted(unknown))}.")
-    rows = usage.order_by()
-    if "day" in group_by:
-        rows = rows.annotate(day=TruncDate("created_at"))
-    rows = rows.values(*group_by).annotate(**TOTALS).order_by(*group_by)
     result = []
-    for row in rows:
-        row["tokens"] = row["input_tokens"] + row["output_tokens"]
-        if "day" in row:
-            row["day"] = row["day"].isoformat()
-        result.append(row)
+    for row in rollup_reads.grouped(usage, group_by):
+        group = {name: row[name] for name in group_by}
+        if "day" in group:
+            group["day"] = group["day"].isoformat()
+        result.append({**group, **summary(row)})
     return result
+
+
+def unknown_cost_models(usage: models.QuerySet[AIUsage]) -> dict[str, int]:
+    """Calls of unknown cost (no price known) per model."""
+    rows = rollup_reads.grouped(usage, ["model"], ["unknown_cost_calls"])
+    return {row["model"]: row["unknown_cost_calls"] for row in rows if row["unknown_cost_calls"]}
 
 
 def percentile(values: models.QuerySet[AIUsage], count: int, pct: int) -> int | None:
@@ -92,21 +107,19 @@ def latency(usage: models.QuerySet[AIUsage]) -> list[dict[str, Any]]:
 
 def error_rates(usage: models.QuerySet[AIUsage]) -> dict[str, Any]:
     """Share of failed provider calls, and failures per error code."""
-    summary = usage.order_by().aggregate(
-        calls=Count("pk"), failed=Count("pk", filter=Q(success=False))
-    )
-    by_code = (
-        usage.filter(success=False)
-        .order_by()
-        .values("error_code")
-        .annotate(n=Count("pk"))
-        .order_by("-n", "error_code")
-    )
-    calls = summary["calls"]
+    rows = rollup_reads.grouped(usage, ["success", "error_code"], ["calls"])
+    calls = sum(row["calls"] for row in rows)
+    by_code: dict[str, int] = {}
+    for row in rows:
+        if not row["success"]:
+            code = row["error_code"] or "unknown"
+            by_code[code] = by_code.get(code, 0) + row["calls"]
+    failed = sum(by_code.values())
     return {
-        **summary,
-        "error_rate": round(summary["failed"] / calls, 4) if calls else 0.0,
-        "by_code": {row["error_code"] or "unknown": row["n"] for row in by_code},
+        "calls": calls,
+        "failed": failed,
+        "error_rate": round(failed / calls, 4) if calls else 0.0,
+        "by_code": dict(sorted(by_code.items(), key=lambda item: (-item[1], item[0]))),
     }
 
 

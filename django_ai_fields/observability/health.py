@@ -18,7 +18,7 @@ from rq import Worker
 
 from ..conf import get_setting, provider_settings
 from ..fields import ai_fields_of
-from ..models import AIJob, Status
+from ..models import FINISHED_STATUSES, AIJob, Status
 from ..queues import get_queue, redis
 
 # Seconds a provider's reachability probe may take, whatever its TIMEOUT says. The
@@ -66,11 +66,24 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
 
 
-def status_counts(jobs: models.QuerySet[AIJob]) -> dict[str, int]:
-    """Jobs per status (every status present, zeros included)."""
+def status_counts(
+    jobs: models.QuerySet[AIJob], finished_since: datetime | None = None
+) -> dict[str, int]:
+    """Jobs per status (every status present, zeros included). With ``finished_since``,
+    finished jobs count only if they last changed since then: two ranges of the
+    (status, updated_at) index, each counted from the index alone, instead of a count
+    of every job ever run."""
     counts = dict.fromkeys(Status.values, 0)
-    for row in jobs.order_by().values("status").annotate(n=Count("pk")):
-        counts[row["status"]] = row["n"]
+    selections = [jobs]
+    if finished_since is not None:
+        open_statuses = [status for status in Status.values if status not in FINISHED_STATUSES]
+        selections = [
+            jobs.filter(status__in=open_statuses),
+            jobs.filter(status__in=FINISHED_STATUSES, updated_at__gte=finished_since),
+        ]
+    for selection in selections:
+        for row in selection.order_by().values("status").annotate(n=Count("*")):
+            counts[row["status"]] = row["n"]
     return counts
 
 

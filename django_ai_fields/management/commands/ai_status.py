@@ -4,32 +4,40 @@ non-zero when unhealthy."""
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from typing import Any
 
 from django.apps import apps
 from django.core.management.base import BaseCommand, CommandError
+from django.utils import timezone
 
 from ...calling import breaker
 from ...conf import get_setting
 from ...declare import chains
 from ...dispatch import context
 from ...fields import ai_fields_of
-from ...models import AIJob
+from ...models import FINISHED_STATUSES, AIJob
 from ...money.pricing import price_data
 from ...observability import health
 from ...tenants.credential_audit import unreadable_credentials
 
 STUCK_LISTED = 20
+# Finished jobs are counted over this window: a count of every job ever run would
+# grow with the table (open jobs are always counted in full).
+FINISHED_WINDOW = timedelta(hours=24)
 
 
 def collect(check_providers: bool) -> dict[str, Any]:
     """Everything ai_status reports, with the reasons it is unhealthy."""
     queue = health.queue_health()
     counts: dict[str, int] = {}
+    finished_since = timezone.now() - FINISHED_WINDOW
     stuck_count, stuck_listed = 0, list[dict[str, Any]]()
     for visit in context.visits():  # every job database and schema (docs/deployment.md)
         with context.restore(visit):
-            for status, count in health.status_counts(AIJob.objects.all()).items():
+            for status, count in health.status_counts(
+                AIJob.objects.all(), finished_since=finished_since
+            ).items():
                 counts[status] = counts.get(status, 0) + count
             stuck = health.stuck_jobs(AIJob.objects.select_related("content_type"))
             stuck_count += stuck.count()
@@ -38,6 +46,7 @@ def collect(check_providers: bool) -> dict[str, Any]:
     report: dict[str, Any] = {
         "queue": queue,
         "jobs": counts,
+        "finished_since": finished_since.isoformat(timespec="seconds"),
         "stuck_jobs": {"count": stuck_count, "jobs": stuck_listed},
         "providers": health.provider_health() if check_providers else [],
         "circuits": breaker.states(),
@@ -118,8 +127,10 @@ def render(report: dict[str, Any]) -> list[str]:
         ]
     else:
         lines = [f"Queue {queue['name']}: Redis unreachable: {queue['error']}"]
-    counts = ", ".join(f"{status} {n}" for status, n in report["jobs"].items())
-    lines.append(f"Jobs: {counts}")
+    jobs = report["jobs"]
+    open_counts = ", ".join(f"{s} {n}" for s, n in jobs.items() if s not in FINISHED_STATUSES)
+    finished = ", ".join(f"{s} {n}" for s, n in jobs.items() if s in FINISHED_STATUSES)
+    lines.append(f"Jobs: {open_counts}; finished in the last 24 h: {finished}")
     stuck = report["stuck_jobs"]
     lines.append(f"Stuck jobs: {stuck['count']}")
     lines += [

@@ -9,7 +9,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
 from ...models import AIUsage
-from ...observability.analytics import totals, usage_by
+from ...observability.analytics import unknown_cost_models, usage_by
 
 COLUMNS = ("Tenant", "Model", "Calls", "Input tokens", "Output tokens", "Cost (USD)")
 
@@ -43,6 +43,12 @@ def format_table(rows: list[tuple[str, ...]]) -> list[str]:
     return lines
 
 
+def added_up(groups: list[dict[str, Any]]) -> dict[str, Any]:
+    """The table's columns summed over its rows (exact: integers and Decimals)."""
+    names = ("calls", "input_tokens", "output_tokens", "cost_usd")
+    return {name: sum(group[name] for group in groups) for name in names}
+
+
 def cells(tenant: str, model: str, data: dict[str, Any]) -> tuple[str, ...]:
     return (
         tenant,
@@ -73,17 +79,16 @@ class Command(BaseCommand):
             return
         self.stdout.write(f"AI usage in {label}{scope}:")
         rows = [COLUMNS, *(cells(g["tenant"] or "-", g["model"], g) for g in groups)]
-        rows.append(cells("Total", "", totals(usage)))
+        rows.append(cells("Total", "", added_up(groups)))
         for line in format_table(rows):
             self.stdout.write(line)
         self.write_unknown_costs(usage)
 
     def write_unknown_costs(self, usage: Any) -> None:
         """Calls whose model had no price: their cost is not in the table."""
-        unknown = usage.filter(cost_usd__isnull=True)
-        models = sorted(set(unknown.values_list("model", flat=True)))
-        if models:
+        unknown = unknown_cost_models(usage)
+        if unknown:
             self.stdout.write(
-                f"Unknown cost: {unknown.count()} call(s) of {', '.join(models)} "
+                f"Unknown cost: {sum(unknown.values())} call(s) of {', '.join(sorted(unknown))} "
                 "(no price known; not in the totals). Add them to AI_FIELDS['PRICING']."
             )

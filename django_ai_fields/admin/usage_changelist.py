@@ -1,0 +1,124 @@
+"""What keeps the AIUsage changelist cheap on a log of millions of calls: its row
+count, filter choices and date drill-down come from the daily roll-up
+(observability/rollup_reads.py) instead of COUNT(*) and DISTINCT over the log.
+
+Each falls back to the log when the roll-up cannot answer (a search by job), with
+the count then capped (``COUNT_CAP``): a page of results never waits for a count of
+every matching row.
+"""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any, cast
+
+from django.contrib import admin
+from django.contrib.admin.views.main import ChangeList
+from django.core.paginator import Paginator
+from django.db import models
+from django.utils import formats
+from django.utils.functional import cached_property
+from django.utils.text import capfirst
+from django.utils.translation import gettext as _
+
+from ..models import AIUsage
+from ..observability import rollup_reads
+
+COUNT_CAP = 10_000
+
+
+class UsagePaginator(Paginator):
+    """Counts the selected calls in the roll-up (exact); else at most COUNT_CAP. Keeps
+    the roll-up's counters (``counters``) for the page's totals: one query for both."""
+
+    counters: dict[str, Any] | None = None
+
+    @cached_property
+    def count(self) -> int:
+        usage = cast("models.QuerySet[AIUsage]", self.object_list)
+        if rollup_reads.daily_for(usage) is not None:
+            (self.counters,) = rollup_reads.grouped(usage, [])
+            return int(self.counters["calls"])
+        return usage.order_by()[:COUNT_CAP].count()
+
+
+class RolledUpValuesFilter(admin.AllValuesFieldListFilter):
+    """Django's filter by a column's values, with the values read from the roll-up
+    (Django's own runs SELECT DISTINCT over the whole log)."""
+
+    def __init__(
+        self,
+        field: Any,
+        request: Any,
+        params: Any,
+        model: Any,
+        model_admin: Any,
+        field_path: str,
+    ) -> None:
+        super().__init__(field, request, params, model, model_admin, field_path)
+        values = rollup_reads.distinct_values(model_admin.get_queryset(request), field.name)
+        if values is not None:
+            self.lookup_choices = values  # type: ignore[assignment]  # any iterable serves
+
+
+def date_hierarchy(cl: ChangeList) -> dict[str, Any] | None:
+    """The context of Django's admin/date_hierarchy.html, from the days with calls in
+    the roll-up (Django's tag selects DISTINCT dates from the log); None: use Django's."""
+    days = rollup_reads.days(cl.queryset)
+    if days is None or not cl.date_hierarchy:
+        return None
+    names = {part: f"{cl.date_hierarchy}__{part}" for part in ("year", "month", "day")}
+    year, month, day = (cl.params.get(names[part]) for part in ("year", "month", "day"))
+
+    def link(filters: dict[str, Any]) -> str:
+        return cl.get_query_string(filters, [f"{cl.date_hierarchy}__"])
+
+    if not (year or month or day) and days and days[0].year == days[-1].year:
+        year = days[0].year
+        if days[0].month == days[-1].month:
+            month = days[0].month
+    if year and month and day:
+        chosen = datetime.date(int(year), int(month), int(day))
+        back = {
+            "link": link({names["year"]: year, names["month"]: month}),
+            "title": title(chosen, "YEAR_MONTH_FORMAT"),
+        }
+        return {
+            "show": True,
+            "back": back,
+            "choices": [{"title": title(chosen, "MONTH_DAY_FORMAT")}],
+        }
+    if year and month:
+        choices = [
+            {
+                "link": link({names["year"]: year, names["month"]: month, names["day"]: d.day}),
+                "title": title(d, "MONTH_DAY_FORMAT"),
+            }
+            for d in days
+        ]
+        return {
+            "show": True,
+            "back": {"link": link({names["year"]: year}), "title": str(year)},
+            "choices": choices,
+        }
+    if year:
+        months = sorted({d.replace(day=1) for d in days})
+        choices = [
+            {
+                "link": link({names["year"]: year, names["month"]: m.month}),
+                "title": title(m, "YEAR_MONTH_FORMAT"),
+            }
+            for m in months
+        ]
+        return {
+            "show": True,
+            "back": {"link": link({}), "title": _("All dates")},
+            "choices": choices,
+        }
+    years = sorted({d.year for d in days})
+    choices = [{"link": link({names["year"]: str(y)}), "title": str(y)} for y in years]
+    return {"show": True, "back": None, "choices": choices}
+
+
+def title(day: datetime.date, format_name: str) -> str:
+    return capfirst(formats.date_format(day, format_name))

@@ -1,0 +1,228 @@
+"""The daily roll-up of the call log: every AIUsage row counted once in AIUsageDaily.
+
+Written in the transaction that inserts the row (``log_call``), so a committed call
+is always counted and a rolled-back one never is. Rows written any other way (a
+script, a fixture, a worker of an older release) start with ``rolled_up`` False:
+readers add them from the log (observability/rollup_reads.py) until ``catch_up``,
+run by the sweep and by ``ai_cleanup``, moves them into the roll-up.
+Why this stays exact under concurrent workers and crashes: docs/performance.md.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
+
+from django.db import IntegrityError, connections, models, transaction
+from django.db.models import Count, F, Q, Sum, Value
+from django.db.models.functions import Cast, Round
+from django.utils import timezone
+
+from .. import databases
+from ..models import AIUsage, AIUsageDaily
+
+# What a roll-up row is per: a filter on these (and on whole days) selects whole rows.
+KEY = ("tenant", "provider", "model", "success", "cache_hit", "error_code")
+COUNTERS = (
+    "calls",
+    "unknown_cost_calls",
+    "input_tokens",
+    "output_tokens",
+    "cached_tokens",
+    "cache_write_tokens",
+    "reasoning_tokens",
+    "cost_micro",
+    "tool_cost_micro",
+    "gateway_cost_calls",
+    "gateway_cost_units",
+    "duration_ms",
+)
+TOKEN_COLUMNS = (
+    "input_tokens",
+    "output_tokens",
+    "cached_tokens",
+    "cache_write_tokens",
+    "reasoning_tokens",
+    "duration_ms",
+)
+COST_COLUMNS = ("cost_usd", "tool_cost_usd", "gateway_cost_usd")
+MICRO_PLACES = 6  # AIUsage.cost_usd, tool_cost_usd
+GATEWAY_PLACES = 10  # AIUsage.gateway_cost_usd
+CATCH_UP_BATCH = 5000
+
+
+def day_of(moment: datetime.datetime) -> datetime.date:
+    """The roll-up day of a timestamp: its date in TIME_ZONE (not the request's zone)."""
+    if timezone.is_aware(moment):
+        return timezone.localtime(moment, timezone.get_default_timezone()).date()
+    return moment.date()
+
+
+def scaled(value: Decimal | float | str | None, places: int) -> int:
+    """An amount of dollars as an integer count of 10**-places dollars."""
+    if value is None:
+        return 0
+    return int(Decimal(str(value)).scaleb(places).to_integral_value(rounding=ROUND_HALF_UP))
+
+
+def counters_of(usage: AIUsage) -> dict[str, int]:
+    """What one call adds to its roll-up row."""
+    counts = {name: int(getattr(usage, name) or 0) for name in TOKEN_COLUMNS}
+    return {
+        **counts,
+        "calls": 1,
+        "unknown_cost_calls": int(usage.cost_usd is None),
+        "cost_micro": scaled(usage.cost_usd, MICRO_PLACES),
+        "tool_cost_micro": scaled(usage.tool_cost_usd, MICRO_PLACES),
+        "gateway_cost_calls": int(usage.gateway_cost_usd is not None),
+        "gateway_cost_units": scaled(usage.gateway_cost_usd, GATEWAY_PLACES),
+    }
+
+
+def key_of(usage: AIUsage) -> dict[str, Any]:
+    return {"day": day_of(usage.created_at), **{name: getattr(usage, name) for name in KEY}}
+
+
+def log_call(**values: Any) -> AIUsage:
+    """Insert one AIUsage row and count it in its roll-up row, in one transaction."""
+    db = databases.for_decisions(AIUsage)  # the job's pinned database, else the router's
+    with transaction.atomic(using=db):
+        usage = AIUsage.objects.using(db).create(**values, rolled_up=True)
+        add(key_of(usage), counters_of(usage), using=db)
+    return usage
+
+
+def add(key: Mapping[str, Any], counters: Mapping[str, int], *, using: str) -> None:
+    """Add ``counters`` to the roll-up row of ``key``, creating it if need be: one
+    statement that adds in the database (``calls = calls + 1``), so concurrent writers
+    never lose an increment. Call inside a transaction."""
+    connection = connections[using]
+    template = UPSERTS.get(connection.vendor)
+    if template is None:
+        _add_portably(key, counters, using=using)
+        return
+    quote = connection.ops.quote_name
+    table = quote(AIUsageDaily._meta.db_table)
+    names = [*key, *counters]
+    sql = template.format(
+        table=table,
+        columns=", ".join(quote(name) for name in names),
+        values=", ".join(["%s"] * len(names)),
+        key=", ".join(quote(name) for name in key),
+        updates=", ".join(
+            UPDATE_TERMS[connection.vendor].format(table=table, column=quote(name))
+            for name in counters
+        ),
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*key.values(), *counters.values()])
+
+
+# One atomic upsert per database: it inserts the row, or locks the existing one and
+# adds to it, even when another transaction inserts the same key at the same moment.
+UPSERTS = {
+    "postgresql": "INSERT INTO {table} ({columns}) VALUES ({values}) "
+    "ON CONFLICT ({key}) DO UPDATE SET {updates}",
+    "sqlite": "INSERT INTO {table} ({columns}) VALUES ({values}) "
+    "ON CONFLICT ({key}) DO UPDATE SET {updates}",
+    "mysql": "INSERT INTO {table} ({columns}) VALUES ({values}) ON DUPLICATE KEY UPDATE {updates}",
+}
+UPDATE_TERMS = {
+    "postgresql": "{column} = {table}.{column} + EXCLUDED.{column}",
+    "sqlite": "{column} = {table}.{column} + excluded.{column}",
+    "mysql": "{column} = {column} + VALUES({column})",
+}
+
+
+def _add_portably(key: Mapping[str, Any], counters: Mapping[str, int], *, using: str) -> None:
+    """``add()`` on another database: UPDATE, else INSERT; an INSERT that loses the
+    race for the unique key (in a savepoint) adds to the winner's row instead."""
+    rows = AIUsageDaily.objects.using(using).filter(**key)
+    increments = {name: F(name) + value for name, value in counters.items()}
+    if rows.update(**increments):
+        return
+    try:
+        with transaction.atomic(using=using):
+            AIUsageDaily.objects.using(using).create(**key, **counters)
+    except IntegrityError:
+        if not rows.update(**increments):
+            raise
+
+
+def catch_up(
+    *, using: str | None = None, batch: int = CATCH_UP_BATCH, batches: int | None = None
+) -> int:
+    """Roll up the rows written past ``log_call`` (at most ``batches`` batches); returns
+    how many. Each batch is one transaction that locks its rows, counts them and marks
+    them, so two sweeps at once, or a crash halfway, never count a row twice or lose one."""
+    db = using or databases.for_decisions(AIUsage)
+    done = runs = 0
+    while batches is None or runs < batches:
+        moved = _catch_up_batch(db, batch)
+        if not moved:
+            break
+        done, runs = done + moved, runs + 1
+    return done
+
+
+def _catch_up_batch(db: str, batch: int) -> int:
+    with transaction.atomic(using=db):
+        pending = AIUsage.objects.using(db).filter(rolled_up=False).order_by("pk")
+        rows = list(
+            pending.select_for_update().only("created_at", *KEY, *COST_COLUMNS, *TOKEN_COLUMNS)[
+                :batch
+            ]
+        )
+        if not rows:
+            return 0
+        marked = pending.filter(pk__in=[row.pk for row in rows]).update(rolled_up=True)
+        if marked != len(rows):  # another writer got there first: count nothing
+            raise RuntimeError("Roll-up catch-up raced with another writer; run it again.")
+        for key, counters in summed(rows).items():
+            add(dict(key), counters, using=db)
+    return len(rows)
+
+
+def summed(rows: Iterable[AIUsage]) -> dict[tuple[tuple[str, Any], ...], dict[str, int]]:
+    """The counters of many rows, added up per roll-up key."""
+    groups: dict[tuple[tuple[str, Any], ...], dict[str, int]] = defaultdict(
+        lambda: dict.fromkeys(COUNTERS, 0)
+    )
+    for row in rows:
+        totals = groups[tuple(key_of(row).items())]
+        for name, value in counters_of(row).items():
+            totals[name] += value
+    return groups
+
+
+# -- the same counters computed in SQL, over raw rows or over roll-up rows ------------
+
+
+def _scaled_sum(column: str, places: int) -> Sum:
+    """Sum of a decimal column as integers of 10**-places (rounded per row: exact on
+    SQLite too, where decimals are stored as floats)."""
+    scaled_column = Round(F(column) * Value(Decimal(10) ** places))
+    return Sum(Cast(scaled_column, models.BigIntegerField()), default=0)
+
+
+def raw_counters() -> dict[str, Any]:
+    """Aggregates over AIUsage rows giving AIUsageDaily's counters, in COUNTERS' order
+    (a UNION with daily_counters() matches columns by position)."""
+    counters = {
+        "calls": Count("pk"),
+        "unknown_cost_calls": Count("pk", filter=Q(cost_usd__isnull=True)),
+        **{name: Sum(name, default=0) for name in TOKEN_COLUMNS},
+        "cost_micro": _scaled_sum("cost_usd", MICRO_PLACES),
+        "tool_cost_micro": _scaled_sum("tool_cost_usd", MICRO_PLACES),
+        "gateway_cost_calls": Count("pk", filter=Q(gateway_cost_usd__isnull=False)),
+        "gateway_cost_units": _scaled_sum("gateway_cost_usd", GATEWAY_PLACES),
+    }
+    return {name: counters[name] for name in COUNTERS}
+
+
+def daily_counters() -> dict[str, Any]:
+    """Aggregates over AIUsageDaily rows giving the same counters."""
+    return {name: Sum(name, default=0) for name in COUNTERS}
