@@ -89,7 +89,7 @@ def key_of(usage: AIUsage) -> dict[str, Any]:
 def log_call(**values: Any) -> AIUsage:
     """Insert one AIUsage row and count it in its roll-up row, in one transaction."""
     db = databases.for_decisions(AIUsage)  # the job's pinned database, else the router's
-    with transaction.atomic(using=db):
+    with transaction.atomic(using=db, savepoint=False):  # joins the booking's transaction
         usage = AIUsage.objects.using(db).create(**values, rolled_up=True)
         add(key_of(usage), counters_of(usage), using=db)
     return usage
