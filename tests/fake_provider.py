@@ -89,6 +89,8 @@ class Usage:
     service_tier: str | None = None
     # OpenRouter: usage.cost, what the gateway charged in USD; None: not sent.
     gateway_cost: float | None = None
+    # Usage keys sent as given, over the computed ones (hostile values; ``raw_number``).
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -177,12 +179,12 @@ def openai_usage(usage: Usage) -> dict[str, Any]:
     }
     if usage.gateway_cost is not None:
         payload["cost"] = usage.gateway_cost  # OpenRouter's figure
-    return payload
+    return {**payload, **usage.extra}
 
 
 def anthropic_usage(usage: Usage) -> dict[str, Any]:
     """Anthropic usage: ``input_tokens`` excludes cache reads and cache writes."""
-    return {
+    payload = {
         "input_tokens": usage.input_tokens,
         "output_tokens": usage.output_tokens,
         "cache_read_input_tokens": usage.cached_tokens,
@@ -194,6 +196,7 @@ def anthropic_usage(usage: Usage) -> dict[str, Any]:
         },
         "service_tier": "standard",
     }
+    return {**payload, **usage.extra}
 
 
 def openai_finish_reason(value: str) -> str:
@@ -344,8 +347,23 @@ def moderation_result(body: Any, terms: tuple[str, ...]) -> dict[str, Any]:
     }
 
 
+# A JSON number written as these digits, verbatim: json.dumps cannot write an
+# integer of more than 4300 digits (Python's limit), nor anything malformed.
+_RAW_NUMBER = "\x00raw:"
+
+
+def raw_number(digits: str) -> str:
+    """A value that the fake provider's JSON holds as the bare number ``digits``."""
+    return _RAW_NUMBER + digits
+
+
+def json_text(payload: Any) -> str:
+    """``json.dumps(payload)`` with each ``raw_number`` written bare."""
+    return re.sub(r'"\\u0000raw:([^"]*)"', r"\1", json.dumps(payload))
+
+
 def json_reply(status: int, payload: Any, headers: Mapping[str, str] | None = None) -> Reply:
-    return Reply(status=status, body=json.dumps(payload).encode(), headers=dict(headers or {}))
+    return Reply(status=status, body=json_text(payload).encode(), headers=dict(headers or {}))
 
 
 # --------------------------------------------------------------------------- streamed replies
@@ -358,7 +376,7 @@ def stream_pieces(text: str) -> list[str]:
 
 def sse(data: Any, event: str | None = None) -> bytes:
     """One server-sent event (``data`` JSON-encoded unless it is a str)."""
-    payload = data if isinstance(data, str) else json.dumps(data)
+    payload = data if isinstance(data, str) else json_text(data)
     return (f"event: {event}\n" if event else "").encode() + f"data: {payload}\n\n".encode()
 
 
@@ -625,6 +643,10 @@ class FakeProvider:
         self.reply_text: str | None = None
         self.finish_reason: str = DEFAULT_FINISH_REASON
         self.usage: Usage = Usage()
+        # The model name successful (non-streamed) replies claim; None: the requested one.
+        self.reply_model: str | None = None
+        # (status, message): GET /v1/models answers with that error instead of the list.
+        self.models_error: tuple[int, str] | None = None
         # Headers added to every successful provider reply (e.g. LiteLLM's
         # x-litellm-response-cost).
         self.response_headers: dict[str, str] = {}
@@ -641,6 +663,8 @@ class FakeProvider:
         self.moderation_terms: tuple[str, ...] = ()
         # Responses API: calls each hosted tool the request offers makes (tests/fake_responses.py).
         self.tool_calls_per_tool = 1
+        # Responses API: the web searches ``tool_usage`` reports; None: those made.
+        self.web_searches_reported: Any = None
         # The most provider calls this server was answering at the same time.
         self.max_in_flight = 0
         self._in_flight = 0
@@ -810,6 +834,9 @@ class FakeProvider:
             return json_reply(404, openai_error(404, message))
         if route == MODERATIONS:
             return json_reply(200, moderation_result(record.body, self.moderation_terms))
+        if route == MODELS and self.models_error is not None:
+            status, message = self.models_error
+            return json_reply(status, openai_error(status, message), _request_id_headers(0))
         if route == MODELS:
             self._hold_models_request()
             return json_reply(200, models_list(self.models), _request_id_headers(0))
@@ -910,20 +937,31 @@ class FakeProvider:
         text = self.reply_text if self.reply_text is not None else self.responder(record)
         body = record.body if isinstance(record.body, dict) else {}
         build = self._payload_builder(route)
-        return build(body, text, self.usage, self.finish_reason, record.call_number)
+        payload = build(body, text, self.usage, self.finish_reason, record.call_number)
+        if self.reply_model is not None:
+            payload["model"] = self.reply_model
+        return payload
 
     def _payload_builder(self, route: str) -> Callable[..., dict[str, Any]]:
         if route == RESPONSES:
             from tests.fake_responses import openai_response
 
-            return functools.partial(openai_response, per_tool=self.tool_calls_per_tool)
+            return functools.partial(
+                openai_response,
+                per_tool=self.tool_calls_per_tool,
+                searches_reported=self.web_searches_reported,
+            )
         return anthropic_message if route == ANTHROPIC else openai_completion
 
     def _stream_builder(self, route: str) -> Callable[..., tuple[list[bytes], ...]]:
         if route == RESPONSES:
             from tests.fake_responses import responses_stream_events
 
-            return functools.partial(responses_stream_events, per_tool=self.tool_calls_per_tool)
+            return functools.partial(
+                responses_stream_events,
+                per_tool=self.tool_calls_per_tool,
+                searches_reported=self.web_searches_reported,
+            )
         return anthropic_stream_events if route == ANTHROPIC else openai_stream_events
 
 

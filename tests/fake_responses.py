@@ -20,13 +20,16 @@ from tests.fake_provider import Usage, sse, stream_pieces
 def responses_usage(usage: Usage) -> dict[str, Any]:
     """Responses usage: ``input_tokens`` includes the cached tokens."""
     input_tokens = usage.input_tokens + usage.cached_tokens
-    return {
+    payload: dict[str, Any] = {
         "input_tokens": input_tokens,
         "input_tokens_details": {"cached_tokens": usage.cached_tokens, "cache_write_tokens": 0},
         "output_tokens": usage.output_tokens,
         "output_tokens_details": {"reasoning_tokens": usage.reasoning_tokens},
         "total_tokens": input_tokens + usage.output_tokens,
     }
+    if usage.gateway_cost is not None:
+        payload["cost"] = usage.gateway_cost  # OpenRouter's figure
+    return {**payload, **usage.extra}
 
 
 def tool_call_items(body: Mapping[str, Any], number: int, per_tool: int) -> list[dict[str, Any]]:
@@ -70,8 +73,11 @@ def tool_call_items(body: Mapping[str, Any], number: int, per_tool: int) -> list
     return items
 
 
-def tool_usage(items: list[dict[str, Any]]) -> dict[str, Any]:
+def tool_usage(items: list[dict[str, Any]], searches_reported: Any = None) -> dict[str, Any]:
+    """``tool_usage``: the web searches made (or ``searches_reported``, as given)."""
     searches = sum(1 for item in items if item["type"] == "web_search_call")
+    if searches_reported is not None:
+        searches = searches_reported
     zero_tokens = {"image_tokens": 0, "text_tokens": 0}
     image_gen = {
         "input_tokens": 0,
@@ -90,6 +96,7 @@ def openai_response(
     number: int,
     *,
     per_tool: int = 1,
+    searches_reported: Any = None,
 ) -> dict[str, Any]:
     """A Response object: tool call items, then one assistant message."""
     items = tool_call_items(body, number, per_tool)
@@ -117,7 +124,7 @@ def openai_response(
         "max_output_tokens": body.get("max_output_tokens"),
         "text": body.get("text") or {"format": {"type": "text"}},
         "usage": responses_usage(usage),
-        "tool_usage": tool_usage(items),
+        "tool_usage": tool_usage(items, searches_reported),
         "store": body.get("store", True),
     }
 
@@ -130,9 +137,18 @@ def responses_stream_events(
     number: int,
     *,
     per_tool: int = 1,
+    searches_reported: Any = None,
 ) -> tuple[list[bytes], list[bytes], list[bytes]]:
     """(opening, delta, closing) events of a streamed Response."""
-    final = openai_response(body, text, usage, finish_reason, number, per_tool=per_tool)
+    final = openai_response(
+        body,
+        text,
+        usage,
+        finish_reason,
+        number,
+        per_tool=per_tool,
+        searches_reported=searches_reported,
+    )
     started = {**final, "status": "in_progress", "output": [], "usage": None, "tool_usage": None}
     sequence = iter(range(1, 10_000))
 
