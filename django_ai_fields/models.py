@@ -176,7 +176,12 @@ class AIUsage(models.Model):
         AIJob, on_delete=models.SET_NULL, null=True, blank=True, related_name="usages"
     )
     provider = models.CharField(_("provider"), max_length=64)
+    # The model the app asked for, and priced. The name the provider's answer gives
+    # is kept beside it, untrusted: shown and exported, never priced or grouped by.
     model = models.CharField(_("model"), max_length=100)
+    reported_model = models.CharField(
+        _("model (as reported)"), max_length=100, blank=True, default=""
+    )
     input_tokens = models.PositiveIntegerField(_("input tokens"), default=0)
     output_tokens = models.PositiveIntegerField(_("output tokens"), default=0)
     cached_tokens = models.PositiveIntegerField(_("cached tokens"), default=0)

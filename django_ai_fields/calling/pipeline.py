@@ -31,6 +31,8 @@ from ..providers import (
     ProviderError,
     build_provider,
 )
+from ..providers.base import INPUT_TOKENS, OUTPUT_TOKENS, ReportedNumbersError
+from ..providers.reported import checked
 from . import streaming
 
 T = TypeVar("T")
@@ -119,12 +121,14 @@ def call_provider(job: AIJob, prepared: Prepared) -> Pipeline[CompletionResponse
     response = CompletionResponse(text="")
     try:
         provider = build_provider(prepared.provider, prepared.config)
-        response = yield ProviderCall(job, prepared, provider)
+        response = checked((yield ProviderCall(job, prepared, provider)))
     except ProviderError as exc:
         # An SDK may wrap RQ's timeout (raised mid-request) as a connection error.
         error = job_timeout_error() if caused_by_job_timeout(exc) else exc
     except JobTimeoutException:
         error = job_timeout_error()
+    if isinstance(error, ReportedNumbersError):
+        estimate_unknown_counts(error, prepared.request)
     duration_ms = int((time.monotonic() - started) * 1000)
     usage = book(
         job,
@@ -158,7 +162,7 @@ def book(
     PARSE, with its next write (transitions.write_later). The bill is computed once."""
     bill = bill_for(provider, model, response, error)
     if bill.answered:
-        charge(job, bill, response)
+        charge(job, bill, answer_of(response, error))
     if reservations:
         columns["reservations"] = []
     with databases.atomic(AIJob):
@@ -190,8 +194,26 @@ def write_if_held(job: AIJob, columns: dict[str, Any]) -> bool:
 def bill_for(
     provider: str, model: str, response: CompletionResponse, error: ProviderError | None
 ) -> Bill:
-    """What the call costs: nothing when it failed (no answer came back)."""
-    return NO_ANSWER if error else Bill.for_answer(model, response, provider=provider)
+    """What the call costs: nothing when it failed with no answer; an answer refused
+    for its numbers costs what was read of it (``answer_of``)."""
+    if error is not None and not isinstance(error, ReportedNumbersError):
+        return NO_ANSWER
+    return Bill.for_answer(model, answer_of(response, error), provider=provider)
+
+
+def answer_of(response: CompletionResponse, error: ProviderError | None) -> CompletionResponse:
+    """The answer a call is logged and charged for: an answer refused for its numbers
+    (ReportedNumbersError) counts with the numbers in range and our estimates of the
+    others, never the out-of-range ones."""
+    return error.answer if isinstance(error, ReportedNumbersError) else response
+
+
+def estimate_unknown_counts(error: ReportedNumbersError, request: CompletionRequest) -> None:
+    """Counts the provider gave out of range, at this app's worst case for the request."""
+    if INPUT_TOKENS in error.unknown:
+        error.answer.input_tokens = sent_bytes(request)
+    if OUTPUT_TOKENS in error.unknown:
+        error.answer.output_tokens = request.max_tokens
 
 
 def charge(job: AIJob, bill: Bill, response: CompletionResponse) -> None:
@@ -223,9 +245,15 @@ def reserve_quota(job: AIJob, prepared: Prepared) -> list[quotas.Reservation]:
 def worst_case(prepared: Prepared) -> quotas.Demand:
     """The most the prepared call can use: every byte sent a token, plus max_tokens."""
     request = prepared.request
+    return quotas.worst_case(
+        prepared.model, sent_bytes(request), request.max_tokens, prepared.provider
+    )
+
+
+def sent_bytes(request: CompletionRequest) -> int:
+    """The bytes a request sends: the most input tokens it can cost."""
     sent = request.system + request.prompt + json.dumps(request.json_schema or "")
-    sent_bytes = len(sent.encode()) + 16 + reserve_bytes(request.attachments)
-    return quotas.worst_case(prepared.model, sent_bytes, request.max_tokens, prepared.provider)
+    return len(sent.encode()) + 16 + reserve_bytes(request.attachments)
 
 
 def record_usage(
@@ -240,12 +268,15 @@ def record_usage(
     cache_hit: bool = False,
 ) -> AIUsage:
     """The call's AIUsage row, priced by ``bill`` (the model we asked for)."""
+    response = answer_of(response, error)
     priced = price_as(provider, model)
     return usage_rollup.log_call(
         tenant=job.tenant,
         job=job,
         provider=provider,
-        model=response.model or model,
+        # The model asked for (and priced); the name the answer claims only beside it.
+        model=model,
+        reported_model=response.model,
         input_tokens=response.input_tokens,
         output_tokens=response.output_tokens,
         cached_tokens=response.cached_tokens,

@@ -3,7 +3,8 @@
 ``estimate_pairs`` renders each (row, AI field) request as a job would, and sums
 its worst case (every byte sent a token, plus ``max_tokens``, at the model's
 current prices: what a cost quota reserves), the expected cost (the field's
-recent average per answered call, where there is history), and walks the jobs
+recent average per answered call in the row's own tenant, where that tenant has
+history: never another tenant's spending), and walks the jobs
 through the tenants' quotas and the fields' budgets as the workers would, to
 count how many each would refuse. Shared by ``ai_regenerate --dry-run``, the
 admin's confirmation page and ``api.estimate``.
@@ -32,7 +33,7 @@ from ..money.pricing import ONE_MILLION, micro_to_usd, usd_to_micro
 from ..tenants import resolve_tenant
 from .engine import request_for
 
-# Answered calls of a field whose average cost is its expected cost per call.
+# Answered calls of a field (in one tenant) whose average cost is its expected cost per call.
 HISTORY_CALLS = 100
 
 
@@ -43,9 +44,9 @@ class Estimate:
     rows: int = 0
     jobs: int = 0
     worst_case_usd: Decimal = Decimal(0)
-    # None: no field in it has history yet.
+    # None: no field in it has history yet (in the rows' tenants).
     expected_usd: Decimal | None = None
-    # Fields without history (their jobs are not in expected_usd).
+    # Fields without history in a tenant (their jobs are not in expected_usd).
     no_history: list[str] = field(default_factory=list)
     # Models without a known price (their worst case is not in worst_case_usd).
     unpriced_models: list[str] = field(default_factory=list)
@@ -65,9 +66,9 @@ class Estimate:
             % {"usd": self.worst_case_usd}
         ]
         if self.expected_usd is None:
-            out.append(_("Expected cost: unknown (no calls of these fields yet)."))
+            out.append(_("Expected cost: unknown (no calls of these fields in these tenants yet)."))
         else:
-            line = _("Expected cost: $%(usd)s (from the recent average cost per call).") % {
+            line = _("Expected cost: $%(usd)s (from each tenant's recent cost per call).") % {
                 "usd": self.expected_usd
             }
             if self.no_history:
@@ -156,11 +157,12 @@ class Limits:
         return None
 
 
-def expected_per_call(field: AIFieldMixin) -> Decimal | None:
-    """The field's average cost over its recent answered, priced calls."""
+def expected_per_call(field: AIFieldMixin, tenant: str) -> Decimal | None:
+    """The field's average cost over its recent answered, priced calls in ``tenant``."""
     content_type = ContentType.objects.get_for_model(field.model)
     recent = (
         AIUsage.objects.filter(
+            tenant=tenant,
             job__content_type=content_type,
             job__field_name=field.name,
             success=True,
@@ -179,7 +181,7 @@ def estimate_pairs(pairs: Iterable[tuple[models.Model, AIFieldMixin]]) -> Estima
     result = Estimate()
     limits = Limits()
     worst_micro = Decimal(0)
-    jobs_per_field: Counter[AIFieldMixin] = Counter()
+    jobs_per_field: Counter[tuple[AIFieldMixin, str]] = Counter()
     unpriced: set[str] = set()
     rows: set[tuple[str, Any]] = set()
     for row, ai_field in pairs:
@@ -189,7 +191,7 @@ def estimate_pairs(pairs: Iterable[tuple[models.Model, AIFieldMixin]]) -> Estima
             result.skipped += 1
             continue
         result.jobs += 1
-        jobs_per_field[ai_field] += 1
+        jobs_per_field[ai_field, tenant] += 1
         if demand.cost_micro is None:
             unpriced.add(demand.model)
         else:
@@ -204,12 +206,14 @@ def estimate_pairs(pairs: Iterable[tuple[models.Model, AIFieldMixin]]) -> Estima
     return result
 
 
-def add_expected(result: Estimate, jobs_per_field: Counter[AIFieldMixin]) -> None:
+def add_expected(result: Estimate, jobs_per_field: Counter[tuple[AIFieldMixin, str]]) -> None:
+    """Each (field, tenant)'s jobs at that tenant's own average cost per call."""
     expected = None
-    for ai_field, jobs in jobs_per_field.items():
-        per_call = expected_per_call(ai_field)
+    for (ai_field, tenant), jobs in jobs_per_field.items():
+        per_call = expected_per_call(ai_field, tenant)
         if per_call is None:
-            result.no_history.append(f"{ai_field.model._meta.label}.{ai_field.name}")
+            name = f"{ai_field.model._meta.label}.{ai_field.name}"
+            result.no_history.append(f"{name} (tenant {tenant})" if tenant else name)
             continue
         expected = (expected or Decimal(0)) + per_call * jobs
     if expected is not None:

@@ -16,6 +16,7 @@ from .base import (
     CompletionResponse,
     Provider,
     ProviderError,
+    ReportedNumbersError,
     async_key,
     clients,
     error_from_sdk,
@@ -109,18 +110,24 @@ class AnthropicProvider(Provider):
     def complete(self, request: CompletionRequest) -> CompletionResponse:
         require_key(self)
         try:
-            message = self.client().messages.create(**self.build_kwargs(request))
+            # The raw response: its headers may carry a gateway's cost (usage.py).
+            raw = self.client().messages.with_raw_response.create(**self.build_kwargs(request))
+            message = raw.parse()
         except (anthropic.AnthropicError, ValueError) as exc:  # ValueError: bad JSON body
             raise error_from_sdk(anthropic, exc) from exc
-        return response_from_message(message, wrapped=needs_wrapping(request.json_schema))
+        wrapped = needs_wrapping(request.json_schema)
+        return response_from_message(message, wrapped=wrapped, headers=raw.headers)
 
     async def acomplete(self, request: CompletionRequest) -> CompletionResponse:
         require_key(self)
         try:
-            message = await self.async_client().messages.create(**self.build_kwargs(request))
+            create = self.async_client().messages.with_raw_response.create
+            raw = await create(**self.build_kwargs(request))
+            message = await raw.parse()
         except (anthropic.AnthropicError, ValueError) as exc:
             raise error_from_sdk(anthropic, exc) from exc
-        return response_from_message(message, wrapped=needs_wrapping(request.json_schema))
+        wrapped = needs_wrapping(request.json_schema)
+        return response_from_message(message, wrapped=wrapped, headers=raw.headers)
 
     def stream(self, request: CompletionRequest) -> Iterator[StreamItem]:
         require_key(self)
@@ -176,6 +183,9 @@ def batch_outcome(
         wrapped = needs_wrapping(request.json_schema if request else None)
         try:
             return batched(response_from_message(result.message, wrapped=wrapped))
+        except ReportedNumbersError as refused:
+            batched(refused.answer)  # charged at the batch rate, as an answer would be
+            return refused
         except (KeyError, TypeError, AttributeError) as exc:
             return unreadable(exc)
     if result.type == "errored":

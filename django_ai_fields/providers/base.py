@@ -5,18 +5,23 @@ from __future__ import annotations
 import asyncio
 import codecs
 import os
+import sys
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, TypeVar
 
 from ..codes import ErrorCode
 from .attachments import Attachment
+from .key_redaction import redact_keys, remember_key, scrub_exception
 
 RETRYABLE_CODES = frozenset(
     {ErrorCode.RATE_LIMITED, ErrorCode.PROVIDER_UNAVAILABLE, ErrorCode.TIMEOUT}
 )
+# CompletionResponse counts a caller estimates when the provider's are out of range.
+INPUT_TOKENS = "input_tokens"
+OUTPUT_TOKENS = "output_tokens"
 
 
 @dataclass
@@ -78,9 +83,11 @@ class BatchState:
 
 
 class ProviderError(Exception):
-    """A failed call, classified by one of the error codes (codes.ErrorCode)."""
+    """A failed call, classified by one of the error codes (codes.ErrorCode).
+    Its message never holds an API key (key_redaction.py)."""
 
     def __init__(self, code: str, message: str, *, retry_after: float | None = None):
+        message = redact_keys(message)
         super().__init__(message)
         self.code = code
         self.message = message
@@ -89,6 +96,21 @@ class ProviderError(Exception):
     @property
     def retryable(self) -> bool:
         return self.code in RETRYABLE_CODES
+
+
+class ReportedNumbersError(ProviderError):
+    """An answer whose numbers are out of range (providers/reported.py): ``invalid_output``.
+
+    The call was answered, so it is charged: ``answer`` holds what was read, with
+    every out-of-range number replaced (a count by 0, a cost by None), and
+    ``unknown`` names the counts (``INPUT_TOKENS``, ``OUTPUT_TOKENS``) the caller
+    charges at its own estimate instead."""
+
+    def __init__(self, problems: Sequence[str], answer: CompletionResponse, unknown: Iterable[str]):
+        message = f"The provider reported numbers out of range: {'; '.join(problems)}."
+        super().__init__(ErrorCode.INVALID_OUTPUT, message)
+        self.answer = answer
+        self.unknown = frozenset(unknown)
 
 
 def code_for_status(status: int) -> str:
@@ -129,6 +151,7 @@ class Provider(ABC):
 
     def __init__(self, config: dict[str, Any]):
         self.config = config
+        remember_key(config.get("API_KEY"))  # kept out of the errors of its calls
 
     @abstractmethod
     def complete(self, request: CompletionRequest) -> CompletionResponse:
@@ -183,7 +206,9 @@ class Provider(ABC):
 
 
 def error_from_sdk(sdk: Any, exc: Exception) -> ProviderError:
-    """Classify an exception from the openai or anthropic SDK (same class names)."""
+    """Classify an exception from the openai or anthropic SDK (same class names).
+    Keys are redacted from the message and from ``exc`` itself."""
+    scrub_exception(exc)
     if isinstance(exc, sdk.APITimeoutError):
         return ProviderError(ErrorCode.TIMEOUT, "The provider did not answer in time.")
     if isinstance(exc, sdk.APIConnectionError):
@@ -194,9 +219,28 @@ def error_from_sdk(sdk: Any, exc: Exception) -> ProviderError:
             f"HTTP {exc.status_code}: {exc.message}",
             retry_after=retry_after_seconds(exc.response.headers),
         )
+    if too_many_digits(exc):
+        # An answer holding an integer longer than Python reads: nothing of it can be
+        # read, and the caller charges its own estimate of the call.
+        unknown = (INPUT_TOKENS, OUTPUT_TOKENS)
+        problem = f"an integer of more than {sys.get_int_max_str_digits()} digits"
+        return ReportedNumbersError([problem], CompletionResponse(text=""), unknown)
     if isinstance(exc, sdk.APIResponseValidationError | ValueError):
         return ProviderError(ErrorCode.PROVIDER_UNAVAILABLE, f"Unreadable response: {exc}")
     return ProviderError(ErrorCode.INTERNAL, f"{type(exc).__name__}: {exc}")
+
+
+def too_many_digits(exc: BaseException) -> bool:
+    """Whether reading the answer failed on Python's limit on integer digits
+    (``sys.set_int_max_str_digits``); CPython's ValueError says nothing more precise."""
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, ValueError) and "integer string conversion" in str(cause):
+            return True
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    return False
 
 
 T = TypeVar("T")

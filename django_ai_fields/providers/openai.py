@@ -19,6 +19,7 @@ from .base import (
     CompletionResponse,
     Provider,
     ProviderError,
+    ReportedNumbersError,
     async_key,
     clients,
     error_from_sdk,
@@ -155,18 +156,21 @@ class OpenAIProvider(Provider):
 
     def complete_responses(self, request: CompletionRequest) -> CompletionResponse:
         try:
-            response = self.client().responses.create(**responses_api.build_kwargs(request))
+            create = self.client().responses.with_raw_response.create
+            raw = create(**responses_api.build_kwargs(request))
+            response = raw.parse()
         except (openai.OpenAIError, ValueError) as exc:
             raise error_from_sdk(openai, exc) from exc
-        return responses_api.response_from_responses(response)
+        return responses_api.response_from_responses(response, raw.headers)
 
     async def acomplete_responses(self, request: CompletionRequest) -> CompletionResponse:
         try:
-            create = self.async_client().responses.create
-            response = await create(**responses_api.build_kwargs(request))
+            create = self.async_client().responses.with_raw_response.create
+            raw = await create(**responses_api.build_kwargs(request))
+            response = raw.parse()
         except (openai.OpenAIError, ValueError) as exc:
             raise error_from_sdk(openai, exc) from exc
-        return responses_api.response_from_responses(response)
+        return responses_api.response_from_responses(response, raw.headers)
 
     def stream_responses(self, request: CompletionRequest) -> Iterator[StreamItem]:
         kwargs = responses_api.build_kwargs(request)
@@ -259,6 +263,9 @@ def read_batch_line(line: str) -> tuple[str, CompletionResponse | ProviderError]
     if status == 200:
         try:
             return custom_id, batched(response_from_body(response["body"]))
+        except ReportedNumbersError as refused:
+            batched(refused.answer)  # charged at the batch rate, as an answer would be
+            return custom_id, refused
         except ProviderError as error:
             return custom_id, error
         except (KeyError, TypeError, AttributeError, ValueError) as exc:

@@ -14,9 +14,11 @@ from openai.types.responses import Response
 
 from ..codes import ErrorCode
 from .attachments import responses_content
-from .base import CompletionRequest, CompletionResponse, ProviderError
+from .base import INPUT_TOKENS, OUTPUT_TOKENS, CompletionRequest, CompletionResponse, ProviderError
+from .reported import CACHED, REASONING, Reported
 from .streams import STREAM_ERROR_TYPES, StreamItem
 from .tools import CHAT, RESPONSES, billable_uses, call_summary
+from .usage import gateway_cost, response_headers
 
 BATCH_ENDPOINT: Final = "/v1/responses"
 
@@ -53,8 +55,9 @@ def build_kwargs(request: CompletionRequest) -> dict[str, Any]:
     return kwargs
 
 
-def response_from_responses(response: Any) -> CompletionResponse:
-    """A Response object (or one built from a batch line) as a CompletionResponse."""
+def response_from_responses(response: Any, headers: Any = None) -> CompletionResponse:
+    """A Response object (or one built from a batch line) as a CompletionResponse,
+    its numbers checked (``headers``: the HTTP response's, for a gateway's cost)."""
     if getattr(response, "status", None) == "failed":
         error = getattr(response, "error", None)
         message = getattr(error, "message", None) or "The response failed."
@@ -63,18 +66,23 @@ def response_from_responses(response: Any) -> CompletionResponse:
     usage = getattr(response, "usage", None)
     input_details = getattr(usage, "input_tokens_details", None)
     output_details = getattr(usage, "output_tokens_details", None)
-    return CompletionResponse(
+    numbers = Reported()
+    result = CompletionResponse(
         text=output_text(output),
         # input_tokens already includes the cached tokens (as Chat Completions' prompt_tokens).
-        input_tokens=int(getattr(usage, "input_tokens", 0) or 0),
-        output_tokens=int(getattr(usage, "output_tokens", 0) or 0),
-        cached_tokens=int(getattr(input_details, "cached_tokens", 0) or 0),
-        reasoning_tokens=int(getattr(output_details, "reasoning_tokens", 0) or 0),
+        input_tokens=numbers.count(INPUT_TOKENS, getattr(usage, "input_tokens", None)),
+        output_tokens=numbers.count(OUTPUT_TOKENS, getattr(usage, "output_tokens", None)),
+        cached_tokens=numbers.count(CACHED, getattr(input_details, "cached_tokens", None)),
+        reasoning_tokens=numbers.count(
+            REASONING, getattr(output_details, "reasoning_tokens", None)
+        ),
         finish_reason=finish_reason(response),
         model=str(getattr(response, "model", "") or ""),
+        gateway_cost_usd=gateway_cost(numbers, usage, headers),
         tool_calls=[s for s in map(call_summary, output) if s is not None],
-        tool_uses=billable_uses(output, getattr(response, "tool_usage", None)),
+        tool_uses=billable_uses(output, getattr(response, "tool_usage", None), numbers),
     )
+    return numbers.check(result)
 
 
 def output_text(output: Iterable[Any]) -> str:
@@ -101,6 +109,7 @@ def read_stream(events: Iterable[Any]) -> Iterator[StreamItem]:
     pieces, then the final response of ``response.completed`` / ``.incomplete``."""
     final: Any = None
     parts: list[str] = []
+    headers = response_headers(events)
     for event in events:
         kind = getattr(event, "type", "")
         if kind == "response.output_text.delta":
@@ -112,7 +121,7 @@ def read_stream(events: Iterable[Any]) -> Iterator[StreamItem]:
             raise error_event_error(event)
     if final is None:
         raise ProviderError(ErrorCode.PROVIDER_UNAVAILABLE, "The stream ended without a response.")
-    response = response_from_responses(final)
+    response = response_from_responses(final, headers)
     response.text = response.text or "".join(parts)
     yield response
 

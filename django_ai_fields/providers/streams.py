@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator
+from types import SimpleNamespace
 from typing import Any
 
 import httpx2
@@ -21,10 +22,11 @@ import httpx2
 from ..codes import ErrorCode
 from .base import CompletionResponse, ProviderError, error_from_sdk
 from .usage import (
-    anthropic_cache_write_1h,
-    openai_extras,
+    anthropic_response,
+    openai_response,
     response_from_completion,
     response_from_message,
+    response_headers,
 )
 
 StreamItem = str | CompletionResponse
@@ -109,11 +111,14 @@ def read_openai(chunks: Iterable[Any]) -> Iterator[StreamItem]:
     """Chunks of ``chat.completions.create(stream=True, stream_options=
     {"include_usage": True})``: content deltas, then a usage-only chunk
     (or a plain chat completion body, see ``plain_json_body``)."""
+    headers = response_headers(chunks)
     body = plain_json_body(chunks)
     if body is not None:
         from openai.types.chat import ChatCompletion
 
-        yield from whole(response_from_completion(ChatCompletion.model_validate(body)))
+        # Read without validation, as batch lines are: the numbers are checked on reading.
+        completion = ChatCompletion.construct(**body)
+        yield from whole(response_from_completion(completion, headers))
         return
     parts: list[str] = []
     usage: Any = None
@@ -127,16 +132,8 @@ def read_openai(chunks: Iterable[Any]) -> Iterator[StreamItem]:
                 parts.append(delta)
                 yield delta
             finish_reason = choice.finish_reason or finish_reason
-    details = getattr(usage, "prompt_tokens_details", None) if usage else None
-    yield CompletionResponse(
-        text="".join(parts),
-        # prompt_tokens already includes the cached tokens.
-        input_tokens=usage.prompt_tokens if usage else 0,
-        output_tokens=usage.completion_tokens if usage else 0,
-        cached_tokens=(getattr(details, "cached_tokens", 0) or 0) if details else 0,
-        finish_reason=finish_reason,
-        model=model,
-        **openai_extras(None, usage),
+    yield openai_response(
+        "".join(parts), usage, finish_reason=finish_reason, model=model, headers=headers
     )
 
 
@@ -149,7 +146,8 @@ class AnthropicStreamState:
     def __init__(self) -> None:
         self.text: list[str] = []
         self.tool_json: list[str] | None = None
-        self.usage: dict[str, int] = {}
+        # The usage fields as sent (read under their bounds at the end).
+        self.usage: dict[str, Any] = {}
         self.stop_reason = ""
         self.model = ""
 
@@ -184,48 +182,43 @@ class AnthropicStreamState:
             "output_tokens",
             "cache_read_input_tokens",
             "cache_creation_input_tokens",
+            "cache_creation",
         ):
             value = getattr(usage, name, None)
             if value is not None:
-                self.usage[name] = int(value)
-        if getattr(usage, "cache_creation", None) is not None:
-            self.usage["cache_write_1h"] = anthropic_cache_write_1h(usage)
+                self.usage[name] = value
 
-    def response(self, *, wrapped: bool) -> CompletionResponse:
+    def response(self, *, wrapped: bool, headers: Any = None) -> CompletionResponse:
         text = "".join(self.text)
         if self.tool_json is not None:
             data = json.loads("".join(self.tool_json) or "{}")
             text = json.dumps(data["value"] if wrapped else data)
-        cache_read = self.usage.get("cache_read_input_tokens", 0)
-        cache_write = self.usage.get("cache_creation_input_tokens", 0)
-        return CompletionResponse(
-            text=text,
-            # input_tokens exclude cache reads and writes: add them back (as non-streamed).
-            input_tokens=self.usage.get("input_tokens", 0) + cache_read + cache_write,
-            output_tokens=self.usage.get("output_tokens", 0),
-            cached_tokens=cache_read,
-            cache_creation_tokens=cache_write,
-            cache_write_1h_tokens=self.usage.get("cache_write_1h", 0),
-            finish_reason="length" if self.stop_reason == "max_tokens" else self.stop_reason,
+        return anthropic_response(
+            text,
+            SimpleNamespace(**self.usage),
+            stop_reason=self.stop_reason,
             model=self.model,
+            headers=headers,
         )
 
 
 def read_anthropic(events: Iterable[Any], *, wrapped: bool) -> Iterator[StreamItem]:
     """Events of ``messages.create(stream=True)``; a forced tool's JSON streams as
     ``input_json_delta`` pieces (or a plain message body, see ``plain_json_body``)."""
+    headers = response_headers(events)
     body = plain_json_body(events)
     if body is not None:
         from anthropic.types import Message
 
-        yield from whole(response_from_message(Message.model_validate(body), wrapped=wrapped))
+        message = Message.construct(**body)  # read as the batch results are
+        yield from whole(response_from_message(message, wrapped=wrapped, headers=headers))
         return
     state = AnthropicStreamState()
     for event in events:
         delta = state.read(event)
         if delta:
             yield delta
-    yield state.response(wrapped=wrapped)
+    yield state.response(wrapped=wrapped, headers=headers)
 
 
 def chunked(text: str, pieces: int) -> list[str]:

@@ -12,6 +12,8 @@ from typing import Any
 
 from django.utils.module_loading import import_string
 
+from .reported import MAX_TOOL_USES, Reported
+
 # The OpenAI provider's two APIs (providers/openai_responses.py).
 CHAT = "chat"
 RESPONSES = "responses"
@@ -112,16 +114,19 @@ def _detail(item: Any) -> str:
     return str(getattr(item, "code", "") or "")
 
 
-def billable_uses(output: Iterable[Any], tool_usage: Any) -> dict[str, int]:
+def billable_uses(output: Iterable[Any], tool_usage: Any, numbers: Reported) -> dict[str, int]:
     """Billable tool uses: web searches as the response's ``tool_usage`` counts them
-    (else one per search call), file searches per call, code interpreter per container."""
+    (else, or when that count is out of range, one per search call), file searches
+    per call, code interpreter per container."""
     items = list(output)
     uses: dict[str, int] = {}
-    searches = getattr(getattr(tool_usage, "web_search", None), "num_requests", None)
-    if searches is None:
+    reported = getattr(getattr(tool_usage, "web_search", None), "num_requests", None)
+    label = "tool_usage.web_search.num_requests"
+    searches = numbers.count(WEB_SEARCH, reported, label, limit=MAX_TOOL_USES)
+    if reported is None or WEB_SEARCH in numbers.unknown:
         searches = sum(1 for item in items if getattr(item, "type", "") == "web_search_call")
     if searches:
-        uses[WEB_SEARCH] = int(searches)
+        uses[WEB_SEARCH] = searches
     file_calls = sum(1 for item in items if getattr(item, "type", "") == "file_search_call")
     if file_calls:
         uses[FILE_SEARCH] = file_calls

