@@ -324,7 +324,7 @@ class AIUsageAdmin(TenantScopedAdminMixin, ExportMixin, admin.ModelAdmin):
         ("tenant", RolledUpValuesFilter),
         "error_code",
     )
-    search_fields = ("tenant", "model", "=job__id")
+    search_fields = ("tenant", "model", "reported_model", "=job__id")
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

@@ -6,9 +6,11 @@ above it (tenants/credentials.py), and handed in as the provider's config.
 
 ``base`` (the interface), the adapters ``openai`` (with ``openai_responses``, its
 Responses API mode), ``anthropic`` and ``offline``; what they share: ``usage``
-(reading an SDK answer and its billing details), ``streams`` (streamed answers),
-``tools`` (hosted tools), ``attachments`` (files sent with a prompt), ``batching``
-(batch API bodies and results) and ``loop`` (the event loop of async calls)."""
+(reading an SDK answer and its billing details), ``reported`` (the bounds on the
+numbers an answer reports), ``key_redaction`` (no API key in an error message),
+``streams`` (streamed answers), ``tools`` (hosted tools), ``attachments`` (files
+sent with a prompt), ``batching`` (batch API bodies and results) and ``loop``
+(the event loop of async calls)."""
 
 from __future__ import annotations
 
