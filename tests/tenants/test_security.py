@@ -1096,6 +1096,18 @@ def test_a_key_quoted_in_the_middle_of_a_stream_is_redacted(fake_provider, setti
     assert_no_key(job.error, key)
 
 
+def test_redaction_keeps_the_rest_of_an_error(fake_provider, settings, worker):
+    settings.AI_FIELDS = {**settings.AI_FIELDS, "MAX_ATTEMPTS": 1}
+    message = (
+        "The model `anthropic.claude-3-5-sonnet-20241022-v2` does not exist (request "
+        "123e4567-e89b-12d3-a456-426614174000, req_0123456789abcdef0123456789abcdef)."
+    )
+    fake_provider.enqueue_fault(status=404, message=message)
+    Product.objects.create(shop="acme", title="Anvil", price=10)
+    worker.drain()
+    assert message in AIJob.objects.get().error
+
+
 def test_a_logged_traceback_of_a_provider_error_shows_no_key(fake_provider, settings):
     import traceback
 
