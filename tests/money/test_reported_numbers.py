@@ -254,3 +254,26 @@ def test_a_hostile_web_search_count_is_refused(gateway):
     usage = AIUsage.objects.get()
     assert_refused_and_recorded(job, usage)
     assert usage.tool_calls == {"web_search": 1, "file_search": 1}  # the call items made
+
+
+@pytest.mark.parametrize("path", [CHAT, ANTHROPIC])
+def test_a_hostile_count_in_a_provider_batch_is_refused_and_charged(gateway, settings, path):
+    import io
+
+    from django.core.management import call_command
+
+    from django_ai_fields.jobs.batches import poll
+    from tests.reliability_support import make_lead
+
+    use_path(settings, path)
+    make_lead(company="acme")
+    call_command(
+        "ai_regenerate", "testapp.Lead", "--batch", "--field", "summary", stdout=io.StringIO()
+    )
+    gateway.usage = Usage(extra={INPUT_KEY[path]: -1})  # the batch's answer
+    poll()
+    job, usage = AIJob.objects.get(field_name="summary"), AIUsage.objects.get()
+    assert (job.status, job.error_code) == ("failed", "invalid_output"), job.error
+    assert (usage.success, usage.error_code, usage.output_tokens) == (False, "invalid_output", 7)
+    assert usage.cost_usd is not None and usage.cost_usd > 0
+    assert_pages_render(job)
