@@ -6,7 +6,7 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-    dependencies = [("django_ai_fields", "0007_provider_batch")]
+    dependencies = [("django_ai_fields", "0008_job_context")]
 
     operations = [
         migrations.AddField(
