@@ -6,7 +6,7 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-    dependencies = [("django_ai_fields", "0008_job_context")]
+    dependencies = [("django_ai_fields", "0009_usage_rollup")]
 
     operations = [
         migrations.AddField(
