@@ -22,6 +22,7 @@ from ..functions import Cancelled, Superseded
 from ..models import AIJob, ErrorCode, Phase, Status, TenantPolicy
 from ..money.quotas import QuotaRefused
 from ..providers import CompletionResponse, ProviderError
+from ..providers.key_redaction import redact_keys
 
 # -- leasing -------------------------------------------------------------------
 
@@ -160,6 +161,7 @@ def finish(
 
 
 def fail(job: AIJob, code: str, message: str) -> None:
-    """Fail the job where it is (a crash), unless another run holds it now."""
+    """Fail the job where it is (a crash), unless another run holds it now. The
+    message may quote anything (an exception's text): keys are redacted from it."""
     with contextlib.suppress(LeaseLost):
-        finish(job, Status.FAILED, phase=job.phase, error_code=code, error=message)
+        finish(job, Status.FAILED, phase=job.phase, error_code=code, error=redact_keys(message))

@@ -53,6 +53,8 @@ def call_fields(job: AIJob, usage: AIUsage, *, streamed: bool) -> dict[str, Any]
         "attempt": job.attempts,
         "provider": usage.provider,
         "model": usage.model,
+        # What the provider says answered (may differ from the model asked for).
+        "reported_model": usage.reported_model or usage.model,
         "input_tokens": usage.input_tokens,
         "output_tokens": usage.output_tokens,
         "cached_tokens": usage.cached_tokens,

@@ -51,7 +51,7 @@ def end_call(span: Any, fields: dict[str, Any], error: ProviderError | None) -> 
         return
     span.set_attributes(
         {
-            "gen_ai.response.model": fields["model"],
+            "gen_ai.response.model": fields["reported_model"],
             "gen_ai.usage.input_tokens": fields["input_tokens"],
             "gen_ai.usage.output_tokens": fields["output_tokens"],
             "ai_fields.cached_tokens": fields["cached_tokens"],

@@ -356,6 +356,16 @@ def test_each_call_is_one_span_with_its_attributes(fake_provider, spans):
     assert duration_ms >= usage.duration_ms - 1
 
 
+def test_a_span_names_the_model_that_answered_beside_the_one_asked_for(fake_provider, spans):
+    fake_provider.reply_model = "gpt-4o-mini-2024-07-18"
+    job = summary_job()
+    run_job(job.pk)
+
+    (span,) = [s for s in spans.get_finished_spans() if s.attributes["ai_fields.job_id"] == job.pk]
+    assert span.attributes["gen_ai.request.model"] == "gpt-4o-mini"
+    assert span.attributes["gen_ai.response.model"] == "gpt-4o-mini-2024-07-18"
+
+
 def test_a_failed_call_span_carries_the_error_code(fake_provider, spans):
     fake_provider.enqueue_fault(status=429)
     run_job(summary_job().pk)

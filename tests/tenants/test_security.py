@@ -1248,3 +1248,19 @@ def test_the_cost_estimate_never_shows_another_tenants_spending(fake_provider, s
     call_command("ai_regenerate", "testapp.Lead", "--field", "heat", "--dry-run", stdout=out)
     # Each tenant's jobs at its own average: 2 x $0.00004 (acme) + 1 x $7.77 (globex).
     assert "Expected cost: $7.770080" in out.getvalue()
+
+
+def test_a_crash_that_quotes_a_key_stores_no_key(fake_provider, monkeypatch):
+    """An internal error is stored as the exception's text: keys are redacted from it
+    as from a provider's error (issue 23, finding 4)."""
+    from django_ai_fields.api import run_ai_task
+    from django_ai_fields.jobs import engine
+
+    def crash(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise RuntimeError("could not build the client for sk-test-openai")
+
+    monkeypatch.setattr(engine, "request_for", crash)
+    job = run_ai_task("extract_lead", {"description": "Ada at Acme"}, sync=True)
+
+    assert (job.status, job.error_code) == ("failed", "internal")
+    assert "sk-test-openai" not in job.error and "[redacted]" in job.error
