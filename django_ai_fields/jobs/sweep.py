@@ -11,16 +11,15 @@ import logging
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 from django.utils import timezone
 
-from .. import queues
 from ..conf import get_setting
 from ..dispatch import backend, handover, transitions
 from ..dispatch.transitions import recover_lost
 from ..models import AIJob, ErrorCode, Phase, Status
 from ..queues import PERIODIC_SWEEP
+from ..shared_state import store
 from . import recovery
 from .batches import keep_polling
 
@@ -139,15 +138,14 @@ def schedule_sweep() -> None:
     if interval <= 0:
         return
     try:
-        connection = queues.redis()
         if backend.schedule_once(SCHEDULED_KEY, interval, PERIODIC_SWEEP, at_front=True):
-            connection.set(DUE_KEY, repr(time.time() + interval), ex=interval * 10)
-        elif _late(connection, interval) and backend.set_mark(KICKED_KEY, "1", interval):
+            store().set(DUE_KEY, repr(time.time() + interval), interval * 10)
+        elif _late(interval) and backend.set_mark(KICKED_KEY, "1", interval):
             backend.send(PERIODIC_SWEEP, result_ttl=interval, at_front=True)
     except Exception as exc:
         logger.debug("Could not schedule the AI fields sweep: %s", exc)
 
 
-def _late(connection: Any, interval: int) -> bool:
-    due = connection.get(DUE_KEY)
+def _late(interval: int) -> bool:
+    due = store().get(DUE_KEY)
     return due is not None and time.time() > float(due) + interval
