@@ -47,6 +47,8 @@ CACHES = {
     "shared": {
         "BACKEND": "django.core.cache.backends.db.DatabaseCache",
         "LOCATION": "django_ai_fields_shared_state",
+        # Django culls a third of the entries past 300 by default: marks included.
+        "OPTIONS": {"MAX_ENTRIES": 100_000},
     },
 }
 

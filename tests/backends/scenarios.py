@@ -53,7 +53,8 @@ def backfill(fake_provider: FakeProvider, describe: Callable[[], str], rows: int
     call_command("ai_regenerate", "testapp.Article", "--field", "blurb", stdout=io.StringIO())
     jobs = wait_for_jobs(rows, describe)
     assert {job.status for job in jobs} == {Status.SUCCEEDED}
-    assert len({job.rq_job_id for job in jobs}) == rows // 4  # CHUNK_SIZE 4: one task a chunk
+    tasks = {job.rq_job_id for job in jobs}
+    assert len(tasks) == rows // 4, [(j.pk, j.rq_job_id, j.attempts, j.steps) for j in jobs]
     assert fake_provider.calls == rows
     assert not Article.objects.filter(blurb__isnull=True).exists()
 
