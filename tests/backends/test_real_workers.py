@@ -11,7 +11,8 @@ import pytest
 from tests.backends import scenarios
 from tests.backends.workers import CeleryWorker, DbWorker
 
-pytestmark = pytest.mark.django_db(transaction=True)
+# Run with: pytest -m backends tests/backends (.ci/run steps 1b and 3c).
+pytestmark = [pytest.mark.backends, pytest.mark.django_db(transaction=True)]
 
 
 def test_celery_live_save(celery_backend: CeleryWorker, fake_provider: Any) -> None:
