@@ -52,6 +52,8 @@ class FreshProject:
     ai_fields: dict[str, Any] = field(default_factory=dict)
     installed_apps: list[str] = field(default_factory=lambda: list(BASE_APPS))
     with_ai_field: bool = False
+    # Python lines appended to the settings module (say, TASKS or a Celery app).
+    extra_settings: str = ""
 
     def write(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -72,7 +74,7 @@ class FreshProject:
             "AI_FIELDS": self.ai_fields,
         }
         lines = [f"{name} = {value!r}\n" for name, value in settings.items()]
-        (self.directory / "fresh_settings.py").write_text("".join(lines))
+        (self.directory / "fresh_settings.py").write_text("".join(lines) + self.extra_settings)
         if self.with_ai_field:
             shop = self.directory / "shop"
             shop.mkdir(exist_ok=True)

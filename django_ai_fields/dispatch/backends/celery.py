@@ -29,14 +29,20 @@ PING_TIMEOUT = 1.0
 
 
 def celery_app() -> Any:
-    """``AI_FIELDS["CELERY_APP"]`` (a dotted path) or the app the project created
-    (Celery makes each new app the current one); None when there is none."""
+    """``AI_FIELDS["CELERY_APP"]`` (a dotted path), else the app the project created
+    (proj/celery.py): the current app of this thread, or, in a thread that has none
+    (Celery keeps it per thread), the one app created to be current. None when there
+    is none, or several."""
     path = get_setting("CELERY_APP")
     if path:
         return import_string(str(path).replace(":", "."))
     from celery import _state
 
-    return getattr(_state._tls, "current_app", None) or _state.default_app
+    current = getattr(_state._tls, "current_app", None)
+    if current is not None:
+        return current
+    created = [app for app in _state._get_active_apps() if app.set_as_current]
+    return created[0] if len(created) == 1 else None
 
 
 class CeleryBackend:
