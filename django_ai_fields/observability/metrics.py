@@ -134,7 +134,9 @@ class QueueCollector(Collector):
     def _families() -> tuple[Any, Any, Any]:
         return (
             GaugeMetricFamily(
-                f"{PREFIX}_queue_depth", "Jobs on the AI queue, by state.", labels=["queue", "state"]
+                f"{PREFIX}_queue_depth",
+                "Jobs on the AI queue, by state.",
+                labels=["queue", "state"],
             ),
             GaugeMetricFamily(
                 f"{PREFIX}_workers", "Workers the task backend sees.", labels=["backend"]

@@ -13,7 +13,6 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from django_ai_fields.models import AIJob, AIUsage
-from django_ai_fields.observability import health
 from tests.surfaces import (
     age_job,
     dead_queue,
