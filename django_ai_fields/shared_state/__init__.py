@@ -89,23 +89,22 @@ class SharedState(Protocol):
         """Run ``script`` atomically on ``keys``."""
 
 
-_stores: dict[tuple[Any, ...], SharedState] = {}
+_stores: dict[Any, SharedState] = {}
 
 
 def store() -> SharedState:
     """The configured store, built once per configuration and process."""
     kind = kind_configured()
-    if kind == "redis":
+    if kind == "redis":  # its connection is looked up per call (the queue's, or REDIS_URL)
         from . import redis_store
 
-        key: tuple[Any, ...] = ("redis", *redis_store.identity())
-        if key not in _stores:
-            _stores[key] = redis_store.RedisState()
-        return _stores[key]
+        if "redis" not in _stores:
+            _stores["redis"] = redis_store.RedisState()
+        return _stores["redis"]
     from . import cache_store
 
     alias = str(get_setting("SHARED_STATE_CACHE"))
-    key = ("cache", alias, cache_store.identity(alias))
+    key: tuple[str, ...] = ("cache", alias, cache_store.identity(alias))
     if key not in _stores:
         _stores[key] = cache_store.CacheState(alias)
     return _stores[key]
