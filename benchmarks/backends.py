@@ -114,9 +114,8 @@ class Worker:
 @contextmanager
 def running(backend: str, clock_latency: float = 0.0) -> Iterator[Any]:
     """The fake provider, the backend's settings, and one warm idle worker."""
-    from django.test import override_settings
-
     from django.core.cache import caches
+    from django.test import override_settings
 
     from benchmarks.live import provider, reset
 

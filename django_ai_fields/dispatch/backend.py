@@ -18,7 +18,7 @@ from typing import Any
 
 from ..shared_state import store
 from . import backends
-from .backends import Wakeup
+from .backends.base import Wakeup
 
 
 def send(

@@ -20,7 +20,7 @@ from ..dispatch.transitions import recover_lost
 from ..models import AIJob, ErrorCode, Phase, Status
 from ..queues import PERIODIC_SWEEP
 from ..shared_state import store
-from . import recovery
+from . import drains, recovery
 from .batches import keep_polling
 
 logger = logging.getLogger("django_ai_fields")
@@ -73,6 +73,11 @@ def sweep(*, all_pending: bool = False, now: datetime | None = None) -> SweepRep
         handover.forget_lost_drain()
     report.enqueued = handover.to_drain(job_ids)
     report.unreachable = len(job_ids) - report.enqueued
+    with contextlib.suppress(Exception):  # the queue down: the next sweep looks again
+        if handover.waiting_drain() is None and drains.waiting_jobs().exists():
+            # Jobs wait for a drain and none is coming (the one they were given died
+            # with a worker that had taken it: Celery's broker may hold it for an hour).
+            handover.request_drain()
     keep_polling()
     return report
 

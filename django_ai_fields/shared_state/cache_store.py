@@ -23,7 +23,7 @@ from typing import Any
 from django.conf import settings
 from django.core.cache import caches
 
-from . import Script, Values
+from .base import Script, Values
 
 # Seconds a lock lives at most (its holder died), and how long a caller waits for one.
 LOCK_SECONDS = 5.0

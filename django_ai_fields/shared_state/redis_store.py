@@ -10,7 +10,7 @@ from django.conf import settings
 
 from .. import queues
 from ..conf import get_setting
-from . import Script, text
+from .base import Script, text
 
 # Deletes a key only if it still holds the value given.
 _DELETE_IF = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end"

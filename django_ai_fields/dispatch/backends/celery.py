@@ -20,7 +20,8 @@ from typing import Any
 from django.utils.module_loading import import_string
 
 from ...conf import get_setting
-from . import Wakeup, wakeups
+from . import wakeups
+from .base import Wakeup
 
 # Seconds Celery's hard time limit adds to a task's own timeout (which raises first).
 HARD_LIMIT_GRACE = 30

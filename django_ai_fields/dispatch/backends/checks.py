@@ -11,7 +11,7 @@ from django.conf import settings
 from django.core import checks
 
 from ...conf import get_setting
-from . import NAMES
+from .base import NAMES
 
 SHARED_STATES = ("auto", "redis", "cache")
 

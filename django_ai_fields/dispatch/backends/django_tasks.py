@@ -22,7 +22,8 @@ from django.utils import timezone
 from django.utils.module_loading import import_string
 
 from ...conf import get_setting
-from . import Wakeup, wakeups
+from . import wakeups
+from .base import Wakeup
 
 # The one task every wake-up is (jobs layer: imported by its path, as workers do).
 WAKE = "django_ai_fields.jobs.django_tasks.wake"

@@ -11,7 +11,7 @@ from datetime import timedelta
 from typing import Any
 
 from ... import queues
-from . import Wakeup
+from .base import Wakeup
 
 # RQ statuses of a task that will still run; any other (or none: gone) never will.
 WAITING_STATES = frozenset({"queued", "scheduled", "deferred"})

@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 
 from ...conf import get_setting
 from ...shared_state import store
-from . import Wakeup
+from .base import Wakeup
 
 R = TypeVar("R")
 
