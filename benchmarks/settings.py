@@ -75,6 +75,27 @@ AI_FIELDS: dict[str, object] = {"DEFAULT_PROVIDER": "offline", "QUEUE": QUEUE_NA
 # Worker processes of the backfill receive the run's AI_FIELDS this way.
 AI_FIELDS.update(json.loads(os.environ.get("AI_FIELDS_BENCH_OVERRIDES", "{}")))
 
+# benchmarks/backends.py: Celery (its workers read the broker and queue from the
+# environment), django-tasks-db, and the database cache as the shared state.
+CELERY_BROKER_URL = os.environ.get("AI_FIELDS_BENCH_CELERY_BROKER", "memory://")
+CELERY_TASK_DEFAULT_QUEUE = QUEUE_NAME
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+try:
+    import django_tasks_db.compat  # noqa: F401
+except (ImportError, ValueError):
+    pass
+else:
+    INSTALLED_APPS.append("django_tasks_db")
+    TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+    "shared": {
+        "BACKEND": "django.core.cache.backends.db.DatabaseCache",
+        "LOCATION": "ai_fields_bench_shared_state",
+        "OPTIONS": {"MAX_ENTRIES": 100_000},
+    },
+}
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

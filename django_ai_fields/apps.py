@@ -32,13 +32,40 @@ class AIFieldsConfig(AppConfig):
         from .observability.health import queue_health
 
         metrics.install(queue_health)  # the queue depth gauge, with prometheus_client
+        _install_celery_tasks()
         if _is_worker_process():
-            from .jobs.sweep import schedule_sweep
+            _start_worker()
 
-            _preload_providers()
-            # A (re)started worker arms the periodic sweep: after Redis lost its data
-            # (restart without persistence) nothing else would, with the queue empty.
-            schedule_sweep()
+
+def _start_worker() -> None:
+    """In a worker: warm the providers and arm the periodic sweep. A (re)started
+    worker arms it because after the queue lost its data (Redis restarted without
+    persistence) nothing else would, with the queue empty."""
+    from .jobs.sweep import schedule_sweep
+
+    _preload_providers()
+    schedule_sweep()
+
+
+def _install_celery_tasks() -> None:
+    """With TASK_BACKEND "celery": register the entry points as Celery tasks, and warm
+    each worker process as it starts (Celery's prefork children, ``worker_process_init``).
+    Without Celery the system check reports it."""
+    from .conf import get_setting
+
+    if get_setting("TASK_BACKEND") != "celery":
+        return
+    try:
+        from celery.signals import worker_process_init
+
+        from .jobs import celery_tasks  # noqa: F401  (registers the tasks)
+    except ImportError:
+        return
+    worker_process_init.connect(_warm_celery_worker, dispatch_uid="django_ai_fields.warm")
+
+
+def _warm_celery_worker(**kwargs: object) -> None:
+    _start_worker()
 
 
 def register_checks() -> None:
@@ -59,8 +86,9 @@ def register_checks() -> None:
 
 def _is_worker_process() -> bool:
     """``manage.py rqworker``: import the SDKs once, before RQ forks a work horse
-    per job, instead of in every work horse (about 1 s for anthropic)."""
-    return len(sys.argv) > 1 and sys.argv[1] in ("rqworker", "rqworker-pool")
+    per job, instead of in every work horse (about 1 s for anthropic); likewise
+    django-tasks-db's ``manage.py db_worker``. (Celery: ``worker_process_init``.)"""
+    return len(sys.argv) > 1 and sys.argv[1] in ("rqworker", "rqworker-pool", "db_worker")
 
 
 def _preload_providers() -> None:

@@ -15,6 +15,31 @@ DEFAULTS: dict[str, Any] = {
     "PROVIDERS": {},
     # Queue name from RQ_QUEUES that jobs go to.
     "QUEUE": "default",
+    # -- the task queue and the shared state (docs/task-backends.md) --
+    # "rq" (django-rq, the default), "celery" (the project's Celery app) or "django"
+    # (Django's task framework: django.tasks on 6.0+, the django-tasks backport on 5.2).
+    "TASK_BACKEND": "rq",
+    # Celery: the app (a dotted path; None: the one the project created), and the
+    # queue every wake-up goes to (None: the project's CELERY_TASK_ROUTES, else
+    # Celery's default queue).
+    "CELERY_APP": None,
+    "CELERY_QUEUE": None,
+    # Django's task framework: the TASKS alias and the queue name wake-ups go to.
+    "DJANGO_TASKS_BACKEND": "default",
+    "DJANGO_TASKS_QUEUE": "default",
+    # Priorities of live wake-ups (drains, the sweep) and backfill ones (chunks,
+    # delayed retries) on Celery and django.tasks; None: the backend's default
+    # (django.tasks: 10 and 0 where the backend supports priorities; Celery: none).
+    "TASK_PRIORITIES": {"live": None, "backfill": None},
+    # Celery and django.tasks cannot be asked about one task: a wake-up not started
+    # this many seconds after its time is taken as lost and its jobs handed over again.
+    "LOST_WAKEUP_AFTER": 3600,
+    # Where breakers, rate limits, concurrency caps, retry limits and marks live:
+    # "auto" (Redis when configured: the RQ queue's or REDIS_URL; else the cache),
+    # "redis" or "cache" (Django's cache SHARED_STATE_CACHE).
+    "SHARED_STATE": "auto",
+    "REDIS_URL": None,
+    "SHARED_STATE_CACHE": "default",
     # Attempts per job, the first included, before it fails for good.
     "MAX_ATTEMPTS": 3,
     # Seconds a job may run before it is taken as lost (worker died) and requeued.

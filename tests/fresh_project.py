@@ -55,6 +55,8 @@ class FreshProject:
     # More settings (they override the ones above), and more files: {path: text}.
     extra_settings: dict[str, Any] = field(default_factory=dict)
     files: dict[str, str] = field(default_factory=dict)
+    # Python lines appended to the settings module (say, TASKS or a Celery app).
+    settings_code: str = ""
 
     def write(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -76,7 +78,8 @@ class FreshProject:
             **self.extra_settings,
         }
         lines = [f"{name} = {value!r}\n" for name, value in settings.items()]
-        (self.directory / "fresh_settings.py").write_text("".join(lines))
+        settings_module = "".join(lines) + self.settings_code
+        (self.directory / "fresh_settings.py").write_text(settings_module)
         for path, text in self.files.items():
             (self.directory / path).write_text(text)
         if self.with_ai_field:

@@ -31,6 +31,27 @@ INSTALLED_APPS = [
     "tests.testapp",
 ]
 
+# Django's task framework with django-tasks-db (the "tasks" extra; tests/backends):
+# its table is in the test database, so a ``db_worker`` process can run the tasks.
+try:
+    import django_tasks_db.compat  # noqa: F401  (needs django.tasks or the backport)
+except (ImportError, ValueError):
+    pass
+else:
+    INSTALLED_APPS.append("django_tasks_db")
+    TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
+
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+    # SHARED_STATE "cache" across processes (tests/backends): the database cache.
+    "shared": {
+        "BACKEND": "django.core.cache.backends.db.DatabaseCache",
+        "LOCATION": "django_ai_fields_shared_state",
+        # Django culls a third of the entries past 300 by default: marks included.
+        "OPTIONS": {"MAX_ENTRIES": 100_000},
+    },
+}
+
 MIDDLEWARE = [
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",

@@ -14,7 +14,17 @@ PACKAGE = Path(django_ai_fields.__file__).parent
 
 # Bottom first. A module's layer is that of the longest prefix listed here.
 LAYERS: list[tuple[str, ...]] = [
-    ("codes", "conf", "signals", "crypto", "encrypted", "queues", "privacy", "databases"),
+    (
+        "codes",
+        "conf",
+        "signals",
+        "crypto",
+        "encrypted",
+        "queues",
+        "privacy",
+        "databases",
+        "shared_state",
+    ),
     ("providers",),  # the SDK adapters know no models: providers know nothing of jobs
     ("models",),
     (

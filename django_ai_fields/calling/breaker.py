@@ -1,14 +1,17 @@
-"""A circuit breaker per provider+model whose state lives in Redis, shared by all workers.
+"""A circuit breaker per provider+model whose state is shared by all workers
+(shared_state: Redis, or Django's cache).
 
 closed --(CIRCUIT_FAILURES retryable failures within CIRCUIT_WINDOW, no success
 between)--> open --(CIRCUIT_COOLDOWN elapsed)--> half-open: exactly one caller
 gets the probe (taken atomically in Lua); its success closes the circuit, its
 failure opens it again. A probe whose worker died frees itself after the
-provider's TIMEOUT (+5 s). Every transition is one Lua script, so no two workers
-ever both see "I may probe" (pybreaker's per-process state would let each worker
-probe, and reset on every new instance).
+provider's TIMEOUT (+5 s). Every transition is one atomic script (Lua in Redis, its
+Python twin under a lock in the cache), so no two workers ever both see "I may
+probe" (pybreaker's per-process state would let each worker probe, and reset on
+every new instance). With a local-memory cache the state is each process's own.
 
-Redis trouble never blocks a call: the breaker then lets everything through.
+Trouble with the shared state never blocks a call: the breaker then lets everything
+through.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from typing import Any
 
 from ..conf import get_setting
 from ..providers.base import RETRYABLE_CODES, ProviderError
-from ..queues import redis
+from ..shared_state import Script, Values, store
 
 logger = logging.getLogger("django_ai_fields")
 
@@ -29,6 +32,8 @@ PREFIX = "django_ai_fields:circuit:"
 INDEX = "django_ai_fields:circuits"
 
 CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
+# Seconds the list of circuits is kept by a store that expires everything (the cache).
+INDEX_SECONDS = 30 * 86400
 
 # KEYS[1] state hash. ARGV: now, probe_ttl, token. -> {verdict, seconds to wait}
 _ALLOW = """
@@ -46,6 +51,27 @@ redis.call('HSET', KEYS[1], 'state', 'half_open', 'probe', ARGV[3],
            'probe_until', tostring(now + tonumber(ARGV[2])))
 return {'probe', '0'}
 """
+
+
+def _allow_twin(values: Values, keys: list[str], now: str, probe_ttl: str, token: str) -> Any:
+    circuit = dict(values.get(keys[0]) or {})
+    state, moment = circuit.get("state"), float(now)
+    if not state or state == CLOSED:
+        return [CLOSED, "0"]
+    if state == OPEN:
+        reopen = float(circuit.get("open_until") or 0)
+        if moment < reopen:
+            return [OPEN, repr(reopen - moment)]
+    else:
+        probe_until = float(circuit.get("probe_until") or 0)
+        if moment < probe_until:
+            return [HALF_OPEN, repr(probe_until - moment)]
+    circuit.update(state=HALF_OPEN, probe=token, probe_until=repr(moment + float(probe_ttl)))
+    values.set(keys[0], circuit, None)
+    return ["probe", "0"]
+
+
+ALLOW = Script(_ALLOW, _allow_twin)
 
 # KEYS[1] state hash, KEYS[2] failure times, KEYS[3] index.
 # ARGV: now, window, threshold, cooldown, token, member, provider, model, ttl.
@@ -74,6 +100,43 @@ if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[3]) then return open() end
 return 'closed'
 """
 
+
+def _failure_twin(values: Values, keys: list[str], *args: Any) -> str:
+    now, window, threshold, cooldown, token, member, provider, model, ttl = args
+    circuit = dict(values.get(keys[0]) or {})
+    state, moment = circuit.get("state") or CLOSED, float(now)
+
+    def open_circuit() -> str:
+        circuit.update(
+            state=OPEN,
+            open_until=repr(moment + float(cooldown)),
+            opened_at=repr(moment),
+            probe="",
+            probe_until="0",
+            provider=provider,
+            model=model,
+            times_opened=str(int(circuit.get("times_opened") or 0) + 1),
+        )
+        values.set(keys[0], circuit, float(ttl))
+        values.delete(keys[1])
+        values.set(keys[2], sorted({*(values.get(keys[2]) or ()), keys[0]}), INDEX_SECONDS)
+        return OPEN
+
+    if state == HALF_OPEN:
+        return open_circuit() if circuit.get("probe") == token else state
+    if state == OPEN:
+        return state
+    failures = {
+        name: at
+        for name, at in {**(values.get(keys[1]) or {}), member: moment}.items()
+        if at > moment - float(window)
+    }
+    values.set(keys[1], failures, float(ttl))
+    return open_circuit() if len(failures) >= int(threshold) else CLOSED
+
+
+FAILURE = Script(_FAILURE, _failure_twin)
+
 # KEYS[1] state hash, KEYS[2] failure times. ARGV: token.
 _SUCCESS = """
 local state = redis.call('HGET', KEYS[1], 'state') or 'closed'
@@ -87,6 +150,23 @@ redis.call('DEL', KEYS[2])
 return 'closed'
 """
 
+
+def _success_twin(values: Values, keys: list[str], token: str) -> str:
+    circuit = dict(values.get(keys[0]) or {})
+    state = circuit.get("state") or CLOSED
+    if state == HALF_OPEN:
+        if circuit.get("probe") != token:
+            return state
+        circuit.update(state=CLOSED, probe="", probe_until="0")
+        values.set(keys[0], circuit, None)
+    elif state == OPEN:
+        return state
+    values.delete(keys[1])
+    return CLOSED
+
+
+SUCCESS = Script(_SUCCESS, _success_twin)
+
 # KEYS[1] state hash. ARGV: token. An unused probe goes back for the next caller.
 _RELEASE = """
 if redis.call('HGET', KEYS[1], 'state') == 'half_open'
@@ -95,6 +175,54 @@ if redis.call('HGET', KEYS[1], 'state') == 'half_open'
 end
 return 1
 """
+
+
+def _release_twin(values: Values, keys: list[str], token: str) -> int:
+    circuit = dict(values.get(keys[0]) or {})
+    if circuit.get("state") == HALF_OPEN and circuit.get("probe") == token:
+        circuit.update(probe="", probe_until="0")
+        values.set(keys[0], circuit, None)
+    return 1
+
+
+RELEASE = Script(_RELEASE, _release_twin)
+
+# KEYS[1] state hash, KEYS[2] failure times -> the hash's fields and values, flat, and
+# "failures" with their count (nothing when the circuit never failed).
+_READ = """
+local data = redis.call('HGETALL', KEYS[1])
+local failures = redis.call('ZCARD', KEYS[2])
+if #data > 0 or failures > 0 then
+  table.insert(data, 'failures')
+  table.insert(data, tostring(failures))
+end
+return data
+"""
+
+
+def _read_twin(values: Values, keys: list[str]) -> list[str]:
+    circuit, failures = values.get(keys[0]) or {}, values.get(keys[1]) or {}
+    flat = [item for pair in circuit.items() for item in pair]
+    return [*flat, "failures", str(len(failures))] if circuit or failures else flat
+
+
+READ = Script(_READ, _read_twin)
+
+# KEYS[1] index. ARGV: circuits to forget. -> the circuits left.
+_INDEX = """
+for _, key in ipairs(ARGV) do redis.call('SREM', KEYS[1], key) end
+return redis.call('SMEMBERS', KEYS[1])
+"""
+
+
+def _index_twin(values: Values, keys: list[str], *gone: str) -> list[str]:
+    left = sorted(set(values.get(keys[0]) or ()) - set(gone))
+    if gone:
+        values.set(keys[0], left, INDEX_SECONDS)
+    return left
+
+
+INDEX_SCRIPT = Script(_INDEX, _index_twin)
 
 
 @dataclass
@@ -132,10 +260,10 @@ def allow(provider: str, model: str, probe_ttl: float) -> Permit:
     if not enabled():
         return Permit(provider, model, allowed=True, token=token)
     try:
-        verdict, wait = redis().eval(
-            _ALLOW, 1, key_for(provider, model), repr(time.time()), repr(probe_ttl), token
+        verdict, wait = store().run(
+            ALLOW, [key_for(provider, model)], repr(time.time()), repr(probe_ttl), token
         )
-    except Exception as exc:  # Redis down: never block a call on the breaker
+    except Exception as exc:  # the shared state is down: never block a call on the breaker
         logger.warning("Circuit breaker unavailable (%s): call allowed", exc)
         return Permit(provider, model, allowed=True, token=token)
     verdict = _text(verdict)
@@ -165,12 +293,9 @@ def record(permit: Permit, error: ProviderError | None) -> str:
             if error.retry_after:
                 honoured = min(error.retry_after, float(get_setting("RETRY_AFTER_MAX")))
                 cooldown = max(cooldown, honoured)
-            state = redis().eval(
-                _FAILURE,
-                3,
-                key,
-                key + ":failures",
-                INDEX,
+            state = store().run(
+                FAILURE,
+                [key, key + ":failures", INDEX],
                 repr(time.time()),
                 get_setting("CIRCUIT_WINDOW"),
                 get_setting("CIRCUIT_FAILURES"),
@@ -182,7 +307,7 @@ def record(permit: Permit, error: ProviderError | None) -> str:
                 _ttl(),
             )
         else:
-            state = redis().eval(_SUCCESS, 2, key, key + ":failures", permit.token)
+            state = store().run(SUCCESS, [key, key + ":failures"], permit.token)
     except Exception as exc:
         logger.warning("Circuit breaker unavailable (%s): outcome not recorded", exc)
         return permit.state
@@ -197,7 +322,7 @@ def release(permit: Permit) -> None:
         return
     permit.settled = True
     try:
-        redis().eval(_RELEASE, 1, key_for(permit.provider, permit.model), permit.token)
+        store().run(RELEASE, [key_for(permit.provider, permit.model)], permit.token)
     except Exception as exc:
         logger.warning("Circuit breaker unavailable (%s): probe not released", exc)
 
@@ -209,18 +334,18 @@ def state_of(provider: str, model: str) -> dict[str, Any]:
 
 def states() -> dict[str, Any]:
     """Every circuit that has opened at least once (and not expired), for diagnostics.
-    ``ok`` is False when Redis cannot be read."""
+    ``ok`` is False when the shared state cannot be read."""
     try:
-        connection = redis()
-        keys = sorted(_text(k) for k in connection.smembers(INDEX))
-        circuits = []
-        for key in keys:
+        circuits, gone = [], []
+        for key in sorted(store().run(INDEX_SCRIPT, [INDEX])):
             data = _read(key)
             if not data:
-                connection.srem(INDEX, key)
+                gone.append(key)
                 continue
             provider, _sep, model = key.removeprefix(PREFIX).partition("|")
             circuits.append(_describe(provider, model, data))
+        if gone:
+            store().run(INDEX_SCRIPT, [INDEX], *gone)
     except Exception as exc:
         return {"ok": False, "error": f"{type(exc).__name__}: {exc}", "circuits": []}
     return {"ok": True, "enabled": enabled(), "circuits": circuits}
@@ -229,16 +354,12 @@ def states() -> dict[str, Any]:
 def reset(provider: str, model: str) -> None:
     """Close a circuit by hand (operators, tests)."""
     key = key_for(provider, model)
-    redis().delete(key, key + ":failures")
+    store().delete(key, key + ":failures")
 
 
 def _read(key: str) -> dict[str, str]:
-    connection = redis()
-    data = {_text(k): _text(v) for k, v in connection.hgetall(key).items()}
-    failures = connection.zcard(key + ":failures")
-    if data or failures:
-        data["failures"] = str(failures)
-    return data
+    flat = store().run(READ, [key, key + ":failures"])
+    return dict(zip(flat[::2], flat[1::2], strict=True))
 
 
 def _describe(provider: str, model: str, data: dict[str, str]) -> dict[str, Any]:

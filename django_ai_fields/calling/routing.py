@@ -30,7 +30,7 @@ from ..declare import tokens
 from ..dispatch import transitions
 from ..models import AIJob, ErrorCode
 from ..providers import CompletionResponse, ProviderError, provider_class
-from ..queues import redis
+from ..shared_state import store
 from ..tenants.credentials import resolve_credentials
 from . import breaker, ratelimit
 from .pipeline import Pipeline, Prepared, call_provider
@@ -168,18 +168,17 @@ def waited_too_long(job: AIJob) -> bool:
     limit = float(get_setting("CIRCUIT_MAX_WAIT"))
     now = time.time()
     try:
-        connection = redis()
         key = WAIT_KEY.format(job=job.pk)
-        connection.set(key, repr(now), nx=True, ex=int(limit) + 86400)
-        first = float(connection.get(key) or now)
-    except Exception:  # Redis down: the breaker lets calls through anyway
+        store().add(key, repr(now), int(limit) + 86400)
+        first = float(store().get(key) or now)
+    except Exception:  # the shared state is down: the breaker lets calls through anyway
         return limit <= 0
     return now - first >= limit
 
 
 def forget_wait(job: AIJob) -> None:
     with contextlib.suppress(Exception):
-        redis().delete(WAIT_KEY.format(job=job.pk))
+        store().delete(WAIT_KEY.format(job=job.pk))
 
 
 # -- idempotency ----------------------------------------------------------------------

@@ -9,12 +9,12 @@ import difflib
 from typing import Any
 
 import phonenumbers
-from django.apps import apps
 from django.conf import settings
 from django.core import checks
 from django.core.exceptions import FieldDoesNotExist
 
 from ..conf import DEFAULTS, PROVIDER_KEYS, ai_settings, get_setting
+from ..dispatch.backends.checks import task_backend_errors
 from ..privacy import presidio as pii_presidio
 from ..privacy import redaction
 from ..providers import BUILTIN, provider_class
@@ -24,24 +24,7 @@ from .prompts import PromptSyntaxError, is_forward_field
 
 
 def check_installation(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
-    errors: list[checks.CheckMessage] = []
-    if not apps.is_installed("django_rq"):
-        errors.append(
-            checks.Error(
-                "django_ai_fields needs django_rq in INSTALLED_APPS.",
-                hint='Add "django_rq" to INSTALLED_APPS and define RQ_QUEUES.',
-                id="django_ai_fields.E011",
-            )
-        )
-    queue = get_setting("QUEUE")
-    if queue not in getattr(settings, "RQ_QUEUES", {}):
-        errors.append(
-            checks.Error(
-                f"AI_FIELDS['QUEUE'] is {queue!r}, which RQ_QUEUES does not define.",
-                hint=f"Add {queue!r} to RQ_QUEUES or set AI_FIELDS['QUEUE'] to a defined queue.",
-                id="django_ai_fields.E010",
-            )
-        )
+    errors = task_backend_errors()  # the task queue and the shared state
     provider = get_setting("DEFAULT_PROVIDER")
     if provider_error(provider):
         errors.append(

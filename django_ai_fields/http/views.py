@@ -199,9 +199,9 @@ def row_status(request: HttpRequest, model: str, pk: str, field: str) -> JsonRes
 
 @endpoint()
 def worker_health(request: HttpRequest) -> JsonResponse:
-    """RQ workers alive on the AI queue, queue depth and registries (no tenant data)."""
+    """The task backend's workers and waiting wake-ups (no tenant data)."""
     queue = health.queue_health()
-    healthy = queue["ok"] and bool(queue["workers"])
+    healthy = not health.queue_problems(queue)
     return json_response({"healthy": healthy, "queue": queue})
 
 

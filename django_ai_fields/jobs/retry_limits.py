@@ -1,11 +1,11 @@
-"""Bounds on manual retries of one job (JSON API, admin action), shared through Redis.
+"""Bounds on manual retries of one job (JSON API, admin action), in the shared state.
 
 A user who may retry jobs could otherwise loop a failing job (each retry is
 MAX_ATTEMPTS provider calls, billed). ``RETRY_COOLDOWN`` seconds must pass
 between two manual retries of a job and at most ``MAX_RETRIES_PER_HOUR`` happen
-in an hour; both are checked and taken in one Lua script, so concurrent requests
-cannot slip past. Redis trouble lets the retry through (the job itself is
-bounded by MAX_ATTEMPTS).
+in an hour; both are checked and taken in one atomic script, so concurrent requests
+cannot slip past. Trouble with the shared state lets the retry through (the job
+itself is bounded by MAX_ATTEMPTS).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import logging
 import time
 
 from ..conf import get_setting
-from ..queues import redis
+from ..shared_state import Script, Values, store
 
 logger = logging.getLogger("django_ai_fields")
 
@@ -38,6 +38,21 @@ redis.call('ZADD', KEYS[1], now, ARGV[1])
 redis.call('EXPIRE', KEYS[1], 3600)
 return '0'
 """
+HOUR = 3600
+
+
+def _take_twin(values: Values, keys: list[str], now: str, cooldown: float, cap: int) -> str:
+    moment = float(now)
+    times = sorted(t for t in values.get(keys[0]) or () if t > moment - HOUR)
+    if cooldown > 0 and times and moment - times[-1] < cooldown:
+        return repr(cooldown - (moment - times[-1]))
+    if cap > 0 and len(times) >= cap:
+        return repr(times[0] + HOUR - moment)
+    values.set(keys[0], [*times, moment], HOUR)
+    return "0"
+
+
+TAKE = Script(_TAKE, _take_twin)
 
 
 def take(job_id: int) -> float:
@@ -47,8 +62,8 @@ def take(job_id: int) -> float:
     if cooldown <= 0 and cap <= 0:
         return 0.0
     try:
-        wait = redis().eval(_TAKE, 1, f"{PREFIX}{job_id}", repr(time.time()), cooldown, cap)
+        wait = store().run(TAKE, [f"{PREFIX}{job_id}"], repr(time.time()), cooldown, cap)
     except Exception as exc:
         logger.warning("Retry limiter unavailable (%s): retry allowed", exc)
         return 0.0
-    return max(0.0, float(wait.decode() if isinstance(wait, bytes) else wait))
+    return max(0.0, float(wait))

@@ -15,12 +15,10 @@ import logging
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 from django.db import DatabaseError
 from django.utils import timezone
 
-from .. import queues
 from ..conf import get_setting
 from ..dispatch import backend, context, handover, transitions
 from ..dispatch.context import Context
@@ -28,7 +26,8 @@ from ..dispatch.transitions import recover_lost
 from ..models import AIJob, ErrorCode, Phase, Status
 from ..money import usage_rollup
 from ..queues import PERIODIC_SWEEP
-from . import recovery
+from ..shared_state import store
+from . import drains, recovery
 from .batches import keep_polling
 
 logger = logging.getLogger("django_ai_fields")
@@ -110,6 +109,11 @@ def sweep_here(
         enqueued = handover.to_drain(ids, job_context)
         report.enqueued += enqueued
         report.unreachable += len(ids) - enqueued
+    with contextlib.suppress(Exception):  # the queue down: the next sweep looks again
+        if handover.waiting_drain(visit) is None and drains.waiting_jobs().exists():
+            # Jobs wait for a drain and none is coming (the one they were given died
+            # with a worker that had taken it: Celery's broker may hold it for an hour).
+            handover.request_drain(visit)
     keep_polling()
     usage_rollup.catch_up(batches=1)  # usage rows logged past the app (docs/performance.md)
 
@@ -181,15 +185,14 @@ def schedule_sweep() -> None:
     if interval <= 0:
         return
     try:
-        connection = queues.redis()
         if backend.schedule_once(SCHEDULED_KEY, interval, PERIODIC_SWEEP, at_front=True):
-            connection.set(DUE_KEY, repr(time.time() + interval), ex=interval * 10)
-        elif _late(connection, interval) and backend.set_mark(KICKED_KEY, "1", interval):
+            store().set(DUE_KEY, repr(time.time() + interval), interval * 10)
+        elif _late(interval) and backend.set_mark(KICKED_KEY, "1", interval):
             backend.send(PERIODIC_SWEEP, result_ttl=interval, at_front=True)
     except Exception as exc:
         logger.debug("Could not schedule the AI fields sweep: %s", exc)
 
 
-def _late(connection: Any, interval: int) -> bool:
-    due = connection.get(DUE_KEY)
+def _late(interval: int) -> bool:
+    due = store().get(DUE_KEY)
     return due is not None and time.time() > float(due) + interval

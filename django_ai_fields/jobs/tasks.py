@@ -22,6 +22,7 @@ from ..dispatch import backend
 from ..dispatch import context as job_context
 from ..dispatch.context import Context
 from ..dispatch.handover import chunk_timeout
+from ..queues import PERIODIC_POLL, PERIODIC_SWEEP, RUN_CHUNK, RUN_DRAIN, RUN_JOB
 from . import batches, drains, engine, sweep
 from .chunks import ChunkRun
 
@@ -109,3 +110,14 @@ def periodic_poll() -> str:
 @entry_point
 def _poll() -> str:
     return str(batches.poll())
+
+
+# Every entry point by the dotted path the layers below send it by: Celery and Django's
+# task framework run these same functions (celery_tasks.py, django_tasks.py).
+ENTRY_POINTS: dict[str, Callable[..., object]] = {
+    RUN_JOB: run_job,
+    RUN_CHUNK: run_chunk,
+    RUN_DRAIN: run_drain,
+    PERIODIC_SWEEP: periodic_sweep,
+    PERIODIC_POLL: periodic_poll,
+}

@@ -1,5 +1,6 @@
-"""Health facts shared by the JSON API and ``ai_status``: the RQ queue and its
-workers, job counts, stuck jobs, and whether the providers answer."""
+"""Health facts shared by the JSON API and ``ai_status``: the task queue and its
+workers (whichever backend: RQ, Celery, django.tasks), job counts, stuck jobs, and
+whether the providers answer."""
 
 from __future__ import annotations
 
@@ -14,12 +15,12 @@ from typing import Any
 from django.db import models
 from django.db.models import Count, Q
 from django.utils import timezone
-from rq import Worker
 
 from ..conf import get_setting, provider_settings
+from ..dispatch import backend
 from ..fields import ai_fields_of
-from ..models import FINISHED_STATUSES, AIJob, Status
-from ..queues import get_queue, redis
+from ..models import FINISHED_STATUSES, AIJob, Phase, Status
+from ..shared_state import store
 
 # Seconds a provider's reachability probe may take, whatever its TIMEOUT says. The
 # probes run side by side, so a diagnostics answer waits about this long at most.
@@ -31,39 +32,64 @@ PROBE_CACHE_SECONDS = 30
 PROBE_CACHE_KEY = "django_ai_fields:provider_health"
 
 
-def queue_health(queue: Any = None) -> dict[str, Any]:
-    """The AI queue's depth, registries and live workers; ``ok`` False if Redis is down."""
+def queue_health() -> dict[str, Any]:
+    """The task queue as its backend sees it: ``backend``, ``name``, ``workers`` (None
+    when the backend keeps no record of them), ``waiting`` wake-ups (None: cannot
+    tell; RQ adds ``depth``, ``scheduled``, ``started``, ``failed``), the shared
+    state's ``shared_state`` scope, and the oldest job waiting for a worker
+    (``oldest_waiting_job``). ``ok`` is False when the queue cannot be reached."""
     try:
-        queue = queue or get_queue()
-        workers = Worker.all(queue=queue)
-        return {
-            "ok": True,
-            "name": queue.name,
-            "depth": queue.count,
-            "scheduled": queue.scheduled_job_registry.count,
-            "started": queue.started_job_registry.count,
-            "failed": queue.failed_job_registry.count,
-            "workers": [worker_info(w) for w in workers],
+        report = {"ok": True, **backend.queue_health()}
+    except Exception as exc:  # the broker unreachable or misconfigured
+        report = {
+            "ok": False,
+            "backend": get_setting("TASK_BACKEND"),
+            "name": get_setting("QUEUE"),
+            "error": f"{type(exc).__name__}: {exc}",
         }
-    except Exception as exc:  # Redis unreachable or misconfigured
-        return {"ok": False, "name": get_setting("QUEUE"), "error": f"{type(exc).__name__}: {exc}"}
+    report["shared_state"] = _shared_state_scope()
+    with contextlib.suppress(Exception):  # the database is down: reported elsewhere
+        report["oldest_waiting_job"] = oldest_waiting_job()
+    return report
 
 
-def worker_info(worker: Any) -> dict[str, Any]:
-    return {
-        "name": worker.name,
-        "state": worker.get_state(),
-        "queues": worker.queue_names(),
-        "current_job": worker.get_current_job_id(),
-        "hostname": worker.hostname,
-        "pid": worker.pid,
-        "birth": _iso(worker.birth_date),
-        "last_heartbeat": _iso(worker.last_heartbeat),
-    }
+def oldest_waiting_job(now: datetime | None = None) -> dict[str, Any] | None:
+    """The queued job waiting longest for a worker (its id, since when, for how long)."""
+    waiting = AIJob.objects.filter(status=Status.QUEUED, enqueued_at__isnull=False).exclude(
+        phase=Phase.BATCH
+    )
+    job = waiting.order_by("enqueued_at").only("pk", "enqueued_at").first()
+    if job is None or job.enqueued_at is None:
+        return None
+    seconds = ((now or timezone.now()) - job.enqueued_at).total_seconds()
+    return {"id": job.pk, "since": job.enqueued_at.isoformat(), "seconds": round(seconds, 1)}
 
 
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value else None
+# What is unreachable when a backend's queue cannot be read.
+UNREACHABLE = {"rq": "Redis", "celery": "Celery's broker", "django": "the task backend"}
+
+
+def queue_problems(queue: dict[str, Any]) -> list[str]:
+    """Why the queue is unhealthy: unreachable, or no worker where the backend can
+    tell (RQ, Celery); where it cannot (django.tasks), a wake-up due longer than
+    PENDING_GRACE ago and not taken says no worker is taking them."""
+    if not queue["ok"]:
+        return [f"{UNREACHABLE[queue['backend']]} unreachable ({queue['error']})"]
+    if queue.get("workers") is not None:
+        return [] if queue["workers"] else [f"no worker listens on queue {queue['name']!r}"]
+    due = queue.get("oldest_wakeup_at")
+    if due is not None:
+        seconds = (timezone.now() - datetime.fromisoformat(due)).total_seconds()
+        if seconds > float(get_setting("PENDING_GRACE")):
+            return [f"no worker took a task for {seconds:.0f} s"]
+    return []
+
+
+def _shared_state_scope() -> str:
+    try:
+        return f"{type(store()).__name__} ({store().scope})"
+    except Exception as exc:
+        return f"unavailable: {exc}"
 
 
 def status_counts(
@@ -195,12 +221,12 @@ def _timed_out(name: str) -> dict[str, Any]:
 
 def _cached_report() -> dict[str, Any] | None:
     try:
-        stored = redis().get(PROBE_CACHE_KEY)
-    except Exception:  # Redis down: no cached report
+        stored = store().get(PROBE_CACHE_KEY)
+    except Exception:  # the shared state is down: no cached report
         return None
     return json.loads(stored) if stored else None
 
 
 def _cache_report(report: dict[str, Any]) -> None:
-    with contextlib.suppress(Exception):  # Redis down: the report is returned, not shared
-        redis().set(PROBE_CACHE_KEY, json.dumps(report), ex=PROBE_CACHE_SECONDS)
+    with contextlib.suppress(Exception):  # shared state down: the report is returned, not shared
+        store().set(PROBE_CACHE_KEY, json.dumps(report), PROBE_CACHE_SECONDS)

@@ -97,26 +97,54 @@ def record_job_status(status: str, error_code: str = "", count: int = 1) -> None
         metric["jobs"].labels(status, error_code).inc(count)
 
 
-# Gauge state label -> the queue health's key.
-STATES = (("queued", "depth"), ("scheduled", "scheduled"), ("started", "started"))
+# Gauge state label -> the queue health's key (RQ has all three; Celery and
+# django.tasks report the wake-ups waiting, where they can tell).
+STATES = (("queued", "waiting"), ("scheduled", "scheduled"), ("started", "started"))
 # Reads the queue's health when scraped (observability.health.queue_health, given by
 # the app config: this module sits below the one that knows the queue's state).
 _queue_health: list[Callable[[], dict[str, Any]]] = []
 
 
 class QueueCollector(Collector):
-    """Queue depth, read from Redis when scraped: jobs waiting, scheduled (retries
-    and delays) and started on the AI queue."""
+    """Read from the task backend when scraped: tasks on the AI queue (waiting,
+    scheduled for retries and delays, started), the workers it sees, and how long
+    the oldest queued job has waited."""
+
+    def describe(self) -> Iterator[Any]:
+        """The families without samples: the registry reads these at registration
+        (app start-up), when the queue and the database must not be queried."""
+        yield from self._families()
 
     def collect(self) -> Iterator[Any]:
-        gauge = GaugeMetricFamily(
-            f"{PREFIX}_queue_depth", "Jobs on the AI queue, by state.", labels=["queue", "state"]
-        )
+        gauge, workers, oldest = self._families()
         health: dict[str, Any] = _queue_health[0]() if _queue_health else {"ok": False}
-        if health["ok"]:  # Redis unreachable: no samples rather than a failed scrape
+        if health["ok"]:  # the queue unreachable: no samples rather than a failed scrape
             for state, key in STATES:
-                gauge.add_metric([health["name"], state], health[key])
+                if health.get(key) is not None:
+                    gauge.add_metric([health["name"], state], health[key])
+            if health.get("workers") is not None:
+                workers.add_metric([health["backend"]], len(health["workers"]))
+        waiting = health.get("oldest_waiting_job")
+        oldest.add_metric([], waiting["seconds"] if waiting else 0.0)
         yield gauge
+        yield workers
+        yield oldest
+
+    @staticmethod
+    def _families() -> tuple[Any, Any, Any]:
+        return (
+            GaugeMetricFamily(
+                f"{PREFIX}_queue_depth",
+                "Jobs on the AI queue, by state.",
+                labels=["queue", "state"],
+            ),
+            GaugeMetricFamily(
+                f"{PREFIX}_workers", "Workers the task backend sees.", labels=["backend"]
+            ),
+            GaugeMetricFamily(
+                f"{PREFIX}_oldest_waiting_job_seconds", "Seconds the oldest queued job has waited."
+            ),
+        )
 
 
 def install(queue_health: Callable[[], dict[str, Any]]) -> bool:

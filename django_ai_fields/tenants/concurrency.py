@@ -1,16 +1,18 @@
-"""Per-tenant cap on jobs running at once: a Redis semaphore with expiring slots.
+"""Per-tenant cap on jobs running at once: a semaphore with expiring slots in the
+shared state (Redis, or Django's cache).
 
 A slot is a member of a sorted set scored by its expiry, taken and checked in
-one Lua script, so workers on many machines share the cap; a slot of a killed
-worker expires after JOB_TIMEOUT on its own.
+one atomic script, so workers on many machines share the cap (with a
+local-memory cache, each process its own); a slot of a killed worker expires
+after JOB_TIMEOUT on its own.
 """
 
 from __future__ import annotations
 
 import time
 
-from .. import queues
 from ..conf import get_setting
+from ..shared_state import Script, Values, store
 
 KEY = "django_ai_fields:running:{tenant}"
 
@@ -25,15 +27,37 @@ return 0
 """
 
 
+def _acquire_twin(values: Values, keys: list[str], *args: float | int) -> int:
+    now, expires, member, cap, seconds = args
+    slots = {m: at for m, at in (values.get(keys[0]) or {}).items() if at > float(now)}
+    if str(member) not in slots and len(slots) >= int(cap):
+        return 0
+    values.set(keys[0], {**slots, str(member): float(expires)}, float(seconds))
+    return 1
+
+
+ACQUIRE = Script(_ACQUIRE, _acquire_twin)
+
+_RELEASE = "return redis.call('ZREM', KEYS[1], ARGV[1])"
+
+
+def _release_twin(values: Values, keys: list[str], member: int) -> int:
+    slots = dict(values.get(keys[0]) or {})
+    if slots.pop(str(member), None) is None:
+        return 0
+    values.set(keys[0], slots, None)
+    return 1
+
+
+RELEASE = Script(_RELEASE, _release_twin)
+
+
 def acquire(tenant: str, job_id: int, cap: int) -> bool:
     now = time.time()
     timeout = int(get_setting("JOB_TIMEOUT"))
-    connection = queues.get_queue().connection
-    taken = connection.eval(
-        _ACQUIRE, 1, KEY.format(tenant=tenant), now, now + timeout, job_id, cap, timeout * 2
-    )
-    return bool(taken)
+    key = KEY.format(tenant=tenant)
+    return bool(store().run(ACQUIRE, [key], now, now + timeout, job_id, cap, timeout * 2))
 
 
 def release(tenant: str, job_id: int) -> None:
-    queues.get_queue().connection.zrem(KEY.format(tenant=tenant), job_id)
+    store().run(RELEASE, [KEY.format(tenant=tenant)], job_id)

@@ -297,3 +297,17 @@ def signal_tree(process: subprocess.Popen[bytes], signum: int) -> None:
             os.killpg(horse, signum)
     with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signum)
+
+
+class CeleryWorkers(Workers):
+    """The same supervision for ``celery -A proj worker`` (prefork, one pool process
+    each): a kill takes the worker and its pool process."""
+
+    def _spawn(self, index: int) -> subprocess.Popen[bytes]:
+        log = open(self.log_dir / f"worker-{index}.log", "ab")  # noqa: SIM115
+        command = [sys.executable, "-m", "celery", "-A", "tests.backends.celeryproj", "worker"]
+        command += ["-P", "prefork", "-c", "1", "-n", f"faults-{index}-{os.getpid()}@localhost"]
+        command += ["-l", "WARNING"]
+        return subprocess.Popen(
+            command, env=self.env, cwd=ROOT, stdout=log, stderr=log, start_new_session=True
+        )

@@ -28,6 +28,9 @@ else:
 
 RQ_QUEUES = {"default": {"URL": os.environ.get("FAULTS_REDIS_URL", "redis://127.0.0.1:6379/15")}}
 AI_FIELDS = json.loads(os.environ.get("FAULTS_AI_FIELDS", "{}"))
+# The Celery scenarios: the scenario's own redis-server is the broker too.
+CELERY_BROKER_URL = RQ_QUEUES["default"]["URL"]
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 
 LOGGING = {
     "version": 1,

@@ -13,7 +13,6 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from django_ai_fields.models import AIJob, AIUsage
-from django_ai_fields.observability import health
 from tests.surfaces import (
     age_job,
     dead_queue,
@@ -235,7 +234,7 @@ def test_ai_status_fails_on_stuck_jobs(live_worker):  # noqa: F811
 
 
 def test_ai_status_fails_when_redis_is_unreachable(monkeypatch):
-    monkeypatch.setattr(health, "get_queue", lambda *a: dead_queue())
+    monkeypatch.setattr("django_ai_fields.queues.get_queue", lambda *a: dead_queue())
     error = fails("ai_status", "--no-providers")
     assert str(error).startswith("Unhealthy: Redis unreachable (ConnectionError")
 

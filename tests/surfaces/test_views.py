@@ -355,7 +355,7 @@ def test_health_lists_live_workers_and_queue_depth(viewer, live_worker):  # noqa
 
 
 def test_health_reports_redis_down(viewer, monkeypatch):
-    monkeypatch.setattr("django_ai_fields.observability.health.get_queue", lambda *a: dead_queue())
+    monkeypatch.setattr("django_ai_fields.queues.get_queue", lambda *a: dead_queue())
     body = viewer.get(url("health")).json()
     assert body["healthy"] is False
     assert body["queue"]["ok"] is False

@@ -55,11 +55,7 @@ def collect(check_providers: bool) -> dict[str, Any]:
         "chains": field_chains(),
         "prices": price_data(),
     }
-    problems = []
-    if not queue["ok"]:
-        problems.append(f"Redis unreachable ({queue['error']})")
-    elif not queue["workers"]:
-        problems.append(f"no worker listens on queue {queue['name']!r}")
+    problems = health.queue_problems(queue)
     if report["stuck_jobs"]["count"]:
         problems.append(f"{report['stuck_jobs']['count']} stuck job(s)")
     report["healthy"] = not problems
@@ -93,7 +89,7 @@ def describe(job: AIJob) -> dict[str, Any]:
 class Command(BaseCommand):
     help = (
         "Show the AI queue, its workers, job counts, stuck jobs and provider reachability. "
-        "Exits non-zero when unhealthy (Redis unreachable, no worker, stuck jobs), so it "
+        "Exits non-zero when unhealthy (task queue unreachable, no worker, stuck jobs), so it "
         "can serve as a probe. Unreachable providers are reported but not counted."
     )
 
@@ -115,18 +111,7 @@ class Command(BaseCommand):
 
 
 def render(report: dict[str, Any]) -> list[str]:
-    queue = report["queue"]
-    if queue["ok"]:
-        lines = [
-            f"Queue {queue['name']}: {queue['depth']} waiting, {queue['scheduled']} scheduled, "
-            f"{queue['started']} started, {queue['failed']} in RQ's failed registry",
-            f"Workers: {len(queue['workers'])}",
-        ]
-        lines += [
-            f"  {w['name']} ({w['state']}) on {', '.join(w['queues'])}" for w in queue["workers"]
-        ]
-    else:
-        lines = [f"Queue {queue['name']}: Redis unreachable: {queue['error']}"]
+    lines = render_queue(report["queue"])
     jobs = report["jobs"]
     open_counts = ", ".join(f"{s} {n}" for s, n in jobs.items() if s not in FINISHED_STATUSES)
     finished = ", ".join(f"{s} {n}" for s, n in jobs.items() if s in FINISHED_STATUSES)
@@ -155,6 +140,39 @@ def render(report: dict[str, Any]) -> list[str]:
         + (f", {overrides} AI_FIELDS['PRICING'] override(s)" if overrides else "")
     )
     lines.append("Healthy." if report["healthy"] else "UNHEALTHY: " + "; ".join(report["problems"]))
+    return lines
+
+
+def render_queue(queue: dict[str, Any]) -> list[str]:
+    """The task backend's view: wake-ups waiting, workers, the oldest waiting job."""
+    head = f"Queue {queue['name']}" + ("" if queue["backend"] == "rq" else f" ({queue['backend']})")
+    if not queue["ok"]:
+        return [f"{head}: {health.UNREACHABLE[queue['backend']]} unreachable: {queue['error']}"]
+    if "depth" in queue:  # RQ
+        lines = [
+            f"{head}: {queue['depth']} waiting, {queue['scheduled']} scheduled, "
+            f"{queue['started']} started, {queue['failed']} in RQ's failed registry"
+        ]
+    else:
+        waiting = "?" if queue["waiting"] is None else queue["waiting"]
+        lines = [f"{head}: {waiting} wake-up(s) waiting"]
+    workers = queue["workers"]
+    if workers is None:
+        seen = queue.get("workers_seen_last_hour")
+        lines.append("Workers: not reported by this backend")
+        if seen is not None:
+            lines.append(f"  {len(seen)} took a task in the last hour")
+    else:
+        lines.append(f"Workers: {len(workers)}")
+        lines += [
+            f"  {w['name']} ({w['state']})"
+            + (f" on {', '.join(w['queues'])}" if w.get("queues") else "")
+            for w in workers
+        ]
+    oldest = queue.get("oldest_waiting_job")
+    if oldest:
+        lines.append(f"Oldest waiting job: #{oldest['id']}, {oldest['seconds']:.0f} s")
+    lines.append(f"Shared state: {queue['shared_state']}")
     return lines
 
 

@@ -1,0 +1,49 @@
+"""What a task backend is: the ``Wakeup`` it sends and the ``TaskBackend`` protocol
+(see __init__.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+NAMES = ("rq", "celery", "django")
+
+
+@dataclass(frozen=True)
+class Wakeup:
+    """One task to send: ``task(*args, **kwargs)`` and how."""
+
+    task: str
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    delay: float = 0
+    task_id: str | None = None
+    # Live work (drains, the sweep) goes ahead of backfills.
+    at_front: bool = False
+    timeout: int | None = None
+    result_ttl: int | None = None
+
+    @property
+    def kind(self) -> str:
+        """ "live" or "backfill": the key of ``TASK_PRIORITIES``."""
+        return "live" if self.at_front else "backfill"
+
+
+class TaskBackend(Protocol):
+    name: str
+
+    def send(self, wakeup: Wakeup) -> str:
+        """Put the task on the queue; returns its id. Raises when the queue is down."""
+
+    def current_task_id(self) -> str | None:
+        """The id of the task running this code (None outside a worker)."""
+
+    def waiting_tasks(self, task_ids: Sequence[str]) -> set[str]:
+        """Those of ``task_ids`` the queue will still run."""
+
+    def recently_failed(self, limit: int) -> list[str]:
+        """Ids of tasks the queue saw die, newest first ([] when it cannot tell)."""
+
+    def health(self) -> dict[str, Any]:
+        """Workers seen and wake-ups waiting (``ok`` False when the queue is down)."""
