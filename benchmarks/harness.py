@@ -62,6 +62,8 @@ class Config:
     # One backfill of 1,000 rows takes minutes while each job makes one call.
     backfill_reps: int = 1
     backfill_args: list[str] = field(default_factory=list)
+    # Rows with generated values that api.stale() reads (benchmarks/values.py).
+    stale_rows: int = 100_000
 
     @classmethod
     def make(cls, quick: bool, reps: int | None, backfill_reps: int | None) -> Config:
@@ -75,6 +77,7 @@ class Config:
                 throughput_jobs=45,
                 query_sample=12,
                 backfill_rows=60,
+                stale_rows=10_000,
             )
         else:
             config = cls(quick, reps=reps or 9, slow_reps=reps or 3)

@@ -8,6 +8,7 @@ from .backfill import backfill
 from .harness import Config, Figure
 from .jobs import queries_per_job, throughput
 from .rows import load, save_changed, save_unchanged
+from .values import stale
 
 SCENARIOS: dict[str, Callable[[Config], Figure]] = {
     "load": load,
@@ -16,4 +17,5 @@ SCENARIOS: dict[str, Callable[[Config], Figure]] = {
     "worker_throughput": throughput,
     "queries_per_job": queries_per_job,
     "backfill": backfill,
+    "stale": stale,
 }

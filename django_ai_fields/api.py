@@ -1,4 +1,5 @@
-"""The Python API: ask for a fresh value, look at the latest job."""
+"""The Python API: ask for a fresh value, look at the latest job; review, staleness,
+history and revert of the values (docs/values.md)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,9 @@ from .intake.outbox import database_of, request_jobs, request_rows
 from .jobs.estimates import Estimate, estimate_pairs
 from .jobs.tasks import run_chunk, run_job
 from .models import AIJob, Status
+from .values import history as value_history
+from .values import review, states
+from .values.history import Entry
 
 
 def regenerate(
@@ -119,6 +123,59 @@ def latest_job(instance: models.Model, field_name: str) -> AIJob | None:
     )
 
 
+# -- values over time (docs/values.md) --------------------------------------------------
+
+
+def accept(job: AIJob, user: Any = None, value: Any = None) -> AIJob:
+    """Write a proposal waiting for review to its row (or ``value``, the person's
+    edit, validated like an answer; None: the proposal) and end the job ``succeeded``. Raises
+    ``ValidationError`` for an invalid value, ``review.NotInReview`` when the job
+    waits for no review, ``review.ProposalOutdated`` when the row's inputs changed
+    since the proposal was made (nothing is written)."""
+    return review.accept(job, user, review.UNSET if value is None else value)
+
+
+def reject(job: AIJob, user: Any = None) -> AIJob:
+    """End a proposal waiting for review ``cancelled``, the row untouched."""
+    return review.reject(job, user)
+
+
+def stale(
+    model_or_queryset: type[models.Model] | models.QuerySet[Any], field: str | AIFieldMixin
+) -> models.QuerySet[Any]:
+    """The rows whose value of ``field`` was written under another definition than
+    the field's now (prompt, model...: docs/values.md); a queryset, one query."""
+    rows = (
+        model_or_queryset
+        if isinstance(model_or_queryset, models.QuerySet)
+        else model_or_queryset._default_manager.all()
+    )
+    return states.rows_in_state(rows, field_of(rows.model, field), states.STALE)
+
+
+def is_stale(instance: models.Model, field: str | AIFieldMixin) -> bool:
+    """Whether this row's value of ``field`` was written under another definition."""
+    rows = type(instance)._base_manager.using(instance._state.db).filter(pk=instance.pk)
+    return stale(rows, field).exists()
+
+
+def history(instance: models.Model, field: str | AIFieldMixin, limit: int = 10) -> list[Entry]:
+    """The values the row's ``field`` held, newest first, each with ``value``,
+    ``source`` (``"ai"``, ``"manual"``, ``"revert"``), ``created_at``, ``model`` and
+    ``job``; at most ``limit``."""
+    return value_history.history(instance, field_of(type(instance), field), limit)
+
+
+def revert(instance: models.Model, field: str | AIFieldMixin, job: AIJob) -> AIJob:
+    """Write back the value ``job`` wrote, as a hand edit (kept until an explicit
+    regenerate); returns the job recording it. Raises ``history.RevertRefused``."""
+    return value_history.revert(instance, field_of(type(instance), field), job)
+
+
+def field_of(model: type[models.Model], field: str | AIFieldMixin) -> AIFieldMixin:
+    return field if isinstance(field, AIFieldMixin) else get_ai_field(model, field)
+
+
 def run_ai_task(
     name: str,
     payload: Any = None,
@@ -146,10 +203,16 @@ def run_ai_task(
 
 
 __all__ = [
+    "accept",
     "estimate",
+    "history",
+    "is_stale",
     "latest_job",
     "regenerate",
     "regenerate_many",
     "regenerate_rows",
+    "reject",
+    "revert",
     "run_ai_task",
+    "stale",
 ]

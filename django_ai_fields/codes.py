@@ -16,6 +16,8 @@ class Status(models.TextChoices):
     PENDING = "pending", _("Pending")
     QUEUED = "queued", _("Queued")
     RUNNING = "running", _("Running")
+    # The answer waits for a person's accept or reject (a field with review=True).
+    IN_REVIEW = "in_review", _("Awaiting review")
     SUCCEEDED = "succeeded", _("Succeeded")
     FAILED = "failed", _("Failed")
     CANCELLED = "cancelled", _("Cancelled")
@@ -25,6 +27,7 @@ class Status(models.TextChoices):
 OPEN_STATUSES = (Status.PENDING, Status.QUEUED)
 UNFINISHED_STATUSES = (Status.PENDING, Status.QUEUED, Status.RUNNING)
 FINISHED_STATUSES = (Status.SUCCEEDED, Status.FAILED, Status.CANCELLED, Status.SUPERSEDED)
+# ``in_review`` is none of these: the run is over, the job is not (a person ends it).
 
 
 class Phase(models.TextChoices):

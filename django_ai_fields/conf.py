@@ -103,6 +103,9 @@ DEFAULTS: dict[str, Any] = {
     # URL prefixes a tenant-bound user may give as a credential's base URL (none: such
     # users cannot set one). Checked in the admin and on every call. docs/security.md
     "TENANT_BASE_URLS": [],
+    # ai_cleanup keeps, for each existing row and AI field, the newest this many jobs
+    # that wrote a value (its history, api.history; at least 1), whatever their age.
+    "HISTORY_KEEP": 10,
     # Jobs per page of the JSON API's job list (?page_size= may ask for up to 500).
     "API_PAGE_SIZE": 50,
     # -- streaming and observability (docs/streaming.md, docs/observability.md) --

@@ -143,6 +143,10 @@ class AIFunction:
     def input_hash(self, data: Any) -> str:
         return ""
 
+    def definition_hash(self) -> str:
+        """What decides the answer, hashed (stored on the job; docs/values.md)."""
+        return ""
+
 
 def json_safe(value: Any) -> Any:
     return without_nul(json.loads(json.dumps(value, cls=DjangoJSONEncoder, default=str)))

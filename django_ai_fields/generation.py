@@ -2,20 +2,22 @@
 
 ``FieldGeneration`` renders the field's prompt from the row, parses the answer as
 the field wants it (choices, length, JSON Schema) and writes it back with the
-guarded update; ``preloaded_rows`` loads the rows of many such jobs at once (chunk
-runs). It sits above the declaration (fields, functions, ``declare/``) and intake
+guarded update (or, with ``review=True``, holds it as a proposal until a person
+accepts it, docs/values.md); ``preloaded_rows`` loads the rows of many such jobs at
+once (chunk runs). It sits above the declaration (fields, functions, ``declare/``) and intake
 (a written value requests the fields chained to it) and below calling and jobs,
 which run it.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import Any, NoReturn
 
 from django.contrib.contenttypes.models import ContentType
 from django.db import models
@@ -24,10 +26,10 @@ from . import signals
 from .codes import FIELD_FUNCTION
 from .conf import get_setting
 from .databases import for_decisions
-from .declare import tokens
+from .declare import definition, tokens
 from .declare.file_inputs import load_attachments
 from .declare.options import FieldOptions
-from .declare.outputs import parse_json, parse_text
+from .declare.outputs import InvalidOutput, parse_json, parse_text
 from .fields import AIFieldMixin, AIGeneratedJSONField, get_ai_field
 from .functions import AIFunction, Cancelled, Superseded
 from .intake.tracking import value_written
@@ -43,6 +45,8 @@ class RowData:
     tenant: str
     # Related pks of the many-to-many triggers, likewise.
     m2m_values: dict[str, list[Any]] = field(default_factory=dict)
+    # The answer waits for a person (the field's review=True or the tenant's policy).
+    review: bool = False
 
 
 class FieldGeneration(AIFunction):
@@ -115,19 +119,54 @@ class FieldGeneration(AIFunction):
         change while the call ran is not checked here (it would cost a query per
         row): it started a new job, whose answer replaces this one."""
         attname = self.field.attname
-        guard = dict(data.trigger_values)
-        if self.options.keep_manual_edits and not self.json_output:
-            guard[attname] = getattr(data.instance, attname)
         rows = _deciding(self.model_class).filter(pk=data.instance.pk)
-        if not rows.filter(**unchanged_filter(guard)).update(**{attname: parsed}):
-            if not rows.exists():
-                raise Cancelled("The row was deleted.")
-            raise Superseded(
-                "The row's inputs changed while the job ran; a newer job handles them."
-            )
+        if not rows.filter(**unchanged_filter(self.guard(data))).update(**{attname: parsed}):
+            self.explain_unchanged_row(rows)
         if getattr(data.instance, attname) != parsed:
             setattr(data.instance, attname, parsed)
             value_written(data.instance, self.field)  # requests the fields chained to it
+
+    def guard(self, data: RowData) -> dict[str, Any]:
+        """The column values a write-back requires the row to hold still."""
+        guard = dict(data.trigger_values)
+        if self.options.keep_manual_edits and not self.json_output:
+            guard[self.field.attname] = getattr(data.instance, self.field.attname)
+        return guard
+
+    def check_unchanged(self, data: RowData) -> None:
+        """What save_output's guard checks, writing nothing (one query): raises
+        Superseded (or Cancelled) unless the row still holds what the prompt was
+        rendered from. A proposal for review is only kept when this passes."""
+        rows = _deciding(self.model_class).filter(pk=data.instance.pk)
+        if not rows.filter(**unchanged_filter(self.guard(data))).exists():
+            self.explain_unchanged_row(rows)
+
+    @staticmethod
+    def explain_unchanged_row(rows: models.QuerySet[Any]) -> NoReturn:
+        if not rows.exists():
+            raise Cancelled("The row was deleted.")
+        raise Superseded("The row's inputs changed while the job ran; a newer job handles them.")
+
+    def needs_review(self, policy: Any) -> bool:
+        """Whether an answer waits for a person: the field's ``review`` option, or
+        the tenant's policy (``TenantPolicy.require_review``)."""
+        return self.options.review or bool(policy is not None and policy.require_review)
+
+    def definition_hash(self) -> str:
+        return definition.definition_hash(self.field)
+
+    def parse_value(self, value: Any) -> Any:
+        """A value a person gave (an edited proposal), validated like an answer:
+        choices, JSON Schema; a text longer than ``max_length`` is refused, not cut.
+        A JSON field takes JSON text or a Python value. Raises InvalidOutput."""
+        if self.json_output:
+            text = value if isinstance(value, str) else json.dumps(value, default=str)
+            return parse_json(text, self.json_schema)
+        text = "" if value is None else str(value)
+        max_length = getattr(self.field, "max_length", None)
+        if max_length and not self.field.choice_values() and len(text.strip()) > max_length:
+            raise InvalidOutput(f"The value is longer than {max_length} characters.")
+        return parse_text(text, choices=self.field.flatchoices, max_length=max_length)
 
     def after_commit(self, job: Any, parsed: Any) -> None:
         signals.field_updated.send(

@@ -25,15 +25,22 @@ from .databases import AppManager, JobManager, current_schema
 from .encrypted import EncryptedTextField, UnreadableSecret
 from .privacy.redaction import ENTITY_TYPES, unknown_types
 
-# AIJob.triggered_by of the finished job recording a person's edit of an AI field.
+# AIJob.triggered_by of the finished job recording a person's edit of an AI field,
+# and of one recording a revert to an earlier value (api.revert); both are hand edits:
+# kept by keep_manual_edits, never stale (docs/values.md).
 HAND_EDIT = "manual"
+REVERT = "revert"
+HAND_WRITTEN = (HAND_EDIT, REVERT)
 
 __all__ = [
     "FINISHED_STATUSES",
     "HAND_EDIT",
+    "HAND_WRITTEN",
     "OPEN_STATUSES",
+    "REVERT",
     "UNFINISHED_STATUSES",
     "AIJob",
+    "AIProposal",
     "AIUsage",
     "AIUsageDaily",
     "ErrorCode",
@@ -71,6 +78,11 @@ class AIJob(models.Model):
     triggered_by = models.CharField(_("triggered by"), max_length=32, default="save")
 
     input_hash = models.CharField(_("input hash"), max_length=64, blank=True, default="")
+    # The field definition the answer was made under (declare/definition.py): a value
+    # whose job holds another one than the field's now is stale. "" : none recorded.
+    definition_hash = models.CharField(
+        _("definition hash"), max_length=64, blank=True, default="", editable=False
+    )
     provider = models.CharField(_("provider"), max_length=64, blank=True, default="")
     model = models.CharField(_("model"), max_length=100, blank=True, default="")
     prompt = models.TextField(_("rendered prompt"), blank=True, default="")
@@ -81,6 +93,9 @@ class AIJob(models.Model):
         _("error code"), max_length=32, choices=ErrorCode.choices, blank=True, default=""
     )
     error = models.TextField(_("error"), blank=True, default="")
+    # Who accepted or rejected the proposal (review=True), and when.
+    reviewed_by = models.CharField(_("reviewed by"), max_length=150, blank=True, default="")
+    reviewed_at = models.DateTimeField(_("reviewed"), null=True, blank=True)
 
     input_tokens = models.PositiveIntegerField(_("input tokens"), default=0)
     output_tokens = models.PositiveIntegerField(_("output tokens"), default=0)
@@ -166,6 +181,16 @@ class AIJob(models.Model):
         if model is None:
             return None
         return model._default_manager.filter(pk=self.object_id).first()
+
+
+class AIProposal(AIJob):
+    """The jobs whose answer waits for a person (``in_review``): the admin's
+    *Review AI proposals* page (admin/review.py), with its own permissions."""
+
+    class Meta:
+        proxy = True
+        verbose_name = _("AI proposal")
+        verbose_name_plural = _("AI proposals")
 
 
 class AIUsage(models.Model):
@@ -421,6 +446,14 @@ class TenantPolicy(models.Model):
     disabled_reason = models.CharField(_("reason when disabled"), max_length=200, blank=True)
     max_concurrent_jobs = models.PositiveIntegerField(
         _("max concurrent jobs"), null=True, blank=True, help_text=_("Blank: no cap.")
+    )
+    require_review = models.BooleanField(
+        _("review AI values"),
+        default=False,
+        help_text=_(
+            "Every AI value of this tenant waits for a person's accept before it is "
+            "written, as with a field's review=True."
+        ),
     )
     redact_pii = models.BooleanField(
         _("redact personal data"),

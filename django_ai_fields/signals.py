@@ -5,6 +5,8 @@
 - ``job_failed(sender=AIJob, job, error_code, error)``: the job failed for good.
 - ``field_updated(sender=<model class>, instance_pk, field_name, value, job)``:
   the generated value was written to the row.
+- ``review_requested(sender=AIJob, job)``: an answer waits for a person's accept or
+  reject (``review=True``, docs/values.md); sent after the commit.
 - ``quota_threshold_reached(sender=Quota, tenant, quota, fraction)``: a tenant's use
   of ``quota`` crossed ``fraction`` (one of ``QUOTA_ALERT_AT``) of its limit this
   period; sent once per crossing, after the commit (docs/quotas.md has a receiver
@@ -18,6 +20,7 @@ job_completed = Signal()
 job_failed = Signal()
 field_updated = Signal()
 quota_threshold_reached = Signal()
+review_requested = Signal()
 
 
 __all__ = [
@@ -26,4 +29,5 @@ __all__ = [
     "job_failed",
     "job_requested",
     "quota_threshold_reached",
+    "review_requested",
 ]

@@ -19,7 +19,7 @@ from django.urls import NoReverseMatch, reverse
 from django.utils.translation import gettext_lazy as _
 
 from .fields import ai_fields_of
-from .models import FIELD_FUNCTION, HAND_EDIT, UNFINISHED_STATUSES, AIJob, Status
+from .models import FIELD_FUNCTION, HAND_WRITTEN, UNFINISHED_STATUSES, AIJob, Status
 
 CACHE_ATTR = "_ai_status_cache"
 # Columns a badge never needs; prompt and output can be large.
@@ -108,7 +108,7 @@ def badge_context(obj: models.Model, field_name: str, job: AIJob | None) -> dict
     """What ``django_ai_fields/status.html`` renders."""
     if job is None:
         state, label = "none", NO_JOB_LABEL
-    elif job.triggered_by == HAND_EDIT and job.status == Status.SUCCEEDED:
+    elif job.triggered_by in HAND_WRITTEN and job.status == Status.SUCCEEDED:
         state, label = "manual", HAND_EDIT_LABEL
     else:
         state, label = job.status, Status(job.status).label

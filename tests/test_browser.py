@@ -6,7 +6,7 @@ redis-server).
 A person logs into the admin, runs *Regenerate AI fields* on two leads, finds the
 jobs in the AI jobs list and cancels one, adds a lead on the leads page, and
 watches that page's badges turn to succeeded once a worker runs, without
-reloading it.
+reloading it. Another reviews the follow-up e-mails the demo proposed (review=True).
 
 With ``AI_FIELDS_SCREENSHOTS=<dir>`` the test also saves the screenshots shown in
 the docs there (``AI_FIELDS_SCREENSHOTS=docs/images``).
@@ -165,18 +165,19 @@ def regenerate_in_admin(page: Any, base: str, names: list[str]) -> None:
     page.select_option("select[name=action]", "regenerate_ai_fields")
     page.click("button[name=index]")
     # First the cost estimate; nothing is enqueued until it is confirmed.
-    expect(page.locator(".ai-estimate")).to_contain_text("This requests 10 AI jobs for 2 row(s)")
+    expect(page.locator(".ai-estimate")).to_contain_text("This requests 12 AI jobs for 2 row(s)")
     expect(page.locator(".ai-estimate")).to_contain_text("Worst-case cost: $")
     screenshot(page, "admin-regenerate-confirmation.png")
     page.click("input[value='Yes, regenerate']")
-    expect(page.locator(".messagelist .success")).to_contain_text("10 AI jobs requested")
+    expect(page.locator(".messagelist .success")).to_contain_text("12 AI jobs requested")
 
 
 def cancel_job_in_admin(page: Any, base: str, lead_id: int, field: str) -> None:
     """The jobs just requested are in the AI jobs list, queued; cancel one of them."""
     page.goto(f"{base}/admin/django_ai_fields/aijob/?status__exact=queued")
-    # Two leads, five AI fields each (summary, headline, heat, profile, logo_alt_text).
-    expect(page.locator("#result_list tbody tr")).to_have_count(10)
+    # Two leads, six AI fields each (summary, headline, heat, profile, logo_alt_text,
+    # follow_up).
+    expect(page.locator("#result_list tbody tr")).to_have_count(12)
     row = admin_row(page, target=f"leads.lead #{lead_id}", field_name=field)
     expect(row).to_have_count(1)
     row.locator("input.action-select").check()
@@ -184,10 +185,10 @@ def cancel_job_in_admin(page: Any, base: str, lead_id: int, field: str) -> None:
     page.click("button[name=index]")
     expect(page.locator(".messagelist .success")).to_be_visible()
     page.goto(f"{base}/admin/django_ai_fields/aijob/")
-    expect(admin_row(page, status_badge="Queued")).to_have_count(9)
+    expect(admin_row(page, status_badge="Queued")).to_have_count(11)
     expect(admin_row(page, status_badge="Cancelled")).to_have_count(1)
-    # Alan's five fields, over quota
-    expect(admin_row(page, status_badge="Failed")).to_have_count(5)
+    # Alan's six fields, over quota
+    expect(admin_row(page, status_badge="Failed")).to_have_count(6)
     screenshot(page, "admin-jobs.png")
 
 
@@ -253,6 +254,43 @@ def test_regenerate_in_admin_and_watch_the_badges_turn_succeeded(site: Site, pag
         "aerospace · 12 employees"
     )
     screenshot(page, "example-leads.png")
+
+
+def test_review_the_follow_up_proposals_in_the_admin(site: Site, page: Any) -> None:
+    """The demo's follow-up e-mails (review=True) wait on *Review AI proposals*: one is
+    edited and accepted on its page, the other accepted from the list."""
+    project, base, leads = site
+    ada, grace = leads["Ada Lovelace"], leads["Grace Hopper"]
+    log_in(page, base)
+    page.goto(f"{base}/admin/django_ai_fields/aiproposal/")
+    # Alan's proposal was superseded by the setup's regenerate (whose job failed).
+    rows = page.locator("#result_list tbody tr")
+    expect(rows).to_have_count(2)
+    expect(page.locator("#content h1")).to_have_text("Review AI proposals")
+    expect(rows.first.locator(".field-proposal")).to_contain_text("Wants 40 seats")
+    screenshot(page, "admin-review.png")
+
+    rows.filter(has_text=f"leads.lead #{ada}").locator(".field-target a").click()
+    expect(page.locator("pre.ai-current")).to_have_text("-")
+    page.fill("#id_value", "Dear Ada, here is the contract draft for your 40 seats.")
+    page.click("input[name=_accept]")
+    expect(page.locator(".messagelist .success")).to_contain_text("The value was written.")
+    expect(rows).to_have_count(1)
+
+    rows.first.locator("input.action-select").check()
+    page.select_option("select[name=action]", "accept_proposals")
+    page.click("button[name=index]")
+    expect(page.locator(".messagelist .success")).to_contain_text("1 proposal(s) accepted")
+    written = project.shell(
+        "import json\nfrom leads.models import Lead\n"
+        f"print(json.dumps([Lead.objects.get(pk={ada}).follow_up,"
+        f" Lead.objects.get(pk={grace}).follow_up]))"
+    )
+    assert written[0] == "Dear Ada, here is the contract draft for your 40 seats."
+    assert written[1].startswith("Evaluating us against two competitors.")
+
+    page.goto(f"{base}/admin/leads/lead/{ada}/change/")
+    expect(page.locator(".ai-history")).to_contain_text("Dear Ada, here is the contract")
 
 
 # A month of priced calls for three models and two tenants, and quotas partly used:

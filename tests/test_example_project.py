@@ -276,6 +276,7 @@ def test_adding_a_lead_queues_its_ai_jobs(page_report: dict[str, Any]) -> None:
     assert page_report["adder_page_has_form"] is True
     assert page_report["added"] == [302, "/"]
     assert page_report["added_jobs"] == [
+        ["follow_up", "queued"],  # review=True: it will wait for a person's accept
         ["heat", "queued"],
         ["profile", "queued"],
         ["summary", "queued"],
@@ -297,4 +298,4 @@ def test_the_example_ai_function_creates_a_lead_from_an_email(tmp_path: Path) ->
     assert out.strip() == "Created lead: Ada (Analytical Engines)"
     leads, status, field_jobs = created
     assert leads == [["Ada", "Analytical Engines"]] and status == "succeeded"
-    assert field_jobs == 3  # the new lead's own AI fields were requested
+    assert field_jobs == 4  # the new lead's own AI fields were requested

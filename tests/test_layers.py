@@ -44,6 +44,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("generation",),  # field generation: calls the change tracker
     ("calling",),
     ("jobs",),
+    ("values",),  # review, staleness, history: read and steer the values the jobs wrote
     (
         "api",
         "status",

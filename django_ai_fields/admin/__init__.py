@@ -53,6 +53,7 @@ from .mixins import (
 )
 from .resources import USAGE_CALL_COLUMNS, AIUsageResource, QuotaResource
 from .usage_changelist import RolledUpValuesFilter, UsagePaginator
+from .review import AIProposalAdmin  # registers "Review AI proposals"
 
 if TYPE_CHECKING:
     from django.http.request import _ImmutableQueryDict
@@ -60,6 +61,7 @@ if TYPE_CHECKING:
 __all__ = [
     "AIFieldsAdminMixin",
     "AIJobAdmin",
+    "AIProposalAdmin",
     "AIUsageAdmin",
     "ProviderCredentialAdmin",
     "QuotaAdmin",

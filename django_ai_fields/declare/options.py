@@ -81,6 +81,8 @@ class FieldOptions(AIOptions):
     keep_manual_edits: bool = True
     # File/image fields of the model sent with the prompt (declare/file_inputs.py).
     inputs: tuple[str, ...] = ()
+    # An answer waits for a person's accept before it is written (docs/values.md).
+    review: bool = False
 
 
 def _kept(value: Any) -> Any:

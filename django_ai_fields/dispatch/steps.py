@@ -29,6 +29,8 @@ def describe(values: dict[str, Any]) -> str:
     status, error = values.get("status"), values.get("error") or ""
     if values.get("phase") == Phase.BATCH:
         return PHASE_MESSAGES[Phase.BATCH]
+    if status == Status.IN_REVIEW:
+        return "Waiting for a person's review"
     if status == Status.QUEUED:
         return f"Waiting to try again: {error}" if error else "Waiting to try again"
     if status in (Status.FAILED, Status.CANCELLED, Status.SUPERSEDED):

@@ -14,6 +14,10 @@ record (after the commit), counts in the metrics and sends its signal:
        │                                          ├──requeue──▶ queued (a delayed retry)
        └───────────recover_lost (worker died)─────┘──wait_in_batch──▶ queued (BATCH)
     failed | cancelled ──restart──▶ pending        pending | queued ──cancel──▶ cancelled
+
+    running ──to_review──▶ in_review ──accept──▶ succeeded     (review=True, docs/values.md)
+                               ├──reject──▶ cancelled
+                               └──supersede_proposals──▶ superseded (its inputs changed)
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from ..codes import FINISHED_STATUSES, OPEN_STATUSES, Phase, Status
 from ..models import AIJob
 from ..money import quotas
 from ..observability import metrics
-from .steps import with_step
+from .steps import with_note, with_step
 
 logger = logging.getLogger("django_ai_fields")
 
@@ -262,6 +266,101 @@ def cancel(jobs: QuerySet[AIJob], reason: str) -> list[int]:
     return [job.pk for job in cancelled]
 
 
+# -- a proposal waiting for a person (review=True) ---------------------------------------
+
+
+def to_review(job: AIJob, **columns: Any) -> None:
+    """The run ends holding its answer as a proposal (``output``, among ``columns``):
+    in_review until a person accepts or rejects it. ``review_requested`` follows the
+    commit."""
+    _guarded_update(
+        job,
+        {
+            "status": Status.IN_REVIEW,
+            "phase": Phase.SAVE,
+            "progress": PROGRESS[Phase.SAVE],
+            "run_token": "",
+            "partial_output": "",
+            **columns,
+        },
+    )
+
+
+def accept(
+    job: AIJob, *, reviewer: str, message: str = "Accepted", proposal: Any = None, **columns: Any
+) -> bool:
+    """A person accepted the proposal: in_review -> succeeded, one conditional UPDATE,
+    so of two reviewers accepting at once exactly one wins; the caller writes the
+    value in the same transaction. ``proposal``: the answer, kept in the step log
+    when the person wrote an edited value. False when the job is in review no longer."""
+    now = timezone.now()
+    values = {
+        "status": Status.SUCCEEDED,
+        "phase": Phase.DONE,
+        "progress": 100,
+        "finished_at": now,
+        "reviewed_by": reviewer,
+        "reviewed_at": now,
+        **columns,
+    }
+    extra = {} if proposal is None else {"proposal": proposal}
+    return _reviewed(job, values, message, **extra)
+
+
+def reject(job: AIJob, *, reviewer: str, reason: str) -> bool:
+    """A person rejected the proposal: in_review -> cancelled, the row untouched.
+    False when the job is in review no longer."""
+    now = timezone.now()
+    values = {
+        "status": Status.CANCELLED,
+        "phase": Phase.DONE,
+        "error": reason,
+        "finished_at": now,
+        "reviewed_by": reviewer,
+        "reviewed_at": now,
+    }
+    return _reviewed(job, values, "Rejected")
+
+
+def supersede_proposals(jobs: QuerySet[AIJob], reason: str) -> list[int]:
+    """Those of ``jobs`` waiting for review end superseded (their row's inputs changed,
+    or a newer answer was asked for); returns their ids. One query when none waits."""
+    ids = list(jobs.filter(status=Status.IN_REVIEW).values_list("pk", flat=True))
+    if not ids:
+        return []
+    now = timezone.now()
+    same_db = AIJob.objects.using(jobs.db)
+    same_db.filter(pk__in=ids, status=Status.IN_REVIEW).update(
+        status=Status.SUPERSEDED, error=reason, finished_at=now, updated_at=now
+    )
+    superseded = list(
+        same_db.filter(pk__in=ids, status=Status.SUPERSEDED, finished_at=now).defer(
+            "prompt", "output", "payload", "steps"
+        )
+    )
+    for job in superseded:
+        _announce(job)
+    return [job.pk for job in superseded]
+
+
+def _reviewed(job: AIJob, values: dict[str, Any], message: str, **extra: Any) -> bool:
+    reviewer = values["reviewed_by"]
+    note = f"{message} by {reviewer}" if reviewer else message
+    values["steps"] = with_note(job, Phase.DONE, note, **extra)
+    updated = (
+        AIJob.objects.using(job._state.db or "default")
+        .filter(pk=job.pk, status=Status.IN_REVIEW)
+        .update(**values, updated_at=values["reviewed_at"])
+    )
+    if not updated:
+        return False
+    for name, value in values.items():
+        setattr(job, name, value)
+    _announce(job)
+    _signal(job)
+    return True
+
+
 def record_succeeded(records: Sequence[dict[str, Any]], using: str) -> list[AIJob]:
     """Create jobs that succeeded from the start, one per dict of columns (a
     person's hand edit, recorded so badges, history and later saves see it). No
@@ -314,6 +413,10 @@ def _signal(job: AIJob) -> None:
         signals.job_failed.send(sender=AIJob, job=job, error_code=job.error_code, error=job.error)
     elif job.status == Status.SUCCEEDED:
         databases.on_commit(lambda: signals.job_completed.send(sender=AIJob, job=job), robust=True)
+    elif job.status == Status.IN_REVIEW:
+        databases.on_commit(
+            lambda: signals.review_requested.send(sender=AIJob, job=job), robust=True
+        )
 
 
 def _announce(job: AIJob, level: int | None = None) -> None:

@@ -23,7 +23,7 @@ from django.utils.translation import gettext_lazy as _
 from ..dispatch import context, handover, transitions
 from ..fields import AIFieldMixin
 from ..functions import json_safe
-from ..models import FIELD_FUNCTION, HAND_EDIT, OPEN_STATUSES, AIJob, Phase
+from ..models import FIELD_FUNCTION, HAND_EDIT, HAND_WRITTEN, OPEN_STATUSES, AIJob, Phase
 from ..tenants import resolve_tenant
 
 
@@ -46,6 +46,8 @@ def request_jobs(
         return []
     tenant = resolve_tenant(instance)
     here = context.capture(using)
+    if triggered_by != "create":
+        supersede_proposals([instance.pk], fields, bool(tenant), using=using)
     jobs, created_ids = [], []
     for field in fields:
         job, created = _reuse_or_create(
@@ -96,6 +98,8 @@ def request_rows(
     using = using or database_of(instances[0])
     here = recorded(context.capture(using))
     content_type = job_content_type(field, using)
+    tenant_bound = any(resolve_tenant(obj) for obj in instances)
+    supersede_proposals([obj.pk for obj in instances], [field], tenant_bound, using=using)
     busy = set(
         AIJob.objects.using(using)
         .filter(
@@ -169,20 +173,58 @@ def without_hand_edits(
     )
     edited = set(
         AIJob.objects.using(using)
-        .filter(pk__in=newest, triggered_by=HAND_EDIT)
+        .filter(pk__in=newest, triggered_by__in=HAND_WRITTEN)
         .values_list("field_name", flat=True)
     )
     return [f for f in fields if f not in keeping or f.name not in edited]
 
 
+def supersede_proposals(
+    object_ids: Sequence[object],
+    fields: Sequence[AIFieldMixin],
+    tenant_bound: bool,
+    *,
+    using: str,
+    reason: str = "",
+) -> None:
+    """A trigger change (or a new request, or a hand edit) outdates the answers of
+    these rows' fields that wait for review: they end superseded. Only fields that may
+    hold one are looked at, with one query: those with ``review=True``, or any when a
+    row has a tenant (whose policy may ask for review)."""
+    reviewable = [f for f in fields if f.ai.review or tenant_bound]
+    if not reviewable:
+        return
+    targets = models.Q()
+    for field in reviewable:
+        targets |= models.Q(content_type=job_content_type(field, using), field_name=field.name)
+    waiting = AIJob.objects.using(using).filter(
+        targets, object_id__in=[str(pk) for pk in object_ids], function=FIELD_FUNCTION
+    )
+    transitions.supersede_proposals(waiting, reason or str(PROPOSAL_OUTDATED))
+
+
+PROPOSAL_OUTDATED = _(
+    "The row changed (or a fresh value was asked for) while this answer waited for review."
+)
+
+
 def record_hand_edits(
-    instance: models.Model, fields: Sequence[AIFieldMixin], *, using: str | None = None
+    instance: models.Model,
+    fields: Sequence[AIFieldMixin],
+    *,
+    using: str | None = None,
+    source: str = HAND_EDIT,
 ) -> list[AIJob]:
-    """A person gave these AI fields their values: open jobs for them are cancelled
-    (they would overwrite the edit) and a finished job records the edit, so badges,
-    ``latest_job`` and the admin show it and later saves keep it."""
+    """A person gave these AI fields their values (``source``: ``"manual"``, or
+    ``"revert"`` for api.revert): open jobs for them are cancelled and answers waiting
+    for review superseded (they would overwrite the edit), and a finished job records
+    the edit, so badges, ``latest_job``, the history and the admin show it and later
+    saves keep it."""
     using = using or database_of(instance)
     tenant = resolve_tenant(instance)
+    supersede_proposals(
+        [instance.pk], fields, bool(tenant), using=using, reason=str(HAND_EDIT_CANCELLED)
+    )
     records = []
     for field in fields:
         target = {
@@ -196,7 +238,7 @@ def record_hand_edits(
             {
                 **target,
                 "tenant": tenant,
-                "triggered_by": HAND_EDIT,
+                "triggered_by": source,
                 "input_hash": field.current_input_hash(instance),
                 "output": json_safe(getattr(instance, field.attname)),
             }

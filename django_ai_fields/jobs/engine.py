@@ -19,6 +19,7 @@ from ..calling import result_cache, routing
 from ..calling.answer import Unusable, usable_answer
 from ..calling.pipeline import Pipeline, Prepared, job_timeout_error, record_usage
 from ..conf import get_setting
+from ..dispatch import transitions
 from ..dispatch.steps import with_note, with_step
 from ..dispatch.transitions import PROGRESS, LeaseLost
 from ..functions import AIFunction, Cancelled, Superseded, get_function, json_safe
@@ -160,6 +161,10 @@ def prepare(job: AIJob, policy: TenantPolicy | None = LOOK_UP) -> Prepared:
     data = function.prepare(job.payload, job.tenant)
     if isinstance(data, RowData) and resolve_tenant(data.instance) != job.tenant:
         raise Superseded(str(ROW_MOVED) % {"tenant": job.tenant or "-"})
+    if policy is LOOK_UP:
+        policy = policy_for(job.tenant)
+    if isinstance(function, FieldGeneration) and isinstance(data, RowData):
+        data.review = function.needs_review(policy)
     prepared = request_for(function, data, job.tenant, policy)
     note_redaction(job, prepared)
     return prepared
@@ -204,13 +209,20 @@ def note_redaction(job: AIJob, prepared: Prepared) -> None:
 
 
 def write_back(job: AIJob, prepared: Prepared, parsed: Any) -> str:
-    """Save the output and finish the job in one transaction."""
+    """Save the output and finish the job in one transaction; under review, keep the
+    output on the job as a proposal instead, the row untouched (docs/values.md)."""
     token = job.run_token
     output = json_safe(parsed)  # placeholders kept: the job stores no masked value
     parsed = prepared.restored(parsed)
     function = prepared.function
+    # The definition the answer was made under, written with the job's last update.
+    transitions.write_later(job, definition_hash=function.definition_hash())
     try:
         with databases.atomic(AIJob):
+            if isinstance(function, FieldGeneration) and prepared.data.review:
+                function.check_unchanged(prepared.data)  # the query the write would be
+                transitions.to_review(job, output=output)
+                return Status.IN_REVIEW
             function.save_output(parsed, prepared.data)
             # Before finish(), whose job_completed signal also waits for the commit.
             databases.on_commit(lambda: function.after_commit(job, parsed), robust=True)

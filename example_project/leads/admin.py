@@ -12,6 +12,7 @@ class LeadAdmin(AIFieldsAdminMixin, admin.ModelAdmin):
     list_display = ["name", "company", "heat", "headline"]
     list_filter = ["heat"]
     search_fields = ["name", "company", "email"]
-    # The worker writes these. (Editable, a hand edit would be kept until someone
-    # regenerates: AI fields keep_manual_edits=True by default.)
-    readonly_fields = ["summary", "headline", "heat", "profile"]
+    # The worker writes these (follow_up once a person accepts it on "Review AI
+    # proposals"). Editable, a hand edit would be kept until someone regenerates: AI
+    # fields keep_manual_edits=True by default.
+    readonly_fields = ["summary", "headline", "heat", "profile", "follow_up"]

@@ -68,6 +68,16 @@ class Lead(models.Model):
         null=True,
     )
 
+    # Reviewed before it is written (docs/values.md): the answer waits as a proposal on
+    # the admin's "Review AI proposals" page until a person accepts (or edits) it.
+    follow_up = AIGeneratedField(
+        _("follow-up e-mail"),
+        prompt="Draft a short, friendly follow-up e-mail to {name} at {company}. Notes: {notes}",
+        review=True,
+        blank=True,
+        null=True,
+    )
+
     class Meta:
         ordering = ["name"]
         verbose_name = _("lead")

@@ -40,6 +40,7 @@ ALL_AI_OPTIONS = {
     "inputs": ["secret"],
     "tools": ["web_search"],
     "api": "responses",
+    "review": True,
 }
 
 

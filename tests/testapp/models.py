@@ -1,5 +1,6 @@
 """Models the test suite exercises."""
 
+import uuid
 from decimal import Decimal
 
 from django.db import models
@@ -236,6 +237,55 @@ class Poster(models.Model):
         blank=True,
         null=True,
     )
+
+
+TIER_CHOICES = [("gold", "Gold"), ("silver", "Silver"), ("bronze", "Bronze")]
+FACTS_SCHEMA = {
+    "type": "object",
+    "properties": {"seats": {"type": "integer", "minimum": 0}},
+    "required": ["seats"],
+    "additionalProperties": False,
+}
+
+
+class Offer(models.Model):
+    """Review before write (docs/values.md): answers wait for a person's accept."""
+
+    shop = models.CharField(max_length=50, blank=True)
+    title = models.CharField(max_length=100)
+    notes = models.TextField(blank=True)
+
+    pitch = AIGeneratedField(
+        prompt="Write a pitch for {title}: {notes}", review=True, blank=True, null=True
+    )
+    tier = AIGeneratedField(
+        prompt="Which tier is {title}? {notes}",
+        review=True,
+        max_length=8,
+        choices=TIER_CHOICES,
+        blank=True,
+        null=True,
+    )
+    facts = AIGeneratedJSONField(
+        prompt="Facts about {title}: {notes}",
+        review=True,
+        schema=FACTS_SCHEMA,
+        auto_regenerate=False,
+        blank=True,
+        null=True,
+    )
+
+    def __str__(self) -> str:
+        return self.title
+
+
+class Voucher(models.Model):
+    """A UUID primary key: jobs name it as str(pk), hyphens included (values/states.py)."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4)
+    code = models.CharField(max_length=20)
+
+    blurb = AIGeneratedField(prompt="Describe the voucher {code}.", blank=True, null=True)
 
 
 from tests.testapp import alerts  # noqa: E402,F401  (connects the test receiver)

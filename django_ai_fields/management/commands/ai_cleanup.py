@@ -18,6 +18,7 @@ from django.utils import timezone
 
 from ...models import FINISHED_STATUSES, UNFINISHED_STATUSES, AIJob, AIUsage
 from ...money import usage_rollup
+from ...values import retention
 
 AGE = re.compile(r"^(?P<n>\d+)(?P<unit>[dh])$")
 BATCH_SIZE = 5000
@@ -44,10 +45,12 @@ def delete_in_batches(queryset: models.QuerySet[Any], size: int) -> int:
 
 
 def old_jobs(cutoff: Any) -> models.QuerySet[AIJob]:
-    """Finished jobs that ended before ``cutoff``; never a pending, queued or running one."""
-    return AIJob.objects.annotate(ended=Coalesce("finished_at", "updated_at")).filter(
+    """Finished jobs that ended before ``cutoff``; never a pending, queued or running one,
+    nor one of the rows' value history (values/retention.py, HISTORY_KEEP)."""
+    jobs = AIJob.objects.annotate(ended=Coalesce("finished_at", "updated_at")).filter(
         status__in=FINISHED_STATUSES, ended__lt=cutoff
     )
+    return retention.without_kept_history(jobs)
 
 
 def old_usage(cutoff: Any) -> models.QuerySet[AIUsage]:

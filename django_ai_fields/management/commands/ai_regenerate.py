@@ -1,5 +1,7 @@
 """``ai_regenerate app.Model``: backfill AI fields (``--dry-run`` estimates the
-cost, ``--batch`` uses the providers' batch APIs)."""
+cost, ``--batch`` uses the providers' batch APIs). ``--only-empty``, ``--stale`` and
+``--failed`` pick which values (any of them, each field on its own), ``--filter``
+which rows."""
 
 from __future__ import annotations
 
@@ -11,14 +13,18 @@ from django.apps import apps
 from django.core.exceptions import FieldDoesNotExist, FieldError, ValidationError
 from django.core.management.base import BaseCommand, CommandError, OutputWrapper
 from django.db import models
-from django.db.models import Q
+from django.db.models import BooleanField, Count, ExpressionWrapper, Q
 
 from ...api import regenerate_many
 from ...conf import get_setting
-from ...fields import AIFieldMixin, AIGeneratedJSONField, ai_fields_of, with_m2m_triggers
+from ...fields import AIFieldMixin, ai_fields_of, with_m2m_triggers
 from ...jobs import batches as provider_batches
 from ...jobs.estimates import estimate_pairs
 from ...models import AIJob, Status
+from ...values import states
+
+# The options that pick values, and the value state each picks (values/states.py).
+SELECTORS = {"only_empty": states.EMPTY, "stale": states.STALE, "failed": states.FAILED}
 
 
 class Progress:
@@ -74,6 +80,16 @@ class Command(BaseCommand):
             "--only-empty", action="store_true", help="Only fields that have no value yet."
         )
         parser.add_argument(
+            "--stale",
+            action="store_true",
+            help="Only values written under another definition of their field (its prompt, "
+            "model... changed since; hand edits never are). Combines with --only-empty and "
+            "--failed: a value any of them picks is regenerated.",
+        )
+        parser.add_argument(
+            "--failed", action="store_true", help="Only fields whose latest job failed."
+        )
+        parser.add_argument(
             "--dry-run", action="store_true", help="Count what would be requested; change nothing."
         )
         parser.add_argument(
@@ -97,11 +113,12 @@ class Command(BaseCommand):
         if options["batch"]:
             check_batchable(model, fields, options)
             self.sent = provider_batches.SubmitReport()
-        rows = matching_rows(model, options["filters"], fields, options["only_empty"])
+        self.picked = [state for option, state in SELECTORS.items() if options[option]]
+        rows = matching_rows(model, options["filters"], fields, self.picked)
         total = count_rows(rows)
         label = model._meta.label
         if options["dry_run"]:
-            jobs = count_jobs(rows, fields, options["only_empty"])
+            jobs = count_jobs(rows, fields, self.picked)
             self.stdout.write(
                 f"Dry run: would request {jobs} AI job(s) for {total} row(s) of {label}."
             )
@@ -123,10 +140,7 @@ class Command(BaseCommand):
     ) -> None:
         """The cost preview: worst case, expected cost, and quota refusals."""
         pairs = (
-            (obj, field)
-            for obj in rows.iterator()
-            for field in fields
-            if not options["only_empty"] or is_empty(getattr(obj, field.attname))
+            (obj, field) for obj in rows.iterator() for field in fields if is_picked(obj, field)
         )
         for line in estimate_pairs(pairs).lines():
             self.stdout.write(line)
@@ -134,12 +148,7 @@ class Command(BaseCommand):
     def request_page(
         self, page: list[models.Model], fields: list[AIFieldMixin], options: dict[str, Any]
     ) -> list[int]:
-        pairs = [
-            (obj, field)
-            for obj in page
-            for field in fields
-            if not options["only_empty"] or is_empty(getattr(obj, field.attname))
-        ]
+        pairs = [(obj, field) for obj in page for field in fields if is_picked(obj, field)]
         if options["batch"]:
             job_ids, report = provider_batches.request(pairs, triggered_by="command")
             self.sent.merge(report)
@@ -230,32 +239,47 @@ def parse_filter(text: str) -> dict[str, Any]:
     return {lookup: parsed}
 
 
-def empty_q(field: AIFieldMixin) -> Q:
-    q = Q(**{f"{field.name}__isnull": True})
-    if not isinstance(field, AIGeneratedJSONField):
-        q |= Q(**{field.name: ""})
-    return q
-
-
-def is_empty(value: Any) -> bool:
-    return value is None or value == ""
-
-
 def matching_rows(
-    model: type[models.Model], filters: list[str], fields: list[AIFieldMixin], only_empty: bool
+    model: type[models.Model], filters: list[str], fields: list[AIFieldMixin], picked: list[str]
 ) -> models.QuerySet[Any]:
+    """The rows of ``--filter``; with value selectors, those where at least one field's
+    value is picked, each row annotated with which ones (one query per page)."""
     rows = model._default_manager.all()
     for text in filters:
         try:
             rows = rows.filter(**parse_filter(text))
         except (FieldError, FieldDoesNotExist, ValueError, ValidationError) as exc:
             raise CommandError(f"Invalid --filter {text!r}: {exc}") from None
-    if only_empty:
-        any_empty = Q()
-        for field in fields:
-            any_empty |= empty_q(field)
-        rows = rows.filter(any_empty)
+    if picked:
+        wanted = {field: picked_q(field, picked, rows.db) for field in fields}
+        rows = rows.annotate(
+            **{
+                pick_name(field): ExpressionWrapper(q, output_field=BooleanField())
+                for field, q in wanted.items()
+            }
+        ).filter(any_of(wanted.values()))
     return with_m2m_triggers(rows, fields).order_by("pk")
+
+
+def picked_q(field: AIFieldMixin, picked: list[str], db: str) -> Q:
+    """A value of ``field`` any selector picks."""
+    return any_of(states.condition(state, field, db) for state in picked)
+
+
+def any_of(conditions: Any) -> Q:
+    combined = Q(pk__in=[])
+    for q in conditions:
+        combined |= q
+    return combined
+
+
+def pick_name(field: AIFieldMixin) -> str:
+    return f"_ai_pick_{field.name}"
+
+
+def is_picked(obj: models.Model, field: AIFieldMixin) -> bool:
+    """Whether the selectors picked this row's value of ``field`` (all without any)."""
+    return bool(getattr(obj, pick_name(field), True))
 
 
 def count_rows(rows: models.QuerySet[Any]) -> int:
@@ -265,10 +289,13 @@ def count_rows(rows: models.QuerySet[Any]) -> int:
         raise CommandError(f"Invalid --filter: {exc}") from None
 
 
-def count_jobs(rows: models.QuerySet[Any], fields: list[AIFieldMixin], only_empty: bool) -> int:
-    if not only_empty:
+def count_jobs(rows: models.QuerySet[Any], fields: list[AIFieldMixin], picked: list[str]) -> int:
+    if not picked:
         return rows.count() * len(fields)
-    return sum(rows.filter(empty_q(field)).count() for field in fields)
+    counts = rows.aggregate(
+        **{field.name: Count("pk", filter=picked_q(field, picked, rows.db)) for field in fields}
+    )
+    return sum(counts.values())
 
 
 def pages(rows: models.QuerySet[Any], size: int) -> Iterator[list[models.Model]]:

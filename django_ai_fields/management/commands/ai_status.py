@@ -20,6 +20,7 @@ from ...models import FINISHED_STATUSES, AIJob
 from ...money.pricing import price_data
 from ...observability import health
 from ...tenants.credential_audit import unreadable_credentials
+from ...values import states
 
 STUCK_LISTED = 20
 # Finished jobs are counted over this window: a count of every job ever run would
@@ -53,6 +54,8 @@ def collect(check_providers: bool) -> dict[str, Any]:
         # Reported, not counted as unhealthy: only that tenant's jobs fail (auth).
         "unreadable_credentials": unreadable_credentials(),
         "chains": field_chains(),
+        # Reported, not counted as unhealthy: ai_regenerate --stale brings them up to date.
+        "stale": stale_counts(),
         "prices": price_data(),
     }
     problems = health.queue_problems(queue)
@@ -72,6 +75,21 @@ def field_chains() -> dict[str, list[str]]:
             if lines:
                 found[model._meta.label] = lines
     return found
+
+
+def stale_counts() -> dict[str, int]:
+    """Per ``app.Model.field``, how many values were written under another definition
+    of the field (docs/values.md); one query per AI field, fields with none left out."""
+    counts = {}
+    for model in apps.get_models():
+        for field in ai_fields_of(model):
+            if field.model is not model:
+                continue  # an inherited field: counted on the model declaring it
+            stale = states.rows_in_state(model._default_manager.all(), field, states.STALE)
+            count = stale.count()
+            if count:
+                counts[f"{model._meta.label}.{field.name}"] = count
+    return counts
 
 
 def describe(job: AIJob) -> dict[str, Any]:
@@ -133,6 +151,10 @@ def render(report: dict[str, Any]) -> list[str]:
         lines += [
             f"  {label}: {chain}" for label, found in report["chains"].items() for chain in found
         ]
+    stale = report["stale"]
+    hint = " (ai_regenerate app.Model --stale)" if stale else ""
+    lines.append(f"Stale AI values: {sum(stale.values())}{hint}")
+    lines += [f"  {label}: {count} stale" for label, count in stale.items()]
     prices = report["prices"]
     overrides = len(get_setting("PRICING") or {})
     lines.append(

@@ -101,6 +101,7 @@ class Command(BaseCommand):
         failed = self.report(leads)
         if failed:
             raise CommandError(f"{failed} AI job(s) did not succeed.")
+        self.print_review(leads)
         self.print_next_steps()
 
     def print_setup(self) -> None:
@@ -111,6 +112,20 @@ class Command(BaseCommand):
         self.stdout.write(f"  database: {db['ENGINE'].rsplit('.', 1)[-1]} {db['NAME']}")
         self.stdout.write(f"  redis:    {settings.REDIS_DESCRIPTION}")
         self.stdout.write(f"  provider: {provider}, model {get_setting('DEFAULT_MODEL')}{hint}")
+
+    def print_review(self, leads: list[Lead]) -> None:
+        """The follow-up e-mails (review=True) wait for a person: where to review them."""
+        waiting = AIJob.objects.filter(
+            content_type=ContentType.objects.get_for_model(Lead),
+            object_id__in=[str(lead.pk) for lead in leads],
+            status=Status.IN_REVIEW,
+        ).count()
+        if waiting:
+            self.stdout.write(
+                f"\n{waiting} follow-up e-mail(s) wait for review (review=True): accept, edit "
+                "or reject them on the admin's Review AI proposals page, "
+                "http://127.0.0.1:8000/admin/django_ai_fields/aiproposal/."
+            )
 
     def print_next_steps(self) -> None:
         login = (
@@ -197,7 +212,8 @@ class Command(BaseCommand):
 
     def report_failures(self, leads: list[Lead], jobs: list[AIJob]) -> int:
         expected = len(leads) * len(ai_fields_of(Lead))
-        failures = [j for j in jobs if j.status != Status.SUCCEEDED]
+        # A proposal waiting for review (follow_up, review=True) is where it should be.
+        failures = [j for j in jobs if j.status not in (Status.SUCCEEDED, Status.IN_REVIEW)]
         for job in failures:
             self.stderr.write(
                 f"  lead #{job.object_id} {job.field_name}: {job.status} "
