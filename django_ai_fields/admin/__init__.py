@@ -52,8 +52,8 @@ from .mixins import (
     refused_outside_tenant,
 )
 from .resources import USAGE_CALL_COLUMNS, AIUsageResource, QuotaResource
-from .usage_changelist import RolledUpValuesFilter, UsagePaginator
 from .review import AIProposalAdmin  # registers "Review AI proposals"
+from .usage_changelist import RolledUpValuesFilter, UsagePaginator
 
 if TYPE_CHECKING:
     from django.http.request import _ImmutableQueryDict

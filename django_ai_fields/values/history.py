@@ -16,10 +16,11 @@ from django.contrib.contenttypes.models import ContentType
 from django.db import models, transaction
 from django.utils.translation import gettext_lazy as _
 
+from .. import databases
 from ..fields import AIFieldMixin
 from ..functions import Cancelled, Superseded
 from ..generation import FieldGeneration
-from ..intake.outbox import record_hand_edits
+from ..intake.outbox import database_of, record_hand_edits
 from ..intake.tracking import tracker_for
 from ..models import FIELD_FUNCTION, HAND_EDIT, REVERT, AIJob, Status
 
@@ -58,7 +59,7 @@ def entry(job: AIJob) -> Entry:
 
 
 def value_jobs(instance: models.Model, field: AIFieldMixin) -> models.QuerySet[AIJob]:
-    using = instance._state.db or "default"
+    using = database_of(instance)  # where the row's jobs are written
     content_type = ContentType.objects.db_manager(using).get_for_model(field.model_class)
     return (
         AIJob.objects.using(using)
@@ -96,8 +97,8 @@ def revert(instance: models.Model, field: AIFieldMixin, job: AIJob) -> AIJob:
     generation = FieldGeneration(
         ContentType.objects.get_for_model(field.model_class), str(instance.pk), field.name
     )
-    using = instance._state.db or "default"
-    with transaction.atomic(using=using):
+    using = database_of(instance)
+    with databases.pinned(using), transaction.atomic(using=using):
         data = generation.prepare(None, "")
         try:
             generation.save_output(job.output, data)

@@ -18,6 +18,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils.translation import gettext_lazy as _
 
+from .. import databases
 from ..declare.outputs import InvalidOutput
 from ..dispatch import transitions
 from ..functions import Cancelled, Superseded, json_safe
@@ -69,7 +70,8 @@ def accept(job: AIJob, user: Any = None, value: Any = UNSET) -> AIJob:
     reviewer = reviewer_name(user)
     using = job._state.db or "default"
     try:
-        with transaction.atomic(using=using):
+        # The row is read and written in the job's database (databases.for_decisions).
+        with databases.pinned(using), transaction.atomic(using=using):
             data = unchanged_row(generation, job)
             written = restored(generation, data, value, job.tenant)
             if not transitions.accept(
