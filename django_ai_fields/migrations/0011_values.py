@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('django_ai_fields', '0009_usage_rollup'),
+        ('django_ai_fields', '0010_reported_model'),
     ]
 
     operations = [
