@@ -127,7 +127,7 @@ def grouped(
         pending = usage.filter(rolled_up=False)
         rows = _labelled(daily, group_by, F("day"), summed).union(
             _labelled(pending, group_by, TruncDate("created_at"), raw), all=True
-        )
+        ).order_by()  # no ORDER BY on the union (Django 6.1 would carry Meta.ordering)
     return _merged(rows, group_by, counters)
 
 
