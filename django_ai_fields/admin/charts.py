@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from django.db import models
+from django.forms import Media
 from django.utils.html import escape, format_html
 from django.utils.safestring import SafeString, mark_safe
 from django.utils.translation import gettext as _
@@ -28,6 +29,9 @@ MAX_SERIES = 6
 COLOURS = ("#417690", "#e8a33d", "#5b9e4d", "#b5485b", "#7b5ea7", "#3f9fb5", "#999999")
 WIDTH, HEIGHT = 720, 220
 LEFT, RIGHT, TOP, BOTTOM = 64, 40, 12, 28  # room for the last date label
+
+# The charts' stylesheet, for every page that shows a chart or a quota bar.
+CHART_MEDIA = Media(css={"all": ["django_ai_fields/charts.css"]})
 
 
 def daily_spend(

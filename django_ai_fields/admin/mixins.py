@@ -1,5 +1,4 @@
-"""Admin mixins: ``AIFieldsAdminMixin`` for users' ModelAdmins, and tenant scoping
-for the app's own admin pages."""
+"""``AIFieldsAdminMixin``: AI columns, filters, actions and history for users' ModelAdmins."""
 
 from __future__ import annotations
 
@@ -23,7 +22,7 @@ from ..models import AIJob
 from ..status import with_ai_status
 from ..templatetags.ai_fields import render_badge
 from ..tenants import resolve_tenant
-from ..tenants.permissions import NoTenant, scope_or_empty, tenant_for_user
+from ..tenants.permissions import NoTenant, tenant_for_user
 from ..values import states
 from ..values.history import RevertRefused
 
@@ -335,13 +334,3 @@ def value_filter(field: AIFieldMixin, name_it: bool) -> type[admin.SimpleListFil
             return queryset
 
     return AIValueFilter
-
-
-class TenantScopedAdminMixin:
-    """Confines the app's admin pages to the user's tenant (``TENANT_FOR_USER``)."""
-
-    tenant_field = "tenant"
-
-    def get_queryset(self, request: HttpRequest) -> models.QuerySet[Any]:
-        queryset = super().get_queryset(request)  # type: ignore[misc]
-        return scope_or_empty(queryset, request.user, self.tenant_field)

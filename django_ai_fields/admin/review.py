@@ -27,7 +27,8 @@ from ..fields import AIFieldMixin, AIGeneratedJSONField, get_ai_field
 from ..models import FIELD_FUNCTION, AIJob, AIProposal, Status
 from ..tenants.permissions import has_model_perm
 from ..values import review
-from .mixins import STATUS_MEDIA, TenantScopedAdminMixin
+from .mixins import STATUS_MEDIA
+from .tenant_access import TenantScopedAdminMixin
 
 # The attribute holding a proposal's row's current value, loaded for a whole page.
 CURRENT_ATTR = "_ai_current_value"

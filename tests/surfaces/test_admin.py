@@ -151,6 +151,7 @@ def test_the_job_page_is_read_only_and_shows_prompt_output_error_and_usage(root)
     assert "employees is required" in html
     assert "PARSE" in html
     assert "321" in html and "45" in html
+    assert "Rendered prompt:" in html and "Output:" in html and "Step log:" in html
     assert 'name="_save"' not in html
     assert 'name="status"' not in html
     response = root.post(f"{JOBS}{job.pk}/change/", {"status": "succeeded"})
