@@ -38,7 +38,7 @@ def regenerate_action(field: AIFieldMixin | None) -> Callable[..., TemplateRespo
     def action(
         modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: models.QuerySet[Any]
     ) -> TemplateResponse | None:
-        from ..api import estimate, regenerate
+        from ..api import estimate
         from ..jobs.estimates import estimate_pairs
 
         fields = [field] if field is not None else ai_fields_of(queryset.model)
@@ -60,26 +60,19 @@ def regenerate_action(field: AIFieldMixin | None) -> Callable[..., TemplateRespo
                 stale_values=stale,
                 only_stale=only_stale,
             )
-        requests = [(obj, name) for obj in rows] if pairs is None else [
-            (obj, ai_field.name) for obj, ai_field in pairs
-        ]
-        jobs = 0
-        with transaction.atomic():  # every job is enqueued when this commits
-            for obj, field_name in requests:
-                result = regenerate(obj, field_name, triggered_by="admin")
-                jobs += len(result) if isinstance(result, list) else 1
-        modeladmin.message_user(
-            request,
-            ngettext(
-                "%(jobs)d AI job requested; the values update when it has run.",
-                "%(jobs)d AI jobs requested; the values update when they have run.",
-                jobs,
-            )
-            % {"jobs": jobs},
-            messages.SUCCESS,
+        requests: list[tuple[models.Model, str | None]] = (
+            [(obj, name) for obj in rows]
+            if pairs is None
+            else [(obj, ai_field.name) for obj, ai_field in pairs]
         )
+        report_requested(modeladmin, request, regenerate_all(requests))
         return None  # back to the changelist
 
+    return named_action(action, field)
+
+
+def named_action(action: Callable[..., Any], field: AIFieldMixin | None) -> Callable[..., Any]:
+    """The regenerate action named and described for its field (or for all of them)."""
     if field is None:
         action.__name__ = "regenerate_ai_fields"
         description: Any = _("Regenerate AI fields")
@@ -87,6 +80,32 @@ def regenerate_action(field: AIFieldMixin | None) -> Callable[..., TemplateRespo
         action.__name__ = f"regenerate_ai_field_{field.name}"
         description = format_lazy(_("Regenerate AI field “{}”"), field.verbose_name)
     return admin.action(description=description, permissions=["change"])(action)
+
+
+def regenerate_all(requests: list[tuple[models.Model, str | None]]) -> int:
+    """Regenerate each (row, field name or None for all) in one transaction (every job
+    is enqueued when it commits); how many jobs were requested."""
+    from ..api import regenerate
+
+    jobs = 0
+    with transaction.atomic():
+        for obj, field_name in requests:
+            result = regenerate(obj, field_name, triggered_by="admin")
+            jobs += len(result) if isinstance(result, list) else 1
+    return jobs
+
+
+def report_requested(modeladmin: admin.ModelAdmin, request: HttpRequest, jobs: int) -> None:
+    modeladmin.message_user(
+        request,
+        ngettext(
+            "%(jobs)d AI job requested; the values update when it has run.",
+            "%(jobs)d AI jobs requested; the values update when they have run.",
+            jobs,
+        )
+        % {"jobs": jobs},
+        messages.SUCCESS,
+    )
 
 
 def stale_pairs(

@@ -10,6 +10,7 @@ every matching row.
 from __future__ import annotations
 
 import datetime
+from collections.abc import Callable
 from typing import Any, cast
 
 from django.contrib import admin
@@ -69,55 +70,57 @@ def date_hierarchy(cl: ChangeList) -> dict[str, Any] | None:
         return None
     names = {part: f"{cl.date_hierarchy}__{part}" for part in ("year", "month", "day")}
     year, month, day = (cl.params.get(names[part]) for part in ("year", "month", "day"))
-
-    def link(filters: dict[str, Any]) -> str:
-        return cl.get_query_string(filters, [f"{cl.date_hierarchy}__"])
-
     if not (year or month or day) and days and days[0].year == days[-1].year:
-        year = days[0].year
+        year = days[0].year  # one year (one month) only: open it, as Django's tag does
         if days[0].month == days[-1].month:
             month = days[0].month
+
+    def link(**chosen: Any) -> str:
+        filters = {names[part]: value for part, value in chosen.items()}
+        return cl.get_query_string(filters, [f"{cl.date_hierarchy}__"])
+
     if year and month and day:
-        chosen = datetime.date(int(year), int(month), int(day))
-        back = {
-            "link": link({names["year"]: year, names["month"]: month}),
-            "title": title(chosen, "YEAR_MONTH_FORMAT"),
-        }
-        return {
-            "show": True,
-            "back": back,
-            "choices": [{"title": title(chosen, "MONTH_DAY_FORMAT")}],
-        }
-    if year and month:
+        back, choices = _one_day(link, datetime.date(int(year), int(month), int(day)))
+    elif year and month:
+        back, choices = _days_of_month(link, year, month, days)
+    elif year:
+        back, choices = _months_of_year(link, year, days)
+    else:
+        back = None
         choices = [
-            {
-                "link": link({names["year"]: year, names["month"]: month, names["day"]: d.day}),
-                "title": title(d, "MONTH_DAY_FORMAT"),
-            }
-            for d in days
+            {"link": link(year=str(y)), "title": str(y)} for y in sorted({d.year for d in days})
         ]
-        return {
-            "show": True,
-            "back": {"link": link({names["year"]: year}), "title": str(year)},
-            "choices": choices,
-        }
-    if year:
-        months = sorted({d.replace(day=1) for d in days})
-        choices = [
-            {
-                "link": link({names["year"]: year, names["month"]: m.month}),
-                "title": title(m, "YEAR_MONTH_FORMAT"),
-            }
-            for m in months
-        ]
-        return {
-            "show": True,
-            "back": {"link": link({}), "title": _("All dates")},
-            "choices": choices,
-        }
-    years = sorted({d.year for d in days})
-    choices = [{"link": link({names["year"]: str(y)}), "title": str(y)} for y in years]
-    return {"show": True, "back": None, "choices": choices}
+    return {"show": True, "back": back, "choices": choices}
+
+
+Choices = tuple[dict[str, Any] | None, list[dict[str, Any]]]
+
+
+def _one_day(link: Callable[..., str], chosen: datetime.date) -> Choices:
+    back = {
+        "link": link(year=chosen.year, month=chosen.month),
+        "title": title(chosen, "YEAR_MONTH_FORMAT"),
+    }
+    return back, [{"title": title(chosen, "MONTH_DAY_FORMAT")}]
+
+
+def _days_of_month(
+    link: Callable[..., str], year: Any, month: Any, days: list[datetime.date]
+) -> Choices:
+    choices = [
+        {"link": link(year=year, month=month, day=d.day), "title": title(d, "MONTH_DAY_FORMAT")}
+        for d in days
+    ]
+    return {"link": link(year=year), "title": str(year)}, choices
+
+
+def _months_of_year(link: Callable[..., str], year: Any, days: list[datetime.date]) -> Choices:
+    months = sorted({d.replace(day=1) for d in days})
+    choices = [
+        {"link": link(year=year, month=m.month), "title": title(m, "YEAR_MONTH_FORMAT")}
+        for m in months
+    ]
+    return {"link": link(), "title": _("All dates")}, choices
 
 
 def title(day: datetime.date, format_name: str) -> str:
