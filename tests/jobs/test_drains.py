@@ -86,7 +86,7 @@ def first_calls_meet(count: int) -> Callable[[RecordedRequest], str]:
     """A responder holding each of the first ``count`` calls until all of them have
     arrived (then answering as usual): calls that really overlap pass at once,
     whatever the machine's load; calls made one after another time out and fail."""
-    barrier = threading.Barrier(count, timeout=60)  # a loaded machine may be slow to start them
+    barrier = threading.Barrier(count, timeout=180)  # a loaded machine may be slow to start them
     seen = itertools.count()
 
     def respond(request: RecordedRequest) -> str:
