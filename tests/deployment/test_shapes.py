@@ -11,11 +11,13 @@ import dataclasses
 import io
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 
 import pytest
 from django.core.management import call_command
 from django.db import models
 from django.test.utils import isolate_apps
+from django.utils import timezone
 
 from django_ai_fields import api, row_keys
 from django_ai_fields.fields import AIFieldMixin, AIGeneratedField, get_ai_field
@@ -177,3 +179,19 @@ def test_rows_the_default_manager_hides_are_still_generated(
     api.regenerate(notice, "gist")
     worker.drain()
     assert Notice._base_manager.get(pk=notice.pk).gist == "fake reply #2"
+
+
+def test_ai_cleanup_keeps_the_value_of_a_composite_key_row_and_drops_a_deleted_ones(
+    fake_provider: FakeProvider, worker
+) -> None:
+    kept = Enrollment.objects.create(course=AWKWARD, student=1, note="stays")
+    gone = Enrollment.objects.create(course=AWKWARD, student=2, note="leaves")
+    worker.drain()
+    gone_key = row_keys.key_of(gone)
+    gone.delete()
+    AIJob.objects.update(finished_at=timezone.now() - timedelta(days=90))
+
+    call_command("ai_cleanup", "--older-than", "30d", stdout=io.StringIO())
+
+    assert [job.object_id for job in jobs_of(Enrollment)] == [row_keys.key_of(kept)]
+    assert gone_key != row_keys.key_of(kept)
