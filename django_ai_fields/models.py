@@ -125,6 +125,8 @@ class AIJob(models.Model):
     enqueued_at = models.DateTimeField(_("enqueued"), null=True, blank=True)
     started_at = models.DateTimeField(_("started"), null=True, blank=True)
     finished_at = models.DateTimeField(_("finished"), null=True, blank=True)
+    # When the sweep logged this job as stuck (jobs/stuck.py): once per wait.
+    stuck_reported_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     objects = JobManager()
 

@@ -53,6 +53,7 @@ from .mixins import (
 )
 from .resources import USAGE_CALL_COLUMNS, AIUsageResource, QuotaResource
 from .review import AIProposalAdmin  # registers "Review AI proposals"
+from .stuck import StuckFilter
 from .usage_changelist import RolledUpValuesFilter, UsagePaginator
 
 if TYPE_CHECKING:
@@ -131,7 +132,7 @@ class AIJobAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
         "cost_usd",
         "age",
     )
-    list_filter = ("status", "tenant", "model", "error_code")
+    list_filter = ("status", StuckFilter, "tenant", "model", "error_code")
     search_fields = ("=id", "object_id", "field_name", "tenant", "model", "error")
     list_select_related = ("content_type",)
     actions = ("retry_jobs", "cancel_jobs", "regenerate_ai_fields")

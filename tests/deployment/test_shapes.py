@@ -132,7 +132,7 @@ def test_a_composite_key_part_jobs_cannot_record_is_a_check_error() -> None:
 
 def test_a_composite_key_too_long_for_object_id_is_refused_not_cut() -> None:
     assert row_keys.key_of_pk(Enrollment, ("x" * 40, 1)) == '["' + "x" * 40 + '","1"]'
-    with pytest.raises(row_keys.KeyTooLong, match="testapp.Enrollment"):
+    with pytest.raises(row_keys.KeyTooLong, match=r"testapp\.Enrollment"):
         row_keys.key_of_pk(Enrollment, ("x" * 300, 1))
 
 
