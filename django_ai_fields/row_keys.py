@@ -56,7 +56,10 @@ def is_composite(model: type[models.Model]) -> bool:
 
 
 def parts(model: type[models.Model]) -> Sequence[models.Field[Any, Any]]:
-    return model._meta.pk.fields  # type: ignore[union-attr,no-any-return]
+    key = model._meta.pk
+    if not isinstance(key, models.CompositePrimaryKey):
+        raise ValueError(f"{model._meta.label} has no composite primary key")
+    return [field for field in key.fields if isinstance(field, models.Field)]
 
 
 def key_of(instance: models.Model) -> str:
