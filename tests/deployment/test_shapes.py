@@ -17,6 +17,7 @@ import pytest
 from django.core.management import call_command
 from django.db import models
 from django.test.utils import isolate_apps
+from django.urls import reverse
 from django.utils import timezone
 
 from django_ai_fields import api, row_keys
@@ -24,6 +25,7 @@ from django_ai_fields.fields import AIFieldMixin, AIGeneratedField, get_ai_field
 from django_ai_fields.models import AIJob, Status
 from django_ai_fields.status import job_for
 from tests.fake_provider import FakeProvider
+from tests.surfaces import make_user
 from tests.testapp.models import Article, ArticleProxy, Enrollment, Notice, Shipment
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -195,3 +197,20 @@ def test_ai_cleanup_keeps_the_value_of_a_composite_key_row_and_drops_a_deleted_o
 
     assert [job.object_id for job in jobs_of(Enrollment)] == [row_keys.key_of(kept)]
     assert gone_key != row_keys.key_of(kept)
+
+
+def test_the_row_status_view_finds_a_composite_key_row(
+    fake_provider: FakeProvider, worker, client
+) -> None:
+    row = Enrollment.objects.create(course="a/b,c", student=3, note="n")
+    worker.drain()
+    client.force_login(make_user("root", superuser=True))
+    status_url = reverse(
+        "django_ai_fields:row-status", args=["testapp.enrollment", row_keys.key_of(row), "advice"]
+    )
+
+    body = client.get(status_url).json()
+
+    assert body["pk"] == '["a/b,c","3"]'
+    assert body["status"] == Status.SUCCEEDED
+    assert client.get(status_url.replace("%5B", "%5B%5B")).status_code == 404
