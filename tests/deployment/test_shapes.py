@@ -89,8 +89,7 @@ def test_a_composite_key_row_is_regenerated_and_its_stale_values_found(
     with changed(advice, prompt="Advise briefly on {course}: {note}"):
         assert set(api.stale(Enrollment, "advice")) == {keen, late}
         assert api.is_stale(keen, "advice")
-        api.regenerate(keen, "advice")
-        worker.drain()
+        api.regenerate(keen, "advice", sync=True)  # here: under the changed definition
         assert list(api.stale(Enrollment, "advice")) == [late]
         assert not api.is_stale(keen, "advice")
 
