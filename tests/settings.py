@@ -146,7 +146,9 @@ if REDIS_URL:
     # the suite flushes it before every test.
     # pytest-xdist workers (gw0, gw1...) take databases 1, 2...; a plain session one by pid.
     _xdist = os.environ.get("PYTEST_XDIST_WORKER", "").removeprefix("gw")
-    _default_db = 1 + int(_xdist) if _xdist.isdigit() else 8 + os.getpid() % 8
+    # AI_FIELDS_TEST_REDIS_DB_BASE moves the xdist range (two sessions on one Redis).
+    _base = int(os.environ.get("AI_FIELDS_TEST_REDIS_DB_BASE", "1"))
+    _default_db = _base + int(_xdist) if _xdist.isdigit() else 8 + os.getpid() % 8
     REDIS_TEST_DB = os.environ.get("AI_FIELDS_TEST_REDIS_DB", str(_default_db))
     # The db number in the URL wins over a "DB" key, so it goes into the URL itself.
     RQ_QUEUES = {
