@@ -10,6 +10,7 @@ from typing import Any
 from django.contrib.contenttypes.models import ContentType
 from django.db import models, router, transaction
 
+from . import row_keys
 from .dispatch import context, handover, transitions
 from .fields import AIFieldMixin, ai_fields_of, get_ai_field, with_m2m_triggers
 from .functions import get_function, json_safe
@@ -115,7 +116,7 @@ def latest_job(instance: models.Model, field_name: str) -> AIJob | None:
     return (
         AIJob.objects.filter(
             content_type=ContentType.objects.get_for_model(field.model_class),
-            object_id=str(instance.pk),
+            object_id=row_keys.key_of(instance),
             field_name=field_name,
         )
         .order_by("-pk")

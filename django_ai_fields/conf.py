@@ -53,6 +53,9 @@ DEFAULTS: dict[str, Any] = {
     "SWEEP_INTERVAL": 60,
     # A pending job older than this (seconds) is taken as never enqueued.
     "PENDING_GRACE": 30,
+    # A job pending or queued longer than this (seconds) is stuck: ai_status names it,
+    # the admin filters it, the sweep logs it once with its reason (no silent waits).
+    "STUCK_AFTER": 300,
     # Provider batch APIs (ai_regenerate --batch, docs/batches.md): seconds between
     # polls of open batches (0: only ai_requeue polls), and requests per batch.
     "BATCH_POLL_INTERVAL": 60,

@@ -22,7 +22,7 @@ from typing import Any, NoReturn
 from django.contrib.contenttypes.models import ContentType
 from django.db import models
 
-from . import signals
+from . import row_keys, signals
 from .codes import FIELD_FUNCTION
 from .conf import get_setting
 from .databases import for_decisions
@@ -68,7 +68,7 @@ class FieldGeneration(AIFunction):
         instance = _preloaded.get().get((self.model_class, self.object_id))
         if instance is None:
             rows = with_related(_deciding(self.model_class), [self.field])
-            instance = rows.filter(pk=self.object_id).first()
+            instance = rows.filter(row_keys.pk_filter(self.model_class, self.object_id)).first()
         if instance is None:
             raise Cancelled("The target row was deleted.")
         field = self.field
@@ -171,7 +171,7 @@ class FieldGeneration(AIFunction):
     def after_commit(self, job: Any, parsed: Any) -> None:
         signals.field_updated.send(
             sender=self.model_class,
-            instance_pk=job.object_id,
+            instance_pk=row_keys.decode(self.model_class, job.object_id),
             field_name=job.field_name,
             value=parsed,
             job=job,
@@ -241,8 +241,8 @@ def preloaded_rows(jobs: Iterable[Any]) -> Iterator[None]:
         fields.append(ai_field)
     rows: dict[tuple[type[models.Model], str], models.Model] = {}
     for model, (ids, fields) in wanted.items():
-        for row in with_related(_deciding(model).filter(pk__in=sorted(ids)), fields):
-            rows[(model, str(row.pk))] = row
+        for row in with_related(_deciding(model).filter(row_keys.pks_filter(model, ids)), fields):
+            rows[(model, row_keys.key_of(row))] = row
     token = _preloaded.set(rows)
     try:
         yield

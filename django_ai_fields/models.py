@@ -12,6 +12,7 @@ from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
 
 # The vocabulary lives at the bottom of the package (codes.py); re-exported here.
+from . import row_keys
 from .codes import (
     FIELD_FUNCTION,
     FINISHED_STATUSES,
@@ -62,7 +63,7 @@ class AIJob(models.Model):
     content_type = models.ForeignKey(
         ContentType, on_delete=models.CASCADE, null=True, blank=True, related_name="+"
     )
-    object_id = models.CharField(_("object id"), max_length=64, blank=True, default="")
+    object_id = models.CharField(_("object id"), max_length=255, blank=True, default="")
     field_name = models.CharField(_("field"), max_length=100, blank=True, default="")
     function = models.CharField(_("AI function"), max_length=100, default=FIELD_FUNCTION)
     payload = models.JSONField(_("payload"), null=True, blank=True)
@@ -124,6 +125,8 @@ class AIJob(models.Model):
     enqueued_at = models.DateTimeField(_("enqueued"), null=True, blank=True)
     started_at = models.DateTimeField(_("started"), null=True, blank=True)
     finished_at = models.DateTimeField(_("finished"), null=True, blank=True)
+    # When the sweep logged this job as stuck (jobs/stuck.py): once per wait.
+    stuck_reported_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     objects = JobManager()
 
@@ -180,7 +183,12 @@ class AIJob(models.Model):
         model = self.content_type.model_class()
         if model is None:
             return None
-        return model._default_manager.filter(pk=self.object_id).first()
+        try:
+            lookup = row_keys.pk_filter(model, self.object_id)
+        except ValueError:  # names no row of the model (its key changed shape)
+            return None
+        # The base manager: a default manager hiding rows (archived...) hides no target.
+        return model._base_manager.db_manager(self._state.db).filter(lookup).first()
 
 
 class AIProposal(AIJob):

@@ -18,6 +18,7 @@ from django.db.models import Max, Q
 from django.urls import NoReverseMatch, reverse
 from django.utils.translation import gettext_lazy as _
 
+from . import row_keys
 from .fields import ai_fields_of
 from .models import FIELD_FUNCTION, HAND_WRITTEN, UNFINISHED_STATUSES, AIJob, Status
 
@@ -36,7 +37,7 @@ def latest_jobs(
 ) -> dict[tuple[str, str], AIJob]:
     """The newest job per (object id, field) of these rows, in one query. A field's
     jobs belong to the model declaring it (a multi-table parent's, for inherited ones)."""
-    ids = {str(pk) for pk in object_ids}
+    ids = {row_keys.key_of_pk(model, pk) for pk in object_ids}
     if not ids or not field_names:
         return {}
     by_owner: dict[type[models.Model], list[str]] = defaultdict(list)
@@ -78,7 +79,7 @@ def with_ai_status(rows: Rows, fields: Sequence[str] | None = None) -> Rows:
         jobs = latest_jobs(model, (obj.pk for obj in instances), names)
         for obj in instances:
             cache = getattr(obj, CACHE_ATTR, None) or {}
-            cache.update({name: jobs.get((str(obj.pk), name)) for name in names})
+            cache.update({name: jobs.get((row_keys.key_of(obj), name)) for name in names})
             setattr(obj, CACHE_ATTR, cache)
     return rows
 
@@ -89,7 +90,7 @@ def job_for(obj: models.Model, field_name: str) -> AIJob | None:
     cache = getattr(obj, CACHE_ATTR, None)
     if cache is not None and field_name in cache:
         return cache[field_name]
-    return latest_jobs(type(obj), [obj.pk], [field_name]).get((str(obj.pk), field_name))
+    return latest_jobs(type(obj), [obj.pk], [field_name]).get((row_keys.key_of(obj), field_name))
 
 
 def status_url(obj: models.Model, field_name: str) -> str:
@@ -98,7 +99,7 @@ def status_url(obj: models.Model, field_name: str) -> str:
     try:
         return reverse(
             "django_ai_fields:row-status",
-            kwargs={"model": opts.label_lower, "pk": str(obj.pk), "field": field_name},
+            kwargs={"model": opts.label_lower, "pk": row_keys.key_of(obj), "field": field_name},
         )
     except NoReverseMatch:
         return ""

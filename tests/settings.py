@@ -1,8 +1,8 @@
 """Settings for the test suite.
 
 Defaults: SQLite in memory and fakeredis, so a fresh machine passes. With
-``DATABASE_URL`` (PostgreSQL) and ``REDIS_URL`` set, the same suite runs against
-real services and real ``rqworker`` processes.
+``DATABASE_URL`` (PostgreSQL; MariaDB or MySQL with ``mysql://``) and ``REDIS_URL``
+set, the same suite runs against real services and real ``rqworker`` processes.
 """
 
 from __future__ import annotations
@@ -76,18 +76,25 @@ TEMPLATES = [
 
 
 def database_from_url(url: str) -> dict[str, object]:
+    """postgres://... (PostgreSQL) or mysql://... / mariadb://... (MariaDB, MySQL:
+    needs mysqlclient, the ``mariadb`` extra)."""
     parts = urlsplit(url)
-    return {
-        "ENGINE": "django.db.backends.postgresql",
+    mysql = parts.scheme in {"mysql", "mariadb"}
+    database: dict[str, object] = {
+        "ENGINE": "django.db.backends.mysql" if mysql else "django.db.backends.postgresql",
         "NAME": parts.path.lstrip("/") or "test",
-        "USER": parts.username or "postgres",
+        "USER": parts.username or ("root" if mysql else "postgres"),
         "PASSWORD": parts.password or "",
         "HOST": parts.hostname or "127.0.0.1",
-        "PORT": str(parts.port or 5432),
+        "PORT": str(parts.port or (3306 if mysql else 5432)),
         # Worker subprocesses open the test database by this name.
         # One database per test session, so parallel sessions never collide.
         "TEST": {"NAME": os.environ.get("AI_FIELDS_TEST_DB_NAME", f"test_ai_fields_{os.getpid()}")},
     }
+    if mysql:
+        database["OPTIONS"] = {"charset": "utf8mb4"}
+        database["TEST"]["CHARSET"] = "utf8mb4"  # type: ignore[index]
+    return database
 
 
 # File inputs (tests/declare/test_file_inputs.py): real worker processes read the same files.
@@ -122,7 +129,8 @@ def extra_database(alias: str) -> dict[str, object]:
     second database for ``using()``), created only for the tests that name it."""
     if DATABASE_URL:
         extra = database_from_url(DATABASE_URL)
-        extra["TEST"] = {"NAME": f"{extra['TEST']['NAME']}_{alias}"}  # type: ignore[index]
+        test = dict(extra["TEST"])  # type: ignore[call-overload]
+        extra["TEST"] = {**test, "NAME": f"{test['NAME']}_{alias}"}
         return extra
     path = f"{sqlite_path}.{alias}"
     return {**DATABASES["default"], "NAME": path, "TEST": {"NAME": path}}
@@ -138,7 +146,9 @@ if REDIS_URL:
     # the suite flushes it before every test.
     # pytest-xdist workers (gw0, gw1...) take databases 1, 2...; a plain session one by pid.
     _xdist = os.environ.get("PYTEST_XDIST_WORKER", "").removeprefix("gw")
-    _default_db = 1 + int(_xdist) if _xdist.isdigit() else 8 + os.getpid() % 8
+    # AI_FIELDS_TEST_REDIS_DB_BASE moves the xdist range (two sessions on one Redis).
+    _base = int(os.environ.get("AI_FIELDS_TEST_REDIS_DB_BASE", "1"))
+    _default_db = _base + int(_xdist) if _xdist.isdigit() else 8 + os.getpid() % 8
     REDIS_TEST_DB = os.environ.get("AI_FIELDS_TEST_REDIS_DB", str(_default_db))
     # The db number in the URL wins over a "DB" key, so it goes into the URL itself.
     RQ_QUEUES = {

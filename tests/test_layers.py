@@ -24,6 +24,7 @@ LAYERS: list[tuple[str, ...]] = [
         "privacy",
         "databases",
         "shared_state",
+        "row_keys",
     ),
     ("providers",),  # the SDK adapters know no models: providers know nothing of jobs
     ("models",),

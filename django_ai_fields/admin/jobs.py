@@ -22,6 +22,7 @@ from ..models import FIELD_FUNCTION, UNFINISHED_STATUSES, AIJob, AIUsage, Status
 from ..tenants import moved_away
 from .mixins import STATUS_MEDIA, confirmation_page, refused_outside_tenant
 from .resources import USAGE_CALL_COLUMNS
+from .stuck import StuckFilter
 from .tenant_access import TenantScopedAdminMixin, user_tenant
 
 __all__ = ["AIJobAdmin", "job_targets"]
@@ -64,7 +65,7 @@ class AIJobAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
         "cost_usd",
         "age",
     )
-    list_filter = ("status", "tenant", "model", "error_code")
+    list_filter = ("status", StuckFilter, "tenant", "model", "error_code")
     search_fields = ("=id", "object_id", "field_name", "tenant", "model", "error")
     list_select_related = ("content_type",)
     actions = ("retry_jobs", "cancel_jobs", "regenerate_ai_fields")

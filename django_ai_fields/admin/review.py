@@ -23,6 +23,7 @@ from django.utils.text import Truncator
 from django.utils.timesince import timesince
 from django.utils.translation import gettext_lazy as _
 
+from .. import row_keys
 from ..fields import AIFieldMixin, AIGeneratedJSONField, get_ai_field
 from ..models import FIELD_FUNCTION, AIJob, AIProposal, Status
 from ..tenants.permissions import has_model_perm
@@ -258,13 +259,14 @@ def current_values(jobs: list[AIJob]) -> dict[int, Any]:
     values: dict[int, Any] = {}
     for model, model_jobs in wanted.items():
         attnames = {job.field_name: attname_of(model, job.field_name) for job in model_jobs}
-        rows = model._base_manager.filter(pk__in={job.object_id for job in model_jobs})
+        ids = {job.object_id for job in model_jobs}
+        rows = model._base_manager.filter(row_keys.pks_filter(model, ids))
         columns = sorted({a for a in attnames.values() if a})
-        by_pk = {str(row["pk"]): row for row in rows.values("pk", *columns)}
+        by_key = {row_keys.key_of(row): row for row in (rows.only(*columns) if columns else rows)}
         for job in model_jobs:
-            row, attname = by_pk.get(job.object_id), attnames[job.field_name]
+            row, attname = by_key.get(job.object_id), attnames[job.field_name]
             if row is not None and attname:
-                values[job.pk] = row[attname]
+                values[job.pk] = getattr(row, attname)
     return values
 
 

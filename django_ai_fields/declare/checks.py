@@ -13,6 +13,7 @@ from django.conf import settings
 from django.core import checks
 from django.core.exceptions import FieldDoesNotExist
 
+from .. import row_keys
 from ..conf import DEFAULTS, PROVIDER_KEYS, ai_settings, get_setting
 from ..dispatch.backends.checks import task_backend_errors
 from ..privacy import presidio as pii_presidio
@@ -151,7 +152,26 @@ def check_field(field: Any) -> list[checks.CheckMessage]:
         except jsonschema.SchemaError as exc:
             errors.append(_error(field, "E009", f"has an invalid JSON Schema: {exc.message}", ""))
     errors.extend(_check_redaction(field))
+    errors.extend(_check_row_key(field))
     return errors
+
+
+def _check_row_key(field: Any) -> list[checks.CheckMessage]:
+    """A composite primary key's parts must be ones ``AIJob.object_id`` can name
+    (row_keys.py): otherwise the model's jobs could not find their row."""
+    if getattr(field.model._meta, "abstract", False):
+        return []
+    return [
+        _error(
+            field,
+            "E054",
+            f"cannot be generated: its model's composite primary key part {part.name!r} "
+            f"({type(part).__name__}) cannot be recorded on its AI jobs.",
+            "Composite primary keys are supported with integer, text and foreign key "
+            "parts (docs/deployment.md#composite-primary-keys).",
+        )
+        for part in row_keys.unsupported_parts(field.model)
+    ]
 
 
 def _check_redaction(field: Any) -> list[checks.CheckMessage]:

@@ -15,6 +15,7 @@ from django.db import models
 from django.http import Http404, HttpRequest, JsonResponse
 from django.utils import timezone
 
+from .. import row_keys
 from ..calling import breaker
 from ..conf import get_setting
 from ..dispatch import handover
@@ -175,7 +176,7 @@ def row_status(request: HttpRequest, model: str, pk: str, field: str) -> JsonRes
     ):
         raise ApiError(403, "permission_denied", "You may not see this row.")
     try:
-        obj = model_class._default_manager.filter(pk=pk).first()
+        obj = model_class._default_manager.filter(row_keys.pk_filter(model_class, pk)).first()
     except (ValueError, ValidationError):
         obj = None
     tenant = tenant_for_user(request.user)
@@ -185,7 +186,7 @@ def row_status(request: HttpRequest, model: str, pk: str, field: str) -> JsonRes
     return json_response(
         {
             "model": model_class._meta.label_lower,
-            "pk": str(obj.pk),
+            "pk": row_keys.key_of(obj),
             "field": field,
             "status": job.status if job else None,
             "job": job_to_dict(job) if job else None,

@@ -20,6 +20,7 @@ from django.db import IntegrityError, models, router, transaction
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from .. import row_keys
 from ..dispatch import context, handover, transitions
 from ..fields import AIFieldMixin
 from ..functions import json_safe
@@ -47,12 +48,12 @@ def request_jobs(
     tenant = resolve_tenant(instance)
     here = context.capture(using)
     if triggered_by != "create":
-        supersede_proposals([instance.pk], fields, bool(tenant), using=using)
+        supersede_proposals([row_keys.key_of(instance)], fields, bool(tenant), using=using)
     jobs, created_ids = [], []
     for field in fields:
         job, created = _reuse_or_create(
             job_content_type(field, using),
-            str(instance.pk),
+            row_keys.key_of(instance),
             field,
             tenant=tenant,
             input_hash=field.current_input_hash(instance),
@@ -99,7 +100,8 @@ def request_rows(
     here = recorded(context.capture(using))
     content_type = job_content_type(field, using)
     tenant_bound = any(resolve_tenant(obj) for obj in instances)
-    supersede_proposals([obj.pk for obj in instances], [field], tenant_bound, using=using)
+    keys = [row_keys.key_of(obj) for obj in instances]
+    supersede_proposals(keys, [field], tenant_bound, using=using)
     busy = set(
         AIJob.objects.using(using)
         .filter(
@@ -107,15 +109,15 @@ def request_rows(
             field_name=field.name,
             function=FIELD_FUNCTION,
             status__in=OPEN_STATUSES,
-            object_id__in=[str(obj.pk) for obj in instances],
+            object_id__in=keys,
         )
         .values_list("object_id", flat=True)
     )
-    free = [obj for obj in instances if str(obj.pk) not in busy]
+    free = [obj for obj in instances if row_keys.key_of(obj) not in busy]
     new_jobs = [
         AIJob(
             content_type=content_type,
-            object_id=str(obj.pk),
+            object_id=row_keys.key_of(obj),
             field_name=field.name,
             tenant=resolve_tenant(obj),
             input_hash=field.current_input_hash(obj),
@@ -129,17 +131,17 @@ def request_rows(
         with transaction.atomic(using=using):
             created = AIJob.objects.using(using).bulk_create(new_jobs)
     except IntegrityError:  # a concurrent save opened a job for one of the rows
-        busy.update(str(obj.pk) for obj in free)
+        busy.update(row_keys.key_of(obj) for obj in free)
         created = []
     transitions.opened(created)
     by_row = {job.object_id: job for job in created}
-    for obj in instances:
-        if str(obj.pk) in busy:
+    for obj, key in zip(instances, keys, strict=True):
+        if key in busy:
             (job,) = request_jobs(
                 obj, [field], triggered_by=triggered_by, using=using, force=force, enqueue_new=False
             )
-            by_row[str(obj.pk)] = job
-    return [by_row[str(obj.pk)] for obj in instances]
+            by_row[key] = job
+    return [by_row[key] for key in keys]
 
 
 def job_content_type(field: AIFieldMixin, using: str = "default") -> ContentType:
@@ -166,7 +168,7 @@ def without_hand_edits(
         targets |= models.Q(content_type=job_content_type(field, using), field_name=field.name)
     newest = (
         AIJob.objects.using(using)
-        .filter(targets, object_id=str(instance.pk), function=FIELD_FUNCTION)
+        .filter(targets, object_id=row_keys.key_of(instance), function=FIELD_FUNCTION)
         .values("content_type", "field_name")
         .annotate(last=models.Max("pk"))
         .values("last")
@@ -180,7 +182,7 @@ def without_hand_edits(
 
 
 def supersede_proposals(
-    object_ids: Sequence[object],
+    object_ids: Sequence[str],
     fields: Sequence[AIFieldMixin],
     tenant_bound: bool,
     *,
@@ -198,7 +200,7 @@ def supersede_proposals(
     for field in reviewable:
         targets |= models.Q(content_type=job_content_type(field, using), field_name=field.name)
     waiting = AIJob.objects.using(using).filter(
-        targets, object_id__in=[str(pk) for pk in object_ids], function=FIELD_FUNCTION
+        targets, object_id__in=list(object_ids), function=FIELD_FUNCTION
     )
     transitions.supersede_proposals(waiting, reason or str(PROPOSAL_OUTDATED))
 
@@ -223,13 +225,17 @@ def record_hand_edits(
     using = using or database_of(instance)
     tenant = resolve_tenant(instance)
     supersede_proposals(
-        [instance.pk], fields, bool(tenant), using=using, reason=str(HAND_EDIT_CANCELLED)
+        [row_keys.key_of(instance)],
+        fields,
+        bool(tenant),
+        using=using,
+        reason=str(HAND_EDIT_CANCELLED),
     )
     records = []
     for field in fields:
         target = {
             "content_type": job_content_type(field, using),
-            "object_id": str(instance.pk),
+            "object_id": row_keys.key_of(instance),
             "field_name": field.name,
             "function": FIELD_FUNCTION,
         }

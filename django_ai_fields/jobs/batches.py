@@ -32,7 +32,7 @@ from django.contrib.contenttypes.models import ContentType
 from django.db import models
 from django.db.models import Min
 
-from .. import databases
+from .. import databases, row_keys
 from ..calling import moderation
 from ..calling.answer import checked_answer
 from ..calling.pipeline import Prepared, bill_for, book, record_usage, reserve_quota
@@ -106,7 +106,7 @@ def request(
         jobs = [
             job
             for row, ai_field in pairs
-            if (type(row), str(row.pk), ai_field.name) not in batched
+            if (type(row), row_keys.key_of(row), ai_field.name) not in batched
             for job in request_jobs(
                 row, [ai_field], triggered_by=triggered_by, force=True, enqueue_new=False
             )
@@ -127,13 +127,15 @@ def already_batched(
         owned = [(row, f) for row, f in pairs if f.model_class is owner]
         waiting = AIJob.objects.filter(
             content_type=ContentType.objects.get_for_model(owner),
-            object_id__in=[str(row.pk) for row, _field in owned],
+            object_id__in=[row_keys.key_of(row) for row, _field in owned],
             status=Status.QUEUED,
             phase=Phase.BATCH,
         )
         hits = set(waiting.values_list("object_id", "field_name"))
         found |= {
-            (type(row), str(row.pk), f.name) for row, f in owned if (str(row.pk), f.name) in hits
+            (type(row), row_keys.key_of(row), f.name)
+            for row, f in owned
+            if (row_keys.key_of(row), f.name) in hits
         }
     return found
 

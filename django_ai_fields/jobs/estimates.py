@@ -23,6 +23,7 @@ from django.db import models
 from django.db.models import Avg
 from django.utils.translation import gettext as _
 
+from .. import row_keys
 from ..calling.pipeline import worst_case
 from ..fields import AIFieldMixin
 from ..functions import Cancelled
@@ -227,7 +228,7 @@ def demand_of(
     (None, None, tenant) when the row would refuse it at PREP."""
     tenant = resolve_tenant(row)
     content_type = ContentType.objects.get_for_model(row)
-    function = FieldGeneration(content_type, str(row.pk), ai_field.name)
+    function = FieldGeneration(content_type, row_keys.key_of(row), ai_field.name)
     data = RowData(row, ai_field.trigger_values(row), tenant)
     try:
         prepared = request_for(function, data, tenant)

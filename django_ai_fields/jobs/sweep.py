@@ -27,7 +27,7 @@ from ..models import AIJob, ErrorCode, Phase, Status
 from ..money import usage_rollup
 from ..queues import PERIODIC_SWEEP
 from ..shared_state import store
-from . import drains, recovery
+from . import drains, recovery, stuck
 from .batches import keep_polling
 
 logger = logging.getLogger("django_ai_fields")
@@ -47,11 +47,13 @@ class SweepReport:
     recovered: int = 0
     failed: int = 0
     unreachable: int = 0
+    stuck: int = 0  # stuck jobs logged (jobs/stuck.py), each once
 
     def __str__(self) -> str:
         return (
             f"{self.enqueued} pending job(s) enqueued, {self.recovered} lost job(s) requeued, "
             f"{self.failed} lost job(s) failed, {self.unreachable} left pending (Redis unreachable)"
+            + (f", {self.stuck} stuck job(s) logged" if self.stuck else "")
         )
 
 
@@ -64,12 +66,14 @@ def sweep(*, all_pending: bool = False, now: datetime | None = None) -> SweepRep
     now = now or timezone.now()
     report = SweepReport()
     failed_runs = recovery.failed_runs()  # read once from the queue, for every visit
+    queue = stuck.queue_state()  # likewise, for the stuck jobs' reasons
     errors: list[DatabaseError] = []
     visits = list(context.visits())
     for visit in visits:
         try:
             with context.restore(visit):
                 sweep_here(visit, report, failed_runs, all_pending=all_pending, now=now)
+                report.stuck += stuck.report_here(visit, queue, now)
         except DatabaseError as exc:  # one schema's broken table must not stop the rest
             logger.warning("Sweep skipped %s: %s", describe(visit), exc)
             errors.append(exc)

@@ -19,6 +19,7 @@ from django.utils import timezone
 from ..conf import get_setting, provider_settings
 from ..dispatch import backend
 from ..fields import ai_fields_of
+from ..jobs import stuck
 from ..models import FINISHED_STATUSES, AIJob, Phase, Status
 from ..shared_state import store
 
@@ -114,12 +115,15 @@ def status_counts(
 
 
 def stuck_filter(now: datetime | None = None) -> Q:
-    """Running past JOB_TIMEOUT (worker lost) or pending past PENDING_GRACE (never enqueued)."""
+    """Running past JOB_TIMEOUT (worker lost), pending past PENDING_GRACE (never
+    enqueued), or pending or queued past STUCK_AFTER (no worker takes it: jobs/stuck.py)."""
     now = now or timezone.now()
     running_deadline = now - timedelta(seconds=get_setting("JOB_TIMEOUT"))
     pending_deadline = now - timedelta(seconds=get_setting("PENDING_GRACE"))
-    return Q(status=Status.RUNNING, started_at__lt=running_deadline) | Q(
-        status=Status.PENDING, updated_at__lt=pending_deadline
+    return (
+        Q(status=Status.RUNNING, started_at__lt=running_deadline)
+        | Q(status=Status.PENDING, updated_at__lt=pending_deadline)
+        | stuck.stuck_filter(now)
     )
 
 

@@ -65,6 +65,11 @@ def instruments() -> dict[str, Any]:
             "Jobs that reached a final status, by status and error code.",
             ("status", "error_code"),
         ),
+        "stuck": pc.Counter(
+            f"{PREFIX}_jobs_stuck",
+            "Jobs found pending or queued past STUCK_AFTER, each counted once, by reason.",
+            ("reason",),
+        ),
         "transitions": pc.Counter(
             f"{PREFIX}_job_transitions",
             "Job status changes, by the status entered (pending, queued, running...).",
@@ -95,6 +100,12 @@ def record_job_status(status: str, error_code: str = "", count: int = 1) -> None
     metric["transitions"].labels(status).inc(count)
     if status in FINISHED_STATUSES:
         metric["jobs"].labels(status, error_code).inc(count)
+
+
+def record_stuck(reason: str) -> None:
+    """Count one job found stuck (jobs/stuck.py), with its reason's code."""
+    if enabled():
+        instruments()["stuck"].labels(reason).inc()
 
 
 # Gauge state label -> the queue health's key (RQ has all three; Celery and

@@ -52,6 +52,16 @@ def within(alias: str, schema: str) -> Iterator[None]:
             connection.set_tenant(previous)  # type: ignore[attr-defined]
 
 
+def exists(alias: str, schema: str) -> bool:
+    """Whether database ``alias`` has a schema named ``schema`` (PostgreSQL's
+    catalogue; False where the database has no schemas)."""
+    if connections[alias].vendor != "postgresql":
+        return False
+    with connections[alias].cursor() as cursor:
+        cursor.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", [schema])
+        return cursor.fetchone() is not None
+
+
 def job_schemas(alias: str) -> list[str]:
     """The schemas of ``alias`` holding a job table ([""]: no django-tenants there)."""
     if not active(alias):

@@ -16,7 +16,7 @@ from django.contrib.contenttypes.models import ContentType
 from django.db import models, transaction
 from django.utils.translation import gettext_lazy as _
 
-from .. import databases
+from .. import databases, row_keys
 from ..fields import AIFieldMixin
 from ..functions import Cancelled, Superseded
 from ..generation import FieldGeneration
@@ -65,7 +65,7 @@ def value_jobs(instance: models.Model, field: AIFieldMixin) -> models.QuerySet[A
         AIJob.objects.using(using)
         .filter(
             content_type=content_type,
-            object_id=str(instance.pk),
+            object_id=row_keys.key_of(instance),
             field_name=field.name,
             function=FIELD_FUNCTION,
             status=Status.SUCCEEDED,
@@ -95,7 +95,7 @@ def revert(instance: models.Model, field: AIFieldMixin, job: AIJob) -> AIJob:
     if field.ai.restore_pii and entry(job).source == AI:
         raise RevertRefused(str(MASKED) % {"id": job.pk})
     generation = FieldGeneration(
-        ContentType.objects.get_for_model(field.model_class), str(instance.pk), field.name
+        ContentType.objects.get_for_model(field.model_class), row_keys.key_of(instance), field.name
     )
     using = database_of(instance)
     with databases.pinned(using), transaction.atomic(using=using):

@@ -14,12 +14,12 @@ from typing import Any, TypeVar
 from django.apps import apps
 from django.contrib.contenttypes.models import ContentType
 from django.db import models
-from django.db.models import Exists, OuterRef, Q
+from django.db.models import Exists, F, OuterRef, Q
 
+from .. import row_keys
 from ..conf import get_setting
 from ..fields import ai_fields_of
 from ..models import FIELD_FUNCTION, AIJob, Status
-from .states import pk_of
 
 Jobs = TypeVar("Jobs", bound=models.QuerySet[Any])
 
@@ -50,9 +50,19 @@ def row_exists(using: str) -> Q:
     exists = Q(pk__in=[])
     for model in declaring_models():
         content_type = ContentType.objects.db_manager(using).get_for_model(model)
-        rows = model._base_manager.filter(pk=pk_of(OuterRef("object_id"), model, using))
+        rows = row_keys_match(model, using)
         exists |= Q(content_type=content_type) & Q(Exists(rows))
     return exists
+
+
+def row_keys_match(model: type[models.Model], using: str) -> models.QuerySet[Any]:
+    """The outer job's target row: by its primary key index, or, for a composite key,
+    by the key's encoding computed per row (row_keys.in_sql)."""
+    rows = model._base_manager.all()
+    if row_keys.is_composite(model):
+        key = row_keys.in_sql(F("pk"), model, using)
+        return rows.annotate(_ai_key=key).filter(_ai_key=OuterRef("object_id"))
+    return rows.filter(pk=row_keys.to_pk_sql(OuterRef("object_id"), model, using))
 
 
 def declaring_models() -> list[type[models.Model]]:

@@ -20,12 +20,13 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib.contenttypes.models import ContentType
-from django.db import connections, models
+from django.db import models
 from django.db.models import Case, Exists, F, OuterRef, Q, Subquery, Value, When
-from django.db.models.functions import Cast, Coalesce, Concat, Replace, Substr
+from django.db.models.functions import Coalesce
 from django.db.models.lookups import Exact, In
 from django.utils.translation import gettext_lazy as _
 
+from .. import row_keys
 from ..declare.definition import definition_hash
 from ..fields import AIFieldMixin, AIGeneratedJSONField
 from ..models import FIELD_FUNCTION, HAND_WRITTEN, AIJob, Status
@@ -109,39 +110,7 @@ def jobs_of_row(field: AIFieldMixin, db: str) -> models.QuerySet[AIJob]:
     content_type = ContentType.objects.db_manager(db).get_for_model(field.model_class)
     return AIJob.objects.filter(
         content_type=content_type,
-        object_id=object_id_of(OuterRef("pk"), field.model_class, db),
+        object_id=row_keys.in_sql(OuterRef("pk"), field.model_class, db),
         field_name=field.name,
         function=FIELD_FUNCTION,
     )
-
-
-def object_id_of(pk: Any, model: type[models.Model], db: str) -> Any:
-    """The row's primary key as ``AIJob.object_id`` holds it (``str(pk)``), computed in
-    SQL so the jobs' index is used. A UUID is stored as 32 hex digits where the
-    database has no uuid type, while ``str()`` puts hyphens in."""
-    text = Cast(pk, output_field=models.CharField())
-    if not hex_uuid_pk(model, db):
-        return text
-    parts: list[Any] = []
-    for start, length in UUID_GROUPS:
-        parts += [Value("-")] if parts else []
-        parts.append(Substr(text, start, length))
-    return Concat(*parts, output_field=models.CharField())
-
-
-def pk_of(object_id: Any, model: type[models.Model], db: str) -> Any:
-    """An ``AIJob.object_id`` as the row's primary key column holds it (the reverse
-    of ``object_id_of``), so the rows' primary key index is used."""
-    if hex_uuid_pk(model, db):
-        return Replace(object_id, Value("-"), Value(""))
-    return Cast(object_id, output_field=model._meta.pk)
-
-
-def hex_uuid_pk(model: type[models.Model], db: str) -> bool:
-    """A UUID primary key stored as 32 hex digits (no native uuid type)."""
-    native = connections[db].features.has_native_uuid_field
-    return isinstance(model._meta.pk, models.UUIDField) and not native
-
-
-# Where the hyphens of str(uuid) go: groups of 8-4-4-4-12 hex digits.
-UUID_GROUPS = ((1, 8), (9, 4), (13, 4), (17, 4), (21, 12))

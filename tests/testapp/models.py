@@ -288,4 +288,46 @@ class Voucher(models.Model):
     blurb = AIGeneratedField(prompt="Describe the voucher {code}.", blank=True, null=True)
 
 
+
+class Enrollment(models.Model):
+    """A composite primary key (Django 5.2's CompositePrimaryKey): jobs name the row
+    by its parts, a JSON array (django_ai_fields/row_keys.py)."""
+
+    pk = models.CompositePrimaryKey("course", "student")
+    course = models.CharField(max_length=40)
+    student = models.IntegerField()
+    note = models.CharField(max_length=100, blank=True)
+
+    advice = AIGeneratedField(prompt="Advise on {course}: {note}", blank=True, null=True)
+
+
+class Shipment(Describable):
+    """A second model inheriting the abstract base's AI field (beside Article)."""
+
+    weight = models.IntegerField(default=0)
+
+
+class ArticleProxy(Article):
+    """Saves through a proxy model."""
+
+    class Meta:
+        proxy = True
+
+
+class LiveManager(models.Manager["Notice"]):
+    """A default manager that hides archived rows: the worker must still find them."""
+
+    def get_queryset(self) -> models.QuerySet["Notice"]:
+        return super().get_queryset().filter(archived=False)
+
+
+class Notice(models.Model):
+    text = models.CharField(max_length=100)
+    archived = models.BooleanField(default=False)
+
+    gist = AIGeneratedField(prompt="The gist of {text}.", blank=True, null=True)
+
+    objects = LiveManager()
+
+
 from tests.testapp import alerts  # noqa: E402,F401  (connects the test receiver)

@@ -16,6 +16,7 @@ from ...conf import get_setting
 from ...declare import chains
 from ...dispatch import context
 from ...fields import ai_fields_of
+from ...jobs import stuck as stuck_jobs
 from ...models import FINISHED_STATUSES, AIJob
 from ...money.pricing import price_data
 from ...observability import health
@@ -36,6 +37,7 @@ def collect(check_providers: bool) -> dict[str, Any]:
     stuck_count, stuck_listed = 0, list[dict[str, Any]]()
     for visit in context.visits():  # every job database and schema (docs/deployment.md)
         with context.restore(visit):
+            stuck_jobs.report_here(visit, queue, timezone.now())  # logged once each
             for status, count in health.status_counts(
                 AIJob.objects.all(), finished_since=finished_since
             ).items():
@@ -43,7 +45,8 @@ def collect(check_providers: bool) -> dict[str, Any]:
             stuck = health.stuck_jobs(AIJob.objects.select_related("content_type"))
             stuck_count += stuck.count()
             room = STUCK_LISTED - len(stuck_listed)
-            stuck_listed += [describe(job) for job in stuck[:room]] if room > 0 else []
+            listed = list(stuck[:room]) if room > 0 else []
+            stuck_listed += [describe(job, stuck_reason(job, queue, visit)) for job in listed]
     report: dict[str, Any] = {
         "queue": queue,
         "jobs": counts,
@@ -92,7 +95,13 @@ def stale_counts() -> dict[str, int]:
     return counts
 
 
-def describe(job: AIJob) -> dict[str, Any]:
+def stuck_reason(job: AIJob, queue: dict[str, Any], visit: context.Context) -> str:
+    if job.status == "running":
+        return "its worker was lost (running past JOB_TIMEOUT); the sweep requeues it"
+    return str(stuck_jobs.reason(job, queue, visit))
+
+
+def describe(job: AIJob, reason: str = "") -> dict[str, Any]:
     since = job.started_at if job.status == "running" else job.updated_at
     target = f"{job.content_type.app_label}.{job.content_type.model}" if job.content_type else ""
     return {
@@ -101,6 +110,7 @@ def describe(job: AIJob) -> dict[str, Any]:
         "since": since.isoformat() if since else None,
         "target": f"{target} #{job.object_id} {job.field_name}".strip(),
         **({"schema": job.schema} if job.schema else {}),
+        "reason": reason,
     }
 
 
@@ -137,7 +147,8 @@ def render(report: dict[str, Any]) -> list[str]:
     stuck = report["stuck_jobs"]
     lines.append(f"Stuck jobs: {stuck['count']}")
     lines += [
-        f"  #{j['id']} {j['status']} since {j['since']}: {j['target']}" for j in stuck["jobs"]
+        f"  #{j['id']} {j['status']} since {j['since']}: {j['target']}: {j['reason']}"
+        for j in stuck["jobs"]
     ]
     if report["providers"]:
         lines.append("Providers:")
