@@ -4,7 +4,8 @@
 ``limits`` (quotas and tenant policies), ``credentials`` (tenants' provider keys),
 ``review`` (Review AI proposals). Their parts: ``mixins`` (``AIFieldsAdminMixin`` for
 your own ModelAdmins), ``tenant_access`` (scoping to ``TENANT_FOR_USER``), ``forms``,
-``resources`` (import-export), ``charts`` (server-rendered SVG) and
+``resources`` (import-export), ``charts`` (server-rendered SVG), ``stuck`` (the job
+list's filter of jobs waiting past STUCK_AFTER) and
 ``usage_changelist`` (the usage list's roll-up paginator and filters).
 """
 
