@@ -203,6 +203,7 @@ def usage_sql(first: int, last: int, present: set[str]) -> str:
         "job_id": "NULL",
         "provider": f"(ARRAY[{models}])[1 + i % {len(MODELS)}]",
         "model": f"(ARRAY[{names}])[1 + i % {len(MODELS)}]",
+        "reported_model": "''",
         "input_tokens": "200 + i % 800",
         "output_tokens": "CASE WHEN i % 33 = 0 THEN 0 ELSE 50 + i % 300 END",
         "cached_tokens": "CASE WHEN i % 5 = 0 THEN 128 ELSE 0 END",
@@ -222,6 +223,9 @@ def usage_sql(first: int, last: int, present: set[str]) -> str:
         "created_at": f"now() - ((i::bigint * 7919) % ({DAYS} * 86400)) * interval '1 second'",
         "rolled_up": "true",  # rolled up below, in SQL, as the migration does
     }
+    missing = required_columns("django_ai_fields_aiusage") - set(values)
+    if missing:
+        raise SystemExit(f"benchmarks/scale.py: no value for AIUsage column(s) {sorted(missing)}")
     chosen = {name: expr for name, expr in values.items() if name in present}
     return (
         f"INSERT INTO django_ai_fields_aiusage ({', '.join(chosen)}) "
@@ -263,6 +267,9 @@ def jobs_sql(first: int, last: int, content_type: int, present: set[str]) -> str
         "rq_job_id": "''",
         "batch_id": "''",
         "definition_hash": "''",
+        "schema": "''",
+        "context": "'{}'::jsonb",
+        "reviewed_by": "''",
         "created_at": f"now() - ((i::bigint * 7919) % ({DAYS} * 86400)) * interval '1 second'",
         "updated_at": f"now() - ((i::bigint * 7919) % ({DAYS} * 86400)) * interval '1 second'",
         "finished_at": f"now() - ((i::bigint * 7919) % ({DAYS} * 86400)) * interval '1 second'",
