@@ -9,6 +9,7 @@ from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import ImproperlyConfigured, ValidationError
 from django.db import models
 from django.db.models import Q
+from django.utils.text import format_lazy
 from django.utils.translation import gettext_lazy as _
 
 # The vocabulary lives at the bottom of the package (codes.py); re-exported here.
@@ -284,6 +285,9 @@ class AIUsageDaily(models.Model):
     gateway_cost_calls = models.BigIntegerField(_("calls with a gateway cost"), default=0)
     gateway_cost_units = models.BigIntegerField(_("gateway cost (1e-10 USD)"), default=0)
     duration_ms = models.BigIntegerField(_("duration (ms, summed)"), default=0)
+    duration_max_ms = models.BigIntegerField(_("longest duration (ms)"), default=0, db_default=0)
+    # And a histogram of the durations: one column per bucket (LATENCY_COLUMNS, added
+    # below), the calls whose duration_ms falls in it; approximate percentiles.
 
     objects = AppManager()
 
@@ -301,6 +305,22 @@ class AIUsageDaily(models.Model):
 
     def __str__(self) -> str:
         return f"{self.day} {self.tenant or '-'} {self.provider}/{self.model}: {self.calls} calls"
+
+
+def _latency_bounds() -> tuple[int, ...]:
+    """Lower bounds (ms) of the duration histogram's buckets: [0, 16), then four buckets
+    per doubling up to 2**20 ms (17.5 minutes), then [2**20, infinity). A bucket's
+    middle is within 10% of any duration in it (observability/analytics.py)."""
+    return (0, *sorted({round(16 * 2 ** (step / 4)) for step in range(65)}))
+
+
+LATENCY_BOUNDS = _latency_bounds()
+LATENCY_COLUMNS = tuple(f"ms_{bound}" for bound in LATENCY_BOUNDS)
+for _bound, _column in zip(LATENCY_BOUNDS, LATENCY_COLUMNS, strict=True):
+    models.BigIntegerField(
+        format_lazy(_("calls from {bound} ms"), bound=_bound), default=0, db_default=0
+    ).contribute_to_class(AIUsageDaily, _column)
+del _bound, _column
 
 
 class QuotaKind(models.TextChoices):

@@ -25,7 +25,14 @@ from django.db.models.sql.where import NothingNode, WhereNode
 from django.utils import timezone
 
 from ..models import AIUsage, AIUsageDaily
-from ..money.usage_rollup import COUNTERS, KEY, daily_counters, raw_counters
+from ..money.usage_rollup import (
+    ALL_COUNTERS,
+    COUNTERS,
+    KEY,
+    MAXIMA,
+    daily_counters,
+    raw_counters,
+)
 
 GROUPS = ("day", *KEY)
 # Bounds on created_at that are whole days when they fall on a midnight.
@@ -107,13 +114,14 @@ def grouped(
     group_by: Sequence[str],
     counters: Sequence[str] = COUNTERS,
 ) -> list[dict[str, Any]]:
-    """The roll-up ``counters`` (default: all of COUNTERS) of the calls ``usage``
-    selects, per group of ``group_by`` (any of GROUPS), as integers; one row even for
-    no calls when not grouped. Asking for fewer counters makes a shorter statement."""
+    """The roll-up ``counters`` (default: COUNTERS; any of ALL_COUNTERS, the duration
+    histogram and maxima too) of the calls ``usage`` selects, per group of ``group_by``
+    (any of GROUPS), as integers; one row even for no calls when not grouped. Asking
+    for fewer counters makes a shorter statement."""
     unknown = set(group_by) - set(GROUPS)
     if unknown:
         raise ValueError(f"Cannot group by {', '.join(sorted(unknown))}.")
-    counters = [name for name in COUNTERS if name in counters]  # the same order on both sides
+    counters = [name for name in ALL_COUNTERS if name in counters]  # one order on both sides
     raw = {name: aggregate for name, aggregate in raw_counters().items() if name in counters}
     daily = daily_for(usage)
     if daily is None or ("day" in group_by and not days_match()):
@@ -149,7 +157,11 @@ def _merged(rows: Any, group_by: Sequence[str], counters: Sequence[str]) -> list
         if key not in merged:
             merged[key] = {**dict(zip(group_by, key, strict=True)), **dict.fromkeys(counters, 0)}
         for name in counters:
-            merged[key][name] += int(row[name] or 0)
+            value = int(row[name] or 0)
+            if name in MAXIMA:
+                merged[key][name] = max(merged[key][name], value)
+            else:
+                merged[key][name] += value
     if not merged and not group_by:
         merged[()] = dict.fromkeys(counters, 0)
     return [merged[key] for key in sorted(merged, key=_sort_key)]
