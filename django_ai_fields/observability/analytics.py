@@ -141,20 +141,18 @@ def error_rates(usage: models.QuerySet[AIUsage]) -> dict[str, Any]:
 
 
 def job_failures(jobs: models.QuerySet[AIJob]) -> dict[str, Any]:
-    """Finished jobs, failed ones, and failures per error code."""
+    """Finished jobs, failed ones, and failures per error code (one pass over the jobs)."""
     finished = jobs.exclude(status__in=(Status.PENDING, Status.QUEUED, Status.RUNNING)).order_by()
-    by_code = (
-        finished.filter(status=Status.FAILED)
-        .values("error_code")
-        .annotate(n=Count("pk"))
-        .order_by("-n", "error_code")
-    )
-    codes = {row["error_code"] or "unknown": row["n"] for row in by_code}
-    count = finished.count()
+    count, codes = 0, {}
+    for row in finished.values("status", "error_code").annotate(n=Count("pk")):
+        count += row["n"]
+        if row["status"] == Status.FAILED:
+            code = row["error_code"] or "unknown"
+            codes[code] = codes.get(code, 0) + row["n"]
     failed = sum(codes.values())
     return {
         "finished": count,
         "failed": failed,
         "failure_rate": round(failed / count, 4) if count else 0.0,
-        "failed_by_code": codes,
+        "failed_by_code": dict(sorted(codes.items(), key=lambda item: (-item[1], item[0]))),
     }
