@@ -89,11 +89,10 @@ def approximate_percentile(histogram: Sequence[int], pct: int, max_ms: int) -> i
     if not total:
         return None
     rank = max(1, math.ceil(pct / 100 * total))
-    seen = 0
-    for index, calls in enumerate(histogram):
-        seen += calls
-        if seen >= rank:
-            break
+    index, seen = 0, histogram[0]
+    while seen < rank:
+        index += 1
+        seen += histogram[index]
     lower = LATENCY_BOUNDS[index]
     upper = LATENCY_BOUNDS[index + 1] - 1 if index + 1 < len(LATENCY_BOUNDS) else max_ms
     return min(round((lower + max(upper, lower)) / 2), max(max_ms, lower))
@@ -143,7 +142,7 @@ def error_rates(usage: models.QuerySet[AIUsage]) -> dict[str, Any]:
 def job_failures(jobs: models.QuerySet[AIJob]) -> dict[str, Any]:
     """Finished jobs, failed ones, and failures per error code (one pass over the jobs)."""
     finished = jobs.exclude(status__in=(Status.PENDING, Status.QUEUED, Status.RUNNING)).order_by()
-    count, codes = 0, {}
+    count, codes = 0, dict[str, int]()
     for row in finished.values("status", "error_code").annotate(n=Count("pk")):
         count += row["n"]
         if row["status"] == Status.FAILED:

@@ -133,9 +133,11 @@ def grouped(
             name: aggregate for name, aggregate in daily_counters().items() if name in counters
         }
         pending = usage.filter(rolled_up=False)
-        rows = _labelled(daily, group_by, F("day"), summed).union(
-            _labelled(pending, group_by, TruncDate("created_at"), raw), all=True
-        ).order_by()  # no ORDER BY on the union (Django 6.1 would carry Meta.ordering)
+        rows = (
+            _labelled(daily, group_by, F("day"), summed)
+            .union(_labelled(pending, group_by, TruncDate("created_at"), raw), all=True)
+            .order_by()
+        )  # no ORDER BY on the union (Django 6.1 would carry Meta.ordering)
     return _merged(rows, group_by, counters)
 
 
