@@ -41,6 +41,7 @@ __all__ = [
     "REVERT",
     "UNFINISHED_STATUSES",
     "AIJob",
+    "AIJobDaily",
     "AIProposal",
     "AIUsage",
     "AIUsageDaily",
@@ -119,6 +120,8 @@ class AIJob(models.Model):
         _("schema"), max_length=63, blank=True, default=current_schema, editable=False
     )
     context = models.JSONField(_("job context"), default=dict, blank=True, editable=False)
+    # Counted in AIJobDaily under its status (finished jobs; dispatch/tally.py).
+    tallied = models.BooleanField(default=False, db_default=False, editable=False)
 
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
     updated_at = models.DateTimeField(_("updated"), auto_now=True)
@@ -140,6 +143,7 @@ class AIJob(models.Model):
             models.Index(fields=["tenant", "created_at"], name="aijob_tenant_idx"),
             models.Index(fields=["cache_key", "finished_at"], name="aijob_cache_idx"),
             models.Index(fields=["batch_id"], name="aijob_batch_idx", condition=~Q(batch_id="")),
+            models.Index(fields=["tallied"], name="aijob_tallied_idx"),
         ]
         constraints = [
             # At most one open job per row and field: later saves reuse it (coalescing).
@@ -321,6 +325,33 @@ for _bound, _column in zip(LATENCY_BOUNDS, LATENCY_COLUMNS, strict=True):
         format_lazy(_("calls from {bound} ms"), bound=_bound), default=0, db_default=0
     ).contribute_to_class(AIUsageDaily, _column)
 del _bound, _column
+
+
+class AIJobDaily(models.Model):
+    """Finished jobs counted per day of their creation (in TIME_ZONE), tenant, status
+    and error code: what ``analytics/performance/`` reads instead of the job table.
+    Kept exact by dispatch/tally.py (docs/performance.md#finished-jobs-tallied)."""
+
+    day = models.DateField(_("day"))
+    tenant = models.CharField(_("tenant"), max_length=100, blank=True, default="")
+    status = models.CharField(_("status"), max_length=16)
+    error_code = models.CharField(_("error code"), max_length=32, blank=True, default="")
+    jobs = models.BigIntegerField(_("jobs"), default=0)
+
+    objects = AppManager()
+
+    class Meta:
+        verbose_name = _("AI jobs per day")
+        verbose_name_plural = _("AI jobs per day")
+        ordering = ["-day"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["day", "tenant", "status", "error_code"], name="aijobdaily_unique"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.day} {self.tenant or '-'} {self.status}: {self.jobs} jobs"
 
 
 class QuotaKind(models.TextChoices):

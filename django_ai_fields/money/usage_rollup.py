@@ -108,17 +108,24 @@ def log_call(**values: Any) -> AIUsage:
     return usage
 
 
-def add(key: Mapping[str, Any], counters: Mapping[str, int], *, using: str) -> None:
-    """Add ``counters`` to the roll-up row of ``key``, creating it if need be: one
+def add(
+    key: Mapping[str, Any],
+    counters: Mapping[str, int],
+    *,
+    using: str,
+    model: type[models.Model] = AIUsageDaily,
+) -> None:
+    """Add ``counters`` to the roll-up row of ``key`` (of ``model``: AIUsageDaily, or
+    another table of counters with a unique key), creating it if need be: one
     statement that adds in the database (``calls = calls + 1``), so concurrent writers
     never lose an increment. Call inside a transaction."""
     connection = connections[using]
     template = UPSERTS.get(connection.vendor)
     if template is None:
-        _add_portably(key, counters, using=using)
+        _add_portably(key, counters, using=using, model=model)
         return
     quote = connection.ops.quote_name
-    table = quote(AIUsageDaily._meta.db_table)
+    table = quote(model._meta.db_table)
     names = [*key, *counters]
     sql = template.format(
         table=table,
@@ -157,10 +164,12 @@ MAX_TERMS = {
 }
 
 
-def _add_portably(key: Mapping[str, Any], counters: Mapping[str, int], *, using: str) -> None:
+def _add_portably(
+    key: Mapping[str, Any], counters: Mapping[str, int], *, using: str, model: type[models.Model]
+) -> None:
     """``add()`` on another database: UPDATE, else INSERT; an INSERT that loses the
     race for the unique key (in a savepoint) adds to the winner's row instead."""
-    rows = AIUsageDaily.objects.using(using).filter(**key)
+    rows = model._default_manager.using(using).filter(**key)
     increments = {
         name: Greatest(F(name), Value(value)) if name in MAXIMA else F(name) + value
         for name, value in counters.items()
@@ -169,7 +178,7 @@ def _add_portably(key: Mapping[str, Any], counters: Mapping[str, int], *, using:
         return
     try:
         with transaction.atomic(using=using):
-            AIUsageDaily.objects.using(using).create(**key, **counters)
+            model._default_manager.using(using).create(**key, **counters)
     except IntegrityError:
         if not rows.update(**increments):
             raise

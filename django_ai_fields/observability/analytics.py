@@ -14,7 +14,6 @@ from decimal import Decimal
 from typing import Any
 
 from django.db import models
-from django.db.models import Count
 
 from ..models import LATENCY_BOUNDS, LATENCY_COLUMNS, AIJob, AIUsage, Status
 from . import rollup_reads
@@ -140,14 +139,14 @@ def error_rates(usage: models.QuerySet[AIUsage]) -> dict[str, Any]:
 
 
 def job_failures(jobs: models.QuerySet[AIJob]) -> dict[str, Any]:
-    """Finished jobs, failed ones, and failures per error code (one pass over the jobs)."""
-    finished = jobs.exclude(status__in=(Status.PENDING, Status.QUEUED, Status.RUNNING)).order_by()
+    """Finished jobs, failed ones, and failures per error code (from the daily job
+    tally when the filter allows: rollup_reads.finished_jobs)."""
     count, codes = 0, dict[str, int]()
-    for row in finished.values("status", "error_code").annotate(n=Count("pk")):
-        count += row["n"]
+    for row in rollup_reads.finished_jobs(jobs):
+        count += row["jobs"]
         if row["status"] == Status.FAILED:
             code = row["error_code"] or "unknown"
-            codes[code] = codes.get(code, 0) + row["n"]
+            codes[code] = codes.get(code, 0) + row["jobs"]
     failed = sum(codes.values())
     return {
         "finished": count,
