@@ -69,7 +69,7 @@ def take_out(jobs: models.QuerySet[AIJob]) -> list[int]:
     """Lock ``jobs`` and take the tallied ones out of their AIJobDaily rows; returns
     the ids locked. Call inside a transaction, then change those rows only (their
     status can no longer change under you), setting ``tallied=False``."""
-    rows = list(jobs.select_for_update().only("created_at", "tallied", *KEY))
+    rows = list(jobs.select_for_update().order_by("pk").only("created_at", "tallied", *KEY))
     _added([row for row in rows if row.tallied], -1, written_db(jobs))
     return [row.pk for row in rows]
 
@@ -81,5 +81,6 @@ def written_db(jobs: models.QuerySet[AIJob]) -> str:
 
 
 def _added(rows: list[AIJob], sign: int, db: str) -> None:
-    for key, count in Counter(key_of(row) for row in rows).items():
+    # Rows locked in one order (jobs by pk, tally rows by key): no deadlock between two.
+    for key, count in sorted(Counter(key_of(row) for row in rows).items()):
         add(dict(key), {"jobs": sign * count}, using=db, model=AIJobDaily)
