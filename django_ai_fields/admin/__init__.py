@@ -4,8 +4,9 @@
 ``limits`` (quotas and tenant policies), ``credentials`` (tenants' provider keys),
 ``review`` (Review AI proposals). Their parts: ``mixins`` (``AIFieldsAdminMixin`` for
 your own ModelAdmins), ``tenant_access`` (scoping to ``TENANT_FOR_USER``), ``forms``,
-``resources`` (import-export), ``charts`` (server-rendered SVG) and
-``usage_changelist`` (the usage list's roll-up paginator and filters).
+``resources`` (import-export), ``charts`` (server-rendered SVG),
+``usage_changelist`` (the usage list's roll-up paginator and filters) and
+``job_changelist`` (the job list's capped count and small-table filters).
 """
 
 from .credentials import ProviderCredentialAdmin
