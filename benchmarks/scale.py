@@ -30,6 +30,7 @@ import contextlib
 import io
 import json
 import os
+import re
 import statistics
 import sys
 import time
@@ -203,6 +204,7 @@ def usage_sql(first: int, last: int, present: set[str]) -> str:
         "job_id": "NULL",
         "provider": f"(ARRAY[{models}])[1 + i % {len(MODELS)}]",
         "model": f"(ARRAY[{names}])[1 + i % {len(MODELS)}]",
+        "reported_model": "''",
         "input_tokens": "200 + i % 800",
         "output_tokens": "CASE WHEN i % 33 = 0 THEN 0 ELSE 50 + i % 300 END",
         "cached_tokens": "CASE WHEN i % 5 = 0 THEN 128 ELSE 0 END",
@@ -222,6 +224,9 @@ def usage_sql(first: int, last: int, present: set[str]) -> str:
         "created_at": f"now() - ((i::bigint * 7919) % ({DAYS} * 86400)) * interval '1 second'",
         "rolled_up": "true",  # rolled up below, in SQL, as the migration does
     }
+    missing = required_columns("django_ai_fields_aiusage") - set(values)
+    if missing:
+        raise SystemExit(f"benchmarks/scale.py: no value for AIUsage column(s) {sorted(missing)}")
     chosen = {name: expr for name, expr in values.items() if name in present}
     return (
         f"INSERT INTO django_ai_fields_aiusage ({', '.join(chosen)}) "
@@ -263,6 +268,9 @@ def jobs_sql(first: int, last: int, content_type: int, present: set[str]) -> str
         "rq_job_id": "''",
         "batch_id": "''",
         "definition_hash": "''",
+        "schema": "''",
+        "context": "'{}'::jsonb",
+        "reviewed_by": "''",
         "created_at": f"now() - ((i::bigint * 7919) % ({DAYS} * 86400)) * interval '1 second'",
         "updated_at": f"now() - ((i::bigint * 7919) % ({DAYS} * 86400)) * interval '1 second'",
         "finished_at": f"now() - ((i::bigint * 7919) % ({DAYS} * 86400)) * interval '1 second'",
@@ -323,6 +331,31 @@ ON CONFLICT (day, tenant, provider, model, success, cache_hit, error_code) DO UP
 """
 
 
+def rollup_sql() -> str:
+    """ROLLUP_SQL, with the duration histogram and the longest duration when the
+    roll-up has them (migration 0013_latency_histogram)."""
+    present = columns("django_ai_fields_aiusagedaily")
+    if "duration_max_ms" not in present:
+        return ROLLUP_SQL
+    bounds = sorted(int(name[3:]) for name in present if re.fullmatch(r"ms_\d+", name))
+    uppers: list[int | None] = [*bounds[1:], None]
+    names = ["duration_max_ms", *(f"ms_{bound}" for bound in bounds)]
+    values = ["max(duration_ms)"]
+    for lower, upper in zip(bounds, uppers, strict=True):
+        below = "" if upper is None else f" AND duration_ms < {upper}"
+        values.append(f"count(*) FILTER (WHERE duration_ms >= {lower}{below})")
+    table = "django_ai_fields_aiusagedaily"
+    updates = [f"duration_max_ms = GREATEST({table}.duration_max_ms, EXCLUDED.duration_max_ms)"]
+    updates += [f"{name} = {table}.{name} + EXCLUDED.{name}" for name in names[1:]]
+    sql = ROLLUP_SQL.replace(
+        "gateway_cost_units, duration_ms)",
+        f"gateway_cost_units, duration_ms, {', '.join(names)})",
+        1,
+    )
+    sql = sql.replace("sum(duration_ms)\nFROM", f"sum(duration_ms), {', '.join(values)}\nFROM", 1)
+    return sql.rstrip() + ",\n    " + ",\n    ".join(updates) + "\n"
+
+
 def fill(target: int, log: Callable[[str], None]) -> dict[str, float]:
     """Fill an empty site with ``target`` usage rows and jobs; seconds spent per part.
     The secondary indexes are built once at the end and foreign keys are not checked
@@ -350,7 +383,7 @@ def fill(target: int, log: Callable[[str], None]) -> dict[str, float]:
             spent["jobs"] += time.perf_counter() - started
             if rollup:
                 started = time.perf_counter()
-                cursor.execute(ROLLUP_SQL, [first, last])
+                cursor.execute(rollup_sql(), [first, last])
                 spent["rollup"] += time.perf_counter() - started
             log(f"  filled {last:,} rows")
         cursor.execute("SET session_replication_role = DEFAULT")

@@ -9,6 +9,7 @@ from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import ImproperlyConfigured, ValidationError
 from django.db import models
 from django.db.models import Q
+from django.utils.text import format_lazy
 from django.utils.translation import gettext_lazy as _
 
 # The vocabulary lives at the bottom of the package (codes.py); re-exported here.
@@ -41,6 +42,7 @@ __all__ = [
     "REVERT",
     "UNFINISHED_STATUSES",
     "AIJob",
+    "AIJobDaily",
     "AIProposal",
     "AIUsage",
     "AIUsageDaily",
@@ -119,6 +121,8 @@ class AIJob(models.Model):
         _("schema"), max_length=63, blank=True, default=current_schema, editable=False
     )
     context = models.JSONField(_("job context"), default=dict, blank=True, editable=False)
+    # Counted in AIJobDaily under its status (finished jobs; dispatch/tally.py).
+    tallied = models.BooleanField(default=False, db_default=False, editable=False)
 
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
     updated_at = models.DateTimeField(_("updated"), auto_now=True)
@@ -142,6 +146,7 @@ class AIJob(models.Model):
             models.Index(fields=["tenant", "created_at"], name="aijob_tenant_idx"),
             models.Index(fields=["cache_key", "finished_at"], name="aijob_cache_idx"),
             models.Index(fields=["batch_id"], name="aijob_batch_idx", condition=~Q(batch_id="")),
+            models.Index(fields=["tallied"], name="aijob_tallied_idx"),
         ]
         constraints = [
             # At most one open job per row and field: later saves reuse it (coalescing).
@@ -292,6 +297,9 @@ class AIUsageDaily(models.Model):
     gateway_cost_calls = models.BigIntegerField(_("calls with a gateway cost"), default=0)
     gateway_cost_units = models.BigIntegerField(_("gateway cost (1e-10 USD)"), default=0)
     duration_ms = models.BigIntegerField(_("duration (ms, summed)"), default=0)
+    duration_max_ms = models.BigIntegerField(_("longest duration (ms)"), default=0, db_default=0)
+    # And a histogram of the durations: one column per bucket (LATENCY_COLUMNS, added
+    # below), the calls whose duration_ms falls in it; approximate percentiles.
 
     objects = AppManager()
 
@@ -309,6 +317,49 @@ class AIUsageDaily(models.Model):
 
     def __str__(self) -> str:
         return f"{self.day} {self.tenant or '-'} {self.provider}/{self.model}: {self.calls} calls"
+
+
+def _latency_bounds() -> tuple[int, ...]:
+    """Lower bounds (ms) of the duration histogram's buckets: [0, 16), then four buckets
+    per doubling up to 2**20 ms (17.5 minutes), then [2**20, infinity). A bucket's
+    middle is within 10% of any duration in it (observability/analytics.py)."""
+    return (0, *sorted({round(16 * 2 ** (step / 4)) for step in range(65)}))
+
+
+LATENCY_BOUNDS = _latency_bounds()
+LATENCY_COLUMNS = tuple(f"ms_{bound}" for bound in LATENCY_BOUNDS)
+for _bound, _column in zip(LATENCY_BOUNDS, LATENCY_COLUMNS, strict=True):
+    models.BigIntegerField(
+        format_lazy(_("calls from {bound} ms"), bound=_bound), default=0, db_default=0
+    ).contribute_to_class(AIUsageDaily, _column)
+del _bound, _column
+
+
+class AIJobDaily(models.Model):
+    """Finished jobs counted per day of their creation (in TIME_ZONE), tenant, status
+    and error code: what ``analytics/performance/`` reads instead of the job table.
+    Kept exact by dispatch/tally.py (docs/performance.md#finished-jobs-tallied)."""
+
+    day = models.DateField(_("day"))
+    tenant = models.CharField(_("tenant"), max_length=100, blank=True, default="")
+    status = models.CharField(_("status"), max_length=16)
+    error_code = models.CharField(_("error code"), max_length=32, blank=True, default="")
+    jobs = models.BigIntegerField(_("jobs"), default=0)
+
+    objects = AppManager()
+
+    class Meta:
+        verbose_name = _("AI jobs per day")
+        verbose_name_plural = _("AI jobs per day")
+        ordering = ["-day"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["day", "tenant", "status", "error_code"], name="aijobdaily_unique"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.day} {self.tenant or '-'} {self.status}: {self.jobs} jobs"
 
 
 class QuotaKind(models.TextChoices):

@@ -5,8 +5,9 @@
 ``review`` (Review AI proposals). Their parts: ``mixins`` (``AIFieldsAdminMixin`` for
 your own ModelAdmins), ``tenant_access`` (scoping to ``TENANT_FOR_USER``), ``forms``,
 ``resources`` (import-export), ``charts`` (server-rendered SVG), ``stuck`` (the job
-list's filter of jobs waiting past STUCK_AFTER) and
-``usage_changelist`` (the usage list's roll-up paginator and filters).
+list's filter of jobs waiting past STUCK_AFTER), ``job_changelist`` (the job list's
+capped count and small-table filters) and ``usage_changelist`` (the usage list's
+roll-up paginator and filters).
 """
 
 from .credentials import ProviderCredentialAdmin

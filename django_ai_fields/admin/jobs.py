@@ -20,6 +20,7 @@ from ..fields import get_ai_field
 from ..jobs import actions as job_actions
 from ..models import FIELD_FUNCTION, UNFINISHED_STATUSES, AIJob, AIUsage, Status
 from ..tenants import moved_away
+from .job_changelist import JobModelFilter, JobPaginator, JobTenantFilter
 from .mixins import STATUS_MEDIA, confirmation_page, refused_outside_tenant
 from .resources import USAGE_CALL_COLUMNS
 from .stuck import StuckFilter
@@ -65,7 +66,17 @@ class AIJobAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
         "cost_usd",
         "age",
     )
-    list_filter = ("status", StuckFilter, "tenant", "model", "error_code")
+    list_filter = (
+        "status",
+        StuckFilter,
+        ("tenant", JobTenantFilter),
+        ("model", JobModelFilter),
+        "error_code",
+    )
+    # A capped count and filter choices from small tables (job_changelist.py).
+    paginator = JobPaginator
+    show_full_result_count = False
+    show_facets = admin.ShowFacets.NEVER
     search_fields = ("=id", "object_id", "field_name", "tenant", "model", "error")
     list_select_related = ("content_type",)
     actions = ("retry_jobs", "cancel_jobs", "regenerate_ai_fields")

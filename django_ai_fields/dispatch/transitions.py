@@ -28,6 +28,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from django.db import transaction
 from django.db.models import F, QuerySet
 from django.utils import timezone
 
@@ -36,6 +37,7 @@ from ..codes import FINISHED_STATUSES, OPEN_STATUSES, Phase, Status
 from ..models import AIJob
 from ..money import quotas
 from ..observability import metrics
+from . import tally
 from .steps import with_note, with_step
 
 logger = logging.getLogger("django_ai_fields")
@@ -229,20 +231,23 @@ def restart(job: AIJob, *, tenant: str | None = None) -> bool:
     row and field (one open job per row and field)."""
     if tenant is not None:
         job.tenant = tenant
-    updated = AIJob.objects.filter(pk=job.pk, status__in=RESTARTABLE_STATUSES).update(
-        tenant=job.tenant,
-        status=Status.PENDING,
-        phase=Phase.INIT,
-        progress=0,
-        attempts=0,
-        error_code="",
-        error="",
-        run_token="",
-        enqueued_at=None,
-        started_at=None,
-        finished_at=None,
-        updated_at=timezone.now(),
-    )
+    restartable = AIJob.objects.filter(pk=job.pk, status__in=RESTARTABLE_STATUSES)
+    with transaction.atomic(using=tally.written_db(restartable)):  # out of the tally too
+        updated = restartable.filter(pk__in=tally.take_out(restartable)).update(
+            tenant=job.tenant,
+            status=Status.PENDING,
+            phase=Phase.INIT,
+            progress=0,
+            attempts=0,
+            error_code="",
+            error="",
+            run_token="",
+            enqueued_at=None,
+            started_at=None,
+            finished_at=None,
+            updated_at=timezone.now(),
+            tallied=False,
+        )
     if updated:
         job.status, job.error_code, job.error = Status.PENDING, "", ""
         _announce(job)
@@ -330,9 +335,11 @@ def supersede_proposals(jobs: QuerySet[AIJob], reason: str) -> list[int]:
         return []
     now = timezone.now()
     same_db = AIJob.objects.using(jobs.db)
-    same_db.filter(pk__in=ids, status=Status.IN_REVIEW).update(
-        status=Status.SUPERSEDED, error=reason, finished_at=now, updated_at=now
-    )
+    waiting = same_db.filter(pk__in=ids, status=Status.IN_REVIEW)
+    with transaction.atomic(using=tally.written_db(waiting)):  # out of the tally too
+        waiting.filter(pk__in=tally.take_out(waiting)).update(
+            status=Status.SUPERSEDED, error=reason, finished_at=now, updated_at=now, tallied=False
+        )
     superseded = list(
         same_db.filter(pk__in=ids, status=Status.SUPERSEDED, finished_at=now).defer(
             "prompt", "output", "payload", "steps"
@@ -347,11 +354,13 @@ def _reviewed(job: AIJob, values: dict[str, Any], message: str, **extra: Any) ->
     reviewer = values["reviewed_by"]
     note = f"{message} by {reviewer}" if reviewer else message
     values["steps"] = with_note(job, Phase.DONE, note, **extra)
-    updated = (
-        AIJob.objects.using(job._state.db or "default")
-        .filter(pk=job.pk, status=Status.IN_REVIEW)
-        .update(**values, updated_at=values["reviewed_at"])
+    waiting = AIJob.objects.using(job._state.db or "default").filter(
+        pk=job.pk, status=Status.IN_REVIEW
     )
+    with transaction.atomic(using=tally.written_db(waiting)):  # out of the tally too
+        updated = waiting.filter(pk__in=tally.take_out(waiting)).update(
+            **values, updated_at=values["reviewed_at"], tallied=False
+        )
     if not updated:
         return False
     for name, value in values.items():

@@ -20,7 +20,7 @@ from django.db import DatabaseError
 from django.utils import timezone
 
 from ..conf import get_setting
-from ..dispatch import backend, context, handover, transitions
+from ..dispatch import backend, context, handover, tally, transitions
 from ..dispatch.context import Context
 from ..dispatch.transitions import recover_lost
 from ..models import AIJob, ErrorCode, Phase, Status
@@ -120,6 +120,7 @@ def sweep_here(
             handover.request_drain(visit)
     keep_polling()
     usage_rollup.catch_up(batches=1)  # usage rows logged past the app (docs/performance.md)
+    tally.catch_up(batches=1)  # jobs finished since the last sweep, into AIJobDaily
 
 
 def describe(visit: Context) -> str:

@@ -10,6 +10,7 @@ Why this stays exact under concurrent workers and crashes: docs/performance.md.
 
 from __future__ import annotations
 
+import bisect
 import datetime
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
@@ -17,12 +18,12 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from django.db import IntegrityError, connections, models, transaction
-from django.db.models import Count, F, Q, Sum, Value
-from django.db.models.functions import Cast, Round
+from django.db.models import Count, F, Max, Q, Sum, Value
+from django.db.models.functions import Cast, Greatest, Round
 from django.utils import timezone
 
 from .. import databases
-from ..models import AIUsage, AIUsageDaily
+from ..models import LATENCY_BOUNDS, LATENCY_COLUMNS, AIUsage, AIUsageDaily
 
 # What a roll-up row is per: a filter on these (and on whole days) selects whole rows.
 KEY = ("tenant", "provider", "model", "success", "cache_hit", "error_code")
@@ -40,6 +41,11 @@ COUNTERS = (
     "gateway_cost_units",
     "duration_ms",
 )
+# Kept as the largest value seen, not summed.
+MAXIMA = ("duration_max_ms",)
+# Everything a roll-up row keeps: the summed counters, the maxima, the duration
+# histogram (a call adds 1 to the bucket of its duration_ms).
+ALL_COUNTERS = (*COUNTERS, *MAXIMA, *LATENCY_COLUMNS)
 TOKEN_COLUMNS = (
     "input_tokens",
     "output_tokens",
@@ -68,11 +74,18 @@ def scaled(value: Decimal | float | str | None, places: int) -> int:
     return int(Decimal(str(value)).scaleb(places).to_integral_value(rounding=ROUND_HALF_UP))
 
 
+def latency_column(duration_ms: int) -> str:
+    """The histogram column counting a call of ``duration_ms``."""
+    return LATENCY_COLUMNS[bisect.bisect_right(LATENCY_BOUNDS, max(duration_ms, 0)) - 1]
+
+
 def counters_of(usage: AIUsage) -> dict[str, int]:
-    """What one call adds to its roll-up row."""
+    """What one call adds to its roll-up row (of the histogram, its one bucket)."""
     counts = {name: int(getattr(usage, name) or 0) for name in TOKEN_COLUMNS}
     return {
         **counts,
+        "duration_max_ms": counts["duration_ms"],
+        latency_column(counts["duration_ms"]): 1,
         "calls": 1,
         "unknown_cost_calls": int(usage.cost_usd is None),
         "cost_micro": scaled(usage.cost_usd, MICRO_PLACES),
@@ -95,17 +108,24 @@ def log_call(**values: Any) -> AIUsage:
     return usage
 
 
-def add(key: Mapping[str, Any], counters: Mapping[str, int], *, using: str) -> None:
-    """Add ``counters`` to the roll-up row of ``key``, creating it if need be: one
+def add(
+    key: Mapping[str, Any],
+    counters: Mapping[str, int],
+    *,
+    using: str,
+    model: type[models.Model] = AIUsageDaily,
+) -> None:
+    """Add ``counters`` to the roll-up row of ``key`` (of ``model``: AIUsageDaily, or
+    another table of counters with a unique key), creating it if need be: one
     statement that adds in the database (``calls = calls + 1``), so concurrent writers
     never lose an increment. Call inside a transaction."""
     connection = connections[using]
     template = UPSERTS.get(connection.vendor)
     if template is None:
-        _add_portably(key, counters, using=using)
+        _add_portably(key, counters, using=using, model=model)
         return
     quote = connection.ops.quote_name
-    table = quote(AIUsageDaily._meta.db_table)
+    table = quote(model._meta.db_table)
     names = [*key, *counters]
     sql = template.format(
         table=table,
@@ -113,7 +133,9 @@ def add(key: Mapping[str, Any], counters: Mapping[str, int], *, using: str) -> N
         values=", ".join(["%s"] * len(names)),
         key=", ".join(quote(name) for name in key),
         updates=", ".join(
-            UPDATE_TERMS[connection.vendor].format(table=table, column=quote(name))
+            (MAX_TERMS if name in MAXIMA else UPDATE_TERMS)[connection.vendor].format(
+                table=table, column=quote(name)
+            )
             for name in counters
         ),
     )
@@ -135,18 +157,28 @@ UPDATE_TERMS = {
     "sqlite": "{column} = {table}.{column} + excluded.{column}",
     "mysql": "{column} = {column} + VALUES({column})",
 }
+MAX_TERMS = {
+    "postgresql": "{column} = GREATEST({table}.{column}, EXCLUDED.{column})",
+    "sqlite": "{column} = max({table}.{column}, excluded.{column})",
+    "mysql": "{column} = GREATEST({column}, VALUES({column}))",
+}
 
 
-def _add_portably(key: Mapping[str, Any], counters: Mapping[str, int], *, using: str) -> None:
+def _add_portably(
+    key: Mapping[str, Any], counters: Mapping[str, int], *, using: str, model: type[models.Model]
+) -> None:
     """``add()`` on another database: UPDATE, else INSERT; an INSERT that loses the
     race for the unique key (in a savepoint) adds to the winner's row instead."""
-    rows = AIUsageDaily.objects.using(using).filter(**key)
-    increments = {name: F(name) + value for name, value in counters.items()}
+    rows = model._default_manager.using(using).filter(**key)
+    increments = {
+        name: Greatest(F(name), Value(value)) if name in MAXIMA else F(name) + value
+        for name, value in counters.items()
+    }
     if rows.update(**increments):
         return
     try:
         with transaction.atomic(using=using):
-            AIUsageDaily.objects.using(using).create(**key, **counters)
+            model._default_manager.using(using).create(**key, **counters)
     except IntegrityError:
         if not rows.update(**increments):
             raise
@@ -189,12 +221,12 @@ def _catch_up_batch(db: str, batch: int) -> int:
 def summed(rows: Iterable[AIUsage]) -> dict[tuple[tuple[str, Any], ...], dict[str, int]]:
     """The counters of many rows, added up per roll-up key."""
     groups: dict[tuple[tuple[str, Any], ...], dict[str, int]] = defaultdict(
-        lambda: dict.fromkeys(COUNTERS, 0)
+        lambda: dict.fromkeys(ALL_COUNTERS, 0)
     )
     for row in rows:
         totals = groups[tuple(key_of(row).items())]
         for name, value in counters_of(row).items():
-            totals[name] += value
+            totals[name] = max(totals[name], value) if name in MAXIMA else totals[name] + value
     return groups
 
 
@@ -209,8 +241,8 @@ def _scaled_sum(column: str, places: int) -> Sum:
 
 
 def raw_counters() -> dict[str, Any]:
-    """Aggregates over AIUsage rows giving AIUsageDaily's counters, in COUNTERS' order
-    (a UNION with daily_counters() matches columns by position)."""
+    """Aggregates over AIUsage rows giving AIUsageDaily's counters, in ALL_COUNTERS'
+    order (a UNION with daily_counters() matches columns by position)."""
     counters = {
         "calls": Count("pk"),
         "unknown_cost_calls": Count("pk", filter=Q(cost_usd__isnull=True)),
@@ -219,10 +251,27 @@ def raw_counters() -> dict[str, Any]:
         "tool_cost_micro": _scaled_sum("tool_cost_usd", MICRO_PLACES),
         "gateway_cost_calls": Count("pk", filter=Q(gateway_cost_usd__isnull=False)),
         "gateway_cost_units": _scaled_sum("gateway_cost_usd", GATEWAY_PLACES),
+        "duration_max_ms": Max("duration_ms", default=0),
+        **_latency_counts(),
     }
-    return {name: counters[name] for name in COUNTERS}
+    return {name: counters[name] for name in ALL_COUNTERS}
+
+
+def _latency_counts() -> dict[str, Count]:
+    """The duration histogram of AIUsage rows: calls per bucket."""
+    uppers: list[int | None] = [*LATENCY_BOUNDS[1:], None]
+    counts = {}
+    for column, lower, upper in zip(LATENCY_COLUMNS, LATENCY_BOUNDS, uppers, strict=True):
+        inside = Q(duration_ms__gte=lower) if upper is None else Q(duration_ms__lt=upper)
+        if upper is not None and lower:
+            inside &= Q(duration_ms__gte=lower)
+        counts[column] = Count("pk", filter=inside)
+    return counts
 
 
 def daily_counters() -> dict[str, Any]:
     """Aggregates over AIUsageDaily rows giving the same counters."""
-    return {name: Sum(name, default=0) for name in COUNTERS}
+    return {
+        name: Max(name, default=0) if name in MAXIMA else Sum(name, default=0)
+        for name in ALL_COUNTERS
+    }

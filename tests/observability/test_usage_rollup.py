@@ -16,7 +16,7 @@ from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 from django.utils import timezone
 
-from django_ai_fields.models import AIUsage, AIUsageDaily
+from django_ai_fields.models import LATENCY_BOUNDS, LATENCY_COLUMNS, AIUsage, AIUsageDaily
 from django_ai_fields.money import usage_rollup
 from django_ai_fields.observability import analytics
 from tests.fake_provider import Usage
@@ -42,7 +42,14 @@ def summed_by_hand(rows: Any) -> dict[tuple[Any, ...], Counter]:
             sums[name] += getattr(row, name)
         sums["cost_micro"] += int((row.cost_usd or Decimal(0)) * 1_000_000)
         sums["gateway_cost_calls"] += row.gateway_cost_usd is not None
+        sums["duration_max_ms"] = max(sums["duration_max_ms"], row.duration_ms)
+        sums[bucket_by_hand(row.duration_ms)] += 1
     return {key: +sums for key, sums in expected.items()}  # zeros dropped, as in rolled_up()
+
+
+def bucket_by_hand(duration_ms: int) -> str:
+    """The histogram column of a duration: the last bound not above it."""
+    return f"ms_{[bound for bound in LATENCY_BOUNDS if bound <= duration_ms][-1]}"
 
 
 def rolled_up() -> dict[tuple[Any, ...], Counter]:
@@ -51,6 +58,7 @@ def rolled_up() -> dict[tuple[Any, ...], Counter]:
         key = (row.day, *(getattr(row, name) for name in KEY))
         names = ("calls", "unknown_cost_calls", "input_tokens", "output_tokens")
         names += ("cached_tokens", "reasoning_tokens", "cost_micro", "gateway_cost_calls")
+        names += ("duration_max_ms", *LATENCY_COLUMNS)
         found[key] = Counter({name: getattr(row, name) for name in names if getattr(row, name)})
     return found
 
@@ -95,7 +103,7 @@ def test_every_call_of_the_pipeline_is_rolled_up_exactly(fake_provider, settings
 @pytest.mark.django_db
 def test_rows_written_past_the_app_are_counted_and_caught_up_once():
     usage_rollup.log_call(tenant="acme", provider="openai", model="m", cost_usd=Decimal("0.5"))
-    log(tenant="acme", model="m", cost_usd=Decimal("0.25"), input_tokens=10)
+    log(tenant="acme", model="m", cost_usd=Decimal("0.25"), input_tokens=10, duration_ms=4321)
     log(days_ago=3, tenant="acme", model="m", cost_usd=None, success=False, error_code="timeout")
     expected = analytics.totals(AIUsage.objects.all())
     assert (expected["calls"], expected["cost_usd"]) == (3, Decimal("0.750000"))
@@ -124,9 +132,12 @@ def test_the_portable_path_for_other_databases_adds_the_same(monkeypatch):
     """Databases without a known upsert: UPDATE, else INSERT (the same totals)."""
     monkeypatch.setattr(usage_rollup, "UPSERTS", {})
     for tokens in (5, 7):
-        usage_rollup.log_call(provider="openai", model="m", input_tokens=tokens, cost_usd="0.2")
+        usage_rollup.log_call(
+            provider="openai", model="m", input_tokens=tokens, cost_usd="0.2", duration_ms=tokens
+        )
     (row,) = AIUsageDaily.objects.all()
     assert (row.calls, row.input_tokens, row.cost_micro) == (2, 12, 400_000)
+    assert (row.duration_max_ms, row.ms_0) == (7, 2)
 
 
 @pytest.mark.django_db
@@ -222,6 +233,7 @@ def test_the_migration_fills_the_roll_up_from_the_existing_log():
             success=n % 4 != 0,
             error_code="" if n % 4 else "timeout",
             gateway_cost_usd=Decimal("0.0000000007") if n == 7 else None,
+            duration_ms=n * 997,
         )
         old_usage.objects.filter(pk=row.pk).update(created_at=now - datetime.timedelta(days=n))
     executor = MigrationExecutor(connection)

@@ -452,7 +452,9 @@ def test_performance_reports_latency_percentiles_and_error_rates(viewer):
     AIJob.objects.create(status="succeeded")
     body = viewer.get(url("analytics-performance")).json()
     (latency,) = body["latency"]
-    assert (latency["calls"], latency["p50_ms"], latency["p95_ms"]) == (100, 50, 95)
+    assert latency["calls"] == 100
+    # Approximate (the roll-up's duration histogram): within 10% of nearest-rank.
+    assert abs(latency["p50_ms"] - 50) <= 5 and abs(latency["p95_ms"] - 95) <= 9.5
     assert latency["max_ms"] == 100
     assert body["calls"]["failed"] == 2
     assert body["calls"]["by_code"] == {"rate_limited": 2}

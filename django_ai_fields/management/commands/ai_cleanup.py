@@ -16,6 +16,7 @@ from django.db import models
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from ...dispatch import tally
 from ...models import FINISHED_STATUSES, UNFINISHED_STATUSES, AIJob, AIUsage
 from ...money import usage_rollup
 from ...values import retention
@@ -97,6 +98,7 @@ class Command(BaseCommand):
             return
         # Rows written past the app (scripts, older workers) are counted before they go.
         usage_rollup.catch_up(batch=size)
+        tally.catch_up(batch=size)  # and finished jobs, into the daily job tally
         usage_deleted = delete_in_batches(old_usage(cutoff), size)
         jobs_deleted = delete_in_batches(old_jobs(cutoff), size)
         self.stdout.write(
