@@ -85,14 +85,19 @@ def aggregates_over_the_log(queries: CaptureQueriesContext) -> list[str]:
     return found
 
 
-def month_params(days_ago: int) -> dict[str, str]:
-    day = timezone.localdate() - datetime.timedelta(days=days_ago)
+def local_day(days_ago: float) -> datetime.date:
+    """The local date of the moment ``days_ago`` days back (fill_log's calls are at
+    whole days plus 0.3 back: near local midnight that is the day before)."""
+    return timezone.localdate(timezone.now() - datetime.timedelta(days=days_ago))
+
+
+def month_params(days_ago: float) -> dict[str, str]:
+    day = local_day(days_ago)
     return {"created_at__year": str(day.year), "created_at__month": str(day.month)}
 
 
-def day_params(days_ago: int) -> dict[str, str]:
-    day = timezone.localdate() - datetime.timedelta(days=days_ago)
-    return {**month_params(days_ago), "created_at__day": str(day.day)}
+def day_params(days_ago: float) -> dict[str, str]:
+    return {**month_params(days_ago), "created_at__day": str(local_day(days_ago).day)}
 
 
 FILTERS = [
@@ -113,11 +118,11 @@ FILTERS = [
 def test_changelist_totals_from_the_roll_up_equal_the_raw_rows(root, params):
     fill_log(60)
     if params == "month":
-        params = month_params(20)
+        params = month_params(20.3)
     elif params == "day":
-        params = day_params(5)
+        params = day_params(5.3)
     elif params == "month+tenant":
-        params = {**month_params(40), "tenant": "acme"}
+        params = {**month_params(40.3), "tenant": "acme"}
     with CaptureQueriesContext(connection) as queries:
         response = root.get(USAGE, params)
     assert response.status_code == 200
