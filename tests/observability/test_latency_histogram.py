@@ -22,8 +22,8 @@ from tests.surfaces import make_usage, make_user
 pytestmark = pytest.mark.django_db
 
 PERFORMANCE = "/ai/analytics/performance/"
-LOG = '"django_ai_fields_aiusage"'
-JOB_TABLE = '"django_ai_fields_aijob"'
+LOG = connection.ops.quote_name("django_ai_fields_aiusage")
+JOB_TABLE = connection.ops.quote_name("django_ai_fields_aijob")
 
 
 @pytest.fixture
@@ -107,7 +107,7 @@ def test_performance_statements_do_not_grow_with_the_log(root):
     assert body["jobs"]["finished"] == 31 and body["jobs"]["failed_by_code"] == {"timeout": 1}
     for query in large.captured_queries:
         for part in query["sql"].split("UNION ALL"):
-            if f"FROM {LOG}" in part and '."rolled_up"' not in part:
+            if f"FROM {LOG}" in part and "." + connection.ops.quote_name("rolled_up") not in part:
                 assert not re.search(r"ORDER BY .*duration_ms|COUNT\(|SUM\(", part), part
     job_statements = [q["sql"] for q in large.captured_queries if JOB_TABLE in q["sql"]]
     assert len(job_statements) == 1  # finished and failed jobs counted in one pass
