@@ -8,6 +8,7 @@ work horse died there; RQ's failure of its task is recorded through RQ's own pat
 
 from __future__ import annotations
 
+import contextlib
 import io
 from datetime import timedelta
 from typing import Any
@@ -100,10 +101,8 @@ def test_the_roll_up_counts_a_settled_call_once_even_if_caught_up_while_sent(fak
     run, call = held_at_call(job)
     usage_rollup.catch_up()  # the sweep rolls the sent row up, at its worst case
     assert daily("calls") == 1 and daily("output_tokens") == call.prepared.request.max_tokens
-    try:
+    with contextlib.suppress(StopIteration):
         run.send(call.run())  # the answer comes back: the same row settled
-    except StopIteration:
-        pass
     (usage,) = AIUsage.objects.filter(job=job)
     assert usage.call_state == CallState.SETTLED and usage.success
     assert rolled_up_equals_the_log()
@@ -223,7 +222,7 @@ def test_a_save_outside_a_transaction_coalescing_into_a_job_leased_at_once_is_sa
     fake_provider,
 ):
     lead, job = job_for("heat")
-    leased_after_update = lease_right_after_the_coalescing_update(job)
+    leased_after_update = LeaseRightAfterTheCoalescingUpdate(job)
     with connection.execute_wrapper(leased_after_update):
         lead.notes = "Wants 40 seats"
         lead.save()  # autocommit: the UPDATE commits at once, the lease follows it
@@ -232,7 +231,7 @@ def test_a_save_outside_a_transaction_coalescing_into_a_job_leased_at_once_is_sa
     assert AIJob.objects.filter(field_name="heat").count() == 1
 
 
-class lease_right_after_the_coalescing_update:  # noqa: N801  (used as a callable)
+class LeaseRightAfterTheCoalescingUpdate:
     """An execute wrapper: a worker leases ``job`` just after the save's UPDATE of it."""
 
     def __init__(self, job: AIJob) -> None:
