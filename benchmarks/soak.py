@@ -279,7 +279,8 @@ def verify(provider: Provider, kills: list[Kill]) -> dict[str, Any]:
         )
     )
     per_row = collections.Counter(call.name for call in provider.calls)
-    unlogged = sum(max(0, n - usage[name]) for name, n in per_row.items())
+    short = {name: (n, usage[name]) for name, n in per_row.items() if n > usage[name]}
+    unlogged = sum(calls_made - rows for calls_made, rows in short.values())
     twice = (
         AIJob.objects.filter(status="succeeded")
         .values("object_id", "input_hash")
@@ -299,6 +300,10 @@ def verify(provider: Provider, kills: list[Kill]) -> dict[str, Any]:
         "extra_calls_unattributed": sum(calls[key] - 1 for key in unattributed),
         "unattributed_examples": [list(key) for key in unattributed[:5]],
         "calls_without_usage_row": unlogged,
+        "unlogged_examples": {name: list(counts) for name, counts in list(short.items())[:5]},
+        "usage_rows_of_a_call_that_never_left": sum(
+            max(0, n - per_row[name]) for name, n in usage.items()
+        ),
         "usage_rows": sum(usage.values()),
         "values_written_twice": twice.count(),
         "kills": [{"target": k.target, "rows_held": len(k.rows)} for k in kills],
@@ -375,7 +380,7 @@ def main() -> int:
     parser.add_argument("--kills", type=int, default=20)
     parser.add_argument("--workers", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=None, help="default: kills x 11.5")
-    parser.add_argument("--job-timeout", type=int, default=60)
+    parser.add_argument("--job-timeout", type=int, default=120)
     parser.add_argument("--sweep-interval", type=int, default=10)
     parser.add_argument("--timeout", type=float, default=600, help="wait for the jobs to end")
     parser.add_argument("--check", action="store_true")
