@@ -259,55 +259,74 @@ def wait_quiet(timeout: float) -> float:
 
 def verify(provider: Provider, kills: list[Kill]) -> dict[str, Any]:
     """What the kills cost (see the module's docstring)."""
-    from django.db.models import Count
-
     from benchmarks.soakapp.models import SoakLead
-    from django_ai_fields.models import AIJob, AIUsage
+    from django_ai_fields.models import AIJob
 
     rows = {lead.name: lead for lead in SoakLead.objects.all()}
-    pk_to_name = {str(lead.pk): name for name, lead in rows.items()}
     lost = sorted(n for n, lead in rows.items() if lead.summary != answer_for(n, lead.notes))
+    return {
+        "rows": len(rows),
+        "rows_lost": len(lost),
+        "lost_examples": lost[:5],
+        "jobs_left_open": AIJob.objects.filter(status__in=OPEN).count(),
+        **extra_calls(provider, kills),
+        **usage_rows(provider, {str(lead.pk): name for name, lead in rows.items()}),
+        "values_written_twice": written_twice(),
+        "kills": [{"target": k.target, "rows_held": len(k.rows)} for k in kills],
+    }
+
+
+def extra_calls(provider: Provider, kills: list[Kill]) -> dict[str, Any]:
+    """Calls per (row, input) beyond the first, attributed to a kill (a killed work
+    horse held a job of that row) or not."""
     calls = collections.Counter((call.name, call.notes) for call in provider.calls)
     killed_rows = set().union(*(kill.rows for kill in kills)) if kills else set()
-    extra = [(key, n - 1) for key, n in calls.items() if n > 1]
-    attributed = sum(n for (name, _notes), n in extra if name in killed_rows)
-    unattributed = [key for key, _n in extra if key[0] not in killed_rows]
-    usage = collections.Counter(
-        pk_to_name.get(object_id, "?")
-        for object_id in AIUsage.objects.filter(cache_hit=False).values_list(
-            "job__object_id", flat=True
-        )
-    )
+    extra = {key: n - 1 for key, n in calls.items() if n > 1}
+    unattributed = [key for key in extra if key[0] not in killed_rows]
+    return {
+        "calls": sum(calls.values()),
+        "inputs": len(calls),
+        "extra_calls": sum(extra.values()),
+        "extra_calls_attributed_to_a_kill": sum(
+            n for (name, _notes), n in extra.items() if name in killed_rows
+        ),
+        "extra_calls_unattributed": sum(extra[key] for key in unattributed),
+        "unattributed_examples": [list(key) for key in unattributed[:5]],
+    }
+
+
+def usage_rows(provider: Provider, pk_to_name: dict[str, str]) -> dict[str, Any]:
+    """Calls the provider received per row against the row's AIUsage rows."""
+    from django_ai_fields.models import AIUsage
+
+    logged = AIUsage.objects.filter(cache_hit=False).values_list("job__object_id", flat=True)
+    usage = collections.Counter(pk_to_name.get(object_id, "?") for object_id in logged)
     per_row = collections.Counter(call.name for call in provider.calls)
     short = {name: (n, usage[name]) for name, n in per_row.items() if n > usage[name]}
-    unlogged = sum(calls_made - rows for calls_made, rows in short.values())
+    return {
+        "calls_without_usage_row": sum(made - rows for made, rows in short.values()),
+        "unlogged_examples": {name: list(counts) for name, counts in list(short.items())[:5]},
+        # Logged "sent", then killed before the request left: counted, never sent.
+        "usage_rows_of_a_call_that_never_left": sum(
+            max(0, n - per_row[name]) for name, n in usage.items()
+        ),
+        "usage_rows": sum(usage.values()),
+    }
+
+
+def written_twice() -> int:
+    """Rows whose value two succeeded jobs wrote for one input."""
+    from django.db.models import Count
+
+    from django_ai_fields.models import AIJob
+
     twice = (
         AIJob.objects.filter(status="succeeded")
         .values("object_id", "input_hash")
         .annotate(n=Count("pk"))
         .filter(n__gt=1)
     )
-    open_jobs = AIJob.objects.filter(status__in=OPEN).count()
-    return {
-        "rows": len(rows),
-        "rows_lost": len(lost),
-        "lost_examples": lost[:5],
-        "jobs_left_open": open_jobs,
-        "calls": sum(calls.values()),
-        "inputs": len(calls),
-        "extra_calls": sum(n for _key, n in extra),
-        "extra_calls_attributed_to_a_kill": attributed,
-        "extra_calls_unattributed": sum(calls[key] - 1 for key in unattributed),
-        "unattributed_examples": [list(key) for key in unattributed[:5]],
-        "calls_without_usage_row": unlogged,
-        "unlogged_examples": {name: list(counts) for name, counts in list(short.items())[:5]},
-        "usage_rows_of_a_call_that_never_left": sum(
-            max(0, n - per_row[name]) for name, n in usage.items()
-        ),
-        "usage_rows": sum(usage.values()),
-        "values_written_twice": twice.count(),
-        "kills": [{"target": k.target, "rows_held": len(k.rows)} for k in kills],
-    }
+    return twice.count()
 
 
 def fresh_redis(queue: Any) -> None:
@@ -325,8 +344,21 @@ def failed(report: dict[str, Any]) -> list[str]:
     return [key for key in keys if report[key]]
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
+def ai_fields(args: argparse.Namespace, base_url: str) -> dict[str, Any]:
+    """The run's AI_FIELDS: the fake provider, the sweep's pace, JOB_TIMEOUT."""
     from django.conf import settings
+
+    return {
+        **settings.AI_FIELDS,
+        "DEFAULT_PROVIDER": "openai",
+        "PROVIDERS": {"openai": {"API_KEY": "sk-soak", "BASE_URL": base_url}},
+        "JOB_TIMEOUT": args.job_timeout,
+        "SWEEP_INTERVAL": args.sweep_interval,
+        "PENDING_GRACE": args.sweep_interval,
+    }
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
     from django.test import override_settings
 
     from benchmarks.workers import get_queue, worker_env
@@ -336,14 +368,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     provider = Provider(0.05, 0.4)
     with running_fake_provider() as server:
         server.responder = provider
-        overrides = {
-            **settings.AI_FIELDS,
-            "DEFAULT_PROVIDER": "openai",
-            "PROVIDERS": {"openai": {"API_KEY": "sk-soak", "BASE_URL": server.openai_base_url}},
-            "JOB_TIMEOUT": args.job_timeout,
-            "SWEEP_INTERVAL": args.sweep_interval,
-            "PENDING_GRACE": args.sweep_interval,
-        }
+        overrides = ai_fields(args, server.openai_base_url)
         env = worker_env(overrides)
         env["DJANGO_SETTINGS_MODULE"] = SETTINGS
         with override_settings(AI_FIELDS=overrides):
