@@ -45,8 +45,9 @@ class TransientError(ProviderError):
 
 
 def database_lost(job: AIJob, exc: Exception) -> TransientError:
-    """Drop the broken connection (the next query opens a new one), give back the
-    run's quota reservation if one was left unsettled, and describe the error.
+    """Drop the broken connection (the next query opens a new one), give back a
+    quota reservation left on the job (a call's own never is: a call sent stays
+    counted, calling.pipeline.log_before_sending), and describe the error.
     Raises when that cannot be done (inside a transaction, or the database is
     still down: then RQ fails the run and the sweep recovers the job)."""
     connection = connections[databases.for_decisions(AIJob)]
