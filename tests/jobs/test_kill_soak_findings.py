@@ -23,8 +23,17 @@ from django_ai_fields.calling.pipeline import Pipeline, ProviderCall, drive
 from django_ai_fields.dispatch import transitions
 from django_ai_fields.jobs.engine import job_pipeline, leased_job_pipeline
 from django_ai_fields.jobs.lifecycle import lease
-from django_ai_fields.models import AIJob, AIUsage, AIUsageDaily, CallState, Quota, Status
+from django_ai_fields.models import (
+    AIJob,
+    AIUsage,
+    AIUsageDaily,
+    CallState,
+    ErrorCode,
+    Quota,
+    Status,
+)
 from django_ai_fields.money import quotas, usage_rollup
+from django_ai_fields.providers import ProviderError
 from tests.jobs.test_recovery_faults import fail_rq_job_as_rq_does, requeue
 from tests.reliability_support import configure, fresh, job_for, max_tokens_of
 from tests.testapp.models import Lead
@@ -213,6 +222,22 @@ def test_a_running_job_whose_row_changed_without_a_newer_job_still_calls(fake_pr
     assert heat_calls(fake_provider) == 1
     assert "Changed without signals" in str(fake_provider.requests[-1].body)
     assert max_tokens_of(fake_provider.requests[-1]) > 0
+
+
+def test_a_retry_while_a_newer_job_is_open_ends_superseded_not_an_integrity_error(
+    fake_provider, worker
+):
+    fake_provider.reply_text = "warm"
+    lead, first = job_for("heat")
+    run, _call = held_at_call(first)
+    second = change_notes(lead, "Wants 40 seats")  # opened while the call is in flight
+    unavailable = ProviderError(ErrorCode.PROVIDER_UNAVAILABLE, "HTTP 500")
+    with pytest.raises(StopIteration) as ended:
+        run.throw(unavailable)  # retryable: back to the queue would be a second open job
+    assert ended.value.value == Status.SUPERSEDED
+    assert fresh(first).status == Status.SUPERSEDED
+    worker.drain()
+    assert fresh(second).status == Status.SUCCEEDED and heat_calls(fake_provider) == 1
 
 
 # ------------------------------------------------------------ coalescing against a lease
