@@ -23,12 +23,14 @@ The verifier prints:
 - jobs left open;
 - calls per (row, input): each call beyond the first for the same input is
   attributed to a kill when a killed process held that row's job, else not;
+- requests cut by a kill: the provider could not read the body (a work horse died
+  sending it; a real provider bills nothing for it), each within a second of a kill;
 - calls without a usage row: calls the provider received that no ``AIUsage`` row
   of the row's jobs accounts for;
 - values written twice: a row whose value was written by two jobs for one input.
 
-``--check`` exits 1 on any row lost, job left open, extra call not attributed to
-a kill, or call without a usage row (CI's real-service step runs it at 1,000 rows).
+``--check`` exits 1 on any row lost, job left open, extra call (or cut request) not
+attributed to a kill, or call without a usage row (CI's real-service step runs it at 1,000 rows).
 """
 
 from __future__ import annotations
@@ -92,7 +94,7 @@ class Provider:
         messages = (request.body or {}).get("messages") or []
         prompt = str(messages[-1].get("content", "")) if messages else ""
         found = PROMPT.search(prompt)
-        name, notes = (found["name"], found["notes"]) if found else ("?", prompt)
+        name, notes = (found["name"], found["notes"]) if found else (CUT, prompt)
         with self.lock:
             self.calls.append(Call(name, notes, time.time()))
         time.sleep(random.uniform(self.low, self.high))
@@ -264,22 +266,41 @@ def verify(provider: Provider, kills: list[Kill]) -> dict[str, Any]:
 
     rows = {lead.name: lead for lead in SoakLead.objects.all()}
     lost = sorted(n for n, lead in rows.items() if lead.summary != answer_for(n, lead.notes))
+    whole = [call for call in provider.calls if call.name != CUT]
     return {
         "rows": len(rows),
         "rows_lost": len(lost),
         "lost_examples": lost[:5],
         "jobs_left_open": AIJob.objects.filter(status__in=OPEN).count(),
-        **extra_calls(provider, kills),
-        **usage_rows(provider, {str(lead.pk): name for name, lead in rows.items()}),
+        **cut_requests(provider, kills),
+        **extra_calls(whole, kills),
+        **usage_rows(whole, {str(lead.pk): name for name, lead in rows.items()}),
         "values_written_twice": written_twice(),
         "kills": [{"target": k.target, "rows_held": len(k.rows)} for k in kills],
     }
 
 
-def extra_calls(provider: Provider, kills: list[Kill]) -> dict[str, Any]:
+def cut_requests(provider: Provider, kills: list[Kill]) -> dict[str, Any]:
+    """Requests whose body the provider could not read (no prompt in it): a work
+    horse killed while sending it. A real provider answers such a request with an
+    error and bills nothing; each must come within a second of a kill."""
+    cut = [call.started for call in provider.calls if call.name == CUT]
+    by_kill = [t for t in cut if any(abs(t - kill.at) < CUT_WINDOW for kill in kills)]
+    return {
+        "requests_cut_by_a_kill": len(by_kill),
+        "requests_cut_unattributed": len(cut) - len(by_kill),
+    }
+
+
+# A request the provider could not read; it counts as a kill's within this many seconds.
+CUT = "?"
+CUT_WINDOW = 1.0
+
+
+def extra_calls(calls_made: list[Call], kills: list[Kill]) -> dict[str, Any]:
     """Calls per (row, input) beyond the first, attributed to a kill (a killed work
     horse held a job of that row) or not."""
-    calls = collections.Counter((call.name, call.notes) for call in provider.calls)
+    calls = collections.Counter((call.name, call.notes) for call in calls_made)
     killed_rows = set().union(*(kill.rows for kill in kills)) if kills else set()
     extra = {key: n - 1 for key, n in calls.items() if n > 1}
     unattributed = [key for key in extra if key[0] not in killed_rows]
@@ -295,13 +316,13 @@ def extra_calls(provider: Provider, kills: list[Kill]) -> dict[str, Any]:
     }
 
 
-def usage_rows(provider: Provider, pk_to_name: dict[str, str]) -> dict[str, Any]:
+def usage_rows(calls_made: list[Call], pk_to_name: dict[str, str]) -> dict[str, Any]:
     """Calls the provider received per row against the row's AIUsage rows."""
     from django_ai_fields.models import AIUsage
 
     logged = AIUsage.objects.filter(cache_hit=False).values_list("job__object_id", flat=True)
     usage = collections.Counter(pk_to_name.get(object_id, "?") for object_id in logged)
-    per_row = collections.Counter(call.name for call in provider.calls)
+    per_row = collections.Counter(call.name for call in calls_made)
     short = {name: (n, usage[name]) for name, n in per_row.items() if n > usage[name]}
     return {
         "calls_without_usage_row": sum(made - rows for made, rows in short.values()),
@@ -340,7 +361,13 @@ def fresh_redis(queue: Any) -> None:
 
 def failed(report: dict[str, Any]) -> list[str]:
     """What ``--check`` fails on."""
-    keys = ("rows_lost", "jobs_left_open", "extra_calls_unattributed", "calls_without_usage_row")
+    keys = (
+        "rows_lost",
+        "jobs_left_open",
+        "extra_calls_unattributed",
+        "requests_cut_unattributed",
+        "calls_without_usage_row",
+    )
     return [key for key in keys if report[key]]
 
 
