@@ -38,6 +38,7 @@ from __future__ import annotations
 import argparse
 import collections
 import hashlib
+import io
 import json
 import os
 import random
@@ -244,16 +245,24 @@ def load(rows: int, updates: int, seconds: float) -> None:
     connection.close()
 
 
-def wait_quiet(timeout: float) -> float:
-    """Wait until no job is open; returns when the last one ended."""
+def wait_quiet(timeout: float, cron: float) -> float:
+    """Wait until no job is open, running ``ai_requeue`` every ``cron`` seconds as
+    docs/reliability.md's backstop cron job would; returns when the last job ended.
+    (A worker SIGKILLed while it held RQ's scheduler lock leaves the periodic sweep
+    unscheduled until RQ's maintenance, up to 10 minutes, when the workers are idle.)"""
+    from django.core.management import call_command
     from django.db.models import Max
 
     from django_ai_fields.models import AIJob
 
     deadline = time.time() + timeout
+    next_cron = time.time() + cron
     while time.time() < deadline:
         if not AIJob.objects.filter(status__in=OPEN).exists():
             break
+        if cron and time.time() >= next_cron:
+            call_command("ai_requeue", stdout=io.StringIO())
+            next_cron = time.time() + cron
         time.sleep(0.5)
     last = AIJob.objects.aggregate(last=Max("finished_at"))["last"]
     return last.timestamp() if last else time.time()
@@ -411,7 +420,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 load_end = time.time()
                 stop.set()
                 thread.join()
-                last = wait_quiet(args.timeout)
+                last = wait_quiet(args.timeout, args.cron)
             finally:
                 stop.set()
                 pool.stop()
@@ -435,6 +444,7 @@ def main() -> int:
     parser.add_argument("--job-timeout", type=int, default=120)
     parser.add_argument("--sweep-interval", type=int, default=10)
     parser.add_argument("--timeout", type=float, default=600, help="wait for the jobs to end")
+    parser.add_argument("--cron", type=float, default=60, help="ai_requeue every N s (0: never)")
     parser.add_argument("--check", action="store_true")
     parser.add_argument("--output", type=Path, default=None)
     args = parser.parse_args()
