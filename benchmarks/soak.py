@@ -247,9 +247,7 @@ def load(rows: int, updates: int, seconds: float) -> None:
 
 def wait_quiet(timeout: float, cron: float) -> float:
     """Wait until no job is open, running ``ai_requeue`` every ``cron`` seconds as
-    docs/reliability.md's backstop cron job would; returns when the last job ended.
-    (A worker SIGKILLed while it held RQ's scheduler lock leaves the periodic sweep
-    unscheduled until RQ's maintenance, up to 10 minutes, when the workers are idle.)"""
+    docs/reliability.md's backstop cron job would; returns when the last job ended."""
     from django.core.management import call_command
     from django.db.models import Max
 
