@@ -46,6 +46,7 @@ __all__ = [
     "AIProposal",
     "AIUsage",
     "AIUsageDaily",
+    "CallState",
     "ErrorCode",
     "Phase",
     "ProviderBatch",
@@ -206,6 +207,16 @@ class AIProposal(AIJob):
         verbose_name_plural = _("AI proposals")
 
 
+class CallState(models.TextChoices):
+    """Where a logged provider call stands. A call is logged ``sent`` before its
+    request leaves, at the worst case its quota reservation holds, and ``settled``
+    with what it used once its answer (or its error) is back. A call whose work
+    horse died in flight stays ``sent``: counted at its worst case, never less."""
+
+    SENT = "sent", _("sent, no answer")
+    SETTLED = "settled", _("settled")
+
+
 class AIUsage(models.Model):
     """One provider call (or result-cache hit), success or failure."""
 
@@ -249,6 +260,13 @@ class AIUsage(models.Model):
         _("error code"), max_length=32, choices=ErrorCode.choices, blank=True, default=""
     )
     created_at = models.DateTimeField(_("created"), auto_now_add=True, db_index=True)
+    call_state = models.CharField(
+        _("call state"),
+        max_length=8,
+        choices=CallState.choices,
+        default=CallState.SETTLED,
+        db_default=CallState.SETTLED,
+    )
     # True once the row is counted in AIUsageDaily: at once when the app logs a call;
     # a row written any other way is rolled up by the sweep (money/usage_rollup.py).
     rolled_up = models.BooleanField(default=False, db_default=False, editable=False)
@@ -263,6 +281,12 @@ class AIUsage(models.Model):
             models.Index(fields=["tenant", "created_at"], name="aiusage_tenant_idx"),
             # Finds the few rows not rolled up yet (a boolean B-tree stays small).
             models.Index(fields=["rolled_up"], name="aiusage_rolled_up_idx"),
+            # The few calls never answered (their worker died in flight).
+            models.Index(
+                fields=["call_state"],
+                condition=Q(call_state=CallState.SENT),
+                name="aiusage_unsettled_idx",
+            ),
         ]
 
     def __str__(self) -> str:

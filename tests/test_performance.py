@@ -22,8 +22,10 @@ ROW = {"name": "Ada", "company": "Acme", "notes": "Wants 20 seats", "ssn": "123-
 # inside a test's transaction): not the queries a job's work needs.
 TRANSACTION_CONTROL = ("BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE SAVEPOINT")
 # 8 for the job's own work, plus the usage roll-up's one upsert per call
-# (docs/performance.md#usage-summed-once).
-MAX_QUERIES_PER_JOB = 9
+# (docs/performance.md#usage-summed-once), plus the call's usage row logged
+# ``sent`` before the request leaves (settled by an UPDATE where the INSERT was):
+# a worker killed mid-call leaves the call counted (docs/reliability.md#kill-soak).
+MAX_QUERIES_PER_JOB = 10
 
 
 def loaded(model: type[models.Model], **values: Any) -> Any:
@@ -139,5 +141,5 @@ def test_queries_per_job_do_not_grow_with_fields_or_rows(
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_job_makes_at_most_nine_queries(per_job_counts: dict[str, list[int]]) -> None:
+def test_a_job_makes_at_most_ten_queries(per_job_counts: dict[str, list[int]]) -> None:
     assert max(n for counts in per_job_counts.values() for n in counts) <= MAX_QUERIES_PER_JOB

@@ -40,10 +40,12 @@ class AIUsageAdmin(TenantScopedAdminMixin, ExportMixin, admin.ModelAdmin):
     def media(self) -> Any:
         return super().media + CHART_MEDIA
 
-    list_display = ("created_at", "tenant", *USAGE_CALL_COLUMNS, "job_link")
+    list_display = ("created_at", "tenant", *USAGE_CALL_COLUMNS, "call_state", "job_link")
     list_filter = (
         "success",
         "cache_hit",
+        # "sent, no answer": in flight, or its worker died mid-call (worst case counted).
+        "call_state",
         ("provider", RolledUpValuesFilter),
         ("model", RolledUpValuesFilter),
         ("tenant", RolledUpValuesFilter),

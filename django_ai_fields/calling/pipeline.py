@@ -1,6 +1,9 @@
-"""One provider call with its bookkeeping: quota reservation before; after it,
-whatever happened, one transaction (``book``) with its AIUsage row, the
-reservation settled to what it used and the job charged (money/bills.py)."""
+"""One provider call with its bookkeeping. Before it, one transaction: the quota
+reservation of its worst case and its AIUsage row logged ``sent`` at that worst
+case (``log_before_sending``), so a worker killed mid-call leaves the call counted,
+never lost. After it, whatever happened, one transaction (``book``): the row
+settled to what the call used, the reservation likewise, the job charged
+(money/bills.py)."""
 
 from __future__ import annotations
 
@@ -8,6 +11,7 @@ import json
 import time
 from collections.abc import Generator
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any, TypeVar
 
 from rq.timeouts import JobTimeoutException
@@ -21,7 +25,7 @@ from ..functions import AIFunction
 from ..models import AIJob, AIUsage, ErrorCode, Phase
 from ..money import quotas, usage_rollup
 from ..money.bills import NO_ANSWER, Bill
-from ..money.pricing import price_as
+from ..money.pricing import micro_to_usd, price_as
 from ..observability.calls import call_finished, call_started
 from ..privacy.redaction import Masking
 from ..providers import (
@@ -110,9 +114,7 @@ def drive(pipeline: Pipeline[T]) -> T:
 
 def call_provider(job: AIJob, prepared: Prepared) -> Pipeline[CompletionResponse]:
     """Reserve quota, call, then book the call. Raises QuotaRefused or ProviderError."""
-    reservations = reserve_quota(job, prepared)
-    if reservations:
-        transitions.write(job, reservations=reservations)
+    reservations, sent = log_before_sending(job, prepared)
     started = time.monotonic()
     observed = call_started(
         job, prepared.request, prepared.provider, streamed=prepared.function.options.stream
@@ -138,11 +140,41 @@ def call_provider(job: AIJob, prepared: Prepared) -> Pipeline[CompletionResponse
         error=error,
         reservations=reservations,
         duration_ms=duration_ms,
+        sent=sent,
     )
     call_finished(observed, job, usage, error)
     if error is not None:
         raise error
     return response
+
+
+def log_before_sending(
+    job: AIJob, prepared: Prepared
+) -> tuple[list[quotas.Reservation], AIUsage]:
+    """Reserve the call's worst case and log the call ``sent`` at it, in one
+    transaction, before the request leaves. The reservations stay in this run's
+    memory only (not on the job): a run killed mid-call leaves them spent, and its
+    usage row counted at the worst case; the sweep releases neither."""
+    demand = worst_case(prepared)
+    request = prepared.request
+    with databases.atomic(AIJob):
+        reservations = quotas.reserve(job.tenant, demand, prepared.function.budget())
+        sent = usage_rollup.log_sent(
+            tenant=job.tenant,
+            job=job,
+            provider=prepared.provider,
+            model=prepared.model,
+            input_tokens=sent_bytes(request),
+            output_tokens=request.max_tokens,
+            cost_usd=worst_cost_usd(demand),
+            success=False,
+        )
+    return reservations, sent
+
+
+def worst_cost_usd(demand: quotas.Demand) -> Decimal | None:
+    """A reservation's worst-case cost in dollars (None: the model has no price)."""
+    return None if demand.cost_micro is None else micro_to_usd(Decimal(demand.cost_micro))
 
 
 def book(
@@ -154,26 +186,30 @@ def book(
     error: ProviderError | None,
     reservations: list[quotas.Reservation],
     duration_ms: int = 0,
+    sent: AIUsage | None = None,
     **columns: Any,
 ) -> AIUsage:
-    """After a call, in one transaction: its usage row, the reservation settled to
-    what it used (the job's reservations cleared, with ``columns``, in the same
+    """After a call, in one transaction: its usage row (``sent``, logged before the
+    call, settled; else a new one), the reservation settled to what it used (a
+    batch job's reservations, kept on the job, cleared with ``columns`` in the same
     write). An answer's tokens and cost are charged to the job, which moves on to
     PARSE, with its next write (transitions.write_later). The bill is computed once."""
     bill = bill_for(provider, model, response, error)
     if bill.answered:
         charge(job, bill, answer_of(response, error))
-    if reservations:
+    on_job = bool(reservations) and sent is None
+    if on_job:
         columns["reservations"] = []
     with databases.atomic(AIJob):
         usage = record_usage(
-            job, provider, model, response, bill, error=error, duration_ms=duration_ms
+            job, provider, model, response, bill, error=error, duration_ms=duration_ms, sent=sent
         )
         held = write_if_held(job, columns)
         if reservations:
-            # A run that lost its lease lost its reservations too (the sweep released
-            # them): the call then counts in full.
-            quotas.settle(reservations if held else quotas.released(reservations), bill.demand())
+            # Reservations kept on a job whose run lost its lease were released by
+            # the sweep: the call then counts in full.
+            mine = reservations if held or not on_job else quotas.released(reservations)
+            quotas.settle(mine, bill.demand())
             quotas.check_alerts(job.tenant, reservations)
     return usage
 
@@ -266,16 +302,32 @@ def record_usage(
     error: ProviderError | None = None,
     duration_ms: int = 0,
     cache_hit: bool = False,
+    sent: AIUsage | None = None,
 ) -> AIUsage:
-    """The call's AIUsage row, priced by ``bill`` (the model we asked for)."""
+    """The call's AIUsage row, priced by ``bill`` (the model we asked for): ``sent``
+    (logged before the call) settled, else a new row."""
     response = answer_of(response, error)
     priced = price_as(provider, model)
+    values = usage_values(response, bill, error, priced if priced != model else "")
+    if sent is not None:
+        return usage_rollup.settle_call(sent, **values, duration_ms=duration_ms)
     return usage_rollup.log_call(
         tenant=job.tenant,
         job=job,
         provider=provider,
-        # The model asked for (and priced); the name the answer claims only beside it.
         model=model,
+        **values,
+        duration_ms=duration_ms,
+        cache_hit=cache_hit,
+    )
+
+
+def usage_values(
+    response: CompletionResponse, bill: Bill, error: ProviderError | None, priced_as: str
+) -> dict[str, Any]:
+    """What a call used, as AIUsage columns (the model asked for is priced; the name
+    the answer claims is kept only beside it)."""
+    return dict(
         reported_model=response.model,
         input_tokens=response.input_tokens,
         output_tokens=response.output_tokens,
@@ -284,13 +336,11 @@ def record_usage(
         reasoning_tokens=response.reasoning_tokens,
         cost_usd=bill.cost_usd,
         gateway_cost_usd=response.gateway_cost_usd,
-        priced_as=priced if priced != model else "",
+        priced_as=priced_as,
         tool_calls=response.tool_uses,
         # Tool fees are a part of cost_usd (nothing when the call cost nothing).
         tool_cost_usd=bill.tool_cost_usd,
-        duration_ms=duration_ms,
         success=error is None,
-        cache_hit=cache_hit,
         error_code=error.code if error else "",
     )
 

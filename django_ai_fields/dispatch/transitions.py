@@ -13,6 +13,7 @@ record (after the commit), counts in the metrics and sends its signal:
        ▲  ◀──not_handed_over──┘                   │                 cancelled | superseded
        │                                          ├──requeue──▶ queued (a delayed retry)
        └───────────recover_lost (worker died)─────┘──wait_in_batch──▶ queued (BATCH)
+                   (or ──▶ superseded: a newer job for the row and field exists)
     failed | cancelled ──restart──▶ pending        pending | queued ──cancel──▶ cancelled
 
     running ──to_review──▶ in_review ──accept──▶ succeeded     (review=True, docs/values.md)
@@ -28,9 +29,10 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import F, QuerySet
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 from .. import databases, signals
 from ..codes import FINISHED_STATUSES, OPEN_STATUSES, Phase, Status
@@ -194,23 +196,30 @@ def recover_lost(
     error_code: str,
     error: str,
     now: datetime | None = None,
+    newer: QuerySet[AIJob] | None = None,
 ) -> str | None:
-    """A run was lost (its worker died): fail the job when no attempts are left, else
-    back to pending, and release its quota reservations. ``guarded`` selects the job
-    only in the state it was read in; returns the new status, or None when something
-    else changed the job meanwhile."""
-    values: dict[str, Any] = {"run_token": "", "reservations": [], "updated_at": timezone.now()}
-    if exhausted:
-        values.update(
-            status=Status.FAILED,
-            error_code=error_code,
-            error=error,
-            finished_at=now or timezone.now(),
-        )
+    """A run was lost (its worker died): superseded when a newer job exists for its
+    row and field (``newer``: open or finished, it has the newer work: this one must
+    not call again nor write), else failed when no attempts are left, else back to
+    pending; its quota reservations are released. ``guarded`` selects the job only
+    in the state it was read in; returns the new status, or None when something else
+    changed the job meanwhile."""
+    now = now or timezone.now()
+    values: dict[str, Any] = {"run_token": "", "reservations": [], "updated_at": now}
+    if newer is not None and newer.exists():
+        values.update(_superseded_by_newer(now))
+    elif exhausted:
+        values.update(status=Status.FAILED, error_code=error_code, error=error, finished_at=now)
     else:
         values["status"] = Status.PENDING
     with databases.atomic():
-        if not guarded.update(**values):
+        try:
+            with databases.atomic():  # a savepoint: a newer open job may win the race
+                updated = guarded.update(**values)
+        except IntegrityError:  # one open job per row and field: a newer one is open
+            values.update(_superseded_by_newer(now))
+            updated = guarded.update(**values)
+        if not updated:
             return None
         if job.reservations:
             quotas.release(job.reservations)
@@ -219,6 +228,21 @@ def recover_lost(
     _announce(job, level=logging.WARNING)
     _signal(job)
     return str(values["status"])
+
+
+def _superseded_by_newer(now: datetime) -> dict[str, Any]:
+    return {
+        "status": Status.SUPERSEDED,
+        "error_code": "",
+        "error": str(SUPERSEDED_BY_NEWER),
+        "finished_at": now,
+    }
+
+
+SUPERSEDED_BY_NEWER = _(
+    "The worker running this job died, and a newer job for its row and field exists: "
+    "that one does the work."
+)
 
 
 # -- a person's actions ------------------------------------------------------------------

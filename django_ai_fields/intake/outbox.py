@@ -263,22 +263,41 @@ def _reuse_or_create(
     using: str,
     **values: object,
 ) -> tuple[AIJob, bool]:
-    """Coalesce into the open job for this row and field, or start a new one."""
+    """Coalesce into the open job for this row and field, or start a new one. Safe
+    against the races around it: the open job leased (or finished, or deleted) right
+    after the UPDATE, and a concurrent save creating the open job between the
+    UPDATE and the INSERT (then the UPDATE is tried again)."""
     target = {"content_type": content_type, "object_id": object_id, "field_name": field.name}
-    open_jobs = (
-        AIJob.objects.using(using)
-        .filter(**target, function=FIELD_FUNCTION, status__in=OPEN_STATUSES)
-        .exclude(phase=Phase.BATCH)  # its request is with the provider already
-    )
     updates = dict(values)
     if not values.get("force"):
         updates.pop("force")  # an explicit regenerate's force flag survives later saves
-    if open_jobs.update(**updates, updated_at=timezone.now()):
-        return open_jobs.get(), False
-    try:
-        with transaction.atomic(using=using):
-            return AIJob.objects.using(using).create(**target, **values), True
-    except IntegrityError:
-        # A concurrent save created the open job between our UPDATE and INSERT.
-        open_jobs.update(**updates, updated_at=timezone.now())
-        return open_jobs.get(), False
+    for attempt in range(COALESCE_ATTEMPTS):
+        job = _coalesce(target, updates, using)
+        if job is not None:
+            return job, False
+        try:
+            with transaction.atomic(using=using):
+                return AIJob.objects.using(using).create(**target, **values), True
+        except IntegrityError:
+            # A concurrent save created the open job between our UPDATE and INSERT.
+            if attempt == COALESCE_ATTEMPTS - 1:
+                raise
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+# How many times a save tries to coalesce into, or create, a row field's open job.
+COALESCE_ATTEMPTS = 3
+
+
+def _coalesce(target: dict[str, object], updates: dict[str, object], using: str) -> AIJob | None:
+    """Merge the save into the row field's open job; the job, or None when none is
+    open. Read back by status first; a save outside a transaction commits the UPDATE
+    at once, and a worker may lease the job before the read: it is then the newest
+    job of the row and field (None only if it was deleted meanwhile)."""
+    jobs = AIJob.objects.using(using).filter(**target, function=FIELD_FUNCTION)
+    open_jobs = jobs.filter(status__in=OPEN_STATUSES).exclude(
+        phase=Phase.BATCH  # its request is with the provider already
+    )
+    if not open_jobs.update(**updates, updated_at=timezone.now()):
+        return None
+    return open_jobs.first() or jobs.order_by("-pk").first()

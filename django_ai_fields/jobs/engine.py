@@ -104,6 +104,7 @@ def generate(job: AIJob, policy: TenantPolicy | None) -> Pipeline[str]:
     job.steps = with_step(job, {"phase": Phase.PREP})  # written with the next update
     try:
         prepared = prepare(job, policy)
+        check_still_wanted(job, prepared)
     except PREP_REFUSALS as exc:
         return end_at_prep(job, exc)
     key = cache_key(prepared, job.tenant)
@@ -126,6 +127,25 @@ def generate(job: AIJob, policy: TenantPolicy | None) -> Pipeline[str]:
     except Unusable as exc:
         return end_unusable(job, str(exc), exc.response)
     return write_back(job, prepared, parsed)
+
+
+def check_still_wanted(job: AIJob, prepared: Prepared) -> None:
+    """Raise Superseded when the row no longer holds what the job was opened for
+    (the rendered inputs' hash differs from the job's) and a newer job exists for
+    the row and field: a save opened it while this job ran (saves coalesce only
+    into pending or queued jobs), or this job is a lost one run again. That job
+    calls for these inputs; this one calling too would make two calls for one input.
+    No query unless the hashes differ (docs/reliability.md#one-call-per-input)."""
+    if not job.input_hash or prepared.function.input_hash(prepared.data) == job.input_hash:
+        return
+    if recovery.newer_jobs(job).exists():
+        raise Superseded(str(NEWER_JOB_CALLS))
+
+
+NEWER_JOB_CALLS = _(
+    "The row's inputs changed after this job was opened, and a newer job for its row "
+    "and field calls for them."
+)
 
 
 def cache_key(prepared: Prepared, tenant: str) -> str:

@@ -12,6 +12,10 @@ import contextlib
 import random
 from typing import Any
 
+from django.db import IntegrityError
+from django.utils.translation import gettext_lazy as _
+
+from .. import databases
 from ..calling.pipeline import Prepared
 from ..calling.routing import Deferred
 from ..conf import get_setting
@@ -68,10 +72,22 @@ def record_request(job: AIJob, prepared: Prepared, cache_key: str, **values: Any
 
 def requeue(job: AIJob, delay: float, *, use_attempt: bool, **values: Any) -> str:
     """Put the job back on the queue in ``delay`` seconds. ``use_attempt=False``: a
-    wait (concurrency cap, open circuit, no batch API), not a retry."""
-    transitions.requeue(job, use_attempt=use_attempt, **values)
+    wait (concurrency cap, open circuit, no batch API), not a retry. A save that
+    opened a newer job for the row and field while this one ran makes this one
+    ``superseded`` instead (one open job per row and field: the newer one calls)."""
+    try:
+        with databases.atomic(AIJob):  # a savepoint: the constraint's refusal is ours
+            transitions.requeue(job, use_attempt=use_attempt, **values)
+    except IntegrityError:
+        finish(job, Status.SUPERSEDED, phase=job.phase, error=str(NEWER_JOB_OPEN))
+        return Status.SUPERSEDED
     handover.now_or_later(job.pk, delay)
     return Status.QUEUED
+
+
+NEWER_JOB_OPEN = _(
+    "A newer job for this row and field was opened while this one ran: it does the work."
+)
 
 
 def postpone(job: AIJob, delay: float) -> str:

@@ -130,12 +130,13 @@ def describe(visit: Context) -> str:
 
 
 def recover_lost_jobs(now: datetime, report: SweepReport) -> list[int]:
-    """Running jobs older than JOB_TIMEOUT lost their worker: fail them, or return
-    their ids (now pending) to be enqueued again."""
+    """Running jobs older than JOB_TIMEOUT lost their worker: supersede them (a newer
+    job for the row and field exists), fail them, or return their ids (now pending)
+    to be enqueued again."""
     requeue: list[int] = []
     deadline = now - timedelta(seconds=get_setting("JOB_TIMEOUT"))
     lost = AIJob.objects.filter(status=Status.RUNNING, started_at__lt=deadline)
-    for job in lost.only("pk", "run_token", "attempts", "reservations")[:JOBS_PER_SWEEP]:
+    for job in lost.only(*recovery.LOST_JOB_COLUMNS)[:JOBS_PER_SWEEP]:
         guarded = AIJob.objects.filter(pk=job.pk, status=Status.RUNNING, run_token=job.run_token)
         outcome = recover_lost(
             job,
@@ -144,6 +145,7 @@ def recover_lost_jobs(now: datetime, report: SweepReport) -> list[int]:
             error_code=ErrorCode.TIMEOUT,
             error="The worker running this job was lost and no attempts are left.",
             now=now,
+            newer=recovery.newer_jobs(job),
         )
         if outcome == Status.FAILED:
             report.failed += 1

@@ -23,7 +23,7 @@ from django.db.models.functions import Cast, Greatest, Round
 from django.utils import timezone
 
 from .. import databases
-from ..models import LATENCY_BOUNDS, LATENCY_COLUMNS, AIUsage, AIUsageDaily
+from ..models import LATENCY_BOUNDS, LATENCY_COLUMNS, AIUsage, AIUsageDaily, CallState
 
 # What a roll-up row is per: a filter on these (and on whole days) selects whole rows.
 KEY = ("tenant", "provider", "model", "success", "cache_hit", "error_code")
@@ -106,6 +106,48 @@ def log_call(**values: Any) -> AIUsage:
         usage = AIUsage.objects.using(db).create(**values, rolled_up=True)
         add(key_of(usage), counters_of(usage), using=db)
     return usage
+
+
+def log_sent(**values: Any) -> AIUsage:
+    """Insert the AIUsage row of a call about to be sent, ``sent`` at its worst case
+    (one INSERT). Not rolled up yet: readers add it from the log, and ``settle_call``
+    counts it once with what it used; one never settled (its worker died in flight)
+    is rolled up as it stands by ``catch_up``."""
+    db = databases.for_decisions(AIUsage)
+    return AIUsage.objects.using(db).create(**values, call_state=CallState.SENT)
+
+
+def settle_call(sent: AIUsage, **values: Any) -> AIUsage:
+    """Write what a ``sent`` call used into its row and count it once in the roll-up,
+    in the booking's transaction: the conditional UPDATE and the roll-up row's
+    increment (two queries). If the sweep's ``catch_up`` counted the row as sent
+    meanwhile, its counters are taken back out first, so every call counts once."""
+    db = sent._state.db or databases.for_decisions(AIUsage)
+    values = {**values, "call_state": CallState.SETTLED}
+    with transaction.atomic(using=db, savepoint=False):
+        rows = AIUsage.objects.using(db).filter(pk=sent.pk)
+        if not rows.filter(rolled_up=False).update(**values, rolled_up=True):
+            counted = rows.select_for_update().first()
+            if counted is None:  # deleted meanwhile: log the call anew
+                return log_call(**{**fields_of(sent), **values})
+            negated = {name: -value for name, value in counters_of(counted).items()}
+            add(key_of(counted), negated, using=db)
+            rows.update(**values)
+        for name, value in values.items():
+            setattr(sent, name, value)
+        sent.rolled_up = True
+        add(key_of(sent), counters_of(sent), using=db)
+    return sent
+
+
+def fields_of(usage: AIUsage) -> dict[str, Any]:
+    """The column values of a usage row, to insert it again."""
+    skipped = {"id", "created_at", "rolled_up", "call_state"}
+    return {
+        f.attname: getattr(usage, f.attname)
+        for f in AIUsage._meta.concrete_fields
+        if f.attname not in skipped
+    }
 
 
 def add(

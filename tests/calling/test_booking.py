@@ -50,8 +50,8 @@ def test_a_call_that_outlives_its_lease_is_booked_and_counted_in_full(fake_provi
     results: list[str] = []
     background = in_background(lambda: results.append(run_job(job.pk)))
     wait_for(lambda: fake_provider.calls == 1)  # the call is in flight
-    # The sweep takes the job as lost (as if its worker had died): it releases the
-    # run's reservations and puts the job back.
+    # The sweep takes the job as lost (as if its worker had died) and puts the job
+    # back; the run's reservations are its own (the call had left): it settles them.
     later = timezone.now() + timedelta(seconds=get_setting("JOB_TIMEOUT") + 1)
     assert sweep(now=later).recovered == 1
     background.join(timeout=60)

@@ -29,7 +29,7 @@ from rq.job_lifecycle import record_job_failure
 
 from django_ai_fields.jobs import sweep
 from django_ai_fields.jobs.tasks import run_job
-from django_ai_fields.models import AIUsage, ErrorCode, Quota, Status
+from django_ai_fields.models import AIUsage, CallState, ErrorCode, Quota, Status
 from django_ai_fields.money import quotas
 from django_ai_fields.queues import get_queue
 from tests.conftest import REAL_REDIS, Worker
@@ -202,7 +202,9 @@ def test_a_dropped_connection_on_the_last_attempt_fails_as_internal(
 
 
 @pytest.mark.skipif(not POSTGRES, reason="needs PostgreSQL (DATABASE_URL): SQLite never drops")
-def test_postgres_terminating_the_connection_mid_call_retries_and_releases_quota(fake_provider):
+def test_postgres_terminating_the_connection_mid_call_retries_and_keeps_the_call_counted(
+    fake_provider,
+):
     import psycopg
 
     from tests.settings import DATABASES
@@ -224,9 +226,12 @@ def test_postgres_terminating_the_connection_mid_call_retries_and_releases_quota
     assert run_job(job.pk) == Status.QUEUED  # reconnected, and the job goes round again
     job = fresh(job)
     assert (job.attempts, job.error_code, job.reservations) == (1, ErrorCode.INTERNAL, [])
-    assert quotas.usage_for("", "requests", "day") == 0  # the stranded reservation went back
-    assert run_job(job.pk) == Status.SUCCEEDED
+    # The call left (the provider bills it) but its booking was lost with the
+    # connection: it stays counted at its worst case, its reservation spent.
     assert quotas.usage_for("", "requests", "day") == 1
+    assert AIUsage.objects.get(job=job).call_state == CallState.SENT
+    assert run_job(job.pk) == Status.SUCCEEDED
+    assert quotas.usage_for("", "requests", "day") == 2
     lead.refresh_from_db()
     assert lead.heat == "hot"
 
@@ -268,7 +273,7 @@ def test_redis_down_when_a_retry_is_enqueued_leaves_the_job_pending_then_done(
 # --------------------------------------------------------------------------- quotas of dead runs
 
 
-def test_a_killed_run_releases_its_reservation_and_the_job_is_charged_once(
+def test_a_run_killed_mid_call_keeps_its_call_counted_and_the_retry_counts_too(
     fake_provider, worker, settings
 ):
     configure(settings, MAX_ATTEMPTS=3)
@@ -276,21 +281,22 @@ def test_a_killed_run_releases_its_reservation_and_the_job_is_charged_once(
     fake_provider.reply_text = "hot"
     _lead, job = job_for("heat")
     if REAL_REDIS:
-        kill_work_horse_mid_call(job, fake_provider, worker)  # it had reserved
+        kill_work_horse_mid_call(job, fake_provider, worker)  # its call had left
     else:
-        from django_ai_fields.jobs.lifecycle import lease
+        from django_ai_fields.jobs.engine import job_pipeline
 
         rq_id = fresh(job).rq_job_id
-        leased = lease(job.pk)
-        held = quotas.reserve("", quotas.Demand(1, 100, 0))
-        type(leased).objects.filter(pk=job.pk).update(reservations=held)
+        run = job_pipeline(job.pk)
+        next(run)  # held where its request leaves, never resumed: the horse died there
         fail_rq_job_as_rq_does(rq_id, "Work-horse terminated unexpectedly")
-    assert quotas.usage_for("", "requests", "day") == 1  # held by the dead run
+    assert quotas.usage_for("", "requests", "day") == 1  # the dead run's call
     requeue()
-    assert quotas.usage_for("", "requests", "day") == 0
+    assert quotas.usage_for("", "requests", "day") == 1  # not released: the call left
     worker.drain()
     assert fresh(job).status == Status.SUCCEEDED
-    assert quotas.usage_for("", "requests", "day") == 1
+    assert quotas.usage_for("", "requests", "day") == 2  # two calls, both counted
+    states = AIUsage.objects.filter(job=job).order_by("pk").values_list("call_state", flat=True)
+    assert list(states) == [CallState.SENT, CallState.SETTLED]
     assert timezone.now() >= fresh(job).finished_at
 
 

@@ -8,7 +8,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
-from ...models import AIUsage
+from ...models import AIUsage, CallState
 from ...observability.analytics import unknown_cost_models, usage_by
 
 COLUMNS = ("Tenant", "Model", "Calls", "Input tokens", "Output tokens", "Cost (USD)")
@@ -83,6 +83,7 @@ class Command(BaseCommand):
         for line in format_table(rows):
             self.stdout.write(line)
         self.write_unknown_costs(usage)
+        self.write_unanswered(usage)
 
     def write_unknown_costs(self, usage: Any) -> None:
         """Calls whose model had no price: their cost is not in the table."""
@@ -91,4 +92,15 @@ class Command(BaseCommand):
             self.stdout.write(
                 f"Unknown cost: {sum(unknown.values())} call(s) of {', '.join(sorted(unknown))} "
                 "(no price known; not in the totals). Add them to AI_FIELDS['PRICING']."
+            )
+
+    def write_unanswered(self, usage: Any) -> None:
+        """Calls sent whose answer is not logged (in flight, or their worker died
+        mid-call): in the table at the worst case their quota reservation held."""
+        unanswered = usage.filter(call_state=CallState.SENT).count()
+        if unanswered:
+            self.stdout.write(
+                f"No answer: {unanswered} call(s) sent with no answer logged (in flight, "
+                "or their worker died mid-call), counted at their worst case (every "
+                "input byte a token, max_tokens of output, at the model's prices)."
             )
