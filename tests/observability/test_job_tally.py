@@ -133,7 +133,8 @@ def test_the_sweep_tallies_and_the_window_reads_the_tally_only():
     (statement,) = [q["sql"] for q in queries.captured_queries]
     for part in statement.split("UNION ALL"):
         if f"FROM {JOB_TABLE}" in part:
-            assert "." + connection.ops.quote_name("tallied") in part  # only the jobs not tallied yet, by index
+            # only the jobs not tallied yet, by index
+            assert "." + connection.ops.quote_name("tallied") in part
         else:
             assert "FROM " + connection.ops.quote_name("django_ai_fields_aijobdaily") in part
 
