@@ -97,36 +97,12 @@ def request_rows(
     if not instances:
         return []
     using = using or database_of(instances[0])
-    here = recorded(context.capture(using))
-    content_type = job_content_type(field, using)
-    tenant_bound = any(resolve_tenant(obj) for obj in instances)
     keys = [row_keys.key_of(obj) for obj in instances]
+    tenant_bound = any(resolve_tenant(obj) for obj in instances)
     supersede_proposals(keys, [field], tenant_bound, using=using)
-    busy = set(
-        AIJob.objects.using(using)
-        .filter(
-            content_type=content_type,
-            field_name=field.name,
-            function=FIELD_FUNCTION,
-            status__in=OPEN_STATUSES,
-            object_id__in=keys,
-        )
-        .values_list("object_id", flat=True)
-    )
+    busy = rows_with_open_jobs(keys, field, using)
     free = [obj for obj in instances if row_keys.key_of(obj) not in busy]
-    new_jobs = [
-        AIJob(
-            content_type=content_type,
-            object_id=row_keys.key_of(obj),
-            field_name=field.name,
-            tenant=resolve_tenant(obj),
-            input_hash=field.current_input_hash(obj),
-            triggered_by=triggered_by,
-            force=force,
-            **here,
-        )
-        for obj in free
-    ]
+    new_jobs = unsaved_jobs(free, field, using, triggered_by=triggered_by, force=force)
     try:
         with transaction.atomic(using=using):
             created = AIJob.objects.using(using).bulk_create(new_jobs)
@@ -137,11 +113,43 @@ def request_rows(
     by_row = {job.object_id: job for job in created}
     for obj, key in zip(instances, keys, strict=True):
         if key in busy:
-            (job,) = request_jobs(
+            (by_row[key],) = request_jobs(
                 obj, [field], triggered_by=triggered_by, using=using, force=force, enqueue_new=False
             )
-            by_row[key] = job
     return [by_row[key] for key in keys]
+
+
+def unsaved_jobs(
+    rows: list[models.Model], field: AIFieldMixin, using: str, *, triggered_by: str, force: bool
+) -> list[AIJob]:
+    """A new job for ``field`` of each row, not saved yet, in the context of ``using``."""
+    content_type = job_content_type(field, using)
+    here = recorded(context.capture(using))
+    return [
+        AIJob(
+            content_type=content_type,
+            object_id=row_keys.key_of(obj),
+            field_name=field.name,
+            tenant=resolve_tenant(obj),
+            input_hash=field.current_input_hash(obj),
+            triggered_by=triggered_by,
+            force=force,
+            **here,
+        )
+        for obj in rows
+    ]
+
+
+def rows_with_open_jobs(keys: list[str], field: AIFieldMixin, using: str) -> set[str]:
+    """The keys among ``keys`` whose row has an open job for ``field`` (one query)."""
+    open_jobs = AIJob.objects.using(using).filter(
+        content_type=job_content_type(field, using),
+        field_name=field.name,
+        function=FIELD_FUNCTION,
+        status__in=OPEN_STATUSES,
+        object_id__in=keys,
+    )
+    return set(open_jobs.values_list("object_id", flat=True))
 
 
 def job_content_type(field: AIFieldMixin, using: str = "default") -> ContentType:

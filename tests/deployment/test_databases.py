@@ -219,7 +219,8 @@ def test_one_database_without_tenancy_costs_no_extra_query(fake_provider: FakePr
     """Job context and primary reads add no query to the default path: a live save
     (its jobs and their hand-over) and the drain running its job cost what they did
     before them (counted on main before the change: 9 and 14 on SQLite; 15 since the
-    usage roll-up's upsert joined the call's transaction)."""
+    usage roll-up's upsert joined the call's transaction; 18 since a call is recorded
+    `sent` in its own transaction before it leaves, issue 24: BEGIN, INSERT, COMMIT)."""
     if connection.vendor != "sqlite":
         pytest.skip("the counts are SQLite's; CI's first step counts them")
     with CaptureQueriesContext(connection) as saving, transaction.atomic():
@@ -229,8 +230,8 @@ def test_one_database_without_tenancy_costs_no_extra_query(fake_provider: FakePr
 
     assert AIJob.objects.get().status == Status.SUCCEEDED
     assert len(saving) == SAVE_QUERIES, [q["sql"] for q in saving.captured_queries]
-    assert len(running) == RUN_QUERIES, [q["sql"] for q in running.captured_queries]
+    assert len(running) == RUN_QUERIES, "\n".join(q["sql"][:100] for q in running.captured_queries)
 
 
 SAVE_QUERIES = 9
-RUN_QUERIES = 15
+RUN_QUERIES = 18
