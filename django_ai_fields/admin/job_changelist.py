@@ -11,13 +11,13 @@ from __future__ import annotations
 
 from typing import Any, cast
 
-from django.contrib import admin
 from django.core.paginator import Paginator
 from django.db import connections, models
 from django.utils.functional import cached_property
 
 from ..models import AIJob, AIUsageDaily, Quota, TenantPolicy
 from ..tenants.permissions import scope_or_empty
+from .usage_changelist import ValuesReadElsewhereFilter
 
 COUNT_CAP = 10_000
 
@@ -53,25 +53,15 @@ def estimated_rows(queryset: models.QuerySet[Any]) -> int | None:
     return int(row[0]) if row and row[0] >= 0 else None  # -1: never analyzed
 
 
-class SmallTableValuesFilter(admin.AllValuesFieldListFilter):
-    """Django's filter by a column's values, with the values read from small tables
-    (``values()``) instead of ``SELECT DISTINCT`` over the job table. A value given
-    in the URL that is not among them is still offered (and selected)."""
+class SmallTableValuesFilter(ValuesReadElsewhereFilter):
+    """A job column's values from small tables (``in_small_tables()``), not the job
+    table. A value given in the URL that is not among them is still offered (and
+    selected)."""
 
-    def __init__(
-        self,
-        field: Any,
-        request: Any,
-        params: Any,
-        model: Any,
-        model_admin: Any,
-        field_path: str,
-    ) -> None:
-        super().__init__(field, request, params, model, model_admin, field_path)
-        found = set(self.values(request)) | set(self.lookup_val or ())
-        self.lookup_choices = sorted(found)  # type: ignore[assignment]  # any iterable serves
+    def values(self, request: Any, model_admin: Any) -> list[Any] | None:
+        return sorted(set(self.in_small_tables(request)) | set(self.lookup_val or ()))
 
-    def values(self, request: Any) -> list[str]:
+    def in_small_tables(self, request: Any) -> list[str]:
         raise NotImplementedError
 
 
@@ -85,7 +75,7 @@ class JobTenantFilter(SmallTableValuesFilter):
     """Tenants that made calls (the usage roll-up), have a quota or a policy; scoped
     to the user's tenant as the list is."""
 
-    def values(self, request: Any) -> list[str]:
+    def in_small_tables(self, request: Any) -> list[str]:
         found: set[str] = set()
         for table in (AIUsageDaily, Quota, TenantPolicy):
             found.update(_distinct(scope_or_empty(table.objects.all(), request.user), "tenant"))
@@ -95,6 +85,6 @@ class JobTenantFilter(SmallTableValuesFilter):
 class JobModelFilter(SmallTableValuesFilter):
     """Models that were called (the usage roll-up), within the user's tenant."""
 
-    def values(self, request: Any) -> list[str]:
+    def in_small_tables(self, request: Any) -> list[str]:
         daily = scope_or_empty(AIUsageDaily.objects.all(), request.user)
         return sorted(_distinct(daily, "model"))

@@ -22,7 +22,7 @@ from django.db import models, router, transaction
 from .. import databases
 from ..codes import UNFINISHED_STATUSES
 from ..models import AIJob, AIJobDaily
-from ..money.usage_rollup import add, day_of
+from ..money.usage_rollup import add, day_of, in_batches
 
 KEY = ("tenant", "status", "error_code")
 CATCH_UP_BATCH = 5000
@@ -38,13 +38,7 @@ def catch_up(
     """Tally the finished jobs not tallied yet (at most ``batches`` batches); returns
     how many."""
     db = using or databases.for_decisions(AIJob)
-    done = runs = 0
-    while batches is None or runs < batches:
-        moved = _catch_up_batch(db, batch)
-        if not moved:
-            break
-        done, runs = done + moved, runs + 1
-    return done
+    return in_batches(lambda: _catch_up_batch(db, batch), batches)
 
 
 def _catch_up_batch(db: str, batch: int) -> int:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import bisect
 import datetime
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
@@ -233,9 +233,14 @@ def catch_up(
     how many. Each batch is one transaction that locks its rows, counts them and marks
     them, so two sweeps at once, or a crash halfway, never count a row twice or lose one."""
     db = using or databases.for_decisions(AIUsage)
+    return in_batches(lambda: _catch_up_batch(db, batch), batches)
+
+
+def in_batches(one_batch: Callable[[], int], batches: int | None) -> int:
+    """Run ``one_batch`` until it moves nothing (or ``batches`` times); the rows moved."""
     done = runs = 0
     while batches is None or runs < batches:
-        moved = _catch_up_batch(db, batch)
+        moved = one_batch()
         if not moved:
             break
         done, runs = done + moved, runs + 1
