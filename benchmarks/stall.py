@@ -13,14 +13,22 @@ Each round, interleaved:
 - ``noop``: ``--jobs`` RQ no-op jobs, the same burst worker, the same clock.
 
 Both include the worker's start (a Django process: about a second here), the same
-for both. Prints jobs/s per run, min / median / max of each side and of the ratio
-ai / noop, and how many drain tasks each AI run made. A run below 0.8 of the
+for both. The ratio is each AI run over the median of the no-op runs
+(``--noop-runs``, spread over the AI runs). With ``--mode live``
+(``benchmarks/live.py``'s ``noop`` pair): one forking ``rqworker
+--with-scheduler`` is started idle first, and the saves (or the no-op enqueues)
+arrive while it runs, so drains, their marks and companions race the commits.
+
+Prints jobs/s per run, min / median / max of each side and of the ratio ai /
+noop, how long jobs waited from their save to their start, the longest gap
+between two job starts, and how many drains ran them. A run below 0.8 of the
 median is a stall.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import statistics
@@ -47,7 +55,10 @@ def burst_worker(overrides: dict[str, Any]) -> subprocess.Popen[bytes]:
     command = [sys.executable, "-m", "django", "rqworker", settings.QUEUE_NAME, "--burst"]
     command += ["--worker-class", "rq.Worker"]
     return subprocess.Popen(
-        command, env=worker_env(overrides), cwd=ROOT, stdout=subprocess.DEVNULL,
+        command,
+        env=worker_env(overrides),
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
 
@@ -74,6 +85,9 @@ def finish(worker: subprocess.Popen[bytes]) -> float:
 
 
 def ai_run(jobs: int) -> dict[str, Any]:
+    from rq.registry import FinishedJobRegistry
+
+    from benchmarks.workers import get_queue
     from django_ai_fields.models import FINISHED_STATUSES, AIJob
 
     reset()
@@ -81,7 +95,8 @@ def ai_run(jobs: int) -> dict[str, Any]:
         for i in range(jobs):
             save(f"row {i}")
         drains_queued = len(queued_drains())
-        drains_before = drains_run()
+        queue = get_queue()
+        queue.connection.delete(FinishedJobRegistry(queue=queue).key)
         started = time.time()
         worker = burst_worker(overrides)
         done_at = wait_for(
@@ -90,11 +105,12 @@ def ai_run(jobs: int) -> dict[str, Any]:
         exited = finish(worker)
     assert len(clock.arrivals) == jobs, f"{len(clock.arrivals)} calls for {jobs} jobs"
     return {
+        **job_waits(),
         "wall_s": round(done_at - started, 3),
         "jobs_per_s": round(jobs / (done_at - started), 1),
         "worker_exit_after_s": round(exited - done_at, 3),
         "drains_queued_before": drains_queued,
-        "drains_run": drains_run() - drains_before,
+        "drains_run": drains_run(),
     }
 
 
@@ -106,14 +122,46 @@ def noop_run(jobs: int) -> dict[str, Any]:
     reset()
     queue = get_queue()
     registry = FinishedJobRegistry(queue=queue)
-    before = registry.count
+    queue.connection.delete(registry.key)  # entries of earlier runs expire meanwhile
     for _ in range(jobs):
         queue.enqueue("benchmarks.workers.noop")
     started = time.time()
     worker = burst_worker({})
-    done_at = wait_for(lambda: registry.count - before >= jobs, worker)
+    done_at = wait_for(lambda: registry.count >= jobs, worker)
     finish(worker)
-    return {"wall_s": round(done_at - started, 3), "jobs_per_s": round(jobs / (done_at - started), 1)}
+    return {
+        "wall_s": round(done_at - started, 3),
+        "jobs_per_s": round(jobs / (done_at - started), 1),
+    }
+
+
+def live_ai_run(jobs: int) -> dict[str, Any]:
+    from benchmarks.live import throughput
+
+    figures = throughput(jobs, 0.0, 1, "fork")
+    return {**figures, **job_waits()}
+
+
+def live_noop_run(jobs: int) -> dict[str, Any]:
+    from benchmarks.live import noop_throughput
+
+    return noop_throughput(jobs, "fork")
+
+
+def job_waits() -> dict[str, Any]:
+    """How long jobs waited from their save to their start: a stalled job shows here."""
+    from django_ai_fields.models import AIJob
+
+    times = list(AIJob.objects.values_list("created_at", "started_at", "rq_job_id"))
+    waits = sorted((started - created).total_seconds() for created, started, _ in times)
+    starts = sorted(started for _, started, _ in times)
+    gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(starts)]
+    return {
+        "max_wait_s": round(waits[-1], 3),
+        "jobs_waiting_over_1s": sum(1 for w in waits if w > 1.0),
+        "longest_start_gap_s": round(max(gaps, default=0.0), 3),
+        "drains_that_ran_jobs": len({task for _, _, task in times}),
+    }
 
 
 def queued_drains() -> list[str]:
@@ -145,31 +193,46 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--jobs", type=int, default=300)
-    parser.add_argument("--output", type=Path, default=HERE / "stall-results.json")
+    parser.add_argument("--mode", choices=("queued", "live"), default="queued")
+    parser.add_argument(
+        "--noop-runs", type=int, default=None, help="no-op runs (default: --runs), every so often"
+    )
+    parser.add_argument("--output", type=Path, default=None)
     args = parser.parse_args()
     if not os.environ.get("REDIS_URL"):
         sys.exit("benchmarks/stall.py needs REDIS_URL (a real Redis): see its docstring")
     setup_django()
     runs: list[dict[str, Any]] = []
     with run_database():
+        noop_runs = args.runs if args.noop_runs is None else args.noop_runs
+        noop_every = max(1, args.runs // max(1, noop_runs))
+        noops: list[dict[str, Any]] = []
         for n in range(args.runs):
-            ai = ai_run(args.jobs)
-            noop = noop_run(args.jobs)
-            ratio = ai["jobs_per_s"] / noop["jobs_per_s"]
-            runs.append({"ai": ai, "noop": noop, "ratio": round(ratio, 3)})
-            print(n, "ai", ai, "noop", noop, "ratio", round(ratio, 2), flush=True)
+            live = args.mode == "live"
+            ai = live_ai_run(args.jobs) if live else ai_run(args.jobs)
+            if n % noop_every == 0 and len(noops) < noop_runs:
+                noops.append(live_noop_run(args.jobs) if live else noop_run(args.jobs))
+                print(n, "noop", noops[-1], flush=True)
+            runs.append({"ai": ai})
+            print(n, "ai", ai, flush=True)
+    noop_median = statistics.median(r["jobs_per_s"] for r in noops)
+    for run in runs:
+        run["ratio"] = round(run["ai"]["jobs_per_s"] / noop_median, 3)
     ratios = [r["ratio"] for r in runs]
     summary = {
+        "mode": args.mode,
         "jobs": args.jobs,
         "runs": len(runs),
         "ai_jobs_per_s": spread([r["ai"]["jobs_per_s"] for r in runs]),
-        "noop_jobs_per_s": spread([r["noop"]["jobs_per_s"] for r in runs]),
+        "noop_jobs_per_s": spread([r["jobs_per_s"] for r in noops]),
+        "noop_runs": noops,
         "ratio": spread(ratios),
         "stalled_runs": sum(1 for r in ratios if r < 0.8 * statistics.median(ratios)),
         "all": runs,
     }
     print(json.dumps({k: v for k, v in summary.items() if k != "all"}, indent=2))
-    args.output.write_text(json.dumps(summary, indent=2) + "\n")
+    output = args.output or HERE / f"stall-{args.mode}-results.json"
+    output.write_text(json.dumps(summary, indent=2) + "\n")
     return 0
 
 

@@ -162,7 +162,9 @@ def forget_lost_drain(job_context: Context | None = None) -> None:
 def listen(drain_id: str) -> bool:
     """The running drain ``drain_id`` takes the mark, so that commits hand their jobs
     to it and wake it; False when another drain holds it (that one takes them)."""
-    return backend.set_mark(waiting_mark(context.current()), drain_id + LISTENING, LISTEN_MARK_SECONDS)
+    return backend.set_mark(
+        waiting_mark(context.current()), drain_id + LISTENING, LISTEN_MARK_SECONDS
+    )
 
 
 def keep_listening(drain_id: str) -> bool:

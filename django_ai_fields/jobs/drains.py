@@ -110,7 +110,9 @@ class Listener:
         if not self.listening and not self.finished:
             self.listening = handover.listen(self.drain_id)
             if self.listening and self.thread is None:
-                self.thread = threading.Thread(target=self.hear, daemon=True, args=(context.current(),))
+                self.thread = threading.Thread(
+                    target=self.hear, daemon=True, args=(context.current(),)
+                )
                 self.thread.start()
         return self.listening
 

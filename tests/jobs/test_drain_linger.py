@@ -158,7 +158,7 @@ def test_a_job_marked_for_a_listening_drain_is_taken_even_without_its_wake_up(
     assert len(get_queue()) == 0
 
 
-class handover_without_wakeups:  # noqa: N801
+class handover_without_wakeups:
     def __enter__(self) -> None:
         self.wake = handover.backend.wake
         handover.backend.wake = lambda key: None  # type: ignore[assignment]
