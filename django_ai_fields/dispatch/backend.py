@@ -93,6 +93,30 @@ def renew_mark(key: str, value: str, seconds: float) -> bool:
     return bool(store().run(RENEW, [key], value, max(1, int(seconds * 1000))))
 
 
+_SWAP = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+  return 1
+end
+return 0
+"""
+
+
+def _swap_twin(values: Values, keys: list[str], old: str, new: str, ms: int) -> int:
+    if values.get(keys[0]) != old:
+        return 0
+    values.set(keys[0], new, int(ms) / 1000)
+    return 1
+
+
+SWAP = Script(_SWAP, _swap_twin)
+
+
+def swap_mark(key: str, old: str, new: str, seconds: float) -> bool:
+    """Set ``key`` to ``new`` (for ``seconds``) only while it holds ``old``."""
+    return bool(store().run(SWAP, [key], old, new, max(1, int(seconds * 1000))))
+
+
 def schedule_once(key: str, interval: int, task: str, **options: Any) -> bool:
     """Schedule ``task`` in ``interval`` seconds unless the mark ``key`` says a run is
     scheduled already. True when this call scheduled it. The periodic task releases

@@ -136,12 +136,19 @@ def drain_timeout() -> int:
     return int(get_setting("DRAIN_SECONDS")) + 2 * int(get_setting("JOB_TIMEOUT"))
 
 
-def drain_started() -> None:
-    """Called by a drain as it starts: from now on a commit requests the next one."""
+def drain_started(listen: bool = False) -> bool:
+    """Called by a drain as it starts: from now on a commit requests the next one,
+    or, with ``listen``, wakes this one (the mark that named it waiting now names it
+    listening: no commit requests a drain in between). True when it listens."""
+    mark = waiting_mark(context.current())
     try:
-        backend.release_mark(waiting_mark(context.current()))
+        own = backend.current_task_id()
+        if listen and own and backend.swap_mark(mark, own, own + LISTENING, LISTEN_MARK_SECONDS):
+            return True
+        backend.release_mark(mark)
     except Exception as exc:
         logger.debug("Could not release the waiting-drain mark: %s", exc)
+    return False
 
 
 def forget_lost_drain(job_context: Context | None = None) -> None:

@@ -58,6 +58,8 @@ class Listening(Protocol):
 
     def idle(self, until: float) -> bool: ...
 
+    def stop(self) -> None: ...
+
 
 def concurrency() -> int:
     return max(1, int(get_setting("CONCURRENCY")))
@@ -148,6 +150,8 @@ class ChunkRun:
             return
         if self.source_stopped:
             self.source_dry = True
+            if self.listener is not None:
+                self.listener.stop()  # commits now request a fresh drain
             return
         if self.source_dry and time.monotonic() - self.source_looked < DRY_SOURCE_POLL:
             return

@@ -105,10 +105,11 @@ class Listener:
         self.signal: Future[None] = Future()
         self.thread: threading.Thread | None = None
 
-    def listen(self) -> bool:
-        """Hold the mark if no other drain does: commits then wake this one."""
+    def listen(self, holding: bool = False) -> bool:
+        """Hold the mark if no other drain does (``holding``: it was just handed
+        over as the drain started): commits then wake this one."""
         if not self.listening and not self.finished:
-            self.listening = handover.listen(self.drain_id)
+            self.listening = holding or handover.listen(self.drain_id)
             if self.listening and self.thread is None:
                 self.thread = threading.Thread(
                     target=self.hear, daemon=True, args=(context.current(),)
@@ -195,10 +196,12 @@ def linger_seconds() -> float:
 def drain() -> dict[str, int]:
     """Run waiting live jobs until none is left (and none came while it lingered);
     returns how many ended in each status."""
-    handover.drain_started()  # from now on a commit requests the next drain
     seconds = float(get_setting("DRAIN_SECONDS"))
     linger, drain_id = linger_seconds(), backend.current_task_id()
     listener = Listener(drain_id, linger) if linger and drain_id else None
+    # From now on a commit requests the next drain, or wakes this one.
+    if handover.drain_started(listen=listener is not None) and listener is not None:
+        listener.listen(holding=True)
     source = lease_and_share if listener is None else (lambda room: lease_and_share(room, listener))
     run = ChunkRun([], source=source, source_seconds=seconds, listener=listener)
     try:
