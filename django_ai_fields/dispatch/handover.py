@@ -40,7 +40,8 @@ logger = logging.getLogger("django_ai_fields")
 # another context than the default one: DRAIN_PREFIX_IN + the context's key + "-".
 DRAIN_PREFIX = "ai-fields-drain-"
 DRAIN_PREFIX_IN = "ai-fields-drain_"
-# Names the drain that is queued and not yet started (at most one per context).
+# Names the drain that is queued and not yet started, or a running drain that
+# listens (at most one per context).
 WAITING_DRAIN_KEY = "django_ai_fields:drain:waiting"
 # Seconds the mark lives: a drain still waiting then (every worker busy) gets a
 # companion on the next commit; a drain deleted from the queue (``rq empty``, a
@@ -49,9 +50,10 @@ WAITING_MARK_SECONDS = 5
 QUEUE_DOWN = "the task queue is unreachable"
 # A listening drain's mark: its id and this suffix. It lives LISTEN_MARK_SECONDS and
 # the drain renews it while it listens, so a drain that died stops holding back new
-# drains within that time.
+# drains within that time (the jobs handed to it meanwhile are taken by the next
+# drain, which the next commit or the sweep requests).
 LISTENING = "+listening"
-LISTEN_MARK_SECONDS = 3
+LISTEN_MARK_SECONDS = 2
 # The list a listening drain waits on (BLPOP) for the commits' wake-ups.
 WAKE_KEY = "django_ai_fields:drain:wake:{drain_id}"
 

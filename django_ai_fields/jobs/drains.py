@@ -87,7 +87,7 @@ def lease_still_waiting(ids: list[int]) -> list[AIJob]:
 # Seconds between a lingering drain's looks at the queue for other tasks, and between
 # renewals of its listening mark.
 LINGER_CHECK = 0.25
-RENEW_EVERY = 1.0
+RENEW_EVERY = 0.5
 
 
 class Listener:
