@@ -18,7 +18,9 @@ releases the mark, looks once more (a commit may have marked jobs for it just
 before) and exits. It stops listening as soon as its slots are full (commits then
 request a companion drain for another worker) and stops lingering as soon as other
 tasks wait on the queue (a backfill's chunk, another drain), so a lingering drain
-never keeps a worker from work.
+never keeps a worker from work. A listening drain that falls behind (its one
+thread busy while woken jobs wait) requests another drain and lets the commits go
+to it, so live traffic spreads over the workers as before.
 
 Every per-job guarantee is the engine's, unchanged: the run-token lease, the
 stale-input guard, quotas, breaker, rate limits, retries (a job waiting for a
@@ -35,9 +37,11 @@ from __future__ import annotations
 import threading
 import time
 from concurrent.futures import Future, wait
+from datetime import timedelta
 
 from django.db import connections, transaction
 from django.db.models import QuerySet
+from django.utils import timezone
 
 from ..conf import get_setting
 from ..databases import for_decisions
@@ -88,6 +92,9 @@ def lease_still_waiting(ids: list[int]) -> list[AIJob]:
 # renewals of its listening mark.
 LINGER_CHECK = 0.25
 RENEW_EVERY = 0.5
+# A listening drain that leases a job handed over longer ago than this has fallen
+# behind: it hands the next commits to another drain (lease_and_share).
+BEHIND_SECONDS = 0.25
 
 
 class Listener:
@@ -99,6 +106,7 @@ class Listener:
         self.drain_id = drain_id
         self.linger = linger
         self.listening = False
+        self.since = timezone.now()  # when it last began to listen
         self.finished = False
         self.closed = threading.Event()
         self.lock = threading.Lock()
@@ -110,6 +118,7 @@ class Listener:
         over as the drain started): commits then wake this one."""
         if not self.listening and not self.finished:
             self.listening = holding or handover.listen(self.drain_id)
+            self.since = timezone.now()
             if self.listening and self.thread is None:
                 self.thread = threading.Thread(
                     target=self.hear, daemon=True, args=(context.current(),)
@@ -147,6 +156,15 @@ class Listener:
             if not self.signal.done():
                 self.signal.set_result(None)
 
+    def behind(self, leased: list[AIJob]) -> bool:
+        """Whether a job handed over while this drain listened waited longer than
+        ``BEHIND_SECONDS`` for this lease (woken, but its thread was busy). Jobs that
+        waited before it listened (a backlog it started with) do not count."""
+        late = timezone.now() - timedelta(seconds=BEHIND_SECONDS)
+        return any(
+            job.enqueued_at is not None and self.since <= job.enqueued_at < late for job in leased
+        )
+
     def take_signal(self) -> bool:
         """True (and ready for the next one) when a wake-up came."""
         with self.lock:
@@ -176,13 +194,20 @@ def lease_and_share(room: int, listener: Listener | None = None) -> list[AIJob]:
     """A drain's source: ``lease_waiting``, and when the jobs fill its free slots
     with more still waiting, request another drain, so an idle worker joins in
     rather than one work horse taking a whole burst (one drain waits at most).
-    A listening drain listens while it has room to spare, and stops when full."""
+
+    A listening drain listens while it has room to spare and keeps up. It stops when
+    its slots are full, or when it falls behind (a job it leases waited longer than
+    ``BEHIND_SECONDS``: its one thread is the bottleneck), and then requests another
+    drain: the next commits go to that one, on another worker, while this one
+    finishes its calls and takes what still waits."""
     leased = lease_waiting(room)
-    if listener is not None and len(leased) == room:
-        listener.stop()  # full: the next commit requests a drain another worker runs
-    if len(leased) == room and waiting_jobs().exists():
+    full = len(leased) == room
+    behind = listener is not None and listener.listening and listener.behind(leased)
+    if listener is not None and (full or behind):
+        listener.stop()
+    if (full and waiting_jobs().exists()) or behind:
         handover.request_drain()
-    elif listener is not None and len(leased) < room:
+    elif listener is not None and not full:
         listener.listen()
     return leased
 

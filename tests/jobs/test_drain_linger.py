@@ -19,8 +19,10 @@ from rq.timeouts import TimerDeathPenalty
 from django_ai_fields.dispatch import handover
 from django_ai_fields.dispatch.handover import DRAIN_PREFIX, LISTENING, WAITING_DRAIN_KEY
 from django_ai_fields.jobs import sweep
+from django_ai_fields.jobs.drains import BEHIND_SECONDS
 from django_ai_fields.models import AIJob, Status
 from django_ai_fields.queues import get_queue
+from tests.fake_provider import default_responder
 from tests.jobs.test_drains import drain_ids, run_queue, save_articles, statuses, use_ai
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -53,7 +55,7 @@ def mark() -> str | None:
     return None if value is None else value.decode()
 
 
-def eventually(condition: Callable[[], bool], what: str, seconds: float = 60) -> None:
+def eventually(condition: Callable[[], bool], what: str, seconds: float = 120) -> None:
     """Wait for a state (a loaded machine may be slow to reach it): never a timing."""
     deadline = time.monotonic() + seconds
     while not condition():
@@ -189,3 +191,45 @@ def test_a_drain_does_not_linger_where_the_task_backend_cannot_wake_it(settings)
     assert drains.linger_seconds() == 0.0
     use_ai(settings, DRAIN_LINGER=5, TASK_BACKEND="rq")
     assert drains.linger_seconds() == 5.0
+
+
+def test_a_listening_drain_that_falls_behind_hands_the_next_commits_to_another_drain(
+    fake_provider, settings
+):
+    """A drain whose one thread is too busy to take a woken job at once (here: a job
+    handed over while the drain waits for a call, and woken only later) stops
+    listening and requests a drain for another worker, so live traffic is not one
+    work horse's alone."""
+    from django_ai_fields.dispatch import backend
+    from django_ai_fields.dispatch.handover import WAKE_KEY
+
+    use_ai(settings, DRAIN_LINGER=120, CONCURRENCY=4)
+    arrived, release = threading.Event(), threading.Event()
+
+    def hold_the_first_call(request):  # type: ignore[no-untyped-def]
+        if not arrived.is_set():
+            arrived.set()
+            release.wait(60)
+        return default_responder(request)
+
+    fake_provider.responder = hold_the_first_call
+    [first] = save_articles(1, "First")
+    [drain_id] = drain_ids()
+    worker = worker_in_thread()
+    eventually(arrived.is_set, "the first call in flight")
+    assert mark() == drain_id + LISTENING
+    with handover_without_wakeups():  # the drain waits for its call: it does not look
+        [late] = save_articles(1, "Late")
+    time.sleep(2 * BEHIND_SECONDS)
+
+    backend.wake(WAKE_KEY.format(drain_id=drain_id))
+
+    eventually(lambda: statuses([late]) == [Status.SUCCEEDED], "the late job done")
+    # The next commits go to another drain, waiting in the queue or listening already.
+    eventually(lambda: mark() not in (None, drain_id + LISTENING), "another drain requested")
+    other = (mark() or "").removesuffix(LISTENING)
+    assert other.startswith(DRAIN_PREFIX) and other != drain_id
+    release.set()
+    get_queue().enqueue("tests.jobs.test_drain_linger.nothing")  # ends the lingers
+    worker.join(timeout=120)
+    assert statuses([first, late]) == [Status.SUCCEEDED] * 2
