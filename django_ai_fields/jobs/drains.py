@@ -94,7 +94,7 @@ LINGER_CHECK = 0.25
 RENEW_EVERY = 0.5
 # A listening drain that leases a job handed over longer ago than this has fallen
 # behind: it hands the next commits to another drain (lease_and_share).
-BEHIND_SECONDS = 0.25
+BEHIND_SECONDS = 0.1
 
 
 class Listener:
