@@ -34,8 +34,10 @@ database decisions are made on (the primary), never on a replica that may lag.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import Future, wait
 from datetime import timedelta
 
@@ -139,7 +141,7 @@ class Listener:
 
     def hear(self, here: context.Context) -> None:
         """The listening thread: completes ``signal`` on each wake-up, and renews the mark."""
-        with context.restore(here):
+        with context.restore(here), closing_connections():
             while not self.closed.is_set():
                 try:
                     woke = handover.wait_for_jobs(self.drain_id, RENEW_EVERY)
@@ -188,6 +190,15 @@ class Listener:
                 break
         self.close()
         return True
+
+
+@contextlib.contextmanager
+def closing_connections() -> Iterator[None]:
+    """This thread's database connections (a cache-backed shared state's) closed after."""
+    try:
+        yield
+    finally:
+        connections.close_all()
 
 
 def lease_and_share(room: int, listener: Listener | None = None) -> list[AIJob]:
