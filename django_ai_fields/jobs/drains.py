@@ -109,6 +109,8 @@ class Listener:
         self.linger = linger
         self.listening = False
         self.since = timezone.now()  # when it last began to listen
+        self.last_job = time.monotonic()  # when it last took a job
+        self.idle_from = 0.0  # when it became idle after its last job: the linger counts from it
         self.finished = False
         self.closed = threading.Event()
         self.lock = threading.Lock()
@@ -181,7 +183,11 @@ class Listener:
         or once more after releasing the mark); False: the drain may end."""
         if self.finished or not self.listen():
             return False
-        deadline = min(time.monotonic() + self.linger, until)
+        # From becoming idle after the last job, not from the last wake-up: wake-ups
+        # without jobs (a mark lost and taken again, Redis errors) never stretch it.
+        if self.idle_from < self.last_job:
+            self.idle_from = time.monotonic()
+        deadline = min(self.idle_from + self.linger, until)
         while (left := deadline - time.monotonic()) > 0:
             wait([self.signal], timeout=min(LINGER_CHECK, left))
             if self.take_signal():
@@ -212,6 +218,8 @@ def lease_and_share(room: int, listener: Listener | None = None) -> list[AIJob]:
     drain: the next commits go to that one, on another worker, while this one
     finishes its calls and takes what still waits."""
     leased = lease_waiting(room)
+    if listener is not None and leased:
+        listener.last_job = time.monotonic()
     full = len(leased) == room
     behind = listener is not None and listener.listening and listener.behind(leased)
     if listener is not None and (full or behind):

@@ -233,3 +233,26 @@ def test_a_listening_drain_that_falls_behind_hands_the_next_commits_to_another_d
     get_queue().enqueue("tests.jobs.test_drain_linger.nothing")  # ends the lingers
     worker.join(timeout=120)
     assert statuses([first, late]) == [Status.SUCCEEDED] * 2
+
+
+def test_wake_ups_without_jobs_do_not_stretch_the_linger(fake_provider, settings):
+    """Only a job taken starts the linger again: a stream of empty wake-ups (a mark
+    lost and taken back, a Redis hiccup) leaves the drain ending on time."""
+    from django_ai_fields.dispatch import backend
+    from django_ai_fields.dispatch.handover import WAKE_KEY
+
+    use_ai(settings, DRAIN_LINGER=1)
+    [first] = save_articles(1, "First")
+    [drain_id] = drain_ids()
+    worker = worker_in_thread()
+    eventually(lambda: statuses([first]) == [Status.SUCCEEDED], "the first job done")
+
+    for _ in range(600):  # a minute of wake-ups, far more than the linger
+        if not worker.is_alive():
+            break
+        backend.wake(WAKE_KEY.format(drain_id=drain_id))
+        time.sleep(0.1)
+
+    assert not worker.is_alive()  # it ended while still being woken
+    assert finished_drains() == [drain_id]
+    assert mark() is None
