@@ -11,7 +11,9 @@ answering after the given latency. Figures, each the median of ``--reps`` runs:
 
 - ``throughput``: N saves of an ``Article`` (one AI field each, each save its own
   transaction) with W worker processes already idle; jobs/s from the first save
-  to the last job finished, and "x serial": N x latency over that wall time.
+  to the last job finished, and "x serial": N x latency over that wall time; the
+  lag from the last save's commit to the last job's end, and commit to call of
+  the saves under this load (p50, p95).
   Per-job CPU: the workers' CPU time (their work horses included) during the
   run, over N.
 - ``noop``: RQ no-op jobs/s on the same worker class (the RQ ceiling), next to
@@ -139,12 +141,14 @@ class Workers:
             time.sleep(0.1)
 
     def cpu_seconds(self) -> float:
-        """User + system CPU of the worker processes and their reaped work horses."""
+        """User + system CPU of the worker processes and their work horses: those
+        reaped, and those still running (a drain lingering for more jobs)."""
         ticks = os.sysconf("SC_CLK_TCK")
         total = 0
         for process in self.processes:
-            fields = Path(f"/proc/{process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-            total += sum(int(value) for value in fields[11:15])  # utime stime cutime cstime
+            total += sum(proc_cpu(process.pid)[:4])  # utime stime cutime cstime
+            for child in children(process.pid):
+                total += sum(proc_cpu(child)[:2])
         return total / ticks
 
     def stop(self) -> None:
@@ -156,6 +160,25 @@ class Workers:
             except subprocess.TimeoutExpired:
                 process.kill()
         self.errors.close()
+
+
+def proc_cpu(pid: int) -> list[int]:
+    """utime, stime, cutime, cstime of a process, in clock ticks ([0] * 4 once gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return [0, 0, 0, 0]
+    return [int(value) for value in stat.rsplit(")", 1)[1].split()[11:15]]
+
+
+def children(pid: int) -> list[int]:
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            found += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            continue
+    return found
 
 
 def wait_until_done(expected: int, timeout: float = 900) -> float:
@@ -213,7 +236,7 @@ def throughput(
         pool = Workers(workers, worker_class, overrides)
         try:
             started = time.time()
-            save_all([f"row {i}" for i in range(saves)], savers)
+            commits = save_all([f"row {i}" for i in range(saves)], savers)
             finished = wait_until_done(saves)
             cpu = pool.cpu_seconds() - pool.start_cpu
         finally:
@@ -222,30 +245,41 @@ def throughput(
     assert succeeded == saves, f"{succeeded}/{saves} succeeded: {statuses()}"
     assert len(clock.arrivals) == saves, f"{len(clock.arrivals)} calls for {saves} saves"
     wall = finished - started
+    last_save = max(commits.values())
+    delays = [clock.arrivals[title] - committed for title, committed in commits.items()]
+    under_load = percentiles(delays)
     return {
         "wall_s": round(wall, 3),
         "jobs_per_s": round(saves / wall, 1),
         "x_serial": round(saves * latency / wall, 2) if latency else None,
         "cpu_ms_per_job": round(cpu * 1000 / saves, 1),
+        "saves_s": round(last_save - started, 3),
+        # The last job's end after the last save's commit (the calls take `latency`).
+        "lag_after_last_save_s": round(finished - last_save, 3),
+        "commit_to_call_p50_ms": under_load["p50_ms"],
+        "commit_to_call_p95_ms": under_load["p95_ms"],
     }
 
 
-def save_all(titles: list[str], savers: int) -> None:
+def save_all(titles: list[str], savers: int) -> dict[str, float]:
     """The saves, from ``savers`` threads at once (as several web processes would:
-    one thread alone makes about 60 saves/s here, below what the workers take)."""
+    one thread alone makes about 60 saves/s here, below what the workers take).
+    Returns each save's commit time."""
     from django.db import connection
+
+    commits: dict[str, float] = {}
 
     def save_share(share: list[str]) -> None:
         try:
             for title in share:
-                save(title)
+                commits[title] = save(title)
         finally:
             connection.close()
 
     if savers <= 1:
         for title in titles:
-            save(title)
-        return
+            commits[title] = save(title)
+        return commits
     threads = [
         threading.Thread(target=save_share, args=(titles[n::savers],)) for n in range(savers)
     ]
@@ -253,6 +287,7 @@ def save_all(titles: list[str], savers: int) -> None:
         thread.start()
     for thread in threads:
         thread.join()
+    return commits
 
 
 def noop_throughput(jobs: int, worker_class: str) -> dict[str, Any]:
@@ -265,6 +300,7 @@ def noop_throughput(jobs: int, worker_class: str) -> dict[str, Any]:
     pool = Workers(1, worker_class, {})
     try:
         registry = FinishedJobRegistry(queue=queue)
+        queue.connection.delete(registry.key)  # earlier runs' entries expire meanwhile
         before = registry.count
         started = time.time()
         for _ in range(jobs):

@@ -89,6 +89,9 @@ DEFAULTS: dict[str, Any] = {
     # Live saves: one drain job runs many AIJobs at once (CONCURRENCY calls in flight)
     # and stops taking new ones after DRAIN_SECONDS, handing on to a fresh drain.
     "DRAIN_SECONDS": 300,
+    # Seconds a drain that has emptied the queue stays, taking the jobs of new commits
+    # as they come (woken through Redis: RQ only), before it exits (0: at once).
+    "DRAIN_LINGER": 0,  # opt-in until the late burst-worker exit is explained (performance.md)
     # Seconds a job over its tenant's max_concurrent_jobs waits before trying again.
     "CONCURRENCY_RETRY_DELAY": 5,
     # Mark the system message for Anthropic's prompt cache (OpenAI caches the

@@ -171,6 +171,9 @@ AI_FIELDS: dict[str, object] = {
     "DEFAULT_MODEL": "gpt-4o-mini",
     "RETRY_BACKOFF": 0,
     "SWEEP_INTERVAL": 0,
+    # Drains end as soon as the queue is empty (in-process burst workers would
+    # otherwise wait out the linger); tests/jobs/test_drain_linger.py turns it on.
+    "DRAIN_LINGER": 0,
     # Only tests/deployment's tests use the other databases (and say so).
     "JOB_DATABASES": ["default"],
 }

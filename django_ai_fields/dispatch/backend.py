@@ -17,7 +17,7 @@ import contextlib
 from collections.abc import Sequence
 from typing import Any
 
-from ..shared_state import store
+from ..shared_state import Script, Values, store
 from . import backends
 from .backends.base import Wakeup
 
@@ -69,6 +69,54 @@ def release_mark(key: str, owner: str | None = None) -> None:
         store().delete_if(key, owner)
 
 
+_RENEW = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+return 0
+"""
+
+
+def _renew_twin(values: Values, keys: list[str], value: str, ms: int) -> int:
+    if values.get(keys[0]) != value:
+        return 0
+    values.set(keys[0], value, int(ms) / 1000)
+    return 1
+
+
+RENEW = Script(_RENEW, _renew_twin)
+
+
+def renew_mark(key: str, value: str, seconds: float) -> bool:
+    """Give ``key`` ``seconds`` more to live while it still holds ``value``."""
+    return bool(store().run(RENEW, [key], value, max(1, int(seconds * 1000))))
+
+
+_SWAP = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+  return 1
+end
+return 0
+"""
+
+
+def _swap_twin(values: Values, keys: list[str], old: str, new: str, ms: int) -> int:
+    if values.get(keys[0]) != old:
+        return 0
+    values.set(keys[0], new, int(ms) / 1000)
+    return 1
+
+
+SWAP = Script(_SWAP, _swap_twin)
+
+
+def swap_mark(key: str, old: str, new: str, seconds: float) -> bool:
+    """Set ``key`` to ``new`` (for ``seconds``) only while it holds ``old``."""
+    return bool(store().run(SWAP, [key], old, new, max(1, int(seconds * 1000))))
+
+
 def schedule_once(key: str, interval: int, task: str, **options: Any) -> bool:
     """Schedule ``task`` in ``interval`` seconds unless the mark ``key`` says a run is
     scheduled already. True when this call scheduled it. The periodic task releases
@@ -84,6 +132,30 @@ def release_own_mark(key: str) -> None:
     """Called first by a periodic task: free its mark so it can schedule the next run."""
     with contextlib.suppress(Exception):
         release_mark(key)
+
+
+# -- wake-ups for a running task (a drain that lingers: jobs/drains.py) -----------------
+
+
+def can_wake() -> bool:
+    """Whether the backend carries wake-ups to a running task (RQ: a Redis list it
+    blocks on). Celery and django.tasks do not: their drains never linger."""
+    return backends.current().can_wake
+
+
+def wake(key: str) -> None:
+    """Wake the task blocked on ``key`` (or the next one to block on it, soon)."""
+    backends.current().wake(key)
+
+
+def wait_for_wake(key: str, seconds: float) -> bool:
+    """Block up to ``seconds`` for a ``wake(key)``; True when one came."""
+    return backends.current().wait_for_wake(key, seconds)
+
+
+def others_waiting() -> bool:
+    """Whether tasks wait on the queue (a lingering drain then makes room for them)."""
+    return backends.current().others_waiting()
 
 
 # -- what the queue knows of a task -----------------------------------------------------

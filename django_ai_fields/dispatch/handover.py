@@ -8,7 +8,10 @@ Three shapes, each one call into the backend (backend.py) and one transition
   not one task per job. The jobs wait ``queued``, their ``rq_job_id`` naming the
   drain waiting in the queue (a ``DRAIN_PREFIX`` id), for whichever drain comes
   first. A mark names the waiting drain; the drain releases it as it starts, before
-  it first looks for jobs, so the next commit requests the next drain meanwhile;
+  it first looks for jobs, so the next commit requests the next drain meanwhile.
+  A running drain with free slots and nothing to take may *listen* instead
+  (``listen``, RQ only, ``DRAIN_LINGER``): it holds the mark itself, and a commit that
+  hands it jobs wakes it (``backend.wake``) rather than requesting a new drain;
 - **chunks** (``to_chunks``), backfills: tasks of CHUNK_SIZE jobs each;
 - **a delayed run** (``later``), a retry waiting out its backoff: a task of its own.
 
@@ -37,13 +40,22 @@ logger = logging.getLogger("django_ai_fields")
 # another context than the default one: DRAIN_PREFIX_IN + the context's key + "-".
 DRAIN_PREFIX = "ai-fields-drain-"
 DRAIN_PREFIX_IN = "ai-fields-drain_"
-# Names the drain that is queued and not yet started (at most one per context).
+# Names the drain that is queued and not yet started, or a running drain that
+# listens (at most one per context).
 WAITING_DRAIN_KEY = "django_ai_fields:drain:waiting"
 # Seconds the mark lives: a drain still waiting then (every worker busy) gets a
 # companion on the next commit; a drain deleted from the queue (``rq empty``, a
 # flushed Redis) holds back new drains no longer than this.
 WAITING_MARK_SECONDS = 5
 QUEUE_DOWN = "the task queue is unreachable"
+# A listening drain's mark: its id and this suffix. It lives LISTEN_MARK_SECONDS and
+# the drain renews it while it listens, so a drain that died stops holding back new
+# drains within that time (the jobs handed to it meanwhile are taken by the next
+# drain, which the next commit or the sweep requests).
+LISTENING = "+listening"
+LISTEN_MARK_SECONDS = 2
+# The list a listening drain waits on (BLPOP) for the commits' wake-ups.
+WAKE_KEY = "django_ai_fields:drain:wake:{drain_id}"
 
 
 def to_drain(job_ids: Sequence[int], job_context: Context | None = None) -> int:
@@ -52,7 +64,8 @@ def to_drain(job_ids: Sequence[int], job_context: Context | None = None) -> int:
     over (0: the queue is down, they stay pending).
 
     If the waiting drain's mark is gone once the jobs are marked, that drain has
-    started and may have looked for jobs already, so another is requested."""
+    started (or stopped listening) and may have looked for jobs already, so another
+    is requested; if it still names a listening drain, that drain is woken."""
     if not job_ids:
         return 0
     if job_context is None:
@@ -61,12 +74,21 @@ def to_drain(job_ids: Sequence[int], job_context: Context | None = None) -> int:
         try:
             drain_id = waiting_drain(here) or request_drain(here)
             transitions.handed_over(job_ids, drain_id)
-            if waiting_drain(here) != drain_id:
-                request_drain(here)
+            _make_sure_taken(here, drain_id)
         except Exception as exc:  # Redis down, misconfigured queue...: never lose the jobs
             _stay_pending(job_ids, exc)
             return 0
     return len(job_ids)
+
+
+def _make_sure_taken(here: Context, drain_id: str) -> None:
+    """After marking jobs for ``drain_id``: wake it if it listens, or request another
+    drain if the mark names it no longer."""
+    mark = backend.read_mark(waiting_mark(here))
+    if mark == drain_id + LISTENING:
+        backend.wake(WAKE_KEY.format(drain_id=drain_id))
+    elif mark != drain_id:
+        request_drain(here)
 
 
 def drain_prefix(job_context: Context) -> str:
@@ -81,8 +103,10 @@ def waiting_mark(job_context: Context) -> str:
 
 
 def waiting_drain(job_context: Context | None = None) -> str | None:
-    """The id of the drain of this context waiting in the queue (not started yet), if any."""
-    return backend.read_mark(waiting_mark(job_context or context.current()))
+    """The id of the drain of this context that the next jobs are for, if any: one
+    waiting in the queue (not started yet), or a running one listening for jobs."""
+    mark = backend.read_mark(waiting_mark(job_context or context.current()))
+    return mark.removesuffix(LISTENING) if mark else None
 
 
 def request_drain(job_context: Context | None = None) -> str:
@@ -114,12 +138,19 @@ def drain_timeout() -> int:
     return int(get_setting("DRAIN_SECONDS")) + 2 * int(get_setting("JOB_TIMEOUT"))
 
 
-def drain_started() -> None:
-    """Called by a drain as it starts: from now on a commit requests the next one."""
+def drain_started(listen: bool = False) -> bool:
+    """Called by a drain as it starts: from now on a commit requests the next one,
+    or, with ``listen``, wakes this one (the mark that named it waiting now names it
+    listening: no commit requests a drain in between). True when it listens."""
+    mark = waiting_mark(context.current())
     try:
-        backend.release_mark(waiting_mark(context.current()))
+        own = backend.current_task_id()
+        if listen and own and backend.swap_mark(mark, own, own + LISTENING, LISTEN_MARK_SECONDS):
+            return True
+        backend.release_mark(mark)
     except Exception as exc:
         logger.debug("Could not release the waiting-drain mark: %s", exc)
+    return False
 
 
 def forget_lost_drain(job_context: Context | None = None) -> None:
@@ -128,8 +159,39 @@ def forget_lost_drain(job_context: Context | None = None) -> None:
     requests a new drain instead of counting on that one until the mark expires."""
     mark = waiting_mark(job_context or context.current())
     drain_id = backend.read_mark(mark)
-    if drain_id is not None and not backend.waiting_tasks([drain_id]):
+    if drain_id is None or drain_id.endswith(LISTENING):
+        return  # a listening drain renews its short-lived mark while it lives
+    if not backend.waiting_tasks([drain_id]):
         backend.release_mark(mark, drain_id)
+
+
+# -- a running drain listening for new jobs (jobs/drains.py) -----------------------
+
+
+def listen(drain_id: str) -> bool:
+    """The running drain ``drain_id`` takes the mark, so that commits hand their jobs
+    to it and wake it; False when another drain holds it (that one takes them)."""
+    return backend.set_mark(
+        waiting_mark(context.current()), drain_id + LISTENING, LISTEN_MARK_SECONDS
+    )
+
+
+def keep_listening(drain_id: str) -> bool:
+    """Renew the listening drain's mark; False when it no longer holds it."""
+    return backend.renew_mark(
+        waiting_mark(context.current()), drain_id + LISTENING, LISTEN_MARK_SECONDS
+    )
+
+
+def stop_listening(drain_id: str) -> None:
+    """Release the mark: from now on a commit requests a new drain. The drain must
+    look for jobs once more afterwards (a commit may have marked some for it)."""
+    backend.release_mark(waiting_mark(context.current()), drain_id + LISTENING)
+
+
+def wait_for_jobs(drain_id: str, seconds: float) -> bool:
+    """Block up to ``seconds`` for a commit's wake-up; True when one came."""
+    return backend.wait_for_wake(WAKE_KEY.format(drain_id=drain_id), seconds)
 
 
 def to_chunks(job_ids: Sequence[int], job_context: Context | None = None) -> int:

@@ -22,7 +22,7 @@ from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
 from django.utils import timezone
 from rq.timeouts import JobTimeoutException
@@ -49,6 +49,18 @@ SWITCH_INTERVAL = 0.0005
 DRY_SOURCE_POLL = 0.05
 
 
+class Listening(Protocol):
+    """A drain's ear for commits (drains.Listener): ``signal`` completes on a wake-up."""
+
+    signal: Future[None]
+
+    def take_signal(self) -> bool: ...
+
+    def idle(self, until: float) -> bool: ...
+
+    def stop(self) -> None: ...
+
+
 def concurrency() -> int:
     return max(1, int(get_setting("CONCURRENCY")))
 
@@ -65,6 +77,7 @@ class ChunkRun:
         *,
         source: Callable[[int], list[AIJob]] | None = None,
         source_seconds: float = 0.0,
+        listener: Listening | None = None,
     ) -> None:
         self.waiting = deque(job_ids)
         self.limit = concurrency()
@@ -77,6 +90,7 @@ class ChunkRun:
         self.source_dry = source is None
         self.source_looked = 0.0
         self.drains = not job_ids
+        self.listener = listener
 
     @property
     def source_stopped(self) -> bool:
@@ -89,7 +103,7 @@ class ChunkRun:
         # thread, up to the switch interval (5 ms): longer than the query itself.
         sys.setswitchinterval(SWITCH_INTERVAL)
         try:
-            while self.waiting or self.in_flight or (self.drains and not self.source_dry):
+            while self.busy() or self.linger():
                 self.start_jobs()
                 self.resume_answered()
                 self.keep_waiting_jobs_alive()
@@ -99,6 +113,21 @@ class ChunkRun:
         finally:
             sys.setswitchinterval(switch_interval)
         return dict(self.outcome)
+
+    def busy(self) -> bool:
+        return bool(self.waiting or self.in_flight or (self.drains and not self.source_dry))
+
+    def linger(self) -> bool:
+        """A listening drain with nothing left waits for a commit's wake-up."""
+        if self.listener is None or self.source_stopped:
+            return False
+        return self.woken(self.listener.idle(self.source_until))
+
+    def woken(self, woke: bool) -> bool:
+        """After a wake-up, the source is looked at once, at once."""
+        if woke:
+            self.source_dry, self.source_looked = False, 0.0
+        return woke
 
     def start_jobs(self) -> None:
         """Lease as many jobs as there is room for, in one query, and run each up
@@ -121,6 +150,8 @@ class ChunkRun:
             return
         if self.source_stopped:
             self.source_dry = True
+            if self.listener is not None:
+                self.listener.stop()  # commits now request a fresh drain
             return
         if self.source_dry and time.monotonic() - self.source_looked < DRY_SOURCE_POLL:
             return
@@ -135,8 +166,15 @@ class ChunkRun:
     def resume_answered(self) -> None:
         if not self.in_flight:
             return
-        done, _ = wait(self.in_flight, timeout=HEARTBEAT, return_when=FIRST_COMPLETED)
+        waited: set[Future[Any]] = set(self.in_flight)
+        if self.listener is not None:  # a commit's wake-up ends the wait too
+            waited.add(self.listener.signal)
+        done, _ = wait(waited, timeout=HEARTBEAT, return_when=FIRST_COMPLETED)
+        if self.listener is not None:
+            self.woken(self.listener.take_signal())
         for future in done:
+            if future not in self.in_flight:
+                continue
             pipeline = self.in_flight.pop(future)
             try:
                 response = future.result()

@@ -32,6 +32,8 @@ class Wakeup:
 
 class TaskBackend(Protocol):
     name: str
+    # Whether wake / wait_for_wake reach a running task (only RQ's do).
+    can_wake: bool
 
     def send(self, wakeup: Wakeup) -> str:
         """Put the task on the queue; returns its id. Raises when the queue is down."""
@@ -47,3 +49,27 @@ class TaskBackend(Protocol):
 
     def health(self) -> dict[str, Any]:
         """Workers seen and wake-ups waiting (``ok`` False when the queue is down)."""
+
+    def wake(self, key: str) -> None:
+        """Signal the task blocked in ``wait_for_wake(key)`` (kept a while if none is)."""
+
+    def wait_for_wake(self, key: str, seconds: float) -> bool:
+        """Block up to ``seconds`` for a ``wake(key)``; True when one came."""
+
+    def others_waiting(self) -> bool:
+        """Whether tasks wait on the queue for a worker."""
+
+
+class NoWakeups:
+    """For a backend whose running tasks cannot be woken: drains do not linger."""
+
+    can_wake = False
+
+    def wake(self, key: str) -> None:
+        return None
+
+    def wait_for_wake(self, key: str, seconds: float) -> bool:
+        return False
+
+    def others_waiting(self) -> bool:
+        return False

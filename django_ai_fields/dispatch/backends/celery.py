@@ -21,7 +21,7 @@ from django.utils.module_loading import import_string
 
 from ...conf import get_setting
 from . import wakeups
-from .base import Wakeup
+from .base import NoWakeups, Wakeup
 
 # Seconds Celery's hard time limit adds to a task's own timeout (which raises first).
 HARD_LIMIT_GRACE = 30
@@ -46,7 +46,7 @@ def celery_app() -> Any:
     return created[0] if len(created) == 1 else None
 
 
-class CeleryBackend:
+class CeleryBackend(NoWakeups):
     name = "celery"
 
     @property

@@ -23,7 +23,7 @@ from django.utils.module_loading import import_string
 
 from ...conf import get_setting
 from . import wakeups
-from .base import Wakeup
+from .base import NoWakeups, Wakeup
 
 # The one task every wake-up is (jobs layer: imported by its path, as workers do).
 WAKE = "django_ai_fields.jobs.django_tasks.wake"
@@ -46,7 +46,7 @@ def task_backend() -> Any:
     return tasks.task_backends[get_setting("DJANGO_TASKS_BACKEND")]
 
 
-class DjangoTasksBackend:
+class DjangoTasksBackend(NoWakeups):
     name = "django"
 
     def send(self, wakeup: Wakeup) -> str:

@@ -17,8 +17,13 @@ from .base import Wakeup
 WAITING_STATES = frozenset({"queued", "scheduled", "deferred"})
 
 
+# Seconds a wake-up waits for its drain to block on it (it expires unread after).
+WAKE_SECONDS = 10
+
+
 class RQBackend:
     name = "rq"
+    can_wake = True
 
     def send(self, wakeup: Wakeup) -> str:
         queue = queues.get_queue()
@@ -62,6 +67,22 @@ class RQBackend:
     def recently_failed(self, limit: int) -> list[str]:
         registry = queues.get_queue().failed_job_registry
         return [_text(i) for i in registry.connection.zrevrange(registry.key, 0, limit - 1)]
+
+    def wake(self, key: str) -> None:
+        pipe = queues.get_queue().connection.pipeline(transaction=False)
+        pipe.rpush(key, "1")
+        pipe.expire(key, WAKE_SECONDS)
+        pipe.execute()
+
+    def wait_for_wake(self, key: str, seconds: float) -> bool:
+        connection = queues.get_queue().connection
+        if connection.blpop([key], timeout=max(0.01, seconds)) is None:
+            return False
+        connection.delete(key)  # the wake-ups sent meanwhile: one look takes their jobs
+        return True
+
+    def others_waiting(self) -> bool:
+        return bool(queues.get_queue().count)
 
     def health(self) -> dict[str, Any]:
         from rq import Worker
