@@ -56,6 +56,12 @@ def set_mark(key: str, value: str, seconds: int) -> bool:
     return store().add(key, value, seconds)
 
 
+def marks_shared() -> bool:
+    """True when every process sees the marks (Redis, a shared cache); a local-memory
+    store's are its own process's alone."""
+    return bool(store().scope != "process")
+
+
 def read_mark(key: str) -> str | None:
     return store().get(key)
 

@@ -72,13 +72,25 @@ def to_drain(job_ids: Sequence[int], job_context: Context | None = None) -> int:
         return sum(to_drain(ids, own) for own, ids in context.split(context.current(), job_ids))
     with context.restore(job_context) as here:
         try:
-            drain_id = waiting_drain(here) or request_drain(here)
-            transitions.handed_over(job_ids, drain_id)
-            _make_sure_taken(here, drain_id)
+            if backend.marks_shared():
+                drain_id = waiting_drain(here) or request_drain(here)
+                transitions.handed_over(job_ids, drain_id)
+                _make_sure_taken(here, drain_id)
+            else:
+                _to_own_drain(here, job_ids)
         except Exception as exc:  # Redis down, misconfigured queue...: never lose the jobs
             _stay_pending(job_ids, exc)
             return 0
     return len(job_ids)
+
+
+def _to_own_drain(here: Context, job_ids: Sequence[int]) -> None:
+    """With marks only this process sees, a drain that another process started cannot
+    take its mark back, and the next jobs would wait for it: each hand-over gets a
+    drain of its own instead (more drains than needed; an idle one ends at once)."""
+    drain_id = f"{drain_prefix(here)}{uuid.uuid4().hex}"
+    transitions.handed_over(job_ids, drain_id)
+    _send_drain(here, drain_id)
 
 
 def _make_sure_taken(here: Context, drain_id: str) -> None:
@@ -118,18 +130,22 @@ def request_drain(job_context: Context | None = None) -> str:
     if not backend.set_mark(mark, drain_id, WAITING_MARK_SECONDS):
         return waiting_drain(here) or request_drain(here)
     try:
-        backend.send(
-            RUN_DRAIN,
-            context=here,
-            task_id=drain_id,
-            timeout=drain_timeout(),
-            result_ttl=600,
-            at_front=True,  # ahead of backfill chunks: live saves first
-        )
+        _send_drain(here, drain_id)
     except Exception:
         backend.release_mark(mark, drain_id)
         raise
     return drain_id
+
+
+def _send_drain(here: Context, drain_id: str) -> None:
+    backend.send(
+        RUN_DRAIN,
+        context=here,
+        task_id=drain_id,
+        timeout=drain_timeout(),
+        result_ttl=600,
+        at_front=True,  # ahead of backfill chunks: live saves first
+    )
 
 
 def drain_timeout() -> int:
