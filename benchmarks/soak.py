@@ -196,14 +196,20 @@ def kill_one(pool: Workers, kills: list[Kill]) -> None:
         process = random.choice(pool.processes)
         target, pid = "worker", process.pid
     task = current_task(process.pid)
+    # A worker dies with its work horse, as a container stop or a cgroup's OOM killer
+    # takes both: a horse left running alone loses its task's heartbeat, and the
+    # sweep may run its jobs again while it still calls (an extra call of that kill).
+    horse = pool.horse_of(process) if target == "worker" else None
     try:
         os.kill(pid, signal.SIGKILL)
+        if horse:
+            os.kill(horse, signal.SIGKILL)
     except ProcessLookupError:  # the horse ended meanwhile
-        return
+        if target == "horse":
+            return
     kill = Kill(time.time(), target, pid)
     time.sleep(0.2)  # the jobs the dead horse held are as it left them
-    # (a killed worker's horse runs on alone, its jobs not lost)
-    kill.rows = rows_held(task) if target == "horse" else set()
+    kill.rows = rows_held(task)
     connection.close()
     kills.append(kill)
     if target == "worker":
