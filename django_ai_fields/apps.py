@@ -3,6 +3,7 @@ the providers and the periodic sweep."""
 
 import logging
 import sys
+import warnings
 
 from django.apps import AppConfig, apps
 from django.core import checks
@@ -44,7 +45,12 @@ def _start_worker() -> None:
     from .jobs.sweep import schedule_sweep
 
     _preload_providers()
-    schedule_sweep()
+    # Deliberate queries in ready(): a worker has no later hook that runs before its
+    # first task, and the marks (SHARED_STATE "cache") and django-tasks-db's task
+    # table live in the database. Django's warning about them would greet every start.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Accessing the database during app initialization")
+        schedule_sweep()
 
 
 def _install_celery_tasks() -> None:

@@ -41,6 +41,8 @@ def test_celery_worker_killed_mid_call(celery_backend: CeleryWorker, fake_provid
 
 def test_db_worker_live_save(db_worker: DbWorker, fake_provider: Any) -> None:
     scenarios.live_save(fake_provider, db_worker.output)
+    # The worker armed the sweep at its start (database queries in ready()) quietly.
+    assert "Accessing the database during app initialization" not in db_worker.output()
 
 
 def test_db_worker_backfill(db_worker: DbWorker, fake_provider: Any) -> None:
@@ -59,8 +61,13 @@ def test_db_worker_killed_mid_call(db_worker: DbWorker, fake_provider: Any) -> N
         db_worker.kill()
         replacement.append(DbWorker())
 
+    def describe() -> str:
+        parts = [f"killed worker:\n{db_worker.output()}"]
+        parts += [f"replacement worker:\n{worker.output()}" for worker in replacement]
+        return "\n".join([*parts, "tasks:", *db_worker.task_rows()])
+
     try:
-        scenarios.killed_mid_call(fake_provider, db_worker.output, kill)
+        scenarios.killed_mid_call(fake_provider, describe, kill)
     finally:
         for worker in replacement:
             worker.stop()

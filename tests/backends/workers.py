@@ -118,6 +118,14 @@ class DbWorker(WorkerProcess):
         command += ["--no-startup-delay", "--no-reload", "-v", "0"]
         super().__init__(command, worker_env(AI_FIELDS_TEST_NO_REDIS="1"))
 
+    @staticmethod
+    def task_rows() -> list[str]:
+        """django-tasks-db's task rows, for a failing test's message."""
+        from django_tasks_db.models import DBTaskResult
+
+        columns = ("status", "args_kwargs", "run_after", "started_at", "finished_at")
+        return [repr(row) for row in DBTaskResult.objects.order_by("enqueued_at").values(*columns)]
+
     def wait_ready(self) -> None:
         """db_worker keeps no registry: its tasks wait in the table until it looks."""
         if self.process.poll() is not None:
