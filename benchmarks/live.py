@@ -51,7 +51,7 @@ sys.path.insert(0, str(HERE.parent))
 
 from benchmarks.harness import ROOT, run_database, setup_django  # noqa: E402
 
-WORKER_CLASSES = {"fork": "rq.Worker", "simple": "rq.SimpleWorker"}
+WORKER_CLASSES = {"fork": "django_ai_fields.rq_worker.Worker", "simple": "rq.SimpleWorker"}
 POLL = 0.02  # seconds between checks for finished jobs
 # The titles the runs give their rows, found again in the prompt the provider receives.
 TITLE = re.compile(r"\b(?:row|single|live|bulk) \d+")

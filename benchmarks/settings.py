@@ -69,6 +69,9 @@ else:
         }
     }
 
+# What users run (docs/deployment.md): RQ's forking worker, stopping at once.
+RQ = {"WORKER_CLASS": "django_ai_fields.rq_worker.Worker"}
+
 # The library's defaults, except the provider (no network unless a scenario
 # points PROVIDERS at the fake provider server) and the queue of this run.
 AI_FIELDS: dict[str, object] = {"DEFAULT_PROVIDER": "offline", "QUEUE": QUEUE_NAME}

@@ -53,7 +53,7 @@ def burst_worker(overrides: dict[str, Any]) -> subprocess.Popen[bytes]:
     from benchmarks.workers import worker_env
 
     command = [sys.executable, "-m", "django", "rqworker", settings.QUEUE_NAME, "--burst"]
-    command += ["--worker-class", "rq.Worker"]
+    command += ["--worker-class", "django_ai_fields.rq_worker.Worker"]
     return subprocess.Popen(
         command,
         env=worker_env(overrides),

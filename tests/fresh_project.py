@@ -74,6 +74,7 @@ class FreshProject:
                 }
             },
             "RQ_QUEUES": {"default": {"URL": "redis://127.0.0.1:1/0"}},  # never connected
+            "RQ": {"WORKER_CLASS": "django_ai_fields.rq_worker.Worker"},  # as the quick start
             "AI_FIELDS": self.ai_fields,
             **self.extra_settings,
         }

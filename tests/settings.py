@@ -166,6 +166,9 @@ else:
         }
     }
 
+# RQ's forking worker, stopping at once (django_ai_fields.rq_worker, W025).
+RQ = {"WORKER_CLASS": "django_ai_fields.rq_worker.Worker"}
+
 AI_FIELDS: dict[str, object] = {
     "DEFAULT_PROVIDER": "offline",
     "DEFAULT_MODEL": "gpt-4o-mini",

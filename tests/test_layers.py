@@ -25,6 +25,7 @@ LAYERS: list[tuple[str, ...]] = [
         "databases",
         "shared_state",
         "row_keys",
+        "rq_worker",
     ),
     ("providers",),  # the SDK adapters know no models: providers know nothing of jobs
     ("models",),

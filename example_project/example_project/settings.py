@@ -85,6 +85,8 @@ if REDIS_URL:
 else:
     _queue, REDIS_DESCRIPTION = queue_config(BASE_DIR / ".redis")
     RQ_QUEUES = {"default": _queue}
+# RQ's forking worker, stopping at once (docs/deployment.md, check W025).
+RQ = {"WORKER_CLASS": "django_ai_fields.rq_worker.Worker"}
 
 OPENAI_API_KEY = env("OPENAI_API_KEY", default="")
 AI_FIELDS = {

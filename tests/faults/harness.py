@@ -202,11 +202,12 @@ def postgres_cluster() -> Iterator[PostgresCluster | None]:
 
 
 # rq.SimpleWorker runs jobs in the worker process: a SIGKILL is a worker dying mid-job.
-# The forking rq.Worker, the one ``manage.py rqworker`` starts by default, runs each
+# The forking worker (rq.Worker, as ``manage.py rqworker`` starts it by default, in
+# the subclass the quick start names: django_ai_fields.rq_worker, stopping at once) runs each
 # RQ job (a drain of many AI jobs, a chunk) in a work horse of its own process group;
 # the scenarios' ``_forking`` variants run with it (FAULTS_WORKER_CLASS overrides both).
 WORKER_CLASS = "rq.SimpleWorker"
-FORKING_WORKER_CLASS = "rq.Worker"
+FORKING_WORKER_CLASS = "django_ai_fields.rq_worker.Worker"
 
 
 def children(pid: int) -> list[int]:

@@ -50,7 +50,33 @@ def _rq_errors() -> list[checks.CheckMessage]:
                 id="django_ai_fields.E010",
             )
         )
-    return errors
+    if errors:
+        return errors
+    return _worker_class_warnings()
+
+
+def _worker_class_warnings() -> list[checks.CheckMessage]:
+    """W025: the configured RQ worker class may wait 60 s each time it stops."""
+    from django_rq.workers import get_worker_class
+
+    from ...rq_worker import stops_slowly
+
+    try:
+        worker_class = get_worker_class()
+    except Exception:  # a WORKER_CLASS that does not import: rqworker itself says so
+        return []
+    if not stops_slowly(worker_class):
+        return []
+    name = f"{worker_class.__module__}.{worker_class.__qualname__}"
+    return [
+        checks.Warning(
+            f"RQ workers of class {name} may wait 60 s each time they stop (a burst "
+            "worker done, a warm shutdown on deploy): rq and redis-py >= 8.2 together.",
+            hint='Set RQ = {"WORKER_CLASS": "django_ai_fields.rq_worker.Worker"} (RQ\'s '
+            "forking worker, stopping at once; docs/deployment.md).",
+            id="django_ai_fields.W025",
+        )
+    ]
 
 
 def _celery_errors() -> list[checks.CheckMessage]:

@@ -1,0 +1,56 @@
+"""``Worker``: RQ's forking worker, stopping at once.
+
+    RQ = {"WORKER_CLASS": "django_ai_fields.rq_worker.Worker"}
+
+With rq 3.0 and redis-py 8.2 (the newest of both), about every second stop of a
+plain ``rq.Worker`` (a burst worker done, a warm shutdown on deploy) waits 60 s
+for nothing. RQ's listener thread for commands blocks 60 s at a time on its pub/sub
+connection; to stop, RQ sends ``UNSUBSCRIBE`` and then stops the thread, and since
+redis-py 8.2 stopping waits for the thread to end. When the thread reads the
+``UNSUBSCRIBE`` reply before the stop flag is set, it blocks for another 60 s and
+the worker with it (rq#1613; measured in docs/performance.md). This worker sets the
+flag first, so the reply ends the thread. Nothing else differs: jobs still run in a
+forked work horse, as ``rqworker`` runs them by default.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+from rq import Worker as RQWorker
+
+# How long a stopping worker waits for its listener thread (RQ's own figure).
+LISTENER_JOIN_SECONDS = 1
+
+
+class Worker(RQWorker):
+    def unsubscribe(self) -> None:
+        thread = self.pubsub_thread
+        if not thread:
+            return
+        self.log.info("Worker %s: unsubscribing from %s", self.name, self.pubsub_channel_name)
+        stop_without_waiting(thread)
+        if thread.is_alive():
+            self.pubsub.unsubscribe()  # the reply wakes the thread, which sees the flag
+        thread.join(timeout=LISTENER_JOIN_SECONDS)
+        self.pubsub.close()
+
+
+def stop_without_waiting(thread: Any) -> None:
+    """Set a redis-py ``PubSubWorkerThread``'s stop flag; return at once. Its
+    ``stop()`` waits for the thread since redis-py 8.2, unless given a timeout
+    (which older versions do not accept)."""
+    if "timeout" in inspect.signature(thread.stop).parameters:
+        thread.stop(timeout=0)
+    else:
+        thread.stop()
+
+
+def stops_slowly(worker_class: type) -> bool:
+    """Whether ``worker_class`` may wait 60 s to stop: a plain ``rq.Worker`` (or a
+    class of its own) where redis-py's ``stop()`` waits for the listener thread."""
+    from redis.client import PubSubWorkerThread
+
+    waits = "timeout" in inspect.signature(PubSubWorkerThread.stop).parameters
+    return waits and not issubclass(worker_class, Worker)
