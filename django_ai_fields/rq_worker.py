@@ -9,22 +9,63 @@ connection; to stop, RQ sends ``UNSUBSCRIBE`` and then stops the thread, and sin
 redis-py 8.2 stopping waits for the thread to end. When the thread reads the
 ``UNSUBSCRIBE`` reply before the stop flag is set, it blocks for another 60 s and
 the worker with it (rq#1613; measured in docs/performance.md). This worker sets the
-flag first, so the reply ends the thread. Nothing else differs: jobs still run in a
-forked work horse, as ``rqworker`` runs them by default.
+flag first, so the reply ends the thread.
+
+It also takes over RQ's scheduler sooner. Started ``--with-scheduler``, one worker
+holds the scheduler's lock; when that worker is killed (an OOM kill, a container
+stopped without grace), the lock expires after 61 s, and RQ's other workers look
+for it only in their maintenance, every 10 minutes: meanwhile delayed retries and the
+periodic sweep wait. This worker looks every ``SCHEDULER_CHECK_SECONDS`` while idle.
+
+Nothing else differs: jobs still run in a forked work horse, as ``rqworker`` runs
+them by default.
 """
 
 from __future__ import annotations
 
 import inspect
+import time
 from typing import Any
 
 from rq import Worker as RQWorker
 
 # How long a stopping worker waits for its listener thread (RQ's own figure).
 LISTENER_JOIN_SECONDS = 1
+# How often an idle worker started --with-scheduler looks whether the scheduler's
+# lock is free (RQ: every 10 minutes); one Redis SET NX each time.
+SCHEDULER_CHECK_SECONDS = 15
 
 
 class Worker(RQWorker):
+    takes_over_scheduler = False
+    scheduler_checked_at = 0.0
+
+    def work(self, burst: bool = False, *args: Any, **kwargs: Any) -> bool:
+        self.takes_over_scheduler = not burst  # a burst worker runs no scheduler
+        return bool(super().work(burst, *args, **kwargs))
+
+    @property
+    def dequeue_timeout(self) -> int:
+        # An idle worker wakes this often from its blocking dequeue, to look.
+        return min(super().dequeue_timeout, SCHEDULER_CHECK_SECONDS)
+
+    def heartbeat(self, timeout: int | None = None, pipeline: Any = None) -> None:
+        super().heartbeat(timeout, pipeline)
+        if pipeline is None and not self._is_horse:
+            self.take_over_scheduler()
+
+    def take_over_scheduler(self) -> None:
+        """Start the scheduler here if its lock is free (what RQ's maintenance does)."""
+        scheduler = self.scheduler
+        if scheduler is None or not self.takes_over_scheduler:
+            return
+        if time.monotonic() - self.scheduler_checked_at < SCHEDULER_CHECK_SECONDS:
+            return
+        self.scheduler_checked_at = time.monotonic()
+        process = scheduler._process  # as RQ's own maintenance reads it
+        if process is None or not process.is_alive():
+            scheduler.acquire_locks(auto_start=True)
+
     def unsubscribe(self) -> None:
         thread = self.pubsub_thread
         if not thread:

@@ -1,18 +1,26 @@
 """django_ai_fields.rq_worker.Worker: RQ's forking worker, stopping at once (a plain
-``rq.Worker`` with redis-py 8.2 waits 60 s in about every second stop), and the
-system check that names it (W025)."""
+``rq.Worker`` with redis-py 8.2 may wait 60 s in a stop) and taking over a killed
+worker's scheduler, and the system check that names it (W025)."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
+import subprocess
 import threading
 import time
+from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from rq import Worker as PlainWorker
 
 from django_ai_fields.queues import get_queue
-from django_ai_fields.rq_worker import Worker, stops_slowly
+from django_ai_fields.rq_worker import SCHEDULER_CHECK_SECONDS, Worker, stops_slowly
+from tests.conftest import REAL_REDIS, ROOT
+from tests.conftest import Worker as WorkerProcesses
 from tests.fresh_project import FreshProject
 
 STOP_SECONDS = 5  # a stop slower than this waited for the listener thread
@@ -54,3 +62,54 @@ def test_the_check_names_the_worker_class_that_waits(tmp_path: Path) -> None:
         assert "rq.worker.worker_classes.Worker" in plain.stderr + plain.stdout
     assert "W025" not in ours.stderr + ours.stdout
     assert "System check identified no issues" in ours.stdout, ours.stderr
+
+
+def scheduler_worker(workers: WorkerProcesses) -> subprocess.Popen[bytes]:
+    """``rqworker default --with-scheduler`` in a process group of its own."""
+    return subprocess.Popen(
+        workers.command("--with-scheduler"),
+        env=workers.env(),
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+
+def wait_until(condition: Any, seconds: float, what: str) -> float:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, f"{what}: not within {seconds} s"
+        time.sleep(0.2)
+    return time.monotonic()
+
+
+@pytest.mark.skipif(not REAL_REDIS, reason="rqworker processes need a real Redis (REDIS_URL)")
+def test_a_worker_takes_over_the_scheduler_of_a_killed_one() -> None:
+    """Two ``rqworker --with-scheduler``; the one holding the scheduler is SIGKILLed
+    (with its scheduler process). A delayed task then still runs within its lock's 61 s
+    and a check: a plain rq.Worker looks again only in its maintenance, 10 minutes on."""
+    from rq import Worker as Registered
+
+    queue = get_queue()
+    lock = f"rq:scheduler-lock:{queue.name}"
+    workers = WorkerProcesses()
+    holder = scheduler_worker(workers)
+    try:
+        wait_until(lambda: queue.connection.exists(lock), 60, "the scheduler's lock")
+        other = scheduler_worker(workers)
+        try:
+            wait_until(lambda: len(Registered.all(queue=queue)) == 2, 60, "the second worker")
+            os.killpg(holder.pid, signal.SIGKILL)
+            killed_at = time.monotonic()
+            task = queue.enqueue_in(timedelta(seconds=1), "os.getpid")
+            finished = lambda: task.get_status(refresh=True) == "finished"  # noqa: E731
+            ran_at = wait_until(finished, 150, "the delayed task")
+            assert ran_at - killed_at < 61 + 2 * SCHEDULER_CHECK_SECONDS + 10
+        finally:
+            os.killpg(other.pid, signal.SIGTERM)
+            other.wait(timeout=30)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(holder.pid, signal.SIGKILL)
+        holder.wait(timeout=30)
