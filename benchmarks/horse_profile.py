@@ -373,7 +373,6 @@ def scenario(
     """live.throughput(), one saving thread, with the CPU split by process; ``watch(pool)``
     is around the saves and the wait for their jobs."""
     from benchmarks import live
-    from django_ai_fields.models import AIJob, Status
 
     live.reset()
     with live.provider(latency) as (clock, overrides):
@@ -388,9 +387,7 @@ def scenario(
                 after = proc_split(pool)
         finally:
             pool.stop()
-    succeeded = AIJob.objects.filter(status=Status.SUCCEEDED).count()
-    assert succeeded == saves, f"{succeeded}/{saves} succeeded: {live.statuses()}"
-    assert len(clock.arrivals) == saves, f"{len(clock.arrivals)} calls for {saves} saves"
+    live.assert_all_answered(saves, clock)
     wall = finished - started
     split = {kind: round((after[kind] - before[kind]) * 1000 / saves, 2) for kind in after}
     return {

@@ -193,6 +193,15 @@ def wait_until_done(expected: int, timeout: float = 900) -> float:
     raise RuntimeError(f"jobs not done in {timeout} s: {statuses()}")
 
 
+def assert_all_answered(saves: int, clock: Any) -> None:
+    """Every save's job succeeded, and the provider saw one call per save."""
+    from django_ai_fields.models import AIJob, Status
+
+    succeeded = AIJob.objects.filter(status=Status.SUCCEEDED).count()
+    assert succeeded == saves, f"{succeeded}/{saves} succeeded: {statuses()}"
+    assert len(clock.arrivals) == saves, f"{len(clock.arrivals)} calls for {saves} saves"
+
+
 def statuses() -> dict[str, int]:
     from benchmarks import data
 
@@ -229,8 +238,6 @@ def save(title: str) -> float:
 def throughput(
     saves: int, latency: float, workers: int, worker_class: str, savers: int = 1
 ) -> dict[str, Any]:
-    from django_ai_fields.models import AIJob, Status
-
     reset()
     with provider(latency) as (clock, overrides):
         pool = Workers(workers, worker_class, overrides)
@@ -241,9 +248,7 @@ def throughput(
             cpu = pool.cpu_seconds() - pool.start_cpu
         finally:
             pool.stop()
-    succeeded = AIJob.objects.filter(status=Status.SUCCEEDED).count()
-    assert succeeded == saves, f"{succeeded}/{saves} succeeded: {statuses()}"
-    assert len(clock.arrivals) == saves, f"{len(clock.arrivals)} calls for {saves} saves"
+    assert_all_answered(saves, clock)
     wall = finished - started
     last_save = max(commits.values())
     delays = [clock.arrivals[title] - committed for title, committed in commits.items()]
