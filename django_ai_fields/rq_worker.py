@@ -1,4 +1,4 @@
-"""``Worker``: RQ's forking worker, stopping at once.
+"""``Worker``: RQ's forking worker, stopping at once (``SimpleWorker`` likewise).
 
     RQ = {"WORKER_CLASS": "django_ai_fields.rq_worker.Worker"}
 
@@ -27,7 +27,9 @@ import inspect
 import time
 from typing import Any
 
+from rq import SimpleWorker as RQSimpleWorker
 from rq import Worker as RQWorker
+from rq.worker import BaseWorker
 
 # How long a stopping worker waits for its listener thread (RQ's own figure).
 LISTENER_JOIN_SECONDS = 1
@@ -36,7 +38,9 @@ LISTENER_JOIN_SECONDS = 1
 SCHEDULER_CHECK_SECONDS = 15
 
 
-class Worker(RQWorker):
+class RQFixes(BaseWorker):
+    """What both worker classes below change in RQ's: the stop, the scheduler."""
+
     takes_over_scheduler = False
     scheduler_checked_at = 0.0
 
@@ -78,6 +82,14 @@ class Worker(RQWorker):
         self.pubsub.close()
 
 
+class Worker(RQFixes, RQWorker):
+    """RQ's forking worker (each job in a work horse), with the fixes above."""
+
+
+class SimpleWorker(RQFixes, RQSimpleWorker):
+    """RQ's SimpleWorker (jobs in the worker's own process), with the fixes above."""
+
+
 def stop_without_waiting(thread: Any) -> None:
     """Set a redis-py ``PubSubWorkerThread``'s stop flag; return at once. Its
     ``stop()`` waits for the thread since redis-py 8.2, unless given a timeout
@@ -94,4 +106,4 @@ def stops_slowly(worker_class: type) -> bool:
     from redis.client import PubSubWorkerThread
 
     waits = "timeout" in inspect.signature(PubSubWorkerThread.stop).parameters
-    return waits and not issubclass(worker_class, Worker)
+    return waits and not issubclass(worker_class, RQFixes)

@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 from django.conf import settings as django_settings
-from rq import SimpleWorker
 
 from django_ai_fields.providers.base import clients
 from django_ai_fields.queues import get_queue
+from django_ai_fields.rq_worker import SimpleWorker
 from tests.fake_provider import FakeProvider, running_fake_provider
 
 REAL_REDIS = bool(os.environ.get("REDIS_URL"))

@@ -49,7 +49,7 @@ SCREENSHOTS = os.environ.get("AI_FIELDS_SCREENSHOTS", "")
 # quota of zero requests a day, so regenerating Alan Turing fails with quota_exceeded.
 SETUP_SCRIPT = """
 import json
-from rq import SimpleWorker
+from django_ai_fields.rq_worker import SimpleWorker
 from django_ai_fields.api import regenerate
 from django_ai_fields.models import Quota
 from django_ai_fields.queues import get_queue

@@ -12,7 +12,6 @@ import openai  # noqa: F401  (imported now: no call waits for the SDK's import)
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
-from rq import SimpleWorker
 from rq.registry import FinishedJobRegistry
 from rq.timeouts import TimerDeathPenalty
 
@@ -22,6 +21,7 @@ from django_ai_fields.jobs import sweep
 from django_ai_fields.jobs.drains import BEHIND_SECONDS
 from django_ai_fields.models import AIJob, Status
 from django_ai_fields.queues import get_queue
+from django_ai_fields.rq_worker import SimpleWorker
 from tests.fake_provider import default_responder
 from tests.jobs.test_drains import drain_ids, run_queue, save_articles, statuses, use_ai
 

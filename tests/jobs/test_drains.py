@@ -16,7 +16,6 @@ from django.core.management import call_command
 from django.db import connection
 from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
-from rq import SimpleWorker
 from rq.registry import FinishedJobRegistry, ScheduledJobRegistry
 
 from django_ai_fields.api import regenerate
@@ -29,6 +28,7 @@ from django_ai_fields.dispatch.handover import (
 from django_ai_fields.jobs import drains, sweep, tasks
 from django_ai_fields.models import AIJob, AIUsage, Status
 from django_ai_fields.queues import get_queue
+from django_ai_fields.rq_worker import SimpleWorker
 from tests.fake_provider import FakeProvider, RecordedRequest, default_responder
 from tests.intake.test_outbox import REDIS_DOWN
 from tests.testapp.models import Article

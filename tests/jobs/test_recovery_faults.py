@@ -23,7 +23,6 @@ from django.db.models.signals import post_init
 from django.db.utils import OperationalError
 from django.test import override_settings
 from django.utils import timezone
-from rq import SimpleWorker
 from rq.job import Job, JobStatus
 from rq.job_lifecycle import record_job_failure
 
@@ -32,6 +31,7 @@ from django_ai_fields.jobs.tasks import run_job
 from django_ai_fields.models import AIUsage, CallState, ErrorCode, Quota, Status
 from django_ai_fields.money import quotas
 from django_ai_fields.queues import get_queue
+from django_ai_fields.rq_worker import SimpleWorker
 from tests.conftest import REAL_REDIS, Worker
 from tests.fake_provider import FakeProvider
 from tests.intake.test_outbox import REDIS_DOWN

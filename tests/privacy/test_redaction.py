@@ -14,7 +14,6 @@ from django.core import checks
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, models
 from django.test.utils import isolate_apps
-from rq import SimpleWorker
 
 from django_ai_fields.api import regenerate, run_ai_task
 from django_ai_fields.declare.checks import check_installation
@@ -26,6 +25,7 @@ from django_ai_fields.jobs.tasks import run_job
 from django_ai_fields.models import AIJob, AIUsage, ErrorCode, Status, TenantPolicy
 from django_ai_fields.privacy import pii, redaction
 from django_ai_fields.queues import get_queue
+from django_ai_fields.rq_worker import SimpleWorker
 from tests.fake_provider import FakeProvider, RecordedRequest
 from tests.testapp.models import Lead
 

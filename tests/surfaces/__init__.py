@@ -14,10 +14,11 @@ from django.contrib.contenttypes.models import ContentType
 from django.utils import timezone
 from redis.backoff import NoBackoff
 from redis.retry import Retry
-from rq import Queue, SimpleWorker
+from rq import Queue
 
 from django_ai_fields.models import AIJob, AIUsage
 from django_ai_fields.queues import get_queue
+from django_ai_fields.rq_worker import SimpleWorker
 from tests.testapp.models import Product
 
 TENANT_FOR_USER = "tests.surfaces.tenant_of"
