@@ -2,13 +2,13 @@
 
     RQ = {"WORKER_CLASS": "django_ai_fields.rq_worker.Worker"}
 
-With rq 3.0 and redis-py 8.2 (the newest of both), about every second stop of a
-plain ``rq.Worker`` (a burst worker done, a warm shutdown on deploy) waits 60 s
-for nothing. RQ's listener thread for commands blocks 60 s at a time on its pub/sub
-connection; to stop, RQ sends ``UNSUBSCRIBE`` and then stops the thread, and since
-redis-py 8.2 stopping waits for the thread to end. When the thread reads the
-``UNSUBSCRIBE`` reply before the stop flag is set, it blocks for another 60 s and
-the worker with it (rq#1613; measured in docs/performance.md). This worker sets the
+With rq 3.0 and redis-py 8.2 (the newest of both), a stop of a plain ``rq.Worker``
+(a burst worker done, a warm shutdown on deploy) may wait 60 s for nothing: the
+busier the machine, the more often. RQ's listener thread for commands blocks 60 s at
+a time on its pub/sub connection; to stop, RQ sends ``UNSUBSCRIBE`` and then stops
+the thread, and since redis-py 8.2 stopping waits for the thread to end. When the
+thread reads the ``UNSUBSCRIBE`` reply before the stop flag is set, it blocks for
+another 60 s and the worker with it (rq#1613; measured in docs/performance.md). This worker sets the
 flag first, so the reply ends the thread.
 
 It also takes over RQ's scheduler sooner. Started ``--with-scheduler``, one worker
@@ -90,11 +90,15 @@ class SimpleWorker(RQFixes, RQSimpleWorker):
     """RQ's SimpleWorker (jobs in the worker's own process), with the fixes above."""
 
 
+def stop_waits_for_thread(stop: Any) -> bool:
+    """Whether a redis-py ``PubSubWorkerThread.stop`` waits for its thread: since
+    redis-py 8.2, which gave it a ``timeout`` (older versions accept none)."""
+    return "timeout" in inspect.signature(stop).parameters
+
+
 def stop_without_waiting(thread: Any) -> None:
-    """Set a redis-py ``PubSubWorkerThread``'s stop flag; return at once. Its
-    ``stop()`` waits for the thread since redis-py 8.2, unless given a timeout
-    (which older versions do not accept)."""
-    if "timeout" in inspect.signature(thread.stop).parameters:
+    """Set a redis-py ``PubSubWorkerThread``'s stop flag; return at once."""
+    if stop_waits_for_thread(thread.stop):
         thread.stop(timeout=0)
     else:
         thread.stop()
@@ -105,5 +109,6 @@ def stops_slowly(worker_class: type) -> bool:
     class of its own) where redis-py's ``stop()`` waits for the listener thread."""
     from redis.client import PubSubWorkerThread
 
-    waits = "timeout" in inspect.signature(PubSubWorkerThread.stop).parameters
-    return waits and not issubclass(worker_class, RQFixes)
+    return stop_waits_for_thread(PubSubWorkerThread.stop) and not issubclass(
+        worker_class, RQFixes
+    )

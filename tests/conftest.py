@@ -142,10 +142,11 @@ class Worker:
         )
         return env
 
-    def start(self) -> subprocess.Popen[bytes]:
-        """A long-running real worker (only with a real Redis)."""
+    def start(self, *args: str) -> subprocess.Popen[bytes]:
+        """A long-running real worker (only with a real Redis), in its own process
+        group; ``args`` go to ``rqworker`` (``--with-scheduler``)."""
         return subprocess.Popen(
-            self.command(),
+            self.command(*args),
             env=self.env(),
             cwd=ROOT,
             stdout=subprocess.DEVNULL,

@@ -7,21 +7,20 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import subprocess
 import threading
 import time
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
 from rq import Worker as PlainWorker
 
 from django_ai_fields.queues import get_queue
 from django_ai_fields.rq_worker import SCHEDULER_CHECK_SECONDS, Worker, stops_slowly
-from tests.conftest import REAL_REDIS, ROOT
+from tests.conftest import REAL_REDIS
 from tests.conftest import Worker as WorkerProcesses
 from tests.fresh_project import FreshProject
+from tests.jobs.test_drain_linger import eventually
 
 STOP_SECONDS = 5  # a stop slower than this waited for the listener thread
 
@@ -64,26 +63,6 @@ def test_the_check_names_the_worker_class_that_waits(tmp_path: Path) -> None:
     assert "System check identified no issues" in ours.stdout, ours.stderr
 
 
-def scheduler_worker(workers: WorkerProcesses) -> subprocess.Popen[bytes]:
-    """``rqworker default --with-scheduler`` in a process group of its own."""
-    return subprocess.Popen(
-        workers.command("--with-scheduler"),
-        env=workers.env(),
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-
-
-def wait_until(condition: Any, seconds: float, what: str) -> float:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, f"{what}: not within {seconds} s"
-        time.sleep(0.2)
-    return time.monotonic()
-
-
 @pytest.mark.skipif(not REAL_REDIS, reason="rqworker processes need a real Redis (REDIS_URL)")
 def test_a_worker_takes_over_the_scheduler_of_a_killed_one() -> None:
     """Two ``rqworker --with-scheduler``; the one holding the scheduler is SIGKILLed
@@ -94,18 +73,17 @@ def test_a_worker_takes_over_the_scheduler_of_a_killed_one() -> None:
     queue = get_queue()
     lock = f"rq:scheduler-lock:{queue.name}"
     workers = WorkerProcesses()
-    holder = scheduler_worker(workers)
+    holder = workers.start("--with-scheduler")
     try:
-        wait_until(lambda: queue.connection.exists(lock), 60, "the scheduler's lock")
-        other = scheduler_worker(workers)
+        eventually(lambda: bool(queue.connection.exists(lock)), "the scheduler's lock", 60)
+        other = workers.start("--with-scheduler")
         try:
-            wait_until(lambda: len(Registered.all(queue=queue)) == 2, 60, "the second worker")
+            eventually(lambda: len(Registered.all(queue=queue)) == 2, "the second worker", 60)
             os.killpg(holder.pid, signal.SIGKILL)
             killed_at = time.monotonic()
             task = queue.enqueue_in(timedelta(seconds=1), "os.getpid")
-            finished = lambda: task.get_status(refresh=True) == "finished"  # noqa: E731
-            ran_at = wait_until(finished, 150, "the delayed task")
-            assert ran_at - killed_at < 61 + 2 * SCHEDULER_CHECK_SECONDS + 10
+            eventually(lambda: task.get_status(refresh=True) == "finished", "the task", 150)
+            assert time.monotonic() - killed_at < 61 + 2 * SCHEDULER_CHECK_SECONDS + 10
         finally:
             os.killpg(other.pid, signal.SIGTERM)
             other.wait(timeout=30)
