@@ -21,13 +21,17 @@ arrive while it runs, so drains, their marks and companions race the commits.
 
 Prints jobs/s per run, min / median / max of each side and of the ratio ai /
 noop, how long jobs waited from their save to their start, the longest gap
-between two job starts, and how many drains ran them. A run below 0.8 of the
-median is a stall.
+between two job starts, how many drains ran them, and PostgreSQL's autovacuum runs
+on the app's tables meanwhile. A run below 0.8 of the median is a stall. Rates are
+given to the last job's end and to the burst worker's exit (as the issue timed
+them: a worker's 60-second stop shows only there). ``--worker-class ours,rq`` runs
+``django_ai_fields.rq_worker.Worker`` and RQ's plain ``rq.Worker`` round by round.
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import itertools
 import json
 import os
@@ -46,14 +50,19 @@ sys.path.insert(0, str(HERE.parent))
 from benchmarks.harness import ROOT, run_database, setup_django  # noqa: E402
 from benchmarks.live import POLL, provider, reset, save, statuses  # noqa: E402
 
+WORKER_CLASSES = {
+    "ours": "django_ai_fields.rq_worker.Worker",
+    "rq": "rq.worker.Worker",  # RQ's own: its stop may wait 60 s (rq#1613)
+}
 
-def burst_worker(overrides: dict[str, Any]) -> subprocess.Popen[bytes]:
+
+def burst_worker(overrides: dict[str, Any], worker_class: str) -> subprocess.Popen[bytes]:
     from django.conf import settings
 
     from benchmarks.workers import worker_env
 
     command = [sys.executable, "-m", "django", "rqworker", settings.QUEUE_NAME, "--burst"]
-    command += ["--worker-class", "django_ai_fields.rq_worker.Worker"]
+    command += ["--worker-class", WORKER_CLASSES[worker_class]]
     return subprocess.Popen(
         command,
         env=worker_env(overrides),
@@ -84,7 +93,7 @@ def finish(worker: subprocess.Popen[bytes]) -> float:
     return time.time()
 
 
-def ai_run(jobs: int) -> dict[str, Any]:
+def ai_run(jobs: int, worker_class: str) -> dict[str, Any]:
     from rq.registry import FinishedJobRegistry
 
     from benchmarks.workers import get_queue
@@ -97,24 +106,26 @@ def ai_run(jobs: int) -> dict[str, Any]:
         drains_queued = len(queued_drains())
         queue = get_queue()
         queue.connection.delete(FinishedJobRegistry(queue=queue).key)
+        maintenance = maintenance_counts()
         started = time.time()
-        worker = burst_worker(overrides)
+        worker = burst_worker(overrides, worker_class)
         done_at = wait_for(
             lambda: AIJob.objects.filter(status__in=FINISHED_STATUSES).count() >= jobs, worker
         )
         exited = finish(worker)
+        maintenance = maintenance_counts() - maintenance
     assert len(clock.arrivals) == jobs, f"{len(clock.arrivals)} calls for {jobs} jobs"
     return {
         **job_waits(),
-        "wall_s": round(done_at - started, 3),
-        "jobs_per_s": round(jobs / (done_at - started), 1),
-        "worker_exit_after_s": round(exited - done_at, 3),
+        **rates(jobs, started, done_at, exited),
         "drains_queued_before": drains_queued,
         "drains_run": drains_run(),
+        # PostgreSQL's autovacuum and autoanalyze runs on the app's tables meanwhile
+        "autovacuum_during_run": sorted(maintenance.elements()),
     }
 
 
-def noop_run(jobs: int) -> dict[str, Any]:
+def noop_run(jobs: int, worker_class: str) -> dict[str, Any]:
     from rq.registry import FinishedJobRegistry
 
     from benchmarks.workers import get_queue
@@ -126,12 +137,32 @@ def noop_run(jobs: int) -> dict[str, Any]:
     for _ in range(jobs):
         queue.enqueue("benchmarks.workers.noop")
     started = time.time()
-    worker = burst_worker({})
+    worker = burst_worker({}, worker_class)
     done_at = wait_for(lambda: registry.count >= jobs, worker)
-    finish(worker)
+    return rates(jobs, started, done_at, finish(worker))
+
+
+def maintenance_counts() -> collections.Counter[str]:
+    """Autovacuum and autoanalyze runs so far on the app's tables (PostgreSQL; else none)."""
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        return collections.Counter()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT relname, autovacuum_count + autoanalyze_count FROM pg_stat_user_tables"
+            " WHERE relname LIKE 'django_ai_fields_%%' OR relname LIKE 'testapp_%%'"
+        )
+        return collections.Counter(dict(cursor.fetchall()))
+
+
+def rates(jobs: int, started: float, done_at: float, exited: float) -> dict[str, Any]:
+    """Jobs/s to the last job's end, and to the burst worker's exit (as the issue timed it)."""
     return {
         "wall_s": round(done_at - started, 3),
         "jobs_per_s": round(jobs / (done_at - started), 1),
+        "worker_exit_after_s": round(exited - done_at, 3),
+        "jobs_per_s_to_exit": round(jobs / (exited - started), 1),
     }
 
 
@@ -189,6 +220,18 @@ def spread(values: list[float]) -> dict[str, float]:
     }
 
 
+def series(runs: list[dict[str, Any]], noops: list[dict[str, Any]], key: str) -> dict[str, Any]:
+    """One side's rates by ``key``, and its ratios to the median of its no-op runs."""
+    noop_median = statistics.median(r[key] for r in noops)
+    ratios = [round(r[key] / noop_median, 3) for r in runs]
+    return {
+        "ai_jobs_per_s": spread([r[key] for r in runs]),
+        "noop_jobs_per_s": spread([r[key] for r in noops]),
+        "ratio": spread(ratios),
+        "stalled_runs": sum(1 for r in ratios if r < 0.8 * statistics.median(ratios)),
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=20)
@@ -197,43 +240,64 @@ def main() -> int:
     parser.add_argument(
         "--noop-runs", type=int, default=None, help="no-op runs (default: --runs), every so often"
     )
+    parser.add_argument(
+        "--worker-class",
+        default="ours",
+        help="comma-separated, interleaved round by round: ours, rq (queued mode only)",
+    )
     parser.add_argument("--output", type=Path, default=None)
     args = parser.parse_args()
     if not os.environ.get("REDIS_URL"):
         sys.exit("benchmarks/stall.py needs REDIS_URL (a real Redis): see its docstring")
+    classes = args.worker_class.split(",")
+    if args.mode == "live" and classes != ["ours"]:
+        sys.exit("--mode live runs live.py's workers: --worker-class ours only")
     setup_django()
-    runs: list[dict[str, Any]] = []
+    runs: dict[str, list[dict[str, Any]]] = {c: [] for c in classes}
+    noops: dict[str, list[dict[str, Any]]] = {c: [] for c in classes}
+    noop_runs = args.runs if args.noop_runs is None else args.noop_runs
+    noop_every = max(1, args.runs // max(1, noop_runs))
     with run_database():
-        noop_runs = args.runs if args.noop_runs is None else args.noop_runs
-        noop_every = max(1, args.runs // max(1, noop_runs))
-        noops: list[dict[str, Any]] = []
         for n in range(args.runs):
-            live = args.mode == "live"
-            ai = live_ai_run(args.jobs) if live else ai_run(args.jobs)
-            if n % noop_every == 0 and len(noops) < noop_runs:
-                noops.append(live_noop_run(args.jobs) if live else noop_run(args.jobs))
-                print(n, "noop", noops[-1], flush=True)
-            runs.append({"ai": ai})
-            print(n, "ai", ai, flush=True)
-    noop_median = statistics.median(r["jobs_per_s"] for r in noops)
-    for run in runs:
-        run["ratio"] = round(run["ai"]["jobs_per_s"] / noop_median, 3)
-    ratios = [r["ratio"] for r in runs]
-    summary = {
-        "mode": args.mode,
-        "jobs": args.jobs,
-        "runs": len(runs),
-        "ai_jobs_per_s": spread([r["ai"]["jobs_per_s"] for r in runs]),
-        "noop_jobs_per_s": spread([r["jobs_per_s"] for r in noops]),
-        "noop_runs": noops,
-        "ratio": spread(ratios),
-        "stalled_runs": sum(1 for r in ratios if r < 0.8 * statistics.median(ratios)),
-        "all": runs,
-    }
-    print(json.dumps({k: v for k, v in summary.items() if k != "all"}, indent=2))
+            for worker_class in classes:
+                ai = (
+                    live_ai_run(args.jobs)
+                    if args.mode == "live"
+                    else ai_run(args.jobs, worker_class)
+                )
+                runs[worker_class].append(ai)
+                print(n, worker_class, "ai", ai, flush=True)
+                if n % noop_every == 0 and len(noops[worker_class]) < noop_runs:
+                    noops[worker_class].append(
+                        live_noop_run(args.jobs)
+                        if args.mode == "live"
+                        else noop_run(args.jobs, worker_class)
+                    )
+                    print(n, worker_class, "noop", noops[worker_class][-1], flush=True)
+    summary: dict[str, Any] = {"mode": args.mode, "jobs": args.jobs, "runs": args.runs}
+    for worker_class in classes:
+        summary[worker_class] = {
+            "to_last_job": series(runs[worker_class], noops[worker_class], "jobs_per_s"),
+            "noop_runs": noops[worker_class],
+            "all": runs[worker_class],
+        }
+        if args.mode == "queued":
+            summary[worker_class]["to_exit"] = series(
+                runs[worker_class], noops[worker_class], "jobs_per_s_to_exit"
+            )
+    print(json.dumps(summary_without_runs(summary), indent=2))
     output = args.output or HERE / f"stall-{args.mode}-results.json"
     output.write_text(json.dumps(summary, indent=2) + "\n")
     return 0
+
+
+def summary_without_runs(summary: dict[str, Any]) -> dict[str, Any]:
+    return {
+        key: {k: v for k, v in value.items() if k not in ("all", "noop_runs")}
+        if isinstance(value, dict)
+        else value
+        for key, value in summary.items()
+    }
 
 
 if __name__ == "__main__":

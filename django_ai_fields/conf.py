@@ -90,8 +90,9 @@ DEFAULTS: dict[str, Any] = {
     # and stops taking new ones after DRAIN_SECONDS, handing on to a fresh drain.
     "DRAIN_SECONDS": 300,
     # Seconds a drain that has emptied the queue stays, taking the jobs of new commits
-    # as they come (woken through Redis: RQ only), before it exits (0: at once).
-    "DRAIN_LINGER": 0,  # opt-in; 2 is a good value (performance.md, "The 60-second stop")
+    # as they come (woken through Redis: RQ only), before it exits (0: at once). A burst
+    # worker and a warm shutdown wait it out.
+    "DRAIN_LINGER": 2,
     # Seconds a job over its tenant's max_concurrent_jobs waits before trying again.
     "CONCURRENCY_RETRY_DELAY": 5,
     # Mark the system message for Anthropic's prompt cache (OpenAI caches the

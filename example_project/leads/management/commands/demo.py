@@ -19,6 +19,7 @@ from django.core.files.base import ContentFile
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
+from django.test import override_settings
 from django.utils.text import slugify
 from PIL import Image, ImageDraw
 from rq import SimpleWorker
@@ -169,8 +170,12 @@ class Command(BaseCommand):
         # The scheduler (delayed retries) reopens the connection: not possible on fakeredis.
         with_scheduler = not type(queue.connection).__module__.startswith("fakeredis")
         deadline = time.monotonic() + WAIT_SECONDS
+        # The demo's saves are all committed: a drain lingering for more (DRAIN_LINGER)
+        # would only hold this burst up.
+        no_linger = override_settings(AI_FIELDS={**settings.AI_FIELDS, "DRAIN_LINGER": 0})
         while True:
-            worker.work(burst=True, logging_level="WARNING", with_scheduler=with_scheduler)
+            with no_linger:
+                worker.work(burst=True, logging_level="WARNING", with_scheduler=with_scheduler)
             if not self.open_jobs(leads) or time.monotonic() > deadline:
                 return
             time.sleep(0.5)
