@@ -27,10 +27,13 @@ import logging
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
+from functools import partial
 from typing import Any
 
-from django.db import IntegrityError, transaction
-from django.db.models import F, QuerySet
+from django.contrib.contenttypes.models import ContentType
+from django.db import IntegrityError, connections, transaction
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.models import F, Field, QuerySet
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
@@ -105,18 +108,7 @@ def lease(
     open_jobs = (
         open_jobs.filter(phase=Phase.BATCH) if batch else open_jobs.exclude(phase=Phase.BATCH)
     )
-    task = {"rq_job_id": task_id} if task_id else {}
-    taken = open_jobs.update(
-        status=Status.RUNNING,
-        run_token=token,
-        attempts=F("attempts") + 1,
-        started_at=timezone.now(),
-        # INIT is the lease itself: the job goes straight to PREP, in this query.
-        phase=Phase.PREP,
-        progress=PROGRESS[Phase.PREP],
-        partial_output="",
-        **task,
-    )
+    taken = open_jobs.update(**_leased(token, task_id), attempts=F("attempts") + 1)
     if not taken:
         return []
     jobs = list(
@@ -125,6 +117,73 @@ def lease(
     for job in jobs:
         _announce(job)
     return jobs
+
+
+def lease_first(waiting: QuerySet[AIJob], room: int, *, task_id: str | None) -> list[AIJob]:
+    """Lease the first ``room`` jobs of ``waiting`` (by pk) that no other transaction
+    has locked, in one statement (PostgreSQL only): ``UPDATE ... WHERE pk IN (SELECT
+    ... FOR UPDATE SKIP LOCKED) RETURNING``, where ``lease`` takes a transaction of
+    four. The same columns as ``lease``."""
+    connection = connections[waiting.db]
+    column = partial(_quoted_column, connection)
+    chosen = waiting.filter(status__in=OPEN_STATUSES).exclude(phase=Phase.BATCH)
+    pick, pick_params = chosen.order_by("pk").values("pk")[:room].query.sql_with_params()
+    fields = {field.name: field for field in AIJob._meta.concrete_fields}
+    leased = _leased(uuid.uuid4().hex, task_id)
+    assignments = [f"{column(fields[name])} = %s" for name in leased]
+    params = [fields[name].get_db_prep_save(value, connection) for name, value in leased.items()]
+    attempts = column(fields["attempts"])
+    sql = (
+        f"UPDATE {connection.ops.quote_name(AIJob._meta.db_table)} "
+        f"SET {', '.join(assignments)}, {attempts} = {attempts} + 1 "
+        f"WHERE {column(fields['id'])} IN ({pick} FOR UPDATE SKIP LOCKED) "
+        f"RETURNING {', '.join(column(field) for field in fields.values())}"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*params, *pick_params])
+        rows = cursor.fetchall()
+    jobs = _from_rows(waiting.db, list(fields.values()), rows)
+    for job in jobs:
+        _announce(job)
+    return jobs
+
+
+def _quoted_column(connection: BaseDatabaseWrapper, field: Field[Any, Any]) -> str:
+    assert field.column is not None  # a concrete field's
+    return connection.ops.quote_name(field.column)
+
+
+def _from_rows(db: str, fields: list[Field[Any, Any]], rows: list[Any]) -> list[AIJob]:
+    """AIJobs from rows of ``fields``' columns, converted as the ORM converts them,
+    with their content type from Django's cache (no query)."""
+    compiler = AIJob.objects.db_manager(db).all().query.get_compiler(db)
+    converters = compiler.get_converters([field.get_col(AIJob._meta.db_table) for field in fields])
+    if converters:
+        rows = list(compiler.apply_converters(rows, converters))
+    names = [field.attname for field in fields]
+    types = ContentType.objects.db_manager(db)
+    jobs = []
+    for row in rows:
+        job = AIJob.from_db(db, names, row)
+        if job.content_type_id is not None:
+            job.content_type = types.get_for_id(job.content_type_id)
+        jobs.append(job)
+    return jobs
+
+
+def _leased(token: str, task_id: str | None) -> dict[str, Any]:
+    """The columns a lease sets (and ``attempts`` one up)."""
+    task = {"rq_job_id": task_id} if task_id else {}
+    return {
+        "status": Status.RUNNING,
+        "run_token": token,
+        "started_at": timezone.now(),
+        # INIT is the lease itself: the job goes straight to PREP, in this query.
+        "phase": Phase.PREP,
+        "progress": PROGRESS[Phase.PREP],
+        "partial_output": "",
+        **task,
+    }
 
 
 def write(job: AIJob, **columns: Any) -> None:

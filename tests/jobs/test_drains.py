@@ -183,10 +183,30 @@ def test_the_lease_skips_rows_another_drain_locked(settings):
 
     assert len(leased) == 1 and leased[0].status == Status.RUNNING
     skip_locked = [q["sql"] for q in queries.captured_queries if "SKIP LOCKED" in q["sql"]]
-    if connection.features.has_select_for_update_skip_locked:  # PostgreSQL
+    if connection.vendor == "postgresql":  # one UPDATE ... RETURNING, no transaction
+        assert [q["sql"] for q in queries.captured_queries] == skip_locked
+        assert len(skip_locked) == 1 and "RETURNING" in skip_locked[0]
+    elif connection.features.has_select_for_update_skip_locked:  # MariaDB
         assert len(skip_locked) == 1
     else:  # SQLite: the lease's conditional UPDATE arbitrates
         assert skip_locked == []
+
+
+def test_a_leased_job_is_read_as_the_orm_reads_it(settings):
+    [saved] = save_articles(1)
+    expected = AIJob.objects.get(pk=saved.pk)
+
+    [leased] = drains.lease_waiting(4)
+
+    fresh = AIJob.objects.select_related("content_type").get(pk=leased.pk)
+    for field in AIJob._meta.concrete_fields:
+        assert getattr(leased, field.attname) == getattr(fresh, field.attname), field.name
+    assert leased.attempts == expected.attempts + 1 and leased.run_token
+    assert isinstance(leased.steps, list) and leased.created_at.tzinfo is not None
+    with CaptureQueriesContext(connection) as queries:
+        assert leased.content_type == fresh.content_type
+        assert leased.target_label
+    assert queries.captured_queries == []
 
 
 def test_a_job_waiting_for_a_delayed_retry_is_not_a_drains(fake_provider, settings):
@@ -326,7 +346,9 @@ def test_a_drain_loads_the_rows_of_each_batch_it_leases_in_one_query(fake_provid
     leases = [s for s in leases if "'running'" in s]
     row_loads = [s for s in sql if s.startswith("SELECT") and 'FROM "testapp_article"' in s]
     assert 2 <= len(leases) < 10  # batches: the first took 5 jobs at once
-    assert len(row_loads) == len(leases)  # not one SELECT per job
+    # Not one SELECT per job: one per lease that took jobs (on PostgreSQL a look that
+    # finds nothing is an UPDATE of no row too, and loads nothing).
+    assert 2 <= len(row_loads) <= len(leases)
 
 
 def test_a_job_put_back_for_a_delayed_retry_between_the_select_and_the_lease_is_left(
@@ -334,6 +356,8 @@ def test_a_job_put_back_for_a_delayed_retry_between_the_select_and_the_lease_is_
 ):
     """On SQLite the lease is a SELECT, then a conditional UPDATE: another drain may run
     the job and put it back for a delayed retry in between. The UPDATE leaves it."""
+    if connection.vendor == "postgresql":
+        pytest.skip("PostgreSQL leases in one statement: nothing runs in between")
     [job] = save_articles(1)
     real_lease = drains.lease_still_waiting
 
