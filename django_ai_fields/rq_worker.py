@@ -17,6 +17,9 @@ stopped without grace), the lock expires after 61 s, and RQ's other workers look
 for it only in their maintenance, every 10 minutes: meanwhile delayed retries and the
 periodic sweep wait. This worker looks every ``SCHEDULER_CHECK_SECONDS`` while idle.
 
+A burst worker (``rqworker --burst``, a cron's) exits once the queue is empty, so its
+drains do not linger (``DRAIN_LINGER``): lingering would only delay its exit.
+
 Nothing else differs: jobs still run in a forked work horse, as ``rqworker`` runs
 them by default.
 """
@@ -37,6 +40,15 @@ LISTENER_JOIN_SECONDS = 1
 # lock is free (RQ: every 10 minutes); one Redis SET NX each time.
 SCHEDULER_CHECK_SECONDS = 15
 
+# Whether this process works for a burst worker (a forked work horse inherits it).
+_working_in_burst = False
+
+
+def working_in_burst() -> bool:
+    """Whether this process runs jobs for a burst worker of the classes below: one
+    that exits once the queue is empty (its drains then have no reason to linger)."""
+    return _working_in_burst
+
 
 class RQFixes(BaseWorker):
     """What both worker classes below change in RQ's: the stop, the scheduler."""
@@ -45,8 +57,13 @@ class RQFixes(BaseWorker):
     scheduler_checked_at = 0.0
 
     def work(self, burst: bool = False, *args: Any, **kwargs: Any) -> bool:
+        global _working_in_burst
         self.takes_over_scheduler = not burst  # a burst worker runs no scheduler
-        return bool(super().work(burst, *args, **kwargs))
+        before, _working_in_burst = _working_in_burst, burst
+        try:
+            return bool(super().work(burst, *args, **kwargs))
+        finally:
+            _working_in_burst = before
 
     @property
     def dequeue_timeout(self) -> int:

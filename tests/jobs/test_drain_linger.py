@@ -1,6 +1,7 @@
 """A drain that has emptied the queue lingers (``DRAIN_LINGER``): a commit meanwhile
 hands its job to it and wakes it through Redis, with no new RQ job; it exits after
-the linger, or at once when other tasks wait for the worker."""
+the linger, or at once when other tasks wait for the worker. A burst worker's drains
+do not linger: the worker exits once the queue is empty."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from django_ai_fields.models import AIJob, Status
 from django_ai_fields.queues import get_queue
 from django_ai_fields.rq_worker import SimpleWorker
 from tests.fake_provider import default_responder
-from tests.jobs.test_drains import drain_ids, run_queue, save_articles, statuses, use_ai
+from tests.jobs.test_drains import drain_ids, save_articles, statuses, use_ai
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -37,11 +38,17 @@ class ThreadWorker(SimpleWorker):
         pass
 
 
-def worker_in_thread() -> threading.Thread:
+# A long-running worker (not --burst, whose drains do not linger) that exits after
+# this many idle seconds, so that a test can wait for it.
+IDLE_SECONDS = 1
+
+
+def worker_in_thread(burst: bool = False) -> threading.Thread:
     def work() -> None:
         queue = get_queue()
+        worker = ThreadWorker([queue], connection=queue.connection)
         try:
-            ThreadWorker([queue], connection=queue.connection).work(burst=True)
+            worker.work(burst=burst, max_idle_time=None if burst else IDLE_SECONDS)
         finally:
             connection.close()
 
@@ -107,7 +114,9 @@ def test_a_drain_exits_after_its_linger_and_the_next_commit_requests_a_new_one(
     [first] = save_articles(1, "First")
     [drain_id] = drain_ids()
 
-    run_queue()  # returns: the drain lingered, took nothing, released the mark, exited
+    worker = worker_in_thread()  # the drain lingers, takes nothing, releases the mark
+    eventually(lambda: finished_drains() == [drain_id], "the drain ended")
+    worker.join(timeout=60)
 
     assert statuses([first]) == [Status.SUCCEEDED]
     assert mark() is None
@@ -116,6 +125,25 @@ def test_a_drain_exits_after_its_linger_and_the_next_commit_requests_a_new_one(
     [next_drain] = drain_ids()
     assert next_drain != drain_id
     assert AIJob.objects.get(pk=second.pk).rq_job_id == next_drain
+
+
+def test_a_burst_workers_drain_does_not_linger(fake_provider, settings):
+    """A burst worker (a cron's ``rqworker --burst``) exits once the queue is empty:
+    its drain does not wait out the linger before."""
+    use_ai(settings, DRAIN_LINGER=600)
+    [first] = save_articles(1, "First")
+    [drain_id] = drain_ids()
+
+    worker = worker_in_thread(burst=True)
+    worker.join(timeout=60)  # far less than the linger
+
+    assert not worker.is_alive()
+    assert statuses([first]) == [Status.SUCCEEDED]
+    assert finished_drains() == [drain_id]
+    assert mark() is None
+    [second] = save_articles(1, "Second")  # the next commit requests a new drain
+    assert drain_ids() != [drain_id]
+    assert AIJob.objects.get(pk=second.pk).rq_job_id != drain_id
 
 
 def test_a_lingering_drain_makes_room_for_other_tasks(fake_provider, settings):

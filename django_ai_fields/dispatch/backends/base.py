@@ -32,8 +32,11 @@ class Wakeup:
 
 class TaskBackend(Protocol):
     name: str
-    # Whether wake / wait_for_wake reach a running task (only RQ's do).
-    can_wake: bool
+
+    @property
+    def can_wake(self) -> bool:
+        """Whether wake / wait_for_wake reach a running task that waits (only RQ's
+        do, and not in a burst worker, which exits once the queue is empty)."""
 
     def send(self, wakeup: Wakeup) -> str:
         """Put the task on the queue; returns its id. Raises when the queue is down."""

@@ -11,6 +11,7 @@ from datetime import timedelta
 from typing import Any
 
 from ... import queues
+from ...rq_worker import working_in_burst
 from .base import Wakeup
 
 # RQ statuses of a task that will still run; any other (or none: gone) never will.
@@ -23,7 +24,11 @@ WAKE_SECONDS = 10
 
 class RQBackend:
     name = "rq"
-    can_wake = True
+
+    @property
+    def can_wake(self) -> bool:
+        # A burst worker exits once the queue is empty: its drains do not linger.
+        return not working_in_burst()
 
     def send(self, wakeup: Wakeup) -> str:
         queue = queues.get_queue()

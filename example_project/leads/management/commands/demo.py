@@ -19,16 +19,15 @@ from django.core.files.base import ContentFile
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
-from django.test import override_settings
 from django.utils.text import slugify
 from PIL import Image, ImageDraw
-from rq import SimpleWorker
 
 from django_ai_fields.api import latest_job
 from django_ai_fields.conf import get_setting
 from django_ai_fields.fields import ai_fields_of
 from django_ai_fields.models import OPEN_STATUSES, AIJob, Status
 from django_ai_fields.queues import get_queue
+from django_ai_fields.rq_worker import SimpleWorker
 from leads.management.commands.demo_user import DEMO_PASSWORD, DEMO_USERNAME, ensure_demo_user
 from leads.management.table import format_table
 from leads.models import Lead
@@ -63,15 +62,6 @@ LOGO_COLORS = ["#1f6feb", "#d29922", "#8250df"]
 
 # Retries are enqueued with a delay; give them this long before reporting.
 WAIT_SECONDS = 120
-
-
-class BurstWorker(SimpleWorker):
-    """A SimpleWorker without rq's command channel, which an in-process burst never
-    uses: stopping its pubsub thread races with the unsubscribe reply and can then
-    wait out redis-py's 60-second subscription wait (seen on a real Redis)."""
-
-    def subscribe(self) -> None:
-        pass
 
 
 def demo_logo(company: str, color: str) -> ContentFile[bytes]:
@@ -166,16 +156,14 @@ class Command(BaseCommand):
     def run_worker(self, leads: list[Lead]) -> None:
         """Burst-run the queue until the demo's jobs are done (or WAIT_SECONDS pass)."""
         queue = get_queue()
-        worker = BurstWorker([queue], connection=queue.connection)
+        # The app's SimpleWorker: it stops at once (rq_worker.py), and as a burst worker
+        # its drains do not linger for more saves (DRAIN_LINGER).
+        worker = SimpleWorker([queue], connection=queue.connection)
         # The scheduler (delayed retries) reopens the connection: not possible on fakeredis.
         with_scheduler = not type(queue.connection).__module__.startswith("fakeredis")
         deadline = time.monotonic() + WAIT_SECONDS
-        # The demo's saves are all committed: a drain lingering for more (DRAIN_LINGER)
-        # would only hold this burst up.
-        no_linger = override_settings(AI_FIELDS={**settings.AI_FIELDS, "DRAIN_LINGER": 0})
         while True:
-            with no_linger:
-                worker.work(burst=True, logging_level="WARNING", with_scheduler=with_scheduler)
+            worker.work(burst=True, logging_level="WARNING", with_scheduler=with_scheduler)
             if not self.open_jobs(leads) or time.monotonic() > deadline:
                 return
             time.sleep(0.5)
