@@ -158,6 +158,9 @@ def log_before_sending(
     demand = worst_case(prepared)
     request = prepared.request
     with databases.atomic(AIJob):
+        # The job's request columns (AI_CALL), with the check that this run still
+        # holds it: a run that lost its lease neither reserves nor calls.
+        transitions.write_unwritten(job)
         reservations = quotas.reserve(job.tenant, demand, prepared.function.budget())
         sent = usage_rollup.log_sent(
             tenant=job.tenant,

@@ -69,10 +69,8 @@ def opened(jobs: Sequence[AIJob]) -> None:
 def handed_over(job_ids: Sequence[int], task_id: str) -> int:
     """Open jobs now wait on the queue for the task ``task_id`` (a drain, a chunk, a
     delayed run); a job inside a provider batch is left alone. Returns how many."""
-    count = (
-        AIJob.objects.filter(pk__in=job_ids, status__in=OPEN_STATUSES)
-        .exclude(phase=Phase.BATCH)
-        .update(status=Status.QUEUED, enqueued_at=timezone.now(), rq_job_id=task_id)
+    count = _open(AIJob.objects.filter(pk__in=job_ids)).update(
+        status=Status.QUEUED, enqueued_at=timezone.now(), rq_job_id=task_id
     )
     _announce_many(job_ids, Status.QUEUED, count, task=task_id)
     return count
@@ -104,10 +102,7 @@ def lease(
     (``batch=True``). They share the run's token: later writes name the pk as well."""
     token = uuid.uuid4().hex
     candidates = AIJob.objects.all() if among is None else among
-    open_jobs = candidates.filter(pk__in=job_ids, status__in=OPEN_STATUSES)
-    open_jobs = (
-        open_jobs.filter(phase=Phase.BATCH) if batch else open_jobs.exclude(phase=Phase.BATCH)
-    )
+    open_jobs = _open(candidates.filter(pk__in=job_ids), in_batch=batch)
     taken = open_jobs.update(**_leased(token, task_id), attempts=F("attempts") + 1)
     if not taken:
         return []
@@ -126,8 +121,7 @@ def lease_first(waiting: QuerySet[AIJob], room: int, *, task_id: str | None) -> 
     four. The same columns as ``lease``."""
     connection = connections[waiting.db]
     column = partial(_quoted_column, connection)
-    chosen = waiting.filter(status__in=OPEN_STATUSES).exclude(phase=Phase.BATCH)
-    pick, pick_params = chosen.order_by("pk").values("pk")[:room].query.sql_with_params()
+    pick, pick_params = _open(waiting).order_by("pk").values("pk")[:room].query.sql_with_params()
     fields = {field.name: field for field in AIJob._meta.concrete_fields}
     leased = _leased(uuid.uuid4().hex, task_id)
     assignments = [f"{column(fields[name])} = %s" for name in leased]
@@ -136,7 +130,7 @@ def lease_first(waiting: QuerySet[AIJob], room: int, *, task_id: str | None) -> 
     sql = (
         f"UPDATE {connection.ops.quote_name(AIJob._meta.db_table)} "
         f"SET {', '.join(assignments)}, {attempts} = {attempts} + 1 "
-        f"WHERE {column(fields['id'])} IN ({pick} FOR UPDATE SKIP LOCKED) "
+        f"WHERE {column(AIJob._meta.pk)} IN ({pick} FOR UPDATE SKIP LOCKED) "
         f"RETURNING {', '.join(column(field) for field in fields.values())}"
     )
     with connection.cursor() as cursor:
@@ -146,6 +140,13 @@ def lease_first(waiting: QuerySet[AIJob], room: int, *, task_id: str | None) -> 
     for job in jobs:
         _announce(job)
     return jobs
+
+
+def _open(jobs: QuerySet[AIJob], *, in_batch: bool = False) -> QuerySet[AIJob]:
+    """Those of ``jobs`` a run may take: open, and waiting in a provider batch only
+    for that batch's poll (``in_batch``), never for anything else."""
+    jobs = jobs.filter(status__in=OPEN_STATUSES)
+    return jobs.filter(phase=Phase.BATCH) if in_batch else jobs.exclude(phase=Phase.BATCH)
 
 
 def _quoted_column(connection: BaseDatabaseWrapper, field: Field[Any, Any]) -> str:
@@ -471,7 +472,10 @@ def record_succeeded(records: Sequence[dict[str, Any]], using: str) -> list[AIJo
 def write_later(job: AIJob, **columns: Any) -> None:
     """Set columns of a held job now and write them with its next write or
     transition, which follows anyway (one query fewer per answered call). Plain
-    values only: only the run holding the job writes these columns."""
+    values only: only the run holding the job writes these columns. A phase change
+    adds its step, as ``write`` does."""
+    if "phase" in columns and "steps" not in columns:
+        columns["steps"] = with_step(job, columns)
     for name, value in columns.items():
         setattr(job, name, value)
     setattr(job, UNWRITTEN, {*getattr(job, UNWRITTEN, ()), *columns})
@@ -479,6 +483,14 @@ def write_later(job: AIJob, **columns: Any) -> None:
 
 # The attribute naming a job's columns set by write_later() and not yet written.
 UNWRITTEN = "_ai_unwritten_columns"
+
+
+def write_unwritten(job: AIJob) -> None:
+    """Write the columns ``write_later`` set, now, in the caller's transaction, while
+    this run still holds the job (raises LeaseLost otherwise). No query when none
+    wait."""
+    if getattr(job, UNWRITTEN, None):
+        _guarded_update(job, {})
 
 
 def _guarded_update(job: AIJob, values: dict[str, Any]) -> None:

@@ -69,10 +69,11 @@ def lease_waiting(room: int) -> list[AIJob]:
     """Lease up to ``room`` waiting jobs, oldest first: in one statement on
     PostgreSQL; in a transaction with ``SKIP LOCKED`` where the database has it
     (MariaDB); else by a conditional ``UPDATE`` that a concurrent drain may win."""
-    if connections[waiting_jobs().db].vendor == "postgresql":
-        return transitions.lease_first(waiting_jobs(), room, task_id=backend.current_task_id())
+    waiting = waiting_jobs()
+    if connections[waiting.db].vendor == "postgresql":
+        return transitions.lease_first(waiting, room, task_id=backend.current_task_id())
     while True:
-        candidates = waiting_jobs().order_by("pk")
+        candidates = waiting.order_by("pk")
         if connections[candidates.db].features.has_select_for_update_skip_locked:
             with transaction.atomic(using=candidates.db):
                 locked = candidates.select_for_update(skip_locked=True)

@@ -21,7 +21,7 @@ from ..calling.pipeline import Pipeline, Prepared, job_timeout_error, record_usa
 from ..conf import get_setting
 from ..dispatch import transitions
 from ..dispatch.steps import with_note, with_step
-from ..dispatch.transitions import PROGRESS, LeaseLost
+from ..dispatch.transitions import LeaseLost
 from ..functions import AIFunction, Cancelled, Superseded, get_function, json_safe
 from ..generation import FieldGeneration, RowData
 from ..models import FIELD_FUNCTION, AIJob, ErrorCode, Phase, Status, TenantPolicy
@@ -43,7 +43,7 @@ from .lifecycle import (
     handle_provider_error,
     lease,
     postpone,
-    record_request,
+    record_request_later,
     refused_by_policy,
 )
 
@@ -108,7 +108,7 @@ def generate(job: AIJob, policy: TenantPolicy | None) -> Pipeline[str]:
     except PREP_REFUSALS as exc:
         return end_at_prep(job, exc)
     key = cache_key(prepared, job.tenant)
-    record_request(job, prepared, key, phase=Phase.AI_CALL, progress=PROGRESS[Phase.AI_CALL])
+    record_request_later(job, prepared, key)
     if key and not job.force:
         cached = result_cache.lookup(key, prepared.function.result_cache_ttl())
         if cached is not result_cache.MISS:

@@ -55,16 +55,32 @@ def refused_by_policy(job: AIJob, policy: TenantPolicy | None) -> str | None:
 
 def record_request(job: AIJob, prepared: Prepared, cache_key: str, **values: Any) -> None:
     """Write the prepared request's columns (hash, prompt, provider, model, cache key)."""
-    function, request = prepared.function, prepared.request
-    update_job(
+    update_job(job, **values, **request_columns(prepared, cache_key))
+
+
+def record_request_later(job: AIJob, prepared: Prepared, cache_key: str) -> None:
+    """Move the job to AI_CALL with the prepared request's columns, written with the
+    job's next write: the transaction that logs its call before the request leaves
+    (calling.pipeline.log_before_sending), which checks the lease, or whatever ends
+    the job first (a cached answer, a refusal)."""
+    transitions.write_later(
         job,
-        **values,
-        input_hash=function.input_hash(prepared.data),
-        prompt=request.prompt if get_setting("STORE_PROMPTS") else "",
-        provider=prepared.provider,
-        model=request.model,
-        cache_key=cache_key,
+        phase=Phase.AI_CALL,
+        progress=transitions.PROGRESS[Phase.AI_CALL],
+        **request_columns(prepared, cache_key),
     )
+
+
+def request_columns(prepared: Prepared, cache_key: str) -> dict[str, Any]:
+    """The prepared request's columns: hash, prompt, provider, model, cache key."""
+    function, request = prepared.function, prepared.request
+    return {
+        "input_hash": function.input_hash(prepared.data),
+        "prompt": request.prompt if get_setting("STORE_PROMPTS") else "",
+        "provider": prepared.provider,
+        "model": request.model,
+        "cache_key": cache_key,
+    }
 
 
 # -- back to the queue -----------------------------------------------------------

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from django.db import connection
 from django.db.models.signals import post_init, post_save
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from rq.timeouts import JobTimeoutException
 
@@ -16,7 +17,8 @@ from django_ai_fields import signals
 from django_ai_fields.api import regenerate
 from django_ai_fields.declare.prompts import DATA_GUARD
 from django_ai_fields.jobs.tasks import run_job
-from django_ai_fields.models import AIJob, AIUsage, ErrorCode, Phase, Status
+from django_ai_fields.models import AIJob, AIUsage, ErrorCode, Phase, Quota, Status
+from django_ai_fields.money import quotas
 from django_ai_fields.queues import get_queue
 from tests.fake_provider import FakeProvider, RecordedRequest, Usage
 from tests.testapp.models import Lead
@@ -558,6 +560,67 @@ def test_a_run_whose_lease_was_taken_over_writes_nothing(fake_provider, signal_l
     lead.refresh_from_db()
     assert lead.heat is None
     assert signal_log["field_updated"] == signal_log["job_completed"] == []
+
+
+def test_a_run_that_loses_its_lease_before_the_call_neither_reserves_nor_calls(
+    fake_provider, lease_taken_during_prep
+):
+    Quota.objects.create(tenant="", kind="requests", period="day", limit=100)
+    answer_by_field(fake_provider)
+    _lead, job = job_for("heat")
+    lease_taken_during_prep()
+
+    assert run_job(job.pk) == "lease-lost"
+
+    assert fake_provider.calls == 0
+    assert not AIUsage.objects.filter(job=job).exists()
+    assert quotas.usage_for("", "requests", "day") == 0
+    job.refresh_from_db()
+    assert (job.run_token, job.phase) == ("another-run", Phase.PREP)
+
+
+@pytest.fixture
+def lease_taken_during_prep() -> Iterator[Callable[[], None]]:
+    """Arms another run to take the job over (once) when the engine next loads a Lead."""
+    armed: list[bool] = []
+
+    def take_over(**kwargs: Any) -> None:
+        if armed:
+            armed.clear()
+            AIJob.objects.update(run_token="another-run")
+
+    post_init.connect(take_over, sender=Lead, weak=False, dispatch_uid="take_over")
+    yield lambda: armed.append(True)
+    post_init.disconnect(sender=Lead, dispatch_uid="take_over")
+
+
+def test_a_job_moves_to_ai_call_in_the_transaction_that_logs_its_call(fake_provider):
+    """The request's columns (phase AI_CALL, prompt, model) are written with the
+    usage row logged ``sent`` and the quota reservation: one commit, not two, before
+    the request leaves, and the provider is called with both visible."""
+    seen: list[tuple[str, bool]] = []
+
+    def look(field: str, request: RecordedRequest) -> None:
+        job = AIJob.objects.get(field_name=field)
+        seen.append((job.phase, AIUsage.objects.filter(job=job).exists()))
+
+    answer_by_field(fake_provider, hook=look)
+    _lead, job = job_for("heat")
+    with CaptureQueriesContext(connection) as captured:
+        assert run_job(job.pk) == Status.SUCCEEDED
+
+    assert seen == [(Phase.AI_CALL, True)]
+    statements = [q["sql"] for q in captured.captured_queries]
+    [to_ai_call] = [i for i, sql in enumerate(statements) if "'AI_CALL'" in sql]
+    [logged] = [
+        i
+        for i, sql in enumerate(statements)
+        if sql.startswith('INSERT INTO "django_ai_fields_aiusage"')
+    ]
+    assert to_ai_call < logged
+    between = statements[to_ai_call:logged]
+    assert not [sql for sql in between if sql.startswith(("COMMIT", "BEGIN"))], between
+    assert statements[to_ai_call - 1].startswith(("BEGIN", "SAVEPOINT")), statements
 
 
 def test_a_finished_job_is_not_run_again(fake_provider):
