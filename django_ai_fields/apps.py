@@ -43,8 +43,10 @@ def _start_worker() -> None:
     worker arms it because after the queue lost its data (Redis restarted without
     persistence) nothing else would, with the queue empty."""
     from .jobs.sweep import schedule_sweep
+    from .money.pricing import load_price_data
 
     _preload_providers()
+    load_price_data()
     # Deliberate queries in ready(): a worker has no later hook that runs before its
     # first task, and the marks (SHARED_STATE "cache") and django-tasks-db's task
     # table live in the database. Django's warning about them would greet every start.

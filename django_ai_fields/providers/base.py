@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import codecs
+import contextlib
+import importlib
 import os
 import sys
 from abc import ABC, abstractmethod
@@ -276,11 +278,18 @@ def async_key(key: tuple[Any, ...]) -> tuple[Any, ...]:
 def warm_sdk_client(client: Any, response_type: Any, sample: dict[str, Any]) -> None:
     """What the openai and anthropic SDKs build lazily on a client's first request:
     the platform headers (``platform.platform()`` starts a ``uname`` subprocess),
-    the response model's pydantic schema (the SDKs parse with ``construct``), and
-    the IDNA codec that resolving the host name imports."""
+    the response model's pydantic schema (the SDKs parse with ``construct``), the
+    IDNA codec that resolving the host name imports, and anyio's asyncio backend,
+    which their async clients import on their first request (a drain's calls)."""
     client.default_headers  # noqa: B018
     response_type.construct(**sample)
     codecs.lookup("idna")
+    with contextlib.suppress(ImportError):  # anyio is the SDKs' dependency, not ours
+        importlib.import_module(ASYNC_BACKEND)
+
+
+# The module anyio imports for asyncio the first time an async client runs.
+ASYNC_BACKEND = "anyio._backends._asyncio"
 
 
 def require_key(provider: Provider) -> None:

@@ -75,3 +75,56 @@ def test_a_work_horse_inherits_a_warm_provider(fake_provider_server: FakeProvide
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert server.calls == 1  # the call really went out
     assert report == {"new_modules": [], "new_clients": 0}
+
+
+# A drain's first call in a work horse: an async call on the call loop, then its price.
+ASYNC_CHILD = """
+import asyncio, json, sys, django
+sys.argv = ["manage.py", "rqworker"]
+django.setup()
+from genai_prices import data_snapshot
+from django_ai_fields.money import pricing
+from django_ai_fields.providers import CompletionRequest
+from django_ai_fields.providers.loop import call_loop
+from django_ai_fields.tenants.credentials import get_provider
+
+def first_drain_call():
+    before_modules = set(sys.modules)
+    price_data_loads = data_snapshot._bundled_snapshot.cache_info().misses
+    request = CompletionRequest(system="s", prompt="p", model="gpt-4o-mini", max_tokens=5)
+    coroutine = get_provider("openai").acomplete(request)
+    asyncio.run_coroutine_threadsafe(coroutine, call_loop()).result(timeout=30)
+    pricing.cost_micro("gpt-4o-mini", input_tokens=10, output_tokens=5, provider="openai")
+    prefixes = ("anyio", "openai", "httpx", "httpcore", "pydantic", "genai_prices")
+    new = sorted(m for m in set(sys.modules) - before_modules if m.startswith(prefixes))
+    loads = data_snapshot._bundled_snapshot.cache_info().misses - price_data_loads
+    return json.dumps({"new_modules": new, "price_data_loads": loads})
+"""
+
+
+def test_a_work_horse_inherits_the_price_data_and_the_async_backend(
+    fake_provider_server: FakeProvider,
+):
+    """A drain calls through the async client, and prices each answer: the worker's
+    parent loaded the price data and anyio's asyncio backend once, for every horse."""
+    server = fake_provider_server
+    server.reset()
+    overrides = {
+        "DEFAULT_PROVIDER": "openai",
+        "PROVIDERS": {
+            "openai": {"API_KEY": "sk-warm", "BASE_URL": server.openai_base_url, "TIMEOUT": 5}
+        },
+    }
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "tests.settings",
+        "AI_FIELDS_TEST_OVERRIDES": json.dumps(overrides),
+    }
+    code = ASYNC_CHILD + IN_FORKED_HORSE.replace("one_call()", "first_drain_call()")
+    result = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert server.calls == 1  # the call really went out
+    assert report == {"new_modules": [], "price_data_loads": 0}
