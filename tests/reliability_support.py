@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from typing import Any
 
+from django.db.models.signals import post_init
 from django.utils import timezone
 
 from django_ai_fields.api import regenerate
@@ -29,6 +31,21 @@ def make_lead(**values: Any) -> Lead:
     values = {"name": "Ada", "company": "Acme", "notes": "Wants 20 seats", **values}
     (lead,) = Lead.objects.bulk_create([Lead(**values)])
     return lead
+
+
+def on_next_lead_load(action: Callable[[], None], uid: str) -> Iterator[Callable[[], None]]:
+    """For a fixture (``yield from``): yields a function that arms ``action`` to run
+    once, when the engine next loads a Lead (its PREP)."""
+    armed: list[bool] = []
+
+    def fire(**kwargs: Any) -> None:
+        if armed:
+            armed.clear()
+            action()
+
+    post_init.connect(fire, sender=Lead, weak=False, dispatch_uid=uid)
+    yield lambda: armed.append(True)
+    post_init.disconnect(sender=Lead, dispatch_uid=uid)
 
 
 def job_for(field_name: str, **values: Any) -> tuple[Lead, AIJob]:

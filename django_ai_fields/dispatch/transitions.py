@@ -474,8 +474,7 @@ def write_later(job: AIJob, **columns: Any) -> None:
     transition, which follows anyway (one query fewer per answered call). Plain
     values only: only the run holding the job writes these columns. A phase change
     adds its step, as ``write`` does."""
-    if "phase" in columns and "steps" not in columns:
-        columns["steps"] = with_step(job, columns)
+    _add_step(job, columns)
     for name, value in columns.items():
         setattr(job, name, value)
     setattr(job, UNWRITTEN, {*getattr(job, UNWRITTEN, ()), *columns})
@@ -493,9 +492,14 @@ def write_unwritten(job: AIJob) -> None:
         _guarded_update(job, {})
 
 
-def _guarded_update(job: AIJob, values: dict[str, Any]) -> None:
+def _add_step(job: AIJob, values: dict[str, Any]) -> None:
+    """A phase or status change in ``values`` adds its step (unless they carry one)."""
     if ("phase" in values or "status" in values) and "steps" not in values:
         values["steps"] = with_step(job, values)
+
+
+def _guarded_update(job: AIJob, values: dict[str, Any]) -> None:
+    _add_step(job, values)
     pending = {name: getattr(job, name) for name in getattr(job, UNWRITTEN, ())}
     values = {**pending, **values}
     # An empty token is not a lease: it would match every finished job.

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from django.db import connection
-from django.db.models.signals import post_init, post_save
+from django.db.models.signals import post_save
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from rq.timeouts import JobTimeoutException
@@ -21,6 +21,7 @@ from django_ai_fields.models import AIJob, AIUsage, ErrorCode, Phase, Quota, Sta
 from django_ai_fields.money import quotas
 from django_ai_fields.queues import get_queue
 from tests.fake_provider import FakeProvider, RecordedRequest, Usage
+from tests.reliability_support import on_next_lead_load
 from tests.testapp.models import Lead
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -440,16 +441,11 @@ def test_rq_job_timeout_mid_call_is_a_retryable_timeout(fake_provider, worker, s
 @pytest.fixture
 def timeout_during_prep() -> Iterator[Callable[[], None]]:
     """Arms RQ's timeout to fire (once) when the engine next loads a Lead."""
-    armed: list[bool] = []
 
-    def alarm(**kwargs: Any) -> None:
-        if armed:
-            armed.clear()
-            raise JobTimeoutException("Task exceeded maximum timeout value (1 seconds)")
+    def alarm() -> None:
+        raise JobTimeoutException("Task exceeded maximum timeout value (1 seconds)")
 
-    post_init.connect(alarm, sender=Lead, weak=False, dispatch_uid="alarm")
-    yield lambda: armed.append(True)
-    post_init.disconnect(sender=Lead, dispatch_uid="alarm")
+    yield from on_next_lead_load(alarm, "alarm")
 
 
 def test_rq_job_timeout_outside_the_call_is_retried_as_timeout(fake_provider, timeout_during_prep):
@@ -582,16 +578,11 @@ def test_a_run_that_loses_its_lease_before_the_call_neither_reserves_nor_calls(
 @pytest.fixture
 def lease_taken_during_prep() -> Iterator[Callable[[], None]]:
     """Arms another run to take the job over (once) when the engine next loads a Lead."""
-    armed: list[bool] = []
 
-    def take_over(**kwargs: Any) -> None:
-        if armed:
-            armed.clear()
-            AIJob.objects.update(run_token="another-run")
+    def take_over() -> None:
+        AIJob.objects.update(run_token="another-run")
 
-    post_init.connect(take_over, sender=Lead, weak=False, dispatch_uid="take_over")
-    yield lambda: armed.append(True)
-    post_init.disconnect(sender=Lead, dispatch_uid="take_over")
+    yield from on_next_lead_load(take_over, "take_over")
 
 
 def test_a_job_moves_to_ai_call_in_the_transaction_that_logs_its_call(fake_provider):

@@ -19,7 +19,6 @@ from typing import Any
 import pytest
 from django.core.management import call_command
 from django.db import connection, connections
-from django.db.models.signals import post_init
 from django.db.utils import OperationalError
 from django.test import override_settings
 from django.utils import timezone
@@ -36,8 +35,7 @@ from tests.conftest import REAL_REDIS, Worker
 from tests.fake_provider import FakeProvider
 from tests.intake.test_outbox import REDIS_DOWN
 from tests.jobs.test_recovery import wait_for
-from tests.reliability_support import calls_of, configure, fresh, job_for
-from tests.testapp.models import Lead
+from tests.reliability_support import calls_of, configure, fresh, job_for, on_next_lead_load
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -165,16 +163,11 @@ def worker_root() -> Path:
 @pytest.fixture
 def drop_connection_once() -> Iterator[Callable[[], None]]:
     """Arms a dropped database connection for the engine's next load of a Lead."""
-    armed: list[bool] = []
 
-    def drop(**kwargs: Any) -> None:
-        if armed:
-            armed.clear()
-            raise OperationalError("server closed the connection unexpectedly")
+    def drop() -> None:
+        raise OperationalError("server closed the connection unexpectedly")
 
-    post_init.connect(drop, sender=Lead, weak=False, dispatch_uid="drop-connection")
-    yield lambda: armed.append(True)
-    post_init.disconnect(sender=Lead, dispatch_uid="drop-connection")
+    yield from on_next_lead_load(drop, "drop-connection")
 
 
 def test_a_dropped_database_connection_retries_the_job(fake_provider, drop_connection_once):
